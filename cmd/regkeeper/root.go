@@ -1,0 +1,208 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regkeeper/regkeeper/internal/client"
+	"github.com/regkeeper/regkeeper/internal/output"
+	"github.com/regkeeper/regkeeper/internal/progress"
+)
+
+// Exit codes of the design: 0 success, 1 error, 2 usage error; audit
+// --exit-code N returns N when there are findings.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+// exitCodeError carries an exit code other than 1 out of a command. When
+// silent, the command has already said what it had to say.
+type exitCodeError struct {
+	code   int
+	err    error
+	silent bool
+}
+
+func (e *exitCodeError) Error() string { return e.err.Error() }
+func (e *exitCodeError) Unwrap() error { return e.err }
+
+// usageError marks bad command-line input: exit 2.
+func usageError(format string, args ...any) error {
+	return &exitCodeError{code: exitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// errPartial is returned when a command finished its walk but some part of it
+// failed; the failures are in the output already.
+var errPartial = errors.New("completed with errors (see above)")
+
+// globalOptions are the flags every command shares.
+type globalOptions struct {
+	insecure  bool
+	jobs      int
+	output    string
+	progress  string
+	verbose   int
+	logFormat string
+}
+
+func (g *globalOptions) register(cmd *cobra.Command) {
+	f := cmd.PersistentFlags()
+	f.BoolVar(&g.insecure, "insecure", false, "allow plain HTTP and unverified TLS to the registry")
+	f.IntVar(&g.jobs, "jobs", client.DefaultJobs, "concurrent requests or storage operations")
+	f.StringVarP(&g.output, "output", "o", "table", "output format: table, json, csv or markdown")
+	f.StringVar(&g.progress, "progress", "auto", "progress bars on stderr: auto (only on a terminal), always or never")
+	f.CountVarP(&g.verbose, "verbose", "v", "more logging on stderr (repeat for debug)")
+	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
+}
+
+// validate checks the shared flags once, before any command runs.
+func (g *globalOptions) validate() error {
+	if g.jobs < 1 {
+		return usageError("--jobs must be at least 1, got %d", g.jobs)
+	}
+	if _, err := output.ParseFormat(g.output); err != nil {
+		return usageError("-o: %v", err)
+	}
+	if _, err := progress.ParseMode(g.progress); err != nil {
+		return usageError("--progress: %v", err)
+	}
+	if g.logFormat != "text" && g.logFormat != "json" {
+		return usageError("--log-format: want text or json, got %q", g.logFormat)
+	}
+	return nil
+}
+
+func (g *globalOptions) format() output.Format {
+	f, _ := output.ParseFormat(g.output)
+	return f
+}
+
+func (g *globalOptions) client(log *slog.Logger) client.Options {
+	return client.Options{Insecure: g.insecure, Jobs: g.jobs, Logger: log}
+}
+
+func (g *globalOptions) reporter(cmd *cobra.Command) *progress.Reporter {
+	mode, _ := progress.ParseMode(g.progress)
+	return progress.New(cmd.ErrOrStderr(), mode)
+}
+
+// logger logs warnings by default, info with -v, debug with -vv.
+func (g *globalOptions) logger(cmd *cobra.Command) *slog.Logger {
+	level := slog.LevelWarn
+	switch {
+	case g.verbose >= 2:
+		level = slog.LevelDebug
+	case g.verbose == 1:
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if g.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(cmd.ErrOrStderr(), opts))
+	}
+	return slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), opts))
+}
+
+// filterOptions are --repo and --tag, for the commands that walk images.
+type filterOptions struct {
+	repo, tag string
+}
+
+func (f *filterOptions) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.repo, "repo", "", "only repositories matching this regular expression")
+	cmd.Flags().StringVar(&f.tag, "tag", "", "only tags matching this regular expression")
+}
+
+// compile returns the filters as regular expressions (nil when unset).
+func (f *filterOptions) compile() (repo, tag *regexp.Regexp, err error) {
+	if f.repo != "" {
+		if repo, err = regexp.Compile(f.repo); err != nil {
+			return nil, nil, usageError("--repo: invalid regular expression: %v", err)
+		}
+	}
+	if f.tag != "" {
+		if tag, err = regexp.Compile(f.tag); err != nil {
+			return nil, nil, usageError("--tag: invalid regular expression: %v", err)
+		}
+	}
+	return repo, tag, nil
+}
+
+// args wraps a cobra argument validator so that its failure is a usage error.
+func args(v cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := v(cmd, a); err != nil {
+			return &exitCodeError{code: exitUsage, err: err}
+		}
+		return nil
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globalOptions{}
+	root := &cobra.Command{
+		Use:   "regkeeper",
+		Short: "Keep a container registry healthy: inventory, audit, backup, gc",
+		Long: `regkeeper keeps a container registry healthy from one weekly cron:
+an inventory of every repository and tag, an audit of base images, a
+deduplicated backup that restores digest for digest, and a garbage collector
+that deletes what tag replacement left behind, on the registry's own storage.`,
+		Example: `  # try everything on an embedded registry seeded with a sample estate
+  regkeeper demo
+
+  # every tag of a registry, as JSON
+  regkeeper inventory registry.example.com -o json`,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.validate()
+		},
+	}
+	g.register(root)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
+		return &exitCodeError{code: exitUsage, err: err}
+	})
+	root.AddCommand(
+		newVersionCmd(),
+		newDemoCmd(g),
+	)
+	return root
+}
+
+// run executes the command line and returns the exit code.
+func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
+	client.Version = versionString()
+	root := newRootCmd()
+	root.SetArgs(argv)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err == nil {
+		return exitOK
+	}
+	code := exitError
+	var ece *exitCodeError
+	switch {
+	case errors.As(err, &ece):
+		code = ece.code
+		if ece.silent {
+			return code
+		}
+	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"):
+		code = exitUsage
+	}
+	fmt.Fprintf(stderr, "regkeeper: %v\n", err)
+	if code == exitUsage {
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+	}
+	return code
+}

@@ -1,0 +1,100 @@
+// Package demo runs regkeeper against an embedded registry seeded with the
+// sample estate, so that a new user sees every part work on one machine.
+package demo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/regkeeper/regkeeper/internal/embedded"
+	"github.com/regkeeper/regkeeper/internal/estate"
+	"github.com/regkeeper/regkeeper/internal/output"
+)
+
+// Options for Start.
+type Options struct {
+	// Dir holds the registry's config and storage; empty means a temporary
+	// directory that Close removes.
+	Dir string
+	// Addr to listen on; empty means a free port on 127.0.0.1.
+	Addr string
+}
+
+// Env is a running demo: the registry and what was seeded into it.
+type Env struct {
+	Server *embedded.Server
+	Estate *estate.Estate
+	Dir    string
+	temp   bool
+}
+
+// Start starts the embedded registry and seeds the sample estate.
+func Start(ctx context.Context, opts Options) (*Env, error) {
+	dir, temp := opts.Dir, false
+	if dir == "" {
+		d, err := os.MkdirTemp("", "regkeeper-demo-")
+		if err != nil {
+			return nil, err
+		}
+		dir, temp = d, true
+	}
+	srv, err := embedded.Start(ctx, embedded.Options{Dir: dir, Addr: opts.Addr})
+	if err != nil {
+		if temp {
+			os.RemoveAll(dir)
+		}
+		return nil, err
+	}
+	env := &Env{Server: srv, Dir: dir, temp: temp}
+	if env.Estate, err = estate.Seed(ctx, srv.Host, estate.Options{Insecure: true}); err != nil {
+		env.Close()
+		return nil, fmt.Errorf("seeding the sample estate: %w", err)
+	}
+	return env, nil
+}
+
+// Close stops the registry and removes a temporary directory.
+func (e *Env) Close() error {
+	err := e.Server.Close()
+	if e.temp {
+		os.RemoveAll(e.Dir)
+	}
+	return err
+}
+
+// WriteSeeded prints the registry's address and what was seeded.
+func (e *Env) WriteSeeded(w io.Writer) error {
+	s := e.Estate
+	fmt.Fprintf(w, "registry   %s (plain HTTP)\n", e.Server.Host)
+	fmt.Fprintf(w, "storage    %s\n", e.Server.Root)
+	fmt.Fprintf(w, "config     %s\n\n", e.Server.ConfigFile)
+
+	var rows output.Rows
+	rows.Header = []string{"REPOSITORY", "TAG", "DIGEST", "KIND"}
+	tags := s.Tags()
+	refs := make([]string, 0, len(tags))
+	for ref := range tags {
+		refs = append(refs, ref)
+	}
+	sort.Strings(refs)
+	for _, ref := range refs {
+		repo, tag, _ := strings.Cut(ref, ":")
+		m, _ := s.Find(repo, tags[ref])
+		rows.Add(repo, tag, output.ShortDigest(m.Digest.String()), m.Role)
+	}
+	if err := output.Write(w, output.Table, rows, nil); err != nil {
+		return err
+	}
+	dead := s.ManifestsByLiveness(false)
+	var deadN int
+	for _, d := range dead {
+		deadN += len(d)
+	}
+	fmt.Fprintf(w, "\nseeded %d repositories, %d tags, %d manifests; %d manifests are untagged leftovers of tag replacement, %d blobs are garbage\n",
+		len(s.Repositories()), len(tags), len(s.Manifests), deadN, len(s.DeadBlobs()))
+	return nil
+}

@@ -1,0 +1,219 @@
+// Package embedded runs a real distribution v3 registry in-process, on
+// 127.0.0.1, with filesystem storage in a directory of the caller's choice.
+// The demo and the tests use it; nothing here is a mock.
+//
+// Directory layout of a Server started with Options.Dir = D:
+//
+//	D/config.yml   the registry configuration, usable as `regkeeper gc --config`
+//	D/storage/     the filesystem driver's rootdirectory (`regkeeper gc --root`)
+//	D/htpasswd     only when Options.Username is set
+package embedded
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/crypto/bcrypt"
+
+	// Storage drivers and auth the embedded registry can be configured with.
+	_ "github.com/distribution/distribution/v3/registry/auth/htpasswd"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+// Options configures an embedded registry. The zero value is not usable:
+// Dir is required.
+type Options struct {
+	// Dir holds config.yml and the storage root (Dir/storage). Required.
+	Dir string
+	// Addr to listen on; default "127.0.0.1:0" (a free port).
+	Addr string
+	// CatalogMaxEntries is the registry's page limit for /v2/_catalog;
+	// default 1000, as in distribution.
+	CatalogMaxEntries int
+	// Username and Password, when set, protect the registry with htpasswd
+	// basic auth.
+	Username, Password string
+	// Verbose keeps the registry's own logs (logrus, on stderr).
+	Verbose bool
+}
+
+// Server is a running embedded registry.
+type Server struct {
+	// Host is "127.0.0.1:PORT", the registry name clients use.
+	Host string
+	// URL is "http://127.0.0.1:PORT".
+	URL string
+	// Root is the filesystem storage root.
+	Root string
+	// ConfigFile is the path of the registry configuration.
+	ConfigFile string
+	// Config is the parsed configuration the registry runs with.
+	Config *configuration.Configuration
+
+	srv    *http.Server
+	app    *handlers.App
+	ln     net.Listener
+	done   chan struct{}
+	once   sync.Once
+	cancel context.CancelFunc
+}
+
+// logOnce quiets distribution's global logrus logger unless asked otherwise.
+var logOnce sync.Once
+
+// ConfigYAML returns the registry configuration the embedded registry uses for
+// a storage root, with deletes enabled and index validation relaxed (so that an
+// index can be copied into a repository without its children, as mirrors do).
+func ConfigYAML(root string, catalogMax int, htpasswdFile string) string {
+	if catalogMax <= 0 {
+		catalogMax = 1000
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `version: 0.1
+log:
+  level: error
+storage:
+  filesystem:
+    rootdirectory: %q
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+  redirect:
+    disable: true
+http:
+  addr: 127.0.0.1:0
+  secret: regkeeper-embedded
+catalog:
+  maxentries: %d
+validation:
+  manifests:
+    indexes:
+      platforms: none
+`, root, catalogMax)
+	if htpasswdFile != "" {
+		fmt.Fprintf(&b, `auth:
+  htpasswd:
+    realm: regkeeper
+    path: %q
+`, htpasswdFile)
+	}
+	return b.String()
+}
+
+// Start starts a registry and returns once it accepts connections. Close
+// stops it; the directory is left in place.
+func Start(ctx context.Context, opts Options) (*Server, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("embedded registry: no directory given")
+	}
+	logOnce.Do(func() {
+		if !opts.Verbose {
+			logrus.SetLevel(logrus.FatalLevel)
+		}
+	})
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, err
+	}
+	root := filepath.Join(dir, "storage")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("creating storage root: %w", err)
+	}
+	var htpasswd string
+	if opts.Username != "" {
+		hash, err := bcrypt.GenerateFromPassword([]byte(opts.Password), bcrypt.MinCost)
+		if err != nil {
+			return nil, err
+		}
+		htpasswd = filepath.Join(dir, "htpasswd")
+		if err := os.WriteFile(htpasswd, []byte(opts.Username+":"+string(hash)+"\n"), 0o600); err != nil {
+			return nil, err
+		}
+	}
+	cfgText := ConfigYAML(root, opts.CatalogMaxEntries, htpasswd)
+	cfgFile := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o644); err != nil {
+		return nil, fmt.Errorf("writing registry config: %w", err)
+	}
+	cfg, err := configuration.Parse(strings.NewReader(cfgText))
+	if err != nil {
+		return nil, fmt.Errorf("parsing registry config: %w", err)
+	}
+
+	addr := opts.Addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", addr, err)
+	}
+
+	appCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	app, err := newApp(appCtx, cfg)
+	if err != nil {
+		cancel()
+		ln.Close()
+		return nil, err
+	}
+	s := &Server{
+		Host:       ln.Addr().String(),
+		URL:        "http://" + ln.Addr().String(),
+		Root:       root,
+		ConfigFile: cfgFile,
+		Config:     cfg,
+		srv:        &http.Server{Handler: app},
+		app:        app,
+		ln:         ln,
+		done:       make(chan struct{}),
+		cancel:     cancel,
+	}
+	go func() {
+		defer close(s.done)
+		_ = s.srv.Serve(ln)
+	}()
+	return s, nil
+}
+
+// newApp turns the panics handlers.NewApp uses for bad configuration into an
+// error.
+func newApp(ctx context.Context, cfg *configuration.Configuration) (app *handlers.App, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("starting registry: %v", r)
+		}
+	}()
+	return handlers.NewApp(ctx, cfg), nil
+}
+
+// Handler is the registry's HTTP handler, for callers that want to wrap it
+// (to inject faults, or count requests).
+func (s *Server) Handler() http.Handler { return s.app }
+
+// SetHandler replaces the handler that serves requests from now on.
+func (s *Server) SetHandler(h http.Handler) { s.srv.Handler = h }
+
+// Close stops the server. It is safe to call more than once.
+func (s *Server) Close() error {
+	var err error
+	s.once.Do(func() {
+		err = s.srv.Close()
+		<-s.done
+		s.cancel()
+		_ = s.app.Shutdown()
+	})
+	return err
+}
