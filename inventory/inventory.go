@@ -1,0 +1,79 @@
+// Package inventory walks a registry over the v2 API into Image records: every
+// repository and tag, with digests, platforms, sizes, created dates, labels
+// and annotations.
+//
+// The JSON field names of Result are a contract (DESIGN.md); do not rename.
+package inventory
+
+import (
+	"log/slog"
+	"regexp"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/regkeeper/regkeeper/internal/client"
+	"github.com/regkeeper/regkeeper/internal/progress"
+)
+
+// Result is an inventory of one registry.
+type Result struct {
+	Registry string  `json:"registry"`
+	Images   []Image `json:"images"`
+	Errors   []Error `json:"errors"`
+}
+
+// Image is one tag of one repository.
+type Image struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+	Digest     string `json:"digest"`
+	MediaType  string `json:"mediaType"`
+	// Size is the compressed bytes a pull of the tag transfers: manifests,
+	// configs and layers, each distinct blob counted once.
+	Size int64 `json:"size"`
+	// Created is the image config's created time as recorded (RFC 3339); for
+	// an index, the newest of its platforms. Empty when unknown.
+	Created     string            `json:"created,omitempty"`
+	Platforms   []Platform        `json:"platforms"`
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+// Platform is one platform manifest of an image (an image that is not an
+// index has exactly one).
+type Platform struct {
+	Platform string `json:"platform"`
+	Digest   string `json:"digest"`
+	Size     int64  `json:"size"`
+	Created  string `json:"created,omitempty"`
+
+	// Manifest and Config are the parsed platform manifest and image config,
+	// kept for the packages that build on an inventory (audit) so that they
+	// need not fetch them again. Not part of the JSON output.
+	Manifest *v1.Manifest   `json:"-"`
+	Config   *v1.ConfigFile `json:"-"`
+}
+
+// Error is a repository, tag or manifest the walk could not read.
+type Error struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag,omitempty"`
+	Error      string `json:"error"`
+}
+
+// Options for Run. The zero value walks every repository and tag with
+// client.DefaultJobs concurrent requests.
+type Options struct {
+	Client client.Options
+	// Repo and Tag, when set, select repositories and tags by regular
+	// expression.
+	Repo, Tag *regexp.Regexp
+	// Progress draws a bar over repositories; nil draws nothing.
+	Progress *progress.Reporter
+	// Logger receives per-repository notices; nil discards them.
+	Logger *slog.Logger
+	// Now is used for nothing but tests of relative output; zero means
+	// time.Now.
+	Now time.Time
+}
