@@ -1,0 +1,1022 @@
+// Package gc is a mark-and-sweep garbage collector that works directly on a
+// distribution v3 registry's storage, through distribution's own storage
+// drivers. It plans first and executes the plan second (as restic's prune
+// does): a dry run prints the plan's report, a real run carries it out.
+//
+// Mark: every manifest a tag points at, the children of every marked index
+// (even children absent from the repository), every manifest whose subject
+// is marked (OCI referrers), and the configs and layers of marked manifests.
+// Sweep, in this order so that a crash leaves every live tag servable and a
+// re-run finishes the job: untagged manifests (revision links and tag-history
+// entries), then layer links nothing live in the repository needs, then
+// blobs nothing live anywhere needs.
+package gc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regkeeper/regkeeper/internal/progress"
+
+	// The storage drivers regkeeper gc can open from a registry config.
+	// s3-aws, gcs and azure are not compiled in: their SDKs are not part of
+	// this module's dependency set yet (see the README).
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+)
+
+// Defaults of the CLI and of DefaultOptions.
+const (
+	DefaultGrace            = time.Hour
+	DefaultUploadsOlderThan = 7 * 24 * time.Hour
+	// DefaultStaleLock is the age after which another run's lock is ignored.
+	DefaultStaleLock = 6 * time.Hour
+)
+
+// Sentinel errors.
+var (
+	// ErrLocked: another gc run holds the storage lock.
+	ErrLocked = errors.New("another regkeeper gc holds the storage lock")
+	// ErrNotRegistry: the storage has no /docker/registry/v2.
+	ErrNotRegistry = errors.New("not a registry storage")
+	// ErrNoDriver: the registry configuration names no storage driver.
+	ErrNoDriver = errors.New("no storage driver configured")
+)
+
+// Options of a gc run. The zero value means: no grace, no upload purging,
+// one job; DefaultOptions returns the CLI's defaults.
+type Options struct {
+	// Grace spares manifests, layer links and blobs written within it, so
+	// that pushes in flight survive. Zero spares nothing (default 1h in
+	// DefaultOptions).
+	Grace time.Duration
+	// DryRun plans without deleting.
+	DryRun bool
+	// KeepUntagged keeps every manifest; only blobs and links nothing
+	// references are swept.
+	KeepUntagged bool
+	// KeepPrevious keeps the N most recent earlier digests of each tag (by
+	// the modification time of the tag's history entry).
+	KeepPrevious int
+	// UploadsOlderThan deletes upload directories started longer ago than
+	// this; zero keeps every upload (default 168h in DefaultOptions).
+	UploadsOlderThan time.Duration
+	// PruneOrphanSignatures deletes cosign-style tags (sha256-<hex>.sig,
+	// .att, .sbom) and referrers fallback tags (sha256-<hex>) whose subject
+	// manifest does not survive the sweep in that repository.
+	PruneOrphanSignatures bool
+	// PruneEmptyRepos deletes repositories left with no tag and no manifest.
+	PruneEmptyRepos bool
+	// StaleLock: a lock older than this is taken over (default 6h).
+	StaleLock time.Duration
+	// Jobs is the number of concurrent storage reads (default 1).
+	Jobs int
+	// Logger receives progress and decisions; nil discards.
+	Logger *slog.Logger
+	// Progress shows a bar per phase; nil shows none.
+	Progress *progress.Reporter
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	// beforeDelete, when set, is called before every storage deletion; an
+	// error stops the execution there (tests simulate crashes with it).
+	beforeDelete func(path string) error
+}
+
+// DefaultOptions returns the options of a plain `regkeeper gc`.
+func DefaultOptions() Options {
+	return Options{Grace: DefaultGrace, UploadsOlderThan: DefaultUploadsOlderThan, StaleLock: DefaultStaleLock, Jobs: 1}
+}
+
+func (o *Options) fill() {
+	if o.Jobs < 1 {
+		o.Jobs = 1
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.StaleLock <= 0 {
+		o.StaleLock = DefaultStaleLock
+	}
+}
+
+// Report is the result of a run, as DESIGN.md's `gc -o json`.
+type Report struct {
+	DryRun            bool         `json:"dryRun"`
+	ManifestsDeleted  int          `json:"manifestsDeleted"`
+	BlobsDeleted      int          `json:"blobsDeleted"`
+	BytesReclaimed    int64        `json:"bytesReclaimed"`
+	LayerLinksDeleted int          `json:"layerLinksDeleted"`
+	UploadsDeleted    int          `json:"uploadsDeleted"`
+	DurationSeconds   float64      `json:"durationSeconds"`
+	Repositories      []RepoReport `json:"repositories"`
+
+	// Kept lists manifests kept because gc could not tell what they
+	// reference (unknown media type, unreadable); not part of the JSON
+	// contract.
+	Kept []KeptManifest `json:"-"`
+	// TagsDeleted counts orphan signature tags pruned; RepositoriesDeleted
+	// lists empty repositories pruned.
+	TagsDeleted         int      `json:"-"`
+	RepositoriesDeleted []string `json:"-"`
+}
+
+// RepoReport is one repository's share. A deleted blob's bytes count
+// towards the first repository (by name) whose deleted manifests or layer
+// links referenced it; blobs nothing referenced count only in the total.
+type RepoReport struct {
+	Name             string `json:"name"`
+	ManifestsDeleted int    `json:"manifestsDeleted"`
+	BytesReclaimed   int64  `json:"bytesReclaimed"`
+}
+
+// KeptManifest is a manifest gc kept without understanding it.
+type KeptManifest struct {
+	Repository string
+	Digest     digest.Digest
+	MediaType  string
+	Reason     string
+}
+
+// Open opens the storage driver a registry configuration file names.
+func Open(ctx context.Context, configFile string) (storagedriver.StorageDriver, error) {
+	f, err := os.Open(configFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading registry config: %w", err)
+	}
+	defer f.Close()
+	cfg, err := parseConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("parsing registry config %s: %w", configFile, err)
+	}
+	typ, err := storageType(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("registry config %s: %w", configFile, err)
+	}
+	d, err := factory.Create(ctx, typ, cfg.Storage.Parameters())
+	if err != nil {
+		return nil, fmt.Errorf("opening %s storage of %s: %w", typ, configFile, err)
+	}
+	return d, nil
+}
+
+func parseConfig(f *os.File) (cfg *configuration.Configuration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return configuration.Parse(f)
+}
+
+func storageType(cfg *configuration.Configuration) (typ string, err error) {
+	defer func() {
+		if r := recover(); r != nil { // distribution panics on two drivers
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	if typ = cfg.Storage.Type(); typ == "" {
+		return "", ErrNoDriver
+	}
+	return typ, nil
+}
+
+// OpenRoot opens a filesystem storage root (the filesystem driver's
+// rootdirectory).
+func OpenRoot(ctx context.Context, root string) (storagedriver.StorageDriver, error) {
+	if fi, err := os.Stat(root); err != nil {
+		return nil, fmt.Errorf("opening storage root: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("opening storage root %s: not a directory", root)
+	}
+	return factory.Create(ctx, "filesystem", map[string]any{"rootdirectory": root})
+}
+
+// Run locks the storage, plans, executes (unless DryRun) and unlocks.
+func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Report, error) {
+	opts.fill()
+	if err := checkRegistry(ctx, d); err != nil {
+		return nil, err
+	}
+	if !opts.DryRun {
+		unlock, err := Lock(ctx, d, opts)
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
+	p, err := PlanGC(ctx, d, opts)
+	if err != nil {
+		return nil, err
+	}
+	if opts.DryRun {
+		return p.Report(), nil
+	}
+	return p.Execute(ctx, d)
+}
+
+func checkRegistry(ctx context.Context, d storagedriver.StorageDriver) error {
+	fi, err := d.Stat(ctx, pathFor(registryRootSpec{}))
+	if err != nil {
+		var nf storagedriver.PathNotFoundError
+		if errors.As(err, &nf) {
+			return fmt.Errorf("%w: no %s in %s storage", ErrNotRegistry, pathFor(registryRootSpec{}), d.Name())
+		}
+		return fmt.Errorf("reading %s: %w", pathFor(registryRootSpec{}), err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory", ErrNotRegistry, pathFor(registryRootSpec{}))
+	}
+	return nil
+}
+
+// lockFile is the content of the lock.
+type lockFile struct {
+	Holder string    `json:"holder"`
+	Time   time.Time `json:"time"`
+}
+
+// Lock takes the gc lock in storage, refusing with ErrLocked when another
+// run holds a lock younger than opts.StaleLock. The returned func releases
+// it. Object stores have no atomic create, so the lock is written, read
+// back and compared: two runs starting in the same instant are caught by
+// the read-back in all but the most adversarial timing.
+func Lock(ctx context.Context, d storagedriver.StorageDriver, opts Options) (func(), error) {
+	opts.fill()
+	p := pathFor(lockSpec{})
+	now := opts.Now()
+	if b, err := d.GetContent(ctx, p); err == nil {
+		var lf lockFile
+		if json.Unmarshal(b, &lf) == nil && now.Sub(lf.Time) < opts.StaleLock {
+			return nil, fmt.Errorf("%w: %s since %s (lock %s; remove it if that run is dead)", ErrLocked, lf.Holder, lf.Time.Format(time.RFC3339), p)
+		}
+		opts.Logger.Warn("taking over a stale gc lock", "path", p, "content", string(b))
+	} else if !isNotFound(err) {
+		return nil, fmt.Errorf("reading gc lock %s: %w", p, err)
+	}
+	host, _ := os.Hostname()
+	me := lockFile{Holder: fmt.Sprintf("regkeeper gc pid %d on %s (%d)", os.Getpid(), host, now.UnixNano()), Time: now}
+	b, _ := json.Marshal(me)
+	if err := d.PutContent(ctx, p, b); err != nil {
+		return nil, fmt.Errorf("writing gc lock %s: %w", p, err)
+	}
+	if back, err := d.GetContent(ctx, p); err != nil || string(back) != string(b) {
+		return nil, fmt.Errorf("%w: lost the race for %s", ErrLocked, p)
+	}
+	return func() {
+		if back, err := d.GetContent(context.WithoutCancel(ctx), p); err == nil && string(back) == string(b) {
+			_ = d.Delete(context.WithoutCancel(ctx), p)
+		}
+	}, nil
+}
+
+func isNotFound(err error) bool {
+	var nf storagedriver.PathNotFoundError
+	return errors.As(err, &nf)
+}
+
+// Plan is what a run deletes, in order. A dry run prints its Report; a real
+// run Executes it.
+type Plan struct {
+	// Tags are orphan signature tags to delete first.
+	Tags []TagRef
+	// Manifests are untagged, unreachable manifests.
+	Manifests []ManifestDeletion
+	// LayerLinks are _layers links nothing kept in the repository needs.
+	LayerLinks []BlobRef
+	// Blobs are blob-store entries nothing kept anywhere needs.
+	Blobs []BlobDeletion
+	// Uploads are abandoned upload directories.
+	Uploads []UploadRef
+	// EmptyRepos are repositories left with nothing (PruneEmptyRepos).
+	EmptyRepos []string
+	// Kept manifests gc did not understand.
+	Kept []KeptManifest
+
+	opts  Options
+	start time.Time
+	// owner attributes a blob's bytes to a repository.
+	owner map[digest.Digest]string
+}
+
+// TagRef is a tag in a repository.
+type TagRef struct{ Repository, Tag string }
+
+// BlobRef is a digest in a repository.
+type BlobRef struct {
+	Repository string
+	Digest     digest.Digest
+}
+
+// ManifestDeletion is a manifest revision and the tag-history entries that
+// name it.
+type ManifestDeletion struct {
+	Repository string
+	Digest     digest.Digest
+	// HistoryTags are the tags whose index holds this digest.
+	HistoryTags []string
+}
+
+// BlobDeletion is a blob and the size of its data.
+type BlobDeletion struct {
+	Digest digest.Digest
+	Size   int64
+}
+
+// UploadRef is an upload directory.
+type UploadRef struct{ Repository, ID string }
+
+// Report is what the plan would do, as a dry run's report.
+func (p *Plan) Report() *Report {
+	r := &Report{DryRun: true, Kept: p.Kept, UploadsDeleted: len(p.Uploads), LayerLinksDeleted: len(p.LayerLinks),
+		TagsDeleted: len(p.Tags), RepositoriesDeleted: p.EmptyRepos}
+	acc := newAccount(p.owner)
+	for _, m := range p.Manifests {
+		acc.manifest(m.Repository)
+	}
+	for _, b := range p.Blobs {
+		acc.blob(b)
+	}
+	acc.fill(r)
+	r.DurationSeconds = p.opts.Now().Sub(p.start).Seconds()
+	return r
+}
+
+// account sums deletions per repository.
+type account struct {
+	owner     map[digest.Digest]string
+	repos     map[string]*RepoReport
+	manifests int
+	blobs     int
+	bytes     int64
+}
+
+func newAccount(owner map[digest.Digest]string) *account {
+	return &account{owner: owner, repos: map[string]*RepoReport{}}
+}
+
+func (a *account) repo(name string) *RepoReport {
+	r := a.repos[name]
+	if r == nil {
+		r = &RepoReport{Name: name}
+		a.repos[name] = r
+	}
+	return r
+}
+
+func (a *account) manifest(repo string) { a.manifests++; a.repo(repo).ManifestsDeleted++ }
+
+func (a *account) blob(b BlobDeletion) {
+	a.blobs++
+	a.bytes += b.Size
+	if o, ok := a.owner[b.Digest]; ok {
+		a.repo(o).BytesReclaimed += b.Size
+	}
+}
+
+func (a *account) fill(r *Report) {
+	r.ManifestsDeleted, r.BlobsDeleted, r.BytesReclaimed = a.manifests, a.blobs, a.bytes
+	r.Repositories = []RepoReport{}
+	for _, rr := range a.repos {
+		r.Repositories = append(r.Repositories, *rr)
+	}
+	sort.Slice(r.Repositories, func(i, j int) bool { return r.Repositories[i].Name < r.Repositories[j].Name })
+}
+
+// Execute carries the plan out in crash-safe order: orphan signature tags,
+// manifests (tag-history entries, then the revision), layer links, blobs,
+// uploads, empty repositories. It stops at the first failure and returns
+// what it did so far with the error; running gc again finishes the job.
+func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Report, error) {
+	opts := p.opts
+	r := &Report{Kept: p.Kept, Repositories: []RepoReport{}}
+	acc := newAccount(p.owner)
+	done := func() *Report {
+		acc.fill(r)
+		r.DurationSeconds = opts.Now().Sub(p.start).Seconds()
+		return r
+	}
+	del := func(path string) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if opts.beforeDelete != nil {
+			if err := opts.beforeDelete(path); err != nil {
+				return err
+			}
+		}
+		if err := d.Delete(ctx, path); err != nil && !isNotFound(err) {
+			return fmt.Errorf("deleting %s: %w", path, err)
+		}
+		return nil
+	}
+	bar := opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+len(p.LayerLinks)+len(p.Blobs)+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
+	defer bar.Done()
+
+	for _, t := range p.Tags {
+		if err := del(pathFor(tagSpec{t.Repository, t.Tag})); err != nil {
+			return done(), err
+		}
+		opts.Logger.Info("deleted orphan signature tag", "repository", t.Repository, "tag", t.Tag)
+		r.TagsDeleted++
+		bar.Add(1)
+	}
+	for _, m := range p.Manifests {
+		for _, tag := range m.HistoryTags {
+			if err := del(pathFor(tagIndexEntrySpec{m.Repository, tag, m.Digest})); err != nil {
+				return done(), err
+			}
+		}
+		if err := del(pathFor(revisionSpec{m.Repository, m.Digest})); err != nil {
+			return done(), err
+		}
+		opts.Logger.Info("deleted manifest", "repository", m.Repository, "digest", m.Digest)
+		acc.manifest(m.Repository)
+		bar.Add(1)
+	}
+	for _, l := range p.LayerLinks {
+		if err := del(pathFor(layerSpec{l.Repository, l.Digest})); err != nil {
+			return done(), err
+		}
+		r.LayerLinksDeleted++
+		bar.Add(1)
+	}
+	for _, b := range p.Blobs {
+		if err := del(pathFor(blobSpec{b.Digest})); err != nil {
+			return done(), err
+		}
+		opts.Logger.Debug("deleted blob", "digest", b.Digest, "size", b.Size)
+		acc.blob(b)
+		bar.Add(1)
+	}
+	for _, u := range p.Uploads {
+		if err := del(pathFor(uploadSpec{u.Repository, u.ID})); err != nil {
+			return done(), err
+		}
+		r.UploadsDeleted++
+		bar.Add(1)
+	}
+	for _, repo := range p.EmptyRepos {
+		if err := del(pathFor(repositorySpec{repo})); err != nil {
+			return done(), err
+		}
+		opts.Logger.Info("deleted empty repository", "repository", repo)
+		r.RepositoriesDeleted = append(r.RepositoriesDeleted, repo)
+		bar.Add(1)
+	}
+	return done(), nil
+}
+
+// ---- planning ----
+
+// manifestInfo is what gc knows of one revision of a repository.
+type manifestInfo struct {
+	digest  digest.Digest
+	modTime time.Time
+	parsed  *parsedManifest // nil when unknown or unreadable
+}
+
+// parsedManifest is the part of any manifest gc follows.
+type parsedManifest struct {
+	MediaType     string       `json:"mediaType"`
+	SchemaVersion int          `json:"schemaVersion"`
+	Config        *descriptor  `json:"config"`
+	Layers        []descriptor `json:"layers"`
+	Manifests     []descriptor `json:"manifests"`
+	Blobs         []descriptor `json:"blobs"`
+	Subject       *descriptor  `json:"subject"`
+}
+
+type descriptor struct {
+	Digest digest.Digest `json:"digest"`
+}
+
+// Media types gc understands.
+var knownTypes = map[string]bool{
+	"application/vnd.docker.distribution.manifest.v2+json":      true,
+	"application/vnd.docker.distribution.manifest.list.v2+json": true,
+	"application/vnd.oci.image.manifest.v1+json":                true,
+	"application/vnd.oci.image.index.v1+json":                   true,
+}
+
+// refs are the blobs (configs, layers) and manifests (children) a manifest
+// names.
+func (m *parsedManifest) blobs() []digest.Digest {
+	var out []digest.Digest
+	if m.Config != nil {
+		out = append(out, m.Config.Digest)
+	}
+	for _, l := range append(append([]descriptor{}, m.Layers...), m.Blobs...) {
+		out = append(out, l.Digest)
+	}
+	return out
+}
+
+// repoState is a repository as read from storage.
+type repoState struct {
+	name      string
+	revisions map[digest.Digest]*manifestInfo
+	// current tag -> digest
+	tags map[string]digest.Digest
+	// history: tag -> digest -> mtime of the index entry
+	history map[string]map[digest.Digest]time.Time
+	layers  map[digest.Digest]time.Time
+	uploads map[string]time.Time // id -> startedat (zero if unreadable)
+
+	// results of marking
+	marked     map[digest.Digest]bool // manifests
+	markedBlob map[digest.Digest]bool // configs, layers, manifests, children
+	kept       []KeptManifest
+}
+
+// PlanGC reads the storage and decides what a run deletes. It deletes
+// nothing.
+func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Plan, error) {
+	opts.fill()
+	p := &Plan{opts: opts, start: opts.Now(), owner: map[digest.Digest]string{}}
+	if err := checkRegistry(ctx, d); err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	names, err := listRepositories(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("gc: repositories found", "count", len(names))
+
+	// Read every repository, opts.Jobs at a time.
+	repos := make([]*repoState, len(names))
+	errs := make([]error, len(names))
+	bar := opts.Progress.Count(int64(len(names)), "reading repositories")
+	sem := make(chan struct{}, opts.Jobs)
+	var wg sync.WaitGroup
+	for i, name := range names {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			repos[i], errs[i] = readRepository(ctx, d, name)
+			bar.Add(1)
+		}()
+	}
+	wg.Wait()
+	bar.Done()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	now := opts.Now()
+	young := func(t time.Time) bool { return opts.Grace > 0 && now.Sub(t) < opts.Grace }
+
+	// Mark each repository. Pruning orphan signature tags can unroot
+	// manifests, which can orphan more tags: repeat until nothing changes.
+	pruned := map[string]map[string]bool{}
+	for _, r := range repos {
+		pruned[r.name] = map[string]bool{}
+		for {
+			mark(ctx, d, r, pruned[r.name], opts, young)
+			if !opts.PruneOrphanSignatures {
+				break
+			}
+			more := false
+			for tag := range r.tags {
+				if pruned[r.name][tag] {
+					continue
+				}
+				if subj, ok := signatureSubject(tag); ok && !r.marked[subj] {
+					pruned[r.name][tag] = true
+					more = true
+				}
+			}
+			if !more {
+				break
+			}
+		}
+	}
+
+	live := map[digest.Digest]bool{}
+	for _, r := range repos {
+		for tag := range pruned[r.name] {
+			p.Tags = append(p.Tags, TagRef{r.name, tag})
+		}
+		p.Kept = append(p.Kept, r.kept...)
+		for dg := range r.markedBlob {
+			live[dg] = true
+		}
+		for _, dg := range sortedDigests(r.revisions) {
+			if r.marked[dg] {
+				continue
+			}
+			md := ManifestDeletion{Repository: r.name, Digest: dg}
+			for _, tag := range sortedKeys(r.history) {
+				if _, ok := r.history[tag][dg]; ok && !pruned[r.name][tag] {
+					md.HistoryTags = append(md.HistoryTags, tag)
+				}
+			}
+			p.Manifests = append(p.Manifests, md)
+			claim(p.owner, dg, r.name)
+			if mi := r.revisions[dg]; mi.parsed != nil {
+				for _, b := range mi.parsed.blobs() {
+					claim(p.owner, b, r.name)
+				}
+			}
+		}
+		for _, dg := range sortedDigests(r.layers) {
+			switch {
+			case r.markedBlob[dg]:
+			case young(r.layers[dg]):
+				live[dg] = true // a push in flight: its blob stays too
+			default:
+				p.LayerLinks = append(p.LayerLinks, BlobRef{r.name, dg})
+				claim(p.owner, dg, r.name)
+			}
+		}
+		for _, id := range sortedKeys(r.uploads) {
+			started := r.uploads[id]
+			if opts.UploadsOlderThan > 0 && !started.IsZero() && now.Sub(started) > opts.UploadsOlderThan {
+				p.Uploads = append(p.Uploads, UploadRef{r.name, id})
+			}
+		}
+		if opts.PruneEmptyRepos && len(r.marked) == 0 && len(r.tags) == len(pruned[r.name]) && !anyYoung(r.layers, young) {
+			uploadsLeft := len(r.uploads)
+			for _, u := range p.Uploads {
+				if u.Repository == r.name {
+					uploadsLeft--
+				}
+			}
+			if uploadsLeft == 0 {
+				p.EmptyRepos = append(p.EmptyRepos, r.name)
+			}
+		}
+	}
+
+	// Sweep the blob store.
+	blobs, err := listBlobs(ctx, d, opts)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range blobs {
+		if live[b.digest] || young(b.modTime) {
+			continue
+		}
+		p.Blobs = append(p.Blobs, BlobDeletion{Digest: b.digest, Size: b.size})
+	}
+	sort.Slice(p.Tags, func(i, j int) bool {
+		return p.Tags[i].Repository+":"+p.Tags[i].Tag < p.Tags[j].Repository+":"+p.Tags[j].Tag
+	})
+	for _, k := range p.Kept {
+		log.Warn("gc: kept a manifest it does not understand", "repository", k.Repository, "digest", k.Digest, "mediaType", k.MediaType, "reason", k.Reason)
+	}
+	log.Info("gc: plan", "manifests", len(p.Manifests), "layerLinks", len(p.LayerLinks), "blobs", len(p.Blobs), "uploads", len(p.Uploads), "tags", len(p.Tags))
+	return p, nil
+}
+
+func anyYoung(m map[digest.Digest]time.Time, young func(time.Time) bool) bool {
+	for _, t := range m {
+		if young(t) {
+			return true
+		}
+	}
+	return false
+}
+
+// claim attributes a digest to the first repository by name.
+func claim(owner map[digest.Digest]string, d digest.Digest, repo string) {
+	if o, ok := owner[d]; !ok || repo < o {
+		owner[d] = repo
+	}
+}
+
+// signatureSubject recognises cosign tags (sha256-<hex>.sig, .att, .sbom)
+// and referrers fallback tags (sha256-<hex>) and returns their subject.
+func signatureSubject(tag string) (digest.Digest, bool) {
+	alg, rest, ok := strings.Cut(tag, "-")
+	if !ok {
+		return "", false
+	}
+	for _, suf := range []string{".sig", ".att", ".sbom"} {
+		rest = strings.TrimSuffix(rest, suf)
+	}
+	d := digest.NewDigestFromEncoded(digest.Algorithm(alg), rest)
+	if d.Validate() != nil {
+		return "", false
+	}
+	return d, true
+}
+
+// mark computes r.marked and r.markedBlob. Roots: current tags (except
+// pruned ones), KeepPrevious history entries, manifests within grace,
+// manifests gc does not understand, and everything with KeepUntagged.
+func mark(ctx context.Context, d storagedriver.StorageDriver, r *repoState, pruned map[string]bool, opts Options, young func(time.Time) bool) {
+	r.marked = map[digest.Digest]bool{}
+	r.markedBlob = map[digest.Digest]bool{}
+	r.kept = nil
+	var queue []digest.Digest
+	push := func(dg digest.Digest) {
+		if !r.marked[dg] {
+			r.marked[dg] = true
+			queue = append(queue, dg)
+		}
+	}
+	for tag, dg := range r.tags {
+		if pruned[tag] {
+			continue
+		}
+		push(dg)
+		if opts.KeepPrevious > 0 {
+			type ent struct {
+				d digest.Digest
+				t time.Time
+			}
+			var prev []ent
+			for hd, t := range r.history[tag] {
+				if hd != dg {
+					prev = append(prev, ent{hd, t})
+				}
+			}
+			sort.Slice(prev, func(i, j int) bool {
+				if !prev[i].t.Equal(prev[j].t) {
+					return prev[i].t.After(prev[j].t)
+				}
+				return prev[i].d < prev[j].d
+			})
+			for i := 0; i < len(prev) && i < opts.KeepPrevious; i++ {
+				push(prev[i].d)
+			}
+		}
+	}
+	for dg, mi := range r.revisions {
+		switch {
+		case opts.KeepUntagged, young(mi.modTime):
+			push(dg)
+		case mi.parsed == nil:
+			push(dg)
+		}
+		if mi.parsed == nil {
+			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: dg, Reason: "unknown or unreadable manifest"})
+		}
+	}
+	for {
+		for len(queue) > 0 {
+			dg := queue[0]
+			queue = queue[1:]
+			r.markedBlob[dg] = true
+			mi := r.revisions[dg]
+			var pm *parsedManifest
+			if mi != nil {
+				pm = mi.parsed
+			} else {
+				// A child absent from this repository (an index-only copy):
+				// keep it, and what it references if the blob store has it.
+				pm, _, _ = readManifest(ctx, d, dg)
+			}
+			if pm == nil {
+				continue
+			}
+			for _, b := range pm.blobs() {
+				r.markedBlob[b] = true
+			}
+			for _, c := range pm.Manifests {
+				if mi == nil {
+					r.markedBlob[c.Digest] = true // don't chase further out of the repo
+					continue
+				}
+				push(c.Digest)
+			}
+		}
+		// Referrers of marked manifests.
+		for dg, mi := range r.revisions {
+			if !r.marked[dg] && mi.parsed != nil && mi.parsed.Subject != nil && r.marked[mi.parsed.Subject.Digest] {
+				push(dg)
+			}
+		}
+		if len(queue) == 0 {
+			break
+		}
+	}
+	// Drop marks of manifests absent from the repository: they are kept as
+	// blobs (markedBlob) but there is no revision to keep.
+	for dg := range r.marked {
+		if _, ok := r.revisions[dg]; !ok {
+			delete(r.marked, dg)
+		}
+	}
+	sort.Slice(r.kept, func(i, j int) bool { return r.kept[i].Digest < r.kept[j].Digest })
+}
+
+// readManifest reads and parses a manifest from the blob store. It returns
+// nil with a reason when gc must not interpret it.
+func readManifest(ctx context.Context, d storagedriver.StorageDriver, dg digest.Digest) (*parsedManifest, string, error) {
+	if dg.Validate() != nil {
+		return nil, "invalid digest", nil
+	}
+	b, err := d.GetContent(ctx, pathFor(blobDataSpec{dg}))
+	if err != nil {
+		return nil, "blob missing", err
+	}
+	var pm parsedManifest
+	if err := json.Unmarshal(b, &pm); err != nil {
+		return nil, "not JSON", nil
+	}
+	mt := pm.MediaType
+	if mt == "" && pm.SchemaVersion == 2 {
+		// OCI allows mediaType to be absent; tell by shape.
+		if pm.Manifests != nil {
+			mt = "application/vnd.oci.image.index.v1+json"
+		} else if pm.Config != nil {
+			mt = "application/vnd.oci.image.manifest.v1+json"
+		}
+	}
+	if !knownTypes[mt] {
+		return nil, "unknown media type " + pm.MediaType, nil
+	}
+	pm.MediaType = mt
+	return &pm, "", nil
+}
+
+// listRepositories finds every repository: a directory under repositories/
+// holding _manifests, _layers or _uploads.
+func listRepositories(ctx context.Context, d storagedriver.StorageDriver) ([]string, error) {
+	seen := map[string]bool{}
+	root := pathFor(repositoriesSpec{})
+	err := d.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
+		if !fi.IsDir() {
+			return nil
+		}
+		if repo := repoFromPath(fi.Path()); repo != "" {
+			seen[repo] = true
+			return storagedriver.ErrSkipDir
+		}
+		if strings.HasPrefix(path.Base(fi.Path()), "_") {
+			return storagedriver.ErrSkipDir
+		}
+		return nil
+	})
+	if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("listing repositories: %w", err)
+	}
+	return sortedKeys(seen), nil
+}
+
+// listDigests lists <dir>/<hex> entries as digests of alg, with the
+// modification time of <dir>/<hex>/link. Entries without a link are
+// skipped (a partial write or an earlier partial delete).
+func listDigests(ctx context.Context, d storagedriver.StorageDriver, dir string, alg digest.Algorithm) (map[digest.Digest]time.Time, error) {
+	out := map[digest.Digest]time.Time{}
+	entries, err := d.List(ctx, dir)
+	if err != nil {
+		if isNotFound(err) {
+			return out, nil
+		}
+		return nil, err
+	}
+	for _, e := range entries {
+		dg := digest.NewDigestFromEncoded(alg, path.Base(e))
+		if dg.Validate() != nil {
+			continue
+		}
+		fi, err := d.Stat(ctx, path.Join(e, "link"))
+		if err != nil {
+			if isNotFound(err) {
+				continue
+			}
+			return nil, err
+		}
+		out[dg] = fi.ModTime()
+	}
+	return out, nil
+}
+
+// readRepository reads one repository's revisions, tags, tag history,
+// layer links and uploads, and parses every revision's manifest.
+func readRepository(ctx context.Context, d storagedriver.StorageDriver, name string) (*repoState, error) {
+	r := &repoState{name: name, revisions: map[digest.Digest]*manifestInfo{}, tags: map[string]digest.Digest{},
+		history: map[string]map[digest.Digest]time.Time{}, uploads: map[string]time.Time{}}
+	wrap := func(what string, err error) error { return fmt.Errorf("reading %s of %s: %w", what, name, err) }
+	revs, err := listDigests(ctx, d, pathFor(revisionsSpec{name, digest.SHA256}), digest.SHA256)
+	if err != nil {
+		return nil, wrap("manifest revisions", err)
+	}
+	for dg, t := range revs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		mi := &manifestInfo{digest: dg, modTime: t}
+		pm, _, err := readManifest(ctx, d, dg)
+		if err != nil && !isNotFound(err) {
+			return nil, wrap("manifest "+dg.String(), err)
+		}
+		mi.parsed = pm
+		r.revisions[dg] = mi
+	}
+	tags, err := d.List(ctx, pathFor(tagsSpec{name}))
+	if err != nil && !isNotFound(err) {
+		return nil, wrap("tags", err)
+	}
+	for _, tp := range tags {
+		tag := path.Base(tp)
+		b, err := d.GetContent(ctx, pathFor(tagCurrentSpec{name, tag}))
+		switch {
+		case isNotFound(err):
+			// A tag without current link (deleted through the API): only history.
+		case err != nil:
+			return nil, wrap("tag "+tag, err)
+		default:
+			dg, perr := digest.Parse(strings.TrimSpace(string(b)))
+			if perr != nil {
+				return nil, wrap("tag "+tag, perr)
+			}
+			r.tags[tag] = dg
+		}
+		h, err := listDigests(ctx, d, pathFor(tagIndexSpec{name, tag, digest.SHA256}), digest.SHA256)
+		if err != nil {
+			return nil, wrap("history of tag "+tag, err)
+		}
+		r.history[tag] = h
+	}
+	if r.layers, err = listDigests(ctx, d, pathFor(layersSpec{name, digest.SHA256}), digest.SHA256); err != nil {
+		return nil, wrap("layer links", err)
+	}
+	ups, err := d.List(ctx, pathFor(uploadsSpec{name}))
+	if err != nil && !isNotFound(err) {
+		return nil, wrap("uploads", err)
+	}
+	for _, up := range ups {
+		id := path.Base(up)
+		var started time.Time
+		if b, err := d.GetContent(ctx, pathFor(startedAtSpec{name, id})); err == nil {
+			started, _ = time.Parse(time.RFC3339, strings.TrimSpace(string(b)))
+		}
+		r.uploads[id] = started
+	}
+	return r, nil
+}
+
+type blobInfo struct {
+	digest  digest.Digest
+	size    int64
+	modTime time.Time
+}
+
+// listBlobs lists every sha256 blob of the blob store with its data size.
+func listBlobs(ctx context.Context, d storagedriver.StorageDriver, opts Options) ([]blobInfo, error) {
+	var out []blobInfo
+	bar := opts.Progress.Count(-1, "reading blobs")
+	defer bar.Done()
+	err := d.Walk(ctx, pathFor(blobsSpec{digest.SHA256}), func(fi storagedriver.FileInfo) error {
+		if fi.IsDir() || path.Base(fi.Path()) != "data" {
+			return nil
+		}
+		dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(path.Dir(fi.Path())))
+		if dg.Validate() != nil {
+			return nil
+		}
+		out = append(out, blobInfo{digest: dg, size: fi.Size(), modTime: fi.ModTime()})
+		bar.Add(1)
+		return ctx.Err()
+	})
+	if err != nil && !isNotFound(err) {
+		return nil, fmt.Errorf("listing blobs: %w", err)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].digest < out[j].digest })
+	return out, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {
+	out := make([]digest.Digest, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

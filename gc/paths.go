@@ -1,0 +1,201 @@
+package gc
+
+import (
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// This file is the one place that knows where distribution v3 keeps things.
+// The layout, as written by registry/storage/paths.go of distribution:
+//
+//	/docker/registry/v2
+//	├── regkeeper-gc.lock                      (ours: the gc lock)
+//	├── blobs
+//	│   └── <algorithm>
+//	│       └── <first two hex chars>
+//	│           └── <hex>
+//	│               └── data                   blob content
+//	└── repositories
+//	    └── <name>                             may contain slashes: team-a/api
+//	        ├── _layers
+//	        │   └── <algorithm>
+//	        │       └── <hex>
+//	        │           └── link               configs and layers linked into the repo
+//	        ├── _manifests
+//	        │   ├── revisions
+//	        │   │   └── <algorithm>
+//	        │   │       └── <hex>
+//	        │   │           └── link           every manifest ever put in the repo
+//	        │   └── tags
+//	        │       └── <tag>
+//	        │           ├── current
+//	        │           │   └── link           what the tag points at now
+//	        │           └── index
+//	        │               └── <algorithm>
+//	        │                   └── <hex>
+//	        │                       └── link   every digest the tag has pointed at
+//	        └── _uploads
+//	            └── <id>
+//	                ├── data
+//	                ├── hashstates/...
+//	                └── startedat              RFC 3339 time the upload began
+//
+// A link file holds the digest it names. Deleting a revision directory
+// untags nothing and frees nothing by itself: tags, layer links and blobs are
+// separate, which is why the sweep deletes them in that order.
+
+// rootPath is the prefix every driver path of the layout has.
+const rootPath = "/docker/registry/v2"
+
+// pathSpec is a typed location in registry storage.
+type pathSpec interface{ isPathSpec() }
+
+type (
+	registryRootSpec struct{}
+	lockSpec         struct{}
+	repositoriesSpec struct{}
+	blobsSpec        struct{ alg digest.Algorithm }
+	blobSpec         struct{ dgst digest.Digest }
+	blobDataSpec     struct{ dgst digest.Digest }
+	repositorySpec   struct{ repo string }
+	revisionsSpec    struct {
+		repo string
+		alg  digest.Algorithm
+	}
+	revisionSpec struct {
+		repo string
+		dgst digest.Digest
+	}
+	revisionLinkSpec struct {
+		repo string
+		dgst digest.Digest
+	}
+	tagsSpec       struct{ repo string }
+	tagSpec        struct{ repo, tag string }
+	tagCurrentSpec struct{ repo, tag string }
+	tagIndexSpec   struct {
+		repo, tag string
+		alg       digest.Algorithm
+	}
+	tagIndexEntrySpec struct {
+		repo, tag string
+		dgst      digest.Digest
+	}
+	tagIndexLinkSpec struct {
+		repo, tag string
+		dgst      digest.Digest
+	}
+	layersSpec struct {
+		repo string
+		alg  digest.Algorithm
+	}
+	layerSpec struct {
+		repo string
+		dgst digest.Digest
+	}
+	layerLinkSpec struct {
+		repo string
+		dgst digest.Digest
+	}
+	uploadsSpec   struct{ repo string }
+	uploadSpec    struct{ repo, id string }
+	startedAtSpec struct{ repo, id string }
+)
+
+func (registryRootSpec) isPathSpec()  {}
+func (lockSpec) isPathSpec()          {}
+func (repositoriesSpec) isPathSpec()  {}
+func (blobsSpec) isPathSpec()         {}
+func (blobSpec) isPathSpec()          {}
+func (blobDataSpec) isPathSpec()      {}
+func (repositorySpec) isPathSpec()    {}
+func (revisionsSpec) isPathSpec()     {}
+func (revisionSpec) isPathSpec()      {}
+func (revisionLinkSpec) isPathSpec()  {}
+func (tagsSpec) isPathSpec()          {}
+func (tagSpec) isPathSpec()           {}
+func (tagCurrentSpec) isPathSpec()    {}
+func (tagIndexSpec) isPathSpec()      {}
+func (tagIndexEntrySpec) isPathSpec() {}
+func (tagIndexLinkSpec) isPathSpec()  {}
+func (layersSpec) isPathSpec()        {}
+func (layerSpec) isPathSpec()         {}
+func (layerLinkSpec) isPathSpec()     {}
+func (uploadsSpec) isPathSpec()       {}
+func (uploadSpec) isPathSpec()        {}
+func (startedAtSpec) isPathSpec()     {}
+
+// pathFor maps a spec to its driver path. It panics on a spec it does not
+// know, which is a programming error.
+func pathFor(spec pathSpec) string {
+	repos := path.Join(rootPath, "repositories")
+	man := func(repo string) string { return path.Join(repos, repo, "_manifests") }
+	dpath := func(d digest.Digest) string { return path.Join(d.Algorithm().String(), d.Encoded()) }
+	switch s := spec.(type) {
+	case registryRootSpec:
+		return rootPath
+	case lockSpec:
+		return path.Join(rootPath, "regkeeper-gc.lock")
+	case repositoriesSpec:
+		return repos
+	case blobsSpec:
+		return path.Join(rootPath, "blobs", s.alg.String())
+	case blobSpec:
+		hex := s.dgst.Encoded()
+		return path.Join(rootPath, "blobs", s.dgst.Algorithm().String(), hex[:2], hex)
+	case blobDataSpec:
+		return path.Join(pathFor(blobSpec{s.dgst}), "data")
+	case repositorySpec:
+		return path.Join(repos, s.repo)
+	case revisionsSpec:
+		return path.Join(man(s.repo), "revisions", s.alg.String())
+	case revisionSpec:
+		return path.Join(man(s.repo), "revisions", dpath(s.dgst))
+	case revisionLinkSpec:
+		return path.Join(man(s.repo), "revisions", dpath(s.dgst), "link")
+	case tagsSpec:
+		return path.Join(man(s.repo), "tags")
+	case tagSpec:
+		return path.Join(man(s.repo), "tags", s.tag)
+	case tagCurrentSpec:
+		return path.Join(man(s.repo), "tags", s.tag, "current", "link")
+	case tagIndexSpec:
+		return path.Join(man(s.repo), "tags", s.tag, "index", s.alg.String())
+	case tagIndexEntrySpec:
+		return path.Join(man(s.repo), "tags", s.tag, "index", dpath(s.dgst))
+	case tagIndexLinkSpec:
+		return path.Join(man(s.repo), "tags", s.tag, "index", dpath(s.dgst), "link")
+	case layersSpec:
+		return path.Join(repos, s.repo, "_layers", s.alg.String())
+	case layerSpec:
+		return path.Join(repos, s.repo, "_layers", dpath(s.dgst))
+	case layerLinkSpec:
+		return path.Join(repos, s.repo, "_layers", dpath(s.dgst), "link")
+	case uploadsSpec:
+		return path.Join(repos, s.repo, "_uploads")
+	case uploadSpec:
+		return path.Join(repos, s.repo, "_uploads", s.id)
+	case startedAtSpec:
+		return path.Join(repos, s.repo, "_uploads", s.id, "startedat")
+	}
+	panic(fmt.Sprintf("gc: unknown path spec %T", spec))
+}
+
+// repoFromPath returns the repository name of a path under repositories/
+// that ends in one of the repository's own directories (_manifests,
+// _layers, _uploads), or "" if p is not such a path.
+func repoFromPath(p string) string {
+	rel, ok := strings.CutPrefix(p, pathFor(repositoriesSpec{})+"/")
+	if !ok {
+		return ""
+	}
+	dir, base := path.Split(rel)
+	switch base {
+	case "_manifests", "_layers", "_uploads":
+		return strings.TrimSuffix(dir, "/")
+	}
+	return ""
+}

@@ -1,0 +1,56 @@
+package gc
+
+import (
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func TestPathFor(t *testing.T) {
+	d := digest.Digest("sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789")
+	const hex = "abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
+	const repo = "/docker/registry/v2/repositories/team-a/api"
+	for _, tc := range []struct {
+		spec pathSpec
+		want string
+	}{
+		{registryRootSpec{}, "/docker/registry/v2"},
+		{lockSpec{}, "/docker/registry/v2/regkeeper-gc.lock"},
+		{repositoriesSpec{}, "/docker/registry/v2/repositories"},
+		{blobsSpec{digest.SHA256}, "/docker/registry/v2/blobs/sha256"},
+		{blobSpec{d}, "/docker/registry/v2/blobs/sha256/ab/" + hex},
+		{blobDataSpec{d}, "/docker/registry/v2/blobs/sha256/ab/" + hex + "/data"},
+		{repositorySpec{"team-a/api"}, repo},
+		{revisionsSpec{"team-a/api", digest.SHA256}, repo + "/_manifests/revisions/sha256"},
+		{revisionSpec{"team-a/api", d}, repo + "/_manifests/revisions/sha256/" + hex},
+		{revisionLinkSpec{"team-a/api", d}, repo + "/_manifests/revisions/sha256/" + hex + "/link"},
+		{tagsSpec{"team-a/api"}, repo + "/_manifests/tags"},
+		{tagSpec{"team-a/api", "1.0"}, repo + "/_manifests/tags/1.0"},
+		{tagCurrentSpec{"team-a/api", "1.0"}, repo + "/_manifests/tags/1.0/current/link"},
+		{tagIndexSpec{"team-a/api", "1.0", digest.SHA256}, repo + "/_manifests/tags/1.0/index/sha256"},
+		{tagIndexEntrySpec{"team-a/api", "1.0", d}, repo + "/_manifests/tags/1.0/index/sha256/" + hex},
+		{tagIndexLinkSpec{"team-a/api", "1.0", d}, repo + "/_manifests/tags/1.0/index/sha256/" + hex + "/link"},
+		{layersSpec{"team-a/api", digest.SHA256}, repo + "/_layers/sha256"},
+		{layerSpec{"team-a/api", d}, repo + "/_layers/sha256/" + hex},
+		{layerLinkSpec{"team-a/api", d}, repo + "/_layers/sha256/" + hex + "/link"},
+		{uploadsSpec{"team-a/api"}, repo + "/_uploads"},
+		{uploadSpec{"team-a/api", "u1"}, repo + "/_uploads/u1"},
+		{startedAtSpec{"team-a/api", "u1"}, repo + "/_uploads/u1/startedat"},
+	} {
+		if got := pathFor(tc.spec); got != tc.want {
+			t.Errorf("pathFor(%#v) = %s, want %s", tc.spec, got, tc.want)
+		}
+	}
+	for p, want := range map[string]string{
+		repo + "/_manifests":                  "team-a/api",
+		repo + "/_layers":                     "team-a/api",
+		repo + "/_uploads":                    "team-a/api",
+		repo:                                  "",
+		"/docker/registry/v2/blobs/sha256/ab": "",
+		repo + "/_manifests/revisions/sha256/abc": "",
+	} {
+		if got := repoFromPath(p); got != want {
+			t.Errorf("repoFromPath(%s) = %q, want %q", p, got, want)
+		}
+	}
+}
