@@ -1,0 +1,344 @@
+package gc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regkeeper/regkeeper/internal/embedded"
+	"github.com/regkeeper/regkeeper/internal/estate"
+	"github.com/regkeeper/regkeeper/internal/regtest"
+)
+
+func seeded(t *testing.T) (*embedded.Server, *estate.Estate, storagedriver.StorageDriver) {
+	t.Helper()
+	srv, e := regtest.Seeded(t, embedded.Options{})
+	d, err := Open(context.Background(), srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv, e, d
+}
+
+// noGrace are the options of a run right after seeding.
+func noGrace() Options {
+	o := DefaultOptions()
+	o.Grace = 0
+	o.Jobs = 4
+	return o
+}
+
+func dg(h v1.Hash) digest.Digest { return digest.Digest(h.String()) }
+
+func exists(t *testing.T, srv *embedded.Server, p string) bool {
+	t.Helper()
+	_, err := os.Stat(filepath.Join(srv.Root, filepath.FromSlash(p)))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return err == nil
+}
+
+// blobSizes returns the data size of every blob on disk.
+func blobSizes(t *testing.T, srv *embedded.Server) map[digest.Digest]int64 {
+	t.Helper()
+	out := map[digest.Digest]int64{}
+	root := filepath.Join(srv.Root, "docker/registry/v2/blobs/sha256")
+	err := filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if fi.Name() == "data" {
+			out[digest.NewDigestFromEncoded(digest.SHA256, filepath.Base(filepath.Dir(p)))] = fi.Size()
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestGCEstate(t *testing.T) {
+	srv, e, d := seeded(t)
+	ctx := context.Background()
+	before := blobSizes(t, srv)
+
+	dry := noGrace()
+	dry.DryRun = true
+	plan, err := Run(ctx, d, dry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := blobSizes(t, srv); len(got) != len(before) {
+		t.Fatalf("dry run deleted blobs: %d -> %d", len(before), len(got))
+	}
+
+	rep, err := Run(ctx, d, noGrace())
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := blobSizes(t, srv)
+
+	// Dead manifests gone, live manifests kept, in each repository.
+	wantDeleted := 0
+	for _, m := range e.Manifests {
+		rev := pathFor(revisionSpec{m.Repository, dg(m.Digest)})
+		if got := exists(t, srv, rev); got != m.Live {
+			t.Errorf("%s@%s (%s, live=%v): revision exists=%v", m.Repository, m.Digest, m.Role, m.Live, got)
+		}
+		if !m.Live {
+			wantDeleted++
+		}
+	}
+	if rep.ManifestsDeleted != wantDeleted {
+		t.Errorf("manifestsDeleted = %d, want %d", rep.ManifestsDeleted, wantDeleted)
+	}
+	// Live blobs kept, dead blobs gone.
+	for b := range e.LiveBlobs() {
+		if _, ok := after[dg(b)]; !ok {
+			t.Errorf("live blob %s deleted", b)
+		}
+	}
+	for b := range e.DeadBlobs() {
+		if _, ok := after[dg(b)]; ok {
+			t.Errorf("dead blob %s kept", b)
+		}
+	}
+	// Bytes reclaimed are the deleted blob files.
+	var want int64
+	var n int
+	for b, size := range before {
+		if _, ok := after[b]; !ok {
+			want += size
+			n++
+		}
+	}
+	if rep.BytesReclaimed != want || rep.BlobsDeleted != n {
+		t.Errorf("reclaimed %d bytes in %d blobs, disk says %d in %d", rep.BytesReclaimed, rep.BlobsDeleted, want, n)
+	}
+	if rep.LayerLinksDeleted == 0 {
+		t.Error("no layer links deleted")
+	}
+	// The dry run said exactly this.
+	rep.DryRun = true
+	ignore := func(r *Report) *Report { c := *r; c.DurationSeconds = 0; return &c }
+	if diff := cmp.Diff(ignore(plan), ignore(rep)); diff != "" {
+		t.Errorf("dry run differs from the real run (-dry +real):\n%s", diff)
+	}
+	// The index-only mirror survived.
+	for _, m := range e.Manifests {
+		if m.Repository == "mirror/alpine" && !exists(t, srv, pathFor(revisionSpec{m.Repository, dg(m.Digest)})) {
+			t.Errorf("mirror index %s deleted", m.Digest)
+		}
+	}
+	if exists(t, srv, pathFor(lockSpec{})) {
+		t.Error("lock left behind")
+	}
+	regtest.PullAll(t, srv.Host, e)
+
+	// A second run finds nothing.
+	again, err := Run(ctx, d, noGrace())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.ManifestsDeleted+again.BlobsDeleted+again.LayerLinksDeleted != 0 {
+		t.Errorf("second run deleted more: %+v", again)
+	}
+	t.Logf("estate: %d manifests, %d blobs, %d bytes, %d layer links in %.2fs",
+		rep.ManifestsDeleted, rep.BlobsDeleted, rep.BytesReclaimed, rep.LayerLinksDeleted, rep.DurationSeconds)
+}
+
+func TestGCReferrers(t *testing.T) {
+	srv, e, d := seeded(t)
+	if _, err := Run(context.Background(), d, noGrace()); err != nil {
+		t.Fatal(err)
+	}
+	var live, dead int
+	for _, m := range e.Manifests {
+		if m.Role != estate.RoleReferrer || len(m.Tags) > 0 {
+			continue
+		}
+		if m.Live {
+			live++
+		} else {
+			dead++
+		}
+		if got := exists(t, srv, pathFor(revisionSpec{m.Repository, dg(m.Digest)})); got != m.Live {
+			t.Errorf("tagless referrer %s (subject %s, live=%v): exists=%v", m.Digest, m.Subject, m.Live, got)
+		}
+	}
+	if live == 0 || dead == 0 {
+		t.Fatalf("estate has %d live and %d dead tagless referrers; want some of each", live, dead)
+	}
+}
+
+func TestGCDefaultGraceDeletesNothing(t *testing.T) {
+	srv, _, d := seeded(t)
+	before := blobSizes(t, srv)
+	rep, err := Run(context.Background(), d, DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ManifestsDeleted+rep.BlobsDeleted+rep.LayerLinksDeleted != 0 || rep.BytesReclaimed != 0 {
+		t.Errorf("fresh estate within grace: %+v", rep)
+	}
+	if got := blobSizes(t, srv); len(got) != len(before) {
+		t.Errorf("blobs %d -> %d", len(before), len(got))
+	}
+}
+
+var errCrash = errors.New("simulated crash")
+
+func TestGCCrashResumes(t *testing.T) {
+	_, _, clean := seeded(t)
+	want, err := Run(context.Background(), clean, noGrace())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, budget := range []int{3, 40} {
+		t.Run(fmt.Sprintf("after %d deletions", budget), func(t *testing.T) {
+			srv, e, d := seeded(t)
+			opts := noGrace()
+			n := 0
+			opts.beforeDelete = func(string) error {
+				if n++; n > budget {
+					return errCrash
+				}
+				return nil
+			}
+			first, err := Run(context.Background(), d, opts)
+			if !errors.Is(err, errCrash) {
+				t.Fatalf("first run: %v, want the crash", err)
+			}
+			regtest.PullAll(t, srv.Host, e)
+			second, err := Run(context.Background(), d, noGrace())
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := Report{
+				ManifestsDeleted:  first.ManifestsDeleted + second.ManifestsDeleted,
+				BlobsDeleted:      first.BlobsDeleted + second.BlobsDeleted,
+				BytesReclaimed:    first.BytesReclaimed + second.BytesReclaimed,
+				LayerLinksDeleted: first.LayerLinksDeleted + second.LayerLinksDeleted,
+			}
+			w := Report{ManifestsDeleted: want.ManifestsDeleted, BlobsDeleted: want.BlobsDeleted,
+				BytesReclaimed: want.BytesReclaimed, LayerLinksDeleted: want.LayerLinksDeleted}
+			if diff := cmp.Diff(w, got); diff != "" {
+				t.Errorf("crash + re-run totals differ from a clean run (-clean +crash):\n%s", diff)
+			}
+			regtest.PullAll(t, srv.Host, e)
+		})
+	}
+}
+
+func TestGCLock(t *testing.T) {
+	_, _, d := seeded(t)
+	ctx := context.Background()
+	unlock, err := Lock(ctx, d, noGrace())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, d, noGrace()); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second run: %v, want ErrLocked", err)
+	}
+	// A stale lock is taken over.
+	stale := noGrace()
+	stale.Now = func() time.Time { return time.Now().Add(7 * time.Hour) }
+	if _, err := Run(ctx, d, stale); err != nil {
+		t.Fatalf("stale lock not taken over: %v", err)
+	}
+	unlock()
+}
+
+func TestGCKeepUntagged(t *testing.T) {
+	srv, e, d := seeded(t)
+	opts := noGrace()
+	opts.KeepUntagged = true
+	rep, err := Run(context.Background(), d, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.ManifestsDeleted != 0 {
+		t.Errorf("manifestsDeleted = %d with --keep-untagged", rep.ManifestsDeleted)
+	}
+	for _, m := range e.Manifests {
+		if !exists(t, srv, pathFor(revisionSpec{m.Repository, dg(m.Digest)})) {
+			t.Errorf("%s@%s deleted", m.Repository, m.Digest)
+		}
+	}
+	regtest.PullAll(t, srv.Host, e)
+}
+
+func TestGCKeepPrevious(t *testing.T) {
+	srv, e, d := seeded(t)
+	opts := noGrace()
+	opts.KeepPrevious = 1
+	if _, err := Run(context.Background(), d, opts); err != nil {
+		t.Fatal(err)
+	}
+	// base/debian:12 was pushed three times: the current one and the one
+	// before survive, the first goes.
+	var debian []estate.Manifest
+	for _, m := range e.Manifests {
+		if m.Repository == "base/debian" && m.Role == estate.RoleImage {
+			debian = append(debian, m)
+		}
+	}
+	if len(debian) != 3 {
+		t.Fatalf("estate has %d base/debian images, want 3", len(debian))
+	}
+	var kept []bool
+	for _, m := range debian {
+		kept = append(kept, exists(t, srv, pathFor(revisionSpec{m.Repository, dg(m.Digest)})))
+	}
+	if diff := cmp.Diff([]bool{false, true, true}, kept); diff != "" {
+		t.Errorf("base/debian revisions kept, in push order (-want +got):\n%s", diff)
+	}
+	regtest.PullAll(t, srv.Host, e)
+}
+
+func TestGCBadInput(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	write := func(name, s string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct{ name, config, want string }{
+		{"unparsable", write("bad.yml", "version: 0.1\nstorage: [\n"), "parsing registry config"},
+		{"no driver", write("nodriver.yml", "version: 0.1\nstorage:\n  delete:\n    enabled: true\n"), "storage"},
+		{"missing", filepath.Join(dir, "nope.yml"), "reading registry config"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Open(ctx, tc.config)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Open: %v, want an error mentioning %q", err, tc.want)
+			}
+		})
+	}
+	empty := t.TempDir()
+	d, err := OpenRoot(ctx, empty)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, d, noGrace()); !errors.Is(err, ErrNotRegistry) {
+		t.Errorf("empty root: %v, want ErrNotRegistry", err)
+	}
+	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
+		t.Errorf("gc wrote into a non-registry root: %v", entries)
+	}
+}
