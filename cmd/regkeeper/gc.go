@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/output"
+)
+
+func newGCCmd(g *globalOptions) *cobra.Command {
+	opts := gc.DefaultOptions()
+	var config, root string
+	cmd := &cobra.Command{
+		Use:   "gc (--config registry.yml | --root DIR)",
+		Short: "Delete untagged manifests and unreferenced blobs from the registry's storage",
+		Long: `gc marks and sweeps directly on a distribution registry's storage, through
+distribution's own storage drivers, read from the registry's config.yml (or a
+filesystem root given with --root).
+
+Mark: every manifest a tag points at, the children of every reachable index
+(even children absent from that repository), every manifest whose subject is
+reachable (OCI referrers), and their configs and layers. Sweep, in this order:
+untagged manifests, then layer links, then blobs; a crash leaves every live
+tag servable and running gc again finishes the job.
+
+--grace (default 1h) spares anything written within it, so pushes in flight
+survive a run on a live registry. Manifests of unknown media types are kept
+and reported. A lock in storage stops two runs at once.`,
+		Example: `  # what would be deleted, without deleting
+  regkeeper gc --config /etc/docker/registry/config.yml --dry-run
+
+  # collect, keeping the previous digest of every tag
+  regkeeper gc --root /var/lib/registry --keep-previous 1 -o json`,
+		Args: args(cobra.NoArgs),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (config == "") == (root == "") {
+				return usageError("give exactly one of --config or --root")
+			}
+			if opts.Grace < 0 || opts.UploadsOlderThan < 0 {
+				return usageError("--grace and --uploads-older-than must not be negative")
+			}
+			if opts.KeepPrevious < 0 {
+				return usageError("--keep-previous must not be negative")
+			}
+			ctx := cmd.Context()
+			opts.Jobs, opts.Logger, opts.Progress = g.jobs, g.logger(cmd), g.reporter(cmd)
+			drv, err := openStorage(cmd, config, root)
+			if err != nil {
+				return err
+			}
+			rep, err := gc.Run(ctx, drv, opts)
+			if rep != nil {
+				if werr := writeGCReport(cmd, g.format(), rep); werr != nil && err == nil {
+					err = werr
+				}
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&config, "config", "", "the registry's configuration file (its storage section is used)")
+	f.StringVar(&root, "root", "", "a filesystem storage root (the filesystem driver's rootdirectory)")
+	f.DurationVar(&opts.Grace, "grace", opts.Grace, "spare manifests, links and blobs written within this long")
+	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be deleted, delete nothing")
+	f.BoolVar(&opts.KeepUntagged, "keep-untagged", false, "keep every manifest; only sweep links and blobs nothing references")
+	f.IntVar(&opts.KeepPrevious, "keep-previous", 0, "keep the N most recent earlier digests of every tag")
+	f.DurationVar(&opts.UploadsOlderThan, "uploads-older-than", opts.UploadsOlderThan, "delete uploads started longer ago than this (0: keep all)")
+	f.BoolVar(&opts.PruneOrphanSignatures, "prune-orphan-signatures", false, "delete sha256-<hex>.sig/.att/.sbom and referrers fallback tags whose subject is gone")
+	f.BoolVar(&opts.PruneEmptyRepos, "prune-empty-repos", false, "delete repositories left with no tag and no manifest")
+	f.DurationVar(&opts.StaleLock, "stale-lock", opts.StaleLock, "take over another run's lock older than this")
+	return cmd
+}
+
+func openStorage(cmd *cobra.Command, config, root string) (storagedriver.StorageDriver, error) {
+	if config != "" {
+		return gc.Open(cmd.Context(), config)
+	}
+	return gc.OpenRoot(cmd.Context(), root)
+}
+
+// writeGCReport renders the report: JSON as DESIGN.md, otherwise a summary
+// line, a row per repository and the manifests kept without understanding.
+func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
+	out := cmd.OutOrStdout()
+	if f == output.JSON {
+		return output.WriteJSON(out, rep)
+	}
+	rows := output.Rows{Header: []string{"REPOSITORY", "MANIFESTS DELETED", "BYTES RECLAIMED"}}
+	for _, r := range rep.Repositories {
+		rows.Add(r.Name, r.ManifestsDeleted, bytesCell(f, r.BytesReclaimed))
+	}
+	rows.Add("TOTAL", rep.ManifestsDeleted, bytesCell(f, rep.BytesReclaimed))
+	if err := output.Write(out, f, rows, rep); err != nil {
+		return err
+	}
+	if f != output.Table {
+		return nil
+	}
+	verb := "deleted"
+	if rep.DryRun {
+		verb = "would delete (dry run)"
+	}
+	fmt.Fprintf(out, "\n%s: %d manifests, %d layer links, %d blobs (%s), %d uploads in %.1fs\n", verb,
+		rep.ManifestsDeleted, rep.LayerLinksDeleted, rep.BlobsDeleted, output.Bytes(rep.BytesReclaimed), rep.UploadsDeleted, rep.DurationSeconds)
+	if rep.TagsDeleted > 0 || len(rep.RepositoriesDeleted) > 0 {
+		fmt.Fprintf(out, "%d orphan signature tags; empty repositories: %s\n", rep.TagsDeleted, strings.Join(rep.RepositoriesDeleted, ", "))
+	}
+	for _, k := range rep.Kept {
+		fmt.Fprintf(out, "kept %s@%s: %s\n", k.Repository, k.Digest, k.Reason)
+	}
+	return nil
+}
+
+// bytesCell is human-readable in a table, exact elsewhere.
+func bytesCell(f output.Format, n int64) any {
+	if f == output.Table {
+		return output.Bytes(n)
+	}
+	return n
+}

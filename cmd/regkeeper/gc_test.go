@@ -1,0 +1,78 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/embedded"
+	"github.com/regkeeper/regkeeper/internal/regtest"
+)
+
+func TestGCCommand(t *testing.T) {
+	srv, e := regtest.Seeded(t, embedded.Options{})
+
+	code, out, stderr := runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--dry-run", "-o", "json")
+	if code != 0 {
+		t.Fatalf("dry run exit %d: %s", code, stderr)
+	}
+	var dry gc.Report
+	if err := json.Unmarshal([]byte(out), &dry); err != nil {
+		t.Fatalf("dry run output is not the report: %v\n%s", err, out)
+	}
+	if !dry.DryRun || dry.ManifestsDeleted == 0 || dry.BytesReclaimed == 0 {
+		t.Errorf("dry run report: %+v", dry)
+	}
+	for _, key := range []string{"dryRun", "manifestsDeleted", "blobsDeleted", "bytesReclaimed", "layerLinksDeleted", "uploadsDeleted", "durationSeconds", "repositories"} {
+		if !strings.Contains(out, `"`+key+`"`) {
+			t.Errorf("JSON lacks %q", key)
+		}
+	}
+
+	code, out, stderr = runCLI(t, "gc", "--root", srv.Root, "--grace", "0", "--jobs", "4", "-o", "json")
+	if code != 0 {
+		t.Fatalf("gc exit %d: %s", code, stderr)
+	}
+	var real gc.Report
+	if err := json.Unmarshal([]byte(out), &real); err != nil {
+		t.Fatal(err)
+	}
+	if real.DryRun || real.ManifestsDeleted != dry.ManifestsDeleted || real.BytesReclaimed != dry.BytesReclaimed || real.BlobsDeleted != dry.BlobsDeleted {
+		t.Errorf("real run %+v differs from dry run %+v", real, dry)
+	}
+	regtest.PullAll(t, srv.Host, e)
+
+	code, out, _ = runCLI(t, "gc", "--root", srv.Root)
+	if code != 0 || !strings.Contains(out, "TOTAL") || !strings.Contains(out, "deleted: 0 manifests") {
+		t.Errorf("table run: exit %d\n%s", code, out)
+	}
+}
+
+func TestGCCommandErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yml")
+	if err := os.WriteFile(bad, []byte("storage: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		argv []string
+		code int
+		msg  string
+	}{
+		{[]string{"gc"}, 2, "exactly one of --config or --root"},
+		{[]string{"gc", "--root", dir, "--config", bad}, 2, "exactly one of"},
+		{[]string{"gc", "--root", dir, "--grace", "soon"}, 2, "invalid argument"},
+		{[]string{"gc", "--root", dir, "--keep-previous", "-1"}, 2, "must not be negative"},
+		{[]string{"gc", "--config", bad}, 1, "parsing registry config"},
+		{[]string{"gc", "--root", dir}, 1, "not a registry storage"},
+		{[]string{"gc", "--root", filepath.Join(dir, "nope")}, 1, "opening storage root"},
+	} {
+		code, _, stderr := runCLI(t, tc.argv...)
+		if code != tc.code || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.argv, code, stderr, tc.code, tc.msg)
+		}
+	}
+}
