@@ -312,6 +312,7 @@ type Plan struct {
 
 	opts  Options
 	start time.Time
+	repos []string
 	// owner attributes a blob's bytes to a repository.
 	owner map[digest.Digest]string
 }
@@ -438,7 +439,24 @@ func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Rep
 		r.TagsDeleted++
 		bar.Add(1)
 	}
-	for _, m := range p.Manifests {
+	// Pushes since the plan was made are re-read before each phase that
+	// could hurt them: a tag moved back onto a planned manifest, a layer
+	// link or revision rewritten by a push that found its blobs present.
+	// Anything written within Grace before the plan was spared by the plan
+	// already; re-reading from there keeps the two views consistent.
+	since := p.start.Add(-opts.Grace)
+	var retagged map[digest.Digest]bool
+	for i, m := range p.Manifests {
+		if i == 0 || p.Manifests[i-1].Repository != m.Repository {
+			var err error
+			if retagged, err = recentlyReferenced(ctx, d, m.Repository, since, true); err != nil {
+				return done(), err
+			}
+		}
+		if retagged[m.Digest] {
+			opts.Logger.Warn("gc: manifest tagged again during the run, kept", "repository", m.Repository, "digest", m.Digest)
+			continue
+		}
 		for _, tag := range m.HistoryTags {
 			if err := del(pathFor(tagIndexEntrySpec{m.Repository, tag, m.Digest})); err != nil {
 				return done(), err
@@ -451,7 +469,20 @@ func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Rep
 		acc.manifest(m.Repository)
 		bar.Add(1)
 	}
+	fresh := map[digest.Digest]bool{}
+	for _, repo := range p.allRepos() {
+		refs, err := recentlyReferenced(ctx, d, repo, since, false)
+		if err != nil {
+			return done(), err
+		}
+		for dg := range refs {
+			fresh[dg] = true
+		}
+	}
 	for _, l := range p.LayerLinks {
+		if fresh[l.Digest] {
+			continue
+		}
 		if err := del(pathFor(layerSpec{l.Repository, l.Digest})); err != nil {
 			return done(), err
 		}
@@ -459,6 +490,10 @@ func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Rep
 		bar.Add(1)
 	}
 	for _, b := range p.Blobs {
+		if fresh[b.Digest] {
+			opts.Logger.Warn("gc: blob referenced by a push during the run, kept", "digest", b.Digest)
+			continue
+		}
 		if err := del(pathFor(blobSpec{b.Digest})); err != nil {
 			return done(), err
 		}
@@ -482,6 +517,65 @@ func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Rep
 		bar.Add(1)
 	}
 	return done(), nil
+}
+
+// allRepos are the repositories read by the plan.
+func (p *Plan) allRepos() []string { return p.repos }
+
+// recentlyReferenced returns the digests a repository has referenced since
+// t: tags' current targets whose link changed since t (and, unless
+// tagsOnly, revisions and layer links written since t, with the blobs those
+// revisions name).
+func recentlyReferenced(ctx context.Context, d storagedriver.StorageDriver, repo string, t time.Time, tagsOnly bool) (map[digest.Digest]bool, error) {
+	out := map[digest.Digest]bool{}
+	wrap := func(err error) error { return fmt.Errorf("re-reading %s: %w", repo, err) }
+	tags, err := d.List(ctx, pathFor(tagsSpec{repo}))
+	if err != nil && !isNotFound(err) {
+		return nil, wrap(err)
+	}
+	for _, tp := range tags {
+		cur := pathFor(tagCurrentSpec{repo, path.Base(tp)})
+		fi, err := d.Stat(ctx, cur)
+		if err != nil || fi.ModTime().Before(t) {
+			continue
+		}
+		if b, err := d.GetContent(ctx, cur); err == nil {
+			if dg, err := digest.Parse(strings.TrimSpace(string(b))); err == nil {
+				out[dg] = true
+			}
+		}
+	}
+	if tagsOnly {
+		return out, nil
+	}
+	revs, err := listDigests(ctx, d, pathFor(revisionsSpec{repo, digest.SHA256}), digest.SHA256)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	for dg, mt := range revs {
+		if mt.Before(t) {
+			continue
+		}
+		out[dg] = true
+		if pm, _, _ := readManifest(ctx, d, dg); pm != nil {
+			for _, b := range pm.blobs() {
+				out[b] = true
+			}
+			for _, c := range pm.Manifests {
+				out[c.Digest] = true
+			}
+		}
+	}
+	links, err := listDigests(ctx, d, pathFor(layersSpec{repo, digest.SHA256}), digest.SHA256)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	for dg, mt := range links {
+		if !mt.Before(t) {
+			out[dg] = true
+		}
+	}
+	return out, nil
 }
 
 // ---- planning ----
@@ -560,6 +654,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		return nil, err
 	}
 	log.Info("gc: repositories found", "count", len(names))
+	p.repos = names
 
 	// Read every repository, opts.Jobs at a time.
 	repos := make([]*repoState, len(names))

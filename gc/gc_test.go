@@ -13,6 +13,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regkeeper/regkeeper/internal/embedded"
@@ -341,4 +342,44 @@ func TestGCBadInput(t *testing.T) {
 	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
 		t.Errorf("gc wrote into a non-registry root: %v", entries)
 	}
+}
+
+// A push during the run that revives a planned manifest under a new tag
+// (its blobs already present, so nothing is uploaded again) survives, and
+// pulls afterwards.
+func TestGCPushDuringRun(t *testing.T) {
+	srv, e, d := seeded(t)
+	var dead estate.Manifest
+	for _, m := range e.Manifests {
+		if m.Repository == "base/debian" && !m.Live && m.Role == estate.RoleImage {
+			dead = m
+			break
+		}
+	}
+	if dead.Repository == "" {
+		t.Fatal("no dead base/debian image in the estate")
+	}
+	pushed := false
+	opts := noGrace()
+	opts.beforeDelete = func(p string) error {
+		if pushed {
+			return nil
+		}
+		pushed = true
+		img, err := remote.Image(regtest.Ref(t, srv, "base/debian@"+dead.Digest.String()))
+		if err != nil {
+			return err
+		}
+		return remote.Write(regtest.Ref(t, srv, "base/debian:revived"), img)
+	}
+	if _, err := Run(context.Background(), d, opts); err != nil {
+		t.Fatal(err)
+	}
+	if !pushed {
+		t.Fatal("nothing was deleted, so nothing was pushed")
+	}
+	if err := regtest.Pull(context.Background(), regtest.Ref(t, srv, "base/debian:revived")); err != nil {
+		t.Errorf("pulling the image pushed during gc: %v", err)
+	}
+	regtest.PullAll(t, srv.Host, e)
 }
