@@ -584,7 +584,10 @@ func recentlyReferenced(ctx context.Context, d storagedriver.StorageDriver, repo
 type manifestInfo struct {
 	digest  digest.Digest
 	modTime time.Time
-	parsed  *parsedManifest // nil when unknown or unreadable
+	parsed  *parsedManifest // nil when unreadable
+	// unknown says why gc keeps this manifest without judging it (unknown
+	// media type, unreadable); "" when understood.
+	unknown string
 }
 
 // parsedManifest is the part of any manifest gc follows.
@@ -865,11 +868,15 @@ func mark(ctx context.Context, d storagedriver.StorageDriver, r *repoState, prun
 		switch {
 		case opts.KeepUntagged, young(mi.modTime):
 			push(dg)
-		case mi.parsed == nil:
+		case mi.unknown != "":
 			push(dg)
 		}
-		if mi.parsed == nil {
-			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: dg, Reason: "unknown or unreadable manifest"})
+		if mi.unknown != "" {
+			mt := ""
+			if mi.parsed != nil {
+				mt = mi.parsed.MediaType
+			}
+			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: dg, MediaType: mt, Reason: mi.unknown})
 		}
 	}
 	for {
@@ -920,8 +927,9 @@ func mark(ctx context.Context, d storagedriver.StorageDriver, r *repoState, prun
 	sort.Slice(r.kept, func(i, j int) bool { return r.kept[i].Digest < r.kept[j].Digest })
 }
 
-// readManifest reads and parses a manifest from the blob store. It returns
-// nil with a reason when gc must not interpret it.
+// readManifest reads and parses a manifest from the blob store. A manifest
+// gc must not judge comes with a reason (and, if it is JSON, its
+// descriptors, which the caller may keep alive as a best effort).
 func readManifest(ctx context.Context, d storagedriver.StorageDriver, dg digest.Digest) (*parsedManifest, string, error) {
 	if dg.Validate() != nil {
 		return nil, "invalid digest", nil
@@ -944,7 +952,7 @@ func readManifest(ctx context.Context, d storagedriver.StorageDriver, dg digest.
 		}
 	}
 	if !knownTypes[mt] {
-		return nil, "unknown media type " + pm.MediaType, nil
+		return &pm, fmt.Sprintf("unknown media type %q", pm.MediaType), nil
 	}
 	pm.MediaType = mt
 	return &pm, "", nil
@@ -1018,11 +1026,11 @@ func readRepository(ctx context.Context, d storagedriver.StorageDriver, name str
 			return nil, err
 		}
 		mi := &manifestInfo{digest: dg, modTime: t}
-		pm, _, err := readManifest(ctx, d, dg)
+		pm, reason, err := readManifest(ctx, d, dg)
 		if err != nil && !isNotFound(err) {
 			return nil, wrap("manifest "+dg.String(), err)
 		}
-		mi.parsed = pm
+		mi.parsed, mi.unknown = pm, reason
 		r.revisions[dg] = mi
 	}
 	tags, err := d.List(ctx, pathFor(tagsSpec{name}))

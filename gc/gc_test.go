@@ -383,3 +383,114 @@ func TestGCPushDuringRun(t *testing.T) {
 	}
 	regtest.PullAll(t, srv.Host, e)
 }
+
+func TestGCPruneOrphanSignatures(t *testing.T) {
+	srv, e, d := seeded(t)
+	opts := noGrace()
+	opts.PruneOrphanSignatures = true
+	rep, err := Run(context.Background(), d, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pruned := 0
+	for _, m := range e.Manifests {
+		for _, tag := range m.Tags {
+			subj, ok := signatureSubject(tag)
+			if !ok {
+				continue
+			}
+			s, found := e.Find(m.Repository, v1.Hash{Algorithm: "sha256", Hex: subj.Encoded()})
+			wantKept := found && s.Live
+			if !wantKept {
+				pruned++
+			}
+			if got := exists(t, srv, pathFor(tagSpec{m.Repository, tag})); got != wantKept {
+				t.Errorf("%s:%s (subject live=%v): tag exists=%v", m.Repository, tag, wantKept, got)
+			}
+			if got := exists(t, srv, pathFor(revisionSpec{m.Repository, dg(m.Digest)})); got != wantKept {
+				t.Errorf("%s@%s behind %s: revision exists=%v, want %v", m.Repository, m.Digest, tag, got, wantKept)
+			}
+		}
+	}
+	if pruned == 0 || rep.TagsDeleted != pruned {
+		t.Errorf("pruned %d orphan signature tags, estate has %d", rep.TagsDeleted, pruned)
+	}
+}
+
+func TestGCUploads(t *testing.T) {
+	srv, _, d := seeded(t)
+	now := time.Now()
+	for id, started := range map[string]time.Time{"old": now.Add(-200 * time.Hour), "new": now.Add(-time.Hour)} {
+		dir := filepath.Join(srv.Root, filepath.FromSlash(pathFor(uploadSpec{"team-a/api", id})))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "startedat"), []byte(started.UTC().Format(time.RFC3339)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := Run(context.Background(), d, noGrace())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.UploadsDeleted != 1 || exists(t, srv, pathFor(uploadSpec{"team-a/api", "old"})) || !exists(t, srv, pathFor(uploadSpec{"team-a/api", "new"})) {
+		t.Errorf("uploadsDeleted = %d; want only the 200h-old upload gone", rep.UploadsDeleted)
+	}
+}
+
+func TestGCPruneEmptyRepos(t *testing.T) {
+	srv, _, d := seeded(t)
+	// Untag everything in team-d/tool, as deleting its tags through the API would.
+	if err := os.RemoveAll(filepath.Join(srv.Root, filepath.FromSlash(pathFor(tagsSpec{"team-d/tool"})))); err != nil {
+		t.Fatal(err)
+	}
+	opts := noGrace()
+	opts.PruneEmptyRepos = true
+	rep, err := Run(context.Background(), d, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"team-d/tool"}, rep.RepositoriesDeleted); diff != "" {
+		t.Errorf("repositories deleted (-want +got):\n%s", diff)
+	}
+	if exists(t, srv, pathFor(repositorySpec{"team-d/tool"})) || !exists(t, srv, pathFor(repositorySpec{"team-d/repro"})) {
+		t.Error("wrong repositories on disk after pruning")
+	}
+}
+
+// A manifest of a media type gc does not know is kept and reported, with
+// what it names.
+func TestGCUnknownMediaType(t *testing.T) {
+	srv, e, d := seeded(t)
+	var dead estate.Manifest
+	for _, m := range e.Manifests {
+		if !m.Live && len(m.Blobs) > 0 {
+			dead = m
+			break
+		}
+	}
+	body := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.example.future+json","layers":[{"digest":"` + dead.Blobs[len(dead.Blobs)-1].String() + `"}]}`)
+	udg := digest.FromBytes(body)
+	write := func(p string, b []byte) {
+		full := filepath.Join(srv.Root, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(pathFor(blobDataSpec{udg}), body)
+	write(pathFor(revisionLinkSpec{"team-d/tool", udg}), []byte(udg))
+	rep, err := Run(context.Background(), d, noGrace())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Kept) != 1 || rep.Kept[0].Digest != udg || !strings.Contains(rep.Kept[0].Reason, "unknown media type") {
+		t.Errorf("kept = %+v, want the unknown manifest", rep.Kept)
+	}
+	if !exists(t, srv, pathFor(revisionSpec{"team-d/tool", udg})) || !exists(t, srv, pathFor(blobSpec{dg(dead.Blobs[len(dead.Blobs)-1])})) {
+		t.Error("unknown manifest or the blob it names was deleted")
+	}
+	regtest.PullAll(t, srv.Host, e)
+}
