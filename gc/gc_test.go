@@ -207,7 +207,7 @@ func TestGCCrashResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, budget := range []int{3, 40} {
+	for _, budget := range []int{3, 40, 55} {
 		t.Run(fmt.Sprintf("after %d deletions", budget), func(t *testing.T) {
 			srv, e, d := seeded(t)
 			opts := noGrace()
