@@ -33,10 +33,11 @@ import (
 	"github.com/regkeeper/regkeeper/internal/progress"
 
 	// The storage drivers regkeeper gc can open from a registry config.
-	// s3-aws, gcs and azure are not compiled in: their SDKs are not part of
-	// this module's dependency set yet (see the README).
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/azure"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/gcs"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 )
 
 // Defaults of the CLI and of DefaultOptions.
