@@ -174,6 +174,7 @@ that deletes what tag replacement left behind, on the registry's own storage.`,
 	root.AddCommand(
 		newVersionCmd(),
 		newDemoCmd(g),
+		newInventoryCmd(g),
 		newGCCmd(g),
 	)
 	return root

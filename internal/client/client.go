@@ -229,3 +229,18 @@ func Unauthorized(err error) bool {
 	var terr *transport.Error
 	return errors.As(err, &terr) && (terr.StatusCode == http.StatusUnauthorized || terr.StatusCode == http.StatusForbidden)
 }
+
+// explained is an error whose text is Describe's and which still unwraps to
+// the original, for errors.Is and errors.As.
+type explained struct{ err error }
+
+func (e explained) Error() string { return Describe(e.err) }
+func (e explained) Unwrap() error { return e.err }
+
+// Explain wraps err so that its message is Describe(err).
+func Explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	return explained{err}
+}

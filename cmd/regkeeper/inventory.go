@@ -1,0 +1,111 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regkeeper/regkeeper/internal/output"
+	"github.com/regkeeper/regkeeper/inventory"
+)
+
+func newInventoryCmd(g *globalOptions) *cobra.Command {
+	var filter filterOptions
+	cmd := &cobra.Command{
+		Use:   "inventory REGISTRY",
+		Short: "List every repository and tag: digests, platforms, sizes, dates, labels",
+		Long: `inventory walks a registry over the v2 API: every repository of its catalog
+(every page, whatever page size the registry allows), every tag, and each tag's
+manifest, platform manifests and image configs.
+
+SIZE is the compressed bytes a pull of the tag transfers, each blob once.
+CREATED is the image config's date as recorded; reproducible builds record
+1970-01-01 or nothing. -o json adds labels and annotations.
+
+A repository or tag that cannot be read is reported on stderr and in the
+JSON "errors", the walk goes on, and the exit code is 1.`,
+		Example: `  # every tag of a registry
+  regkeeper inventory registry.example.com
+
+  # one team's release tags, as CSV for a spreadsheet
+  regkeeper inventory registry.example.com --repo '^team-a/' --tag '^v?[0-9.]+$' -o csv
+
+  # the embedded demo registry (plain HTTP)
+  regkeeper inventory 127.0.0.1:5000 --insecure -o json`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			repo, tag, err := filter.compile()
+			if err != nil {
+				return err
+			}
+			log := g.logger(cmd)
+			res, err := inventory.Run(cmd.Context(), argv[0], inventory.Options{
+				Client: g.client(log), Repo: repo, Tag: tag,
+				Progress: g.reporter(cmd), Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			if err := writeInventory(cmd, g.format(), res); err != nil {
+				return err
+			}
+			return reportErrors(cmd, res.Errors)
+		},
+	}
+	filter.register(cmd)
+	return cmd
+}
+
+func writeInventory(cmd *cobra.Command, f output.Format, res *inventory.Result) error {
+	rows := output.Rows{Header: []string{"REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE", "CREATED"}}
+	for _, img := range res.Images {
+		var plats []string
+		for _, p := range img.Platforms {
+			if p.Platform != "" {
+				plats = append(plats, p.Platform)
+			}
+		}
+		digest, created := img.Digest, img.Created
+		if f == output.Table {
+			digest = output.ShortDigest(digest)
+			created, _, _ = strings.Cut(created, "T")
+		}
+		rows.Add(img.Repository, img.Tag, digest, strings.Join(plats, " "), bytesCell(f, img.Size), created)
+	}
+	if err := output.Write(cmd.OutOrStdout(), f, rows, res); err != nil {
+		return err
+	}
+	if f == output.Table {
+		var total int64
+		for _, img := range res.Images {
+			total += img.Size
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "\n%d tags in %d repositories, %s as pulled\n", len(res.Images), countRepos(res), output.Bytes(total))
+	}
+	return nil
+}
+
+func countRepos(res *inventory.Result) int {
+	seen := map[string]bool{}
+	for _, img := range res.Images {
+		seen[img.Repository] = true
+	}
+	return len(seen)
+}
+
+// reportErrors prints each error of a walk on stderr and, if there were
+// any, returns errPartial (exit 1).
+func reportErrors(cmd *cobra.Command, errs []inventory.Error) error {
+	for _, e := range errs {
+		where := e.Repository
+		if e.Tag != "" {
+			where += ":" + e.Tag
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "error: %s: %s\n", where, e.Error)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%d repositories or tags could not be read: %w", len(errs), errPartial)
+	}
+	return nil
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/regkeeper/regkeeper/internal/embedded"
+	"github.com/regkeeper/regkeeper/internal/regtest"
+)
+
+func TestInventoryCommand(t *testing.T) {
+	srv, e := regtest.Seeded(t, embedded.Options{})
+
+	// The whole estate: its index-only copy cannot be pulled for any
+	// platform, which is reported, and the exit code says so.
+	code, out, stderr := runCLI(t, "inventory", srv.Host, "--insecure", "-o", "json")
+	if code != 1 || !strings.Contains(stderr, "error: mirror/alpine:3.20: platform linux/amd64: manifest sha256:") {
+		t.Errorf("exit %d, stderr %q; want 1 and the index-only copy's missing children", code, stderr)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("-o json: %v\n%s", err, out)
+	}
+	images, _ := doc["images"].([]any)
+	if len(images) != len(e.Tags()) || doc["registry"] != srv.Host || len(doc["errors"].([]any)) != 2 {
+		t.Errorf("json: %d images (want %d), registry %v, errors %v", len(images), len(e.Tags()), doc["registry"], doc["errors"])
+	}
+	first := images[0].(map[string]any)
+	for _, key := range []string{"repository", "tag", "digest", "mediaType", "size", "created", "platforms", "labels", "annotations"} {
+		if _, ok := first[key]; !ok {
+			t.Errorf("image JSON lacks %q: %v", key, first)
+		}
+	}
+	plat := first["platforms"].([]any)[0].(map[string]any)
+	for _, key := range []string{"platform", "digest", "size", "created"} {
+		if _, ok := plat[key]; !ok {
+			t.Errorf("platform JSON lacks %q: %v", key, plat)
+		}
+	}
+
+	// Filtered to readable repositories: exit 0, CSV with exact values.
+	code, out, stderr = runCLI(t, "inventory", srv.Host, "--insecure", "--repo", "^team-", "-o", "csv")
+	if code != 0 {
+		t.Fatalf("filtered: exit %d: %s", code, stderr)
+	}
+	recs, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(recs[0], ",") != "REPOSITORY,TAG,DIGEST,PLATFORMS,SIZE,CREATED" {
+		t.Errorf("csv header %v", recs[0])
+	}
+	for _, r := range recs[1:] {
+		if want := e.Tags()[r[0]+":"+r[1]].String(); r[2] != want {
+			t.Errorf("%s:%s digest %s, want %s", r[0], r[1], r[2], want)
+		}
+	}
+
+	code, out, _ = runCLI(t, "inventory", srv.Host, "--insecure", "--repo", "^team-e/")
+	if code != 0 || !strings.Contains(out, "linux/amd64 linux/arm64") || !strings.Contains(out, "1 tags in 1 repositories") {
+		t.Errorf("table: exit %d\n%s", code, out)
+	}
+}
+
+func TestInventoryCommandErrors(t *testing.T) {
+	for _, tc := range []struct {
+		argv []string
+		code int
+		msg  string
+	}{
+		{[]string{"inventory"}, 2, "accepts 1 arg"},
+		{[]string{"inventory", "127.0.0.1:1", "--repo", "("}, 2, "--repo: invalid regular expression"},
+		{[]string{"inventory", "not a host"}, 1, "invalid registry"},
+		{[]string{"inventory", "127.0.0.1:1", "--insecure"}, 1, "registry unreachable"},
+	} {
+		code, _, stderr := runCLI(t, tc.argv...)
+		if code != tc.code || !strings.Contains(stderr, tc.msg) || strings.Count(stderr, "\n") > 2 {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d, one line mentioning %q", tc.argv, code, stderr, tc.code, tc.msg)
+		}
+	}
+}
