@@ -1,11 +1,13 @@
 // Package embedded runs a real distribution v3 registry in-process, on
-// 127.0.0.1, with filesystem storage in a directory of the caller's choice.
+// 127.0.0.1, with filesystem storage in a directory of the caller's choice
+// (or another storage driver, Options.Storage, such as s3 on a local MinIO).
 // The demo and the tests use it; nothing here is a mock.
 //
 // Directory layout of a Server started with Options.Dir = D:
 //
 //	D/config.yml   the registry configuration, usable as `regkeeper gc --config`
-//	D/storage/     the filesystem driver's rootdirectory (`regkeeper gc --root`)
+//	D/storage/     the filesystem driver's rootdirectory (`regkeeper gc --root`);
+//	               created but unused when Options.Storage is set
 //	D/htpasswd     only when Options.Username is set
 package embedded
 
@@ -47,6 +49,12 @@ type Options struct {
 	Username, Password string
 	// Verbose keeps the registry's own logs (logrus, on stderr).
 	Verbose bool
+	// Storage replaces the filesystem driver: the driver's YAML as it
+	// stands under `storage:` in config.yml, unindented, e.g.
+	// "s3:\n  bucket: b\n  region: us-east-1\n". Default: filesystem at
+	// Dir/storage. delete, maintenance and redirect stay as ConfigYAML sets
+	// them.
+	Storage string
 }
 
 // Server is a running embedded registry.
@@ -77,6 +85,11 @@ var logOnce sync.Once
 // a storage root, with deletes enabled and index validation relaxed (so that an
 // index can be copied into a repository without its children, as mirrors do).
 func ConfigYAML(root string, catalogMax int, htpasswdFile string) string {
+	return configYAML(fmt.Sprintf("filesystem:\n  rootdirectory: %q\n", root), catalogMax, htpasswdFile)
+}
+
+// configYAML is ConfigYAML with any storage driver section (unindented YAML).
+func configYAML(driver string, catalogMax int, htpasswdFile string) string {
 	if catalogMax <= 0 {
 		catalogMax = 1000
 	}
@@ -85,9 +98,7 @@ func ConfigYAML(root string, catalogMax int, htpasswdFile string) string {
 log:
   level: error
 storage:
-  filesystem:
-    rootdirectory: %q
-  delete:
+%s  delete:
     enabled: true
   maintenance:
     uploadpurging:
@@ -103,13 +114,25 @@ validation:
   manifests:
     indexes:
       platforms: none
-`, root, catalogMax)
+`, indent(driver, "  "), catalogMax)
 	if htpasswdFile != "" {
 		fmt.Fprintf(&b, `auth:
   htpasswd:
     realm: regkeeper
     path: %q
 `, htpasswdFile)
+	}
+	return b.String()
+}
+
+func indent(s, prefix string) string {
+	lines := strings.SplitAfter(strings.TrimRight(s, "\n")+"\n", "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		if strings.TrimSpace(l) != "" {
+			b.WriteString(prefix)
+		}
+		b.WriteString(l)
 	}
 	return b.String()
 }
@@ -145,6 +168,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		}
 	}
 	cfgText := ConfigYAML(root, opts.CatalogMaxEntries, htpasswd)
+	if opts.Storage != "" {
+		cfgText = configYAML(opts.Storage, opts.CatalogMaxEntries, htpasswd)
+	}
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o644); err != nil {
 		return nil, fmt.Errorf("writing registry config: %w", err)

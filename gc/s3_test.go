@@ -1,0 +1,92 @@
+package gc
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/regkeeper/regkeeper/internal/embedded"
+	"github.com/regkeeper/regkeeper/internal/minio"
+	"github.com/regkeeper/regkeeper/internal/regtest"
+)
+
+// startMinIO starts MinIO for one test with a fresh bucket, or skips the
+// test when MinIO is not installed.
+func startMinIO(t *testing.T, bucket string) *minio.Server {
+	t.Helper()
+	bin, err := minio.Find()
+	if errors.Is(err, minio.ErrNotInstalled) {
+		t.Skipf("skipping the S3 test: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	m, err := minio.Start(ctx, bin, filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := m.CreateBucket(ctx, bucket); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestGCEstateS3 is TestGCEstate on the s3-aws driver against MinIO: the
+// registry and gc open the same config.yml, and the outcome is checked
+// through the S3 API.
+func TestGCEstateS3(t *testing.T) {
+	const bucket = "registry"
+	m := startMinIO(t, bucket)
+	srv, e := regtest.Seeded(t, embedded.Options{Storage: m.StorageYAML(bucket)})
+	if typ := srv.Config.Storage.Type(); typ != "s3" {
+		t.Fatalf("registry storage is %q, want s3", typ)
+	}
+	if fi, err := os.Stat(srv.Root); err == nil && fi.IsDir() {
+		if ents, _ := os.ReadDir(srv.Root); len(ents) > 0 {
+			t.Fatalf("the registry wrote to the filesystem root %s", srv.Root)
+		}
+	}
+	d, err := Open(context.Background(), srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Name() != "s3aws" {
+		t.Fatalf("gc opened the %s driver, want s3aws", d.Name())
+	}
+	ctx := context.Background()
+	exists := func(p string) bool {
+		ok, err := m.Exists(ctx, bucket, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	blobSizes := func() map[digest.Digest]int64 {
+		objs, err := m.Objects(ctx, bucket, strings.TrimPrefix(pathFor(blobsSpec{digest.SHA256}), "/")+"/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[digest.Digest]int64{}
+		for k, size := range objs {
+			if path.Base(k) == "data" {
+				out[digest.NewDigestFromEncoded(digest.SHA256, path.Base(path.Dir(k)))] = size
+			}
+		}
+		return out
+	}
+	if len(blobSizes()) == 0 {
+		t.Fatal("no blobs in the bucket after seeding")
+	}
+	checkGCEstate(t, srv.Host, e, d, exists, blobSizes)
+}

@@ -1,0 +1,221 @@
+// Package minio runs a MinIO server on 127.0.0.1 for the S3 tests and
+// benchmarks, and talks to it through the S3 API (the same aws-sdk-go the
+// registry's s3-aws driver uses). scripts/setup-minio installs the binary.
+package minio
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go/aws"
+	"github.com/aws/aws-sdk-go/aws/credentials"
+	"github.com/aws/aws-sdk-go/aws/session"
+	"github.com/aws/aws-sdk-go/service/s3"
+)
+
+// ErrNotInstalled: no minio binary in REGKEEPER_MINIO, the cache or PATH.
+var ErrNotInstalled = errors.New("minio not installed (run scripts/setup-minio, or set REGKEEPER_MINIO)")
+
+// Credentials of every server Start starts.
+const (
+	AccessKey = "regkeeper"
+	SecretKey = "regkeeper-secret"
+	Region    = "us-east-1"
+)
+
+// CacheDir is where scripts/setup-minio and bench/gc install binaries:
+// ${XDG_CACHE_HOME:-$HOME/.cache}/regkeeper/bin.
+func CacheDir() string {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, _ := os.UserHomeDir()
+		base = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(base, "regkeeper", "bin")
+}
+
+// Find returns the minio binary: $REGKEEPER_MINIO, then CacheDir()/minio,
+// then minio on PATH.
+func Find() (string, error) {
+	if p := os.Getenv("REGKEEPER_MINIO"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("REGKEEPER_MINIO=%s: %w", p, err)
+		}
+		return p, nil
+	}
+	if p := filepath.Join(CacheDir(), "minio"); isExec(p) {
+		return p, nil
+	}
+	if p, err := exec.LookPath("minio"); err == nil {
+		return p, nil
+	}
+	return "", ErrNotInstalled
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// Server is a running MinIO.
+type Server struct {
+	// Endpoint is "http://127.0.0.1:PORT".
+	Endpoint string
+	// S3 is a client for it.
+	S3  *s3.S3
+	cmd *exec.Cmd
+	log *os.File
+}
+
+// Start runs bin as a single-drive server with its data in dir, on a free
+// port of 127.0.0.1, and waits until it is ready. Its output goes to
+// dir/../minio.log (dir's parent must be writable).
+func Start(ctx context.Context, bin, dir string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cport, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(filepath.Dir(dir), "minio.log"))
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", fmt.Sprintf("127.0.0.1:%d", cport), dir)
+	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+AccessKey, "MINIO_ROOT_PASSWORD="+SecretKey,
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting minio: %w", err)
+	}
+	s := &Server{Endpoint: "http://" + addr, cmd: cmd, log: logf}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(s.Endpoint + "/minio/health/ready")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-exited:
+			b, _ := os.ReadFile(logf.Name())
+			logf.Close()
+			return nil, fmt.Errorf("minio exited (%v): %s", err, b)
+		case <-ctx.Done():
+			s.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Close()
+			return nil, fmt.Errorf("minio on %s not ready after 60s", addr)
+		}
+	}
+	sess, err := session.NewSession(&aws.Config{
+		Endpoint:         aws.String(s.Endpoint),
+		Region:           aws.String(Region),
+		S3ForcePathStyle: aws.Bool(true),
+		DisableSSL:       aws.Bool(true),
+		Credentials:      credentials.NewStaticCredentials(AccessKey, SecretKey, ""),
+	})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.S3 = s3.New(sess)
+	return s, nil
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() error {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+	}
+	return s.log.Close()
+}
+
+// CreateBucket creates a bucket.
+func (s *Server) CreateBucket(ctx context.Context, bucket string) error {
+	if _, err := s.S3.CreateBucketWithContext(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
+		return fmt.Errorf("creating bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// StorageYAML is the registry's s3 storage driver section for bucket on this
+// server (as embedded.Options.Storage takes it).
+func (s *Server) StorageYAML(bucket string) string {
+	return fmt.Sprintf(`s3:
+  accesskey: %s
+  secretkey: %s
+  region: %s
+  regionendpoint: %s
+  bucket: %s
+  forcepathstyle: true
+  secure: false
+  v4auth: true
+`, AccessKey, SecretKey, Region, s.Endpoint, bucket)
+}
+
+// Objects returns the size of every object under prefix ("" for all), keyed
+// by the object key (a storage driver path without its leading "/").
+func (s *Server) Objects(ctx context.Context, bucket, prefix string) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := s.S3.ListObjectsV2PagesWithContext(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(bucket), Prefix: aws.String(prefix)},
+		func(page *s3.ListObjectsV2Output, _ bool) bool {
+			for _, o := range page.Contents {
+				out[*o.Key] = *o.Size
+			}
+			return true
+		})
+	if err != nil {
+		return nil, fmt.Errorf("listing %s/%s: %w", bucket, prefix, err)
+	}
+	return out, nil
+}
+
+// Exists tells whether a storage driver path exists in bucket: an object
+// with that key, or any object below it.
+func (s *Server) Exists(ctx context.Context, bucket, path string) (bool, error) {
+	key := strings.TrimPrefix(path, "/")
+	objs, err := s.Objects(ctx, bucket, key)
+	if err != nil {
+		return false, err
+	}
+	for k := range objs {
+		if k == key || strings.HasPrefix(k, key+"/") {
+			return true, nil
+		}
+	}
+	return false, nil
+}
