@@ -175,6 +175,7 @@ that deletes what tag replacement left behind, on the registry's own storage.`,
 		newVersionCmd(),
 		newDemoCmd(g),
 		newInventoryCmd(g),
+		newAuditCmd(g),
 		newGCCmd(g),
 	)
 	return root

@@ -1,0 +1,564 @@
+// Package audit finds, for every image of a registry and each of its
+// platforms, the base image it was built on, and judges that base against a
+// policy: too old, banned, not allowed, or replaced under its tag since.
+//
+// Detection, strongest evidence first (DESIGN.md): the
+// org.opencontainers.image.base.name/.digest annotations, checked against
+// the layers; the longest proper prefix of the image's diff_ids that is the
+// complete layer list of another image in the registry (one index for the
+// whole registry); the image's own history timestamps.
+package audit
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/regkeeper/regkeeper/inventory"
+)
+
+// Reasons, worst first; the order is the table's.
+const (
+	ReasonBanned     = "base-banned"
+	ReasonNotAllowed = "base-not-allowed"
+	ReasonOutdated   = "base-outdated"
+	ReasonTooOld     = "base-too-old"
+	ReasonUnknown    = "base-unknown"
+)
+
+// Severity orders reasons, worst first.
+var Severity = []string{ReasonBanned, ReasonNotAllowed, ReasonOutdated, ReasonTooOld, ReasonUnknown}
+
+// How a base was found.
+const (
+	ByAnnotation = "annotation"
+	ByLayers     = "layers"
+	ByHistory    = "history"
+)
+
+// Confidence in a detection.
+const (
+	High   = "high"
+	Medium = "medium"
+	Low    = "low"
+)
+
+// Annotation keys of the OCI image spec naming an image's base.
+const (
+	AnnotationBaseName   = "org.opencontainers.image.base.name"
+	AnnotationBaseDigest = "org.opencontainers.image.base.digest"
+)
+
+// Result is the audit of a registry. Its JSON field names are a contract.
+type Result struct {
+	Registry string            `json:"registry"`
+	Images   []Image           `json:"images"`
+	Errors   []inventory.Error `json:"errors"`
+}
+
+// Image is one tag and platform.
+type Image struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+	// Digest is the platform manifest's.
+	Digest   string `json:"digest"`
+	Platform string `json:"platform"`
+	// Base is null when the image has none (FROM scratch) or it cannot be
+	// found.
+	Base *Base `json:"base"`
+	// BaseAgeDays is null when the base's age is unknown (reproducible
+	// timestamps, or no base).
+	BaseAgeDays *int     `json:"baseAgeDays"`
+	Reasons     []string `json:"reasons"`
+}
+
+// Base is what an image was built on.
+type Base struct {
+	// Repository and Tag name the base; empty when only the history tells
+	// that there is one.
+	Repository string `json:"repository"`
+	Tag        string `json:"tag,omitempty"`
+	// Digest is the base's platform manifest.
+	Digest     string `json:"digest,omitempty"`
+	Created    string `json:"created,omitempty"`
+	DetectedBy string `json:"detectedBy"`
+	Confidence string `json:"confidence"`
+	// Tagged: a tag of the registry still points at this base.
+	Tagged bool `json:"tagged"`
+	// AlsoMatches names the other images that match equally, when the
+	// evidence cannot choose between them.
+	AlsoMatches []string `json:"alsoMatches,omitempty"`
+	// Note explains a doubtful detection.
+	Note string `json:"note,omitempty"`
+}
+
+// Name is "repository:tag", "repository@digest" or "(unknown)".
+func (b *Base) Name() string {
+	switch {
+	case b == nil:
+		return ""
+	case b.Repository == "":
+		return "(unknown)"
+	case b.Tag != "" && b.Tagged:
+		return b.Repository + ":" + b.Tag
+	case b.Tag != "":
+		return b.Repository + ":" + b.Tag + "@" + shortDigest(b.Digest) + " (untagged since)"
+	}
+	return b.Repository + "@" + shortDigest(b.Digest)
+}
+
+// Options for Run.
+type Options struct {
+	// Inventory says how to reach the registry; its Repo and Tag filters
+	// select the images audited, while the lineage index is always built
+	// over the whole registry.
+	Inventory inventory.Options
+	Policy    Policy
+	// Now is the reference time for ages; zero means time.Now.
+	Now time.Time
+}
+
+// Run inventories the registry at host and audits it.
+func Run(ctx context.Context, host string, opts Options) (*Result, error) {
+	all := opts.Inventory
+	all.Repo, all.Tag = nil, nil
+	inv, err := inventory.Run(ctx, host, all)
+	if err != nil {
+		return nil, err
+	}
+	f, err := newFetcher(ctx, host, opts.Inventory)
+	if err != nil {
+		return nil, err
+	}
+	return Analyze(ctx, inv, f, opts), nil
+}
+
+// Fetcher reads a platform manifest and config by digest, for bases that no
+// tag points at any more. It may be nil: such bases are then judged on the
+// annotation alone.
+type Fetcher interface {
+	Platform(ctx context.Context, repo, digest string, want *v1.Platform) (*inventory.Platform, error)
+}
+
+// candidate is a platform image of the registry in the lineage index.
+type candidate struct {
+	repo, tag string
+	img       *inventory.Image
+	plat      *inventory.Platform
+}
+
+func (c candidate) ref() string { return c.repo + ":" + c.tag }
+
+type analyzer struct {
+	inv    *inventory.Result
+	fetch  Fetcher
+	opts   Options
+	now    time.Time
+	log    *slog.Logger
+	chains map[string][]candidate // hash of a complete diff_ids list -> images with it
+	tags   map[string]*inventory.Image
+}
+
+// Analyze audits an inventory. It reads the registry only for bases named by
+// annotation that no tag points at (through f).
+func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options) *Result {
+	a := &analyzer{inv: inv, fetch: f, opts: opts, now: opts.Now, log: opts.Inventory.Logger,
+		chains: map[string][]candidate{}, tags: map[string]*inventory.Image{}}
+	if a.now.IsZero() {
+		a.now = time.Now()
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	for i := range inv.Images {
+		img := &inv.Images[i]
+		a.tags[img.Repository+":"+img.Tag] = img
+		for j := range img.Platforms {
+			p := &img.Platforms[j]
+			if !isImage(p) || len(p.Config.RootFS.DiffIDs) == 0 {
+				continue
+			}
+			k := chainKey(p.Config.RootFS.DiffIDs)
+			a.chains[k] = append(a.chains[k], candidate{img.Repository, img.Tag, img, p})
+		}
+	}
+	res := &Result{Registry: inv.Registry, Images: []Image{}, Errors: []inventory.Error{}}
+	for _, e := range inv.Errors {
+		if selected(opts.Inventory, &inventory.Image{Repository: e.Repository, Tag: e.Tag}) {
+			res.Errors = append(res.Errors, e)
+		}
+	}
+	for i := range inv.Images {
+		img := &inv.Images[i]
+		if !selected(opts.Inventory, img) {
+			continue
+		}
+		for j := range img.Platforms {
+			p := &img.Platforms[j]
+			if !isImage(p) {
+				continue // signatures, SBOMs and unreadable platforms are not images
+			}
+			res.Images = append(res.Images, a.judge(ctx, img, p))
+		}
+	}
+	return res
+}
+
+// isImage reports whether a platform is a container image: a config with an
+// OS, and filesystem layers only (cosign signatures have neither).
+func isImage(p *inventory.Platform) bool {
+	if p.Config == nil || p.Manifest == nil || p.Config.OS == "" {
+		return false
+	}
+	for _, l := range p.Manifest.Layers {
+		if !l.MediaType.IsLayer() {
+			return false
+		}
+	}
+	return true
+}
+
+// selected reports whether the filters select an image (or an error of the
+// walk: one without a tag is selected by its repository alone).
+func selected(o inventory.Options, img *inventory.Image) bool {
+	return (o.Repo == nil || o.Repo.MatchString(img.Repository)) && (o.Tag == nil || img.Tag == "" || o.Tag.MatchString(img.Tag))
+}
+
+// chainKey identifies a complete list of diff_ids.
+func chainKey(ids []v1.Hash) string {
+	h := sha256.New()
+	for _, id := range ids {
+		h.Write([]byte(id.String()))
+		h.Write([]byte{'\n'})
+	}
+	return string(h.Sum(nil))
+}
+
+func (a *analyzer) judge(ctx context.Context, img *inventory.Image, p *inventory.Platform) Image {
+	out := Image{Repository: img.Repository, Tag: img.Tag, Digest: p.Digest, Platform: p.Platform, Reasons: []string{}}
+	base, created := a.detect(ctx, img, p)
+	out.Base = base
+	if base == nil {
+		return out
+	}
+	if !created.IsZero() {
+		base.Created = created.UTC().Format(time.RFC3339)
+		days := int(a.now.Sub(created).Hours() / 24)
+		out.BaseAgeDays = &days
+	}
+	out.Reasons = a.reasons(img, p, base, out.BaseAgeDays)
+	return out
+}
+
+// detect finds the base of one platform image and the time its age is
+// counted from (zero when unknown).
+func (a *analyzer) detect(ctx context.Context, img *inventory.Image, p *inventory.Platform) (*Base, time.Time) {
+	if b, bp, ok := a.byAnnotation(ctx, img, p); ok {
+		return b, baseTime(bp, a.now)
+	}
+	if b, bp := a.byLayers(p); b != nil {
+		return b, baseTime(bp, a.now)
+	}
+	if b, created := byHistory(p.Config, a.now); b != nil {
+		return b, created
+	}
+	return nil, time.Time{}
+}
+
+// byAnnotation reads the base.name/base.digest annotations of the platform
+// manifest (or of the index holding it) and checks them against the layers.
+func (a *analyzer) byAnnotation(ctx context.Context, img *inventory.Image, p *inventory.Platform) (*Base, *inventory.Platform, bool) {
+	ann := p.Manifest.Annotations
+	if ann[AnnotationBaseName] == "" && ann[AnnotationBaseDigest] == "" {
+		ann = img.Annotations
+	}
+	baseName, baseDigest := ann[AnnotationBaseName], ann[AnnotationBaseDigest]
+	if baseName == "" && baseDigest == "" {
+		return nil, nil, false
+	}
+	b := &Base{DetectedBy: ByAnnotation, Digest: baseDigest}
+	repo, tag, local := a.splitName(baseName)
+	b.Repository, b.Tag = repo, tag
+	if !local {
+		// A base on another registry: named, not verifiable here.
+		b.Confidence = Medium
+		b.Note = "base is on another registry; its layers were not checked"
+		return b, nil, true
+	}
+
+	var bp *inventory.Platform
+	switch {
+	case baseDigest != "":
+		bp = a.platformByDigest(ctx, repo, baseDigest, p)
+	case tag != "":
+		if cur := a.tags[repo+":"+tag]; cur != nil {
+			bp = pickPlatform(cur, p.Platform)
+		}
+	}
+	if bp == nil || bp.Config == nil {
+		b.Confidence = Medium
+		b.Note = "the named base could not be read from the registry; its layers were not checked"
+		return b, nil, true
+	}
+	b.Digest = bp.Digest
+	b.Tagged = a.isTagged(bp.Digest)
+	if isPrefix(bp.Config.RootFS.DiffIDs, p.Config.RootFS.DiffIDs) {
+		b.Confidence = High
+		return b, bp, true
+	}
+	// The annotation and the layers disagree: believe the layers if they
+	// name something, and say so.
+	if lb, lbp := a.byLayers(p); lb != nil {
+		lb.Confidence = Medium
+		lb.Note = fmt.Sprintf("annotation names %s, whose layers are not this image's base layers", b.Name())
+		return lb, lbp, true
+	}
+	b.Confidence = Low
+	b.Note = "the annotated base's layers are not this image's base layers"
+	return b, bp, true
+}
+
+// splitName parses an annotation's base name and reports whether it is on
+// this registry (a name without a registry host counts as this registry).
+func (a *analyzer) splitName(s string) (repo, tag string, local bool) {
+	if s == "" {
+		return "", "", true
+	}
+	s, _, _ = strings.Cut(s, "@")
+	host := ""
+	if i := strings.Index(s, "/"); i > 0 && (strings.ContainsAny(s[:i], ".:") || s[:i] == "localhost") {
+		host, s = s[:i], s[i+1:]
+	}
+	if i := strings.LastIndex(s, ":"); i > 0 {
+		s, tag = s[:i], s[i+1:]
+	}
+	return s, tag, host == "" || host == a.inv.Registry
+}
+
+// platformByDigest finds the platform manifest a base digest names: in the
+// inventory when tagged, else read from the registry. A digest of an index
+// resolves to its child for the image's platform.
+func (a *analyzer) platformByDigest(ctx context.Context, repo, digest string, img *inventory.Platform) *inventory.Platform {
+	for i := range a.inv.Images {
+		cand := &a.inv.Images[i]
+		if cand.Digest == digest {
+			return pickPlatform(cand, img.Platform)
+		}
+		for j := range cand.Platforms {
+			if cand.Platforms[j].Digest == digest && cand.Platforms[j].Config != nil {
+				return &cand.Platforms[j]
+			}
+		}
+	}
+	if a.fetch == nil || repo == "" {
+		return nil
+	}
+	var want *v1.Platform
+	if img.Platform != "" {
+		want, _ = v1.ParsePlatform(img.Platform)
+	}
+	bp, err := a.fetch.Platform(ctx, repo, digest, want)
+	if err != nil {
+		a.log.Info("reading annotated base", "repository", repo, "digest", digest, "error", err)
+		return nil
+	}
+	return bp
+}
+
+func pickPlatform(img *inventory.Image, platform string) *inventory.Platform {
+	for i := range img.Platforms {
+		if p := &img.Platforms[i]; p.Config != nil && (len(img.Platforms) == 1 || p.Platform == platform) {
+			return p
+		}
+	}
+	return nil
+}
+
+func (a *analyzer) isTagged(platformDigest string) bool {
+	for _, c := range a.inv.Images {
+		if c.Digest == platformDigest {
+			return true
+		}
+		for _, p := range c.Platforms {
+			if p.Digest == platformDigest {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// byLayers finds the longest proper prefix of the image's diff_ids that is
+// the complete layer list of another image of the registry.
+func (a *analyzer) byLayers(p *inventory.Platform) (*Base, *inventory.Platform) {
+	ids := p.Config.RootFS.DiffIDs
+	for k := len(ids) - 1; k >= 1; k-- {
+		var cands []candidate
+		for _, c := range a.chains[chainKey(ids[:k])] {
+			if c.plat.Digest != p.Digest {
+				cands = append(cands, c)
+			}
+		}
+		if len(cands) == 0 {
+			continue
+		}
+		slices.SortFunc(cands, func(x, y candidate) int {
+			// Prefer the image whose tag names the platform manifest itself
+			// or its index, then by name.
+			return cmp.Compare(x.ref(), y.ref())
+		})
+		best := cands[0]
+		b := &Base{Repository: best.repo, Tag: best.tag, Digest: best.plat.Digest, DetectedBy: ByLayers, Confidence: High, Tagged: true}
+		distinct := map[string]bool{best.plat.Digest: true}
+		for _, c := range cands[1:] {
+			b.AlsoMatches = append(b.AlsoMatches, c.ref())
+			distinct[c.plat.Digest] = true
+		}
+		if len(distinct) > 1 {
+			b.Confidence = Medium
+			b.Note = "several different images have exactly these layers"
+		}
+		return b, best.plat
+	}
+	return nil, nil
+}
+
+// byHistory finds a base in the image's own history: the layers created
+// before the image's last build session, when the history shows one. It
+// names no image; the base's time is the newest of its layers'.
+func byHistory(cf *v1.ConfigFile, now time.Time) (*Base, time.Time) {
+	var times []time.Time // one per layer
+	for _, h := range cf.History {
+		if !h.EmptyLayer {
+			times = append(times, h.Created.Time)
+		}
+	}
+	if len(times) < 2 || len(times) != len(cf.RootFS.DiffIDs) {
+		return nil, time.Time{}
+	}
+	// The last build session: the trailing layers whose times are within an
+	// hour of the last valid one. The base is what comes before.
+	last := -1
+	for i := len(times) - 1; i >= 0; i-- {
+		if validTime(times[i], now) {
+			last = i
+			break
+		}
+	}
+	if last < 1 {
+		return nil, time.Time{}
+	}
+	split := -1
+	for i := last - 1; i >= 0; i-- {
+		if validTime(times[i], now) && times[last].Sub(times[i]) > time.Hour {
+			split = i + 1
+			break
+		}
+	}
+	if split < 1 {
+		return nil, time.Time{}
+	}
+	var created time.Time
+	for _, t := range times[:split] {
+		if validTime(t, now) && t.After(created) {
+			created = t
+		}
+	}
+	return &Base{DetectedBy: ByHistory, Confidence: Low,
+		Note: fmt.Sprintf("the first %d of %d layers predate the image's build; no image of the registry has exactly those layers", split, len(times))}, created
+}
+
+// validTime reports whether t can be an age: not the zero time, not a
+// reproducible-build epoch (1970-01-01, 1980-01-01, or anything that early),
+// not in the future.
+func validTime(t time.Time, now time.Time) bool {
+	return t.After(time.Date(1980, 1, 2, 0, 0, 0, 0, time.UTC)) && !t.After(now.Add(time.Hour))
+}
+
+// baseTime is the base's age reference: its config's created time if it is
+// an age, else the newest valid time in its history; zero when neither.
+func baseTime(bp *inventory.Platform, now time.Time) time.Time {
+	if bp == nil || bp.Config == nil {
+		return time.Time{}
+	}
+	if c := bp.Config.Created.Time; validTime(c, now) {
+		return c
+	}
+	var newest time.Time
+	for _, h := range bp.Config.History {
+		if t := h.Created.Time; validTime(t, now) && t.After(newest) {
+			newest = t
+		}
+	}
+	return newest
+}
+
+func (a *analyzer) reasons(img *inventory.Image, p *inventory.Platform, b *Base, ageDays *int) []string {
+	pol := a.opts.Policy
+	reasons := []string{}
+	names := []struct{ repo, tag string }{{b.Repository, b.Tag}}
+	for _, m := range b.AlsoMatches {
+		r, t, _ := strings.Cut(m, ":")
+		names = append(names, struct{ repo, tag string }{r, t})
+	}
+	matches := func(pats []Pattern) bool {
+		for _, pat := range pats {
+			for _, n := range names {
+				if pat.Match(a.inv.Registry, n.repo, n.tag, b.Digest) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	if matches(pol.Ban) {
+		reasons = append(reasons, ReasonBanned)
+	}
+	if len(pol.Allow) > 0 && !matches(pol.Allow) {
+		reasons = append(reasons, ReasonNotAllowed)
+	}
+	if b.Repository != "" && b.Tag != "" && b.Digest != "" && b.DetectedBy != "" {
+		if cur := a.tags[b.Repository+":"+b.Tag]; cur == nil {
+			if a.repoKnown(b.Repository) {
+				reasons = append(reasons, ReasonOutdated) // the tag is gone
+			}
+		} else if cp := pickPlatform(cur, p.Platform); cp == nil || cp.Digest != b.Digest {
+			reasons = append(reasons, ReasonOutdated)
+		}
+	}
+	if pol.MaxBaseAge > 0 && ageDays != nil && time.Duration(*ageDays)*24*time.Hour > pol.MaxBaseAge {
+		reasons = append(reasons, ReasonTooOld)
+	}
+	if b.Repository == "" {
+		reasons = append(reasons, ReasonUnknown)
+	}
+	return reasons
+}
+
+func (a *analyzer) repoKnown(repo string) bool {
+	for _, img := range a.inv.Images {
+		if img.Repository == repo {
+			return true
+		}
+	}
+	return false
+}
+
+// isPrefix reports whether base is a proper prefix of ids.
+func isPrefix(base, ids []v1.Hash) bool {
+	return len(base) > 0 && len(base) < len(ids) && slices.Equal(base, ids[:len(base)])
+}
+
+func shortDigest(d string) string {
+	if i := strings.Index(d, ":"); i >= 0 && len(d) > i+13 {
+		return d[:i+13]
+	}
+	return d
+}

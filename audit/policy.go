@@ -1,0 +1,216 @@
+package audit
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"go.yaml.in/yaml/v3"
+)
+
+// DefaultMaxBaseAge is the base age above which an image is reported when
+// no policy says otherwise.
+const DefaultMaxBaseAge = 180 * 24 * time.Hour
+
+// Policy is what the audit judges bases against.
+type Policy struct {
+	// MaxBaseAge: a base older than this is base-too-old; 0 disables.
+	MaxBaseAge time.Duration
+	// Ban: a base matching any is base-banned.
+	Ban []Pattern
+	// Allow: when not empty, a base matching none is base-not-allowed.
+	Allow []Pattern
+}
+
+// Pattern names bases: a repository glob ("base/*"), a repo:tag glob
+// ("base/centos:7*"), or a digest ("sha256:..."), with or without the
+// registry host. In globs, * matches any run of characters (slashes
+// included) and ? one character.
+type Pattern struct {
+	Text   string
+	host   string
+	repo   *regexp.Regexp
+	tag    *regexp.Regexp // nil: any tag
+	digest string
+}
+
+// ParsePattern validates a pattern.
+func ParsePattern(s string) (Pattern, error) {
+	p := Pattern{Text: s}
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return p, errors.New("empty pattern")
+	}
+	if strings.HasPrefix(s, "sha256:") || strings.HasPrefix(s, "sha512:") {
+		if _, err := v1.NewHash(s); err != nil {
+			return p, fmt.Errorf("pattern %q: not a digest: %v", s, err)
+		}
+		p.digest = s
+		return p, nil
+	}
+	if strings.ContainsAny(s, " \t\"'") {
+		return p, fmt.Errorf("pattern %q: spaces and quotes are not allowed", s)
+	}
+	if i := strings.Index(s, "/"); i > 0 && (strings.ContainsAny(s[:i], ".:") || s[:i] == "localhost") {
+		p.host, s = s[:i], s[i+1:]
+	}
+	repo, tag := s, ""
+	if i := strings.LastIndex(s, ":"); i >= 0 {
+		repo, tag = s[:i], s[i+1:]
+		if tag == "" {
+			return p, fmt.Errorf("pattern %q: empty tag after ':'", p.Text)
+		}
+	}
+	if repo == "" || strings.HasPrefix(repo, "/") || strings.HasSuffix(repo, "/") || strings.Contains(repo, "//") {
+		return p, fmt.Errorf("pattern %q: not a repository glob", p.Text)
+	}
+	p.repo = glob(repo)
+	if tag != "" {
+		p.tag = glob(tag)
+	}
+	return p, nil
+}
+
+func glob(s string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString("^")
+	for _, r := range s {
+		switch r {
+		case '*':
+			b.WriteString(".*")
+		case '?':
+			b.WriteString(".")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(r)))
+		}
+	}
+	b.WriteString("$")
+	return regexp.MustCompile(b.String())
+}
+
+// Match reports whether the pattern names a base: its repository and tag on
+// registry, or one of its digests (platform manifest or index).
+func (p Pattern) Match(registry, repo, tag string, digests ...string) bool {
+	if p.digest != "" {
+		for _, d := range digests {
+			if d == p.digest {
+				return true
+			}
+		}
+		return false
+	}
+	if p.host != "" && p.host != registry {
+		return false
+	}
+	if repo == "" || !p.repo.MatchString(repo) {
+		return false
+	}
+	return p.tag == nil || (tag != "" && p.tag.MatchString(tag))
+}
+
+// ParseAge parses an age: "180d", "26w", or a Go duration ("4320h").
+func ParseAge(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
+		if n, ok := strings.CutSuffix(s, suffix); ok {
+			v, err := strconv.ParseFloat(n, 64)
+			if err != nil || v < 0 {
+				return 0, fmt.Errorf("age %q: want a number of days (180d), weeks (26w) or a duration (4320h)", s)
+			}
+			return time.Duration(v * float64(unit)), nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("age %q: want a number of days (180d), weeks (26w) or a duration (4320h)", s)
+	}
+	return d, nil
+}
+
+// policyFile is the YAML policy format:
+//
+//	maxBaseAge: 180d
+//	ban:
+//	  - base/centos
+//	  - docker.io/library/debian:9*
+//	allow:
+//	  - base/*
+type policyFile struct {
+	MaxBaseAge yaml.Node `yaml:"maxBaseAge"`
+	Ban        yaml.Node `yaml:"ban"`
+	Allow      yaml.Node `yaml:"allow"`
+}
+
+// LoadPolicy reads a YAML policy file. Errors name the file and line.
+func LoadPolicy(path string) (Policy, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return Policy{}, fmt.Errorf("reading policy: %w", err)
+	}
+	pol, err := ParsePolicy(raw)
+	if err != nil {
+		return Policy{}, fmt.Errorf("policy %s: %w", path, err)
+	}
+	return pol, nil
+}
+
+// ParsePolicy parses the YAML policy format (see policyFile). Keys it does
+// not know are errors, so that a typo does not silently disable a rule.
+func ParsePolicy(raw []byte) (Policy, error) {
+	pol := Policy{MaxBaseAge: DefaultMaxBaseAge}
+	var f policyFile
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return pol, nil
+		}
+		return pol, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if n := f.MaxBaseAge; n.Kind != 0 {
+		if n.Kind != yaml.ScalarNode {
+			return pol, fmt.Errorf("line %d: maxBaseAge: want an age such as 180d", n.Line)
+		}
+		d, err := ParseAge(n.Value)
+		if err != nil {
+			return pol, fmt.Errorf("line %d: maxBaseAge: %v", n.Line, err)
+		}
+		pol.MaxBaseAge = d
+	}
+	var err error
+	if pol.Ban, err = patternList("ban", f.Ban); err != nil {
+		return pol, err
+	}
+	if pol.Allow, err = patternList("allow", f.Allow); err != nil {
+		return pol, err
+	}
+	return pol, nil
+}
+
+func patternList(key string, n yaml.Node) ([]Pattern, error) {
+	if n.Kind == 0 {
+		return nil, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("line %d: %s: want a list of patterns", n.Line, key)
+	}
+	var out []Pattern
+	for _, item := range n.Content {
+		if item.Kind != yaml.ScalarNode {
+			return nil, fmt.Errorf("line %d: %s: want a pattern string", item.Line, key)
+		}
+		p, err := ParsePattern(item.Value)
+		if err != nil {
+			return nil, fmt.Errorf("line %d: %s: %v", item.Line, key, err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regkeeper/regkeeper/audit"
+	"github.com/regkeeper/regkeeper/internal/output"
+	"github.com/regkeeper/regkeeper/inventory"
+)
+
+// auditFlags are the policy flags, shared with cycle and report.
+type auditFlags struct {
+	policyFile string
+	maxAge     string
+	ban, allow []string
+	exitCode   int
+}
+
+func (a *auditFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&a.policyFile, "policy", "", "YAML policy file (maxBaseAge, ban, allow); flags add to it")
+	f.StringVar(&a.maxAge, "max-base-age", "", "report bases older than this: 180d, 26w, 4320h (default 180d; 0 disables)")
+	f.StringArrayVar(&a.ban, "ban", nil, "report bases matching this pattern (repeatable): repo glob, repo:tag glob or digest")
+	f.StringArrayVar(&a.allow, "allow", nil, "report bases matching none of these patterns (repeatable)")
+}
+
+// policy builds the policy: the file, then the flags on top.
+func (a *auditFlags) policy() (audit.Policy, error) {
+	pol := audit.Policy{MaxBaseAge: audit.DefaultMaxBaseAge}
+	if a.policyFile != "" {
+		var err error
+		if pol, err = audit.LoadPolicy(a.policyFile); err != nil {
+			return pol, usageError("%v", err)
+		}
+	}
+	if a.maxAge != "" {
+		d, err := audit.ParseAge(a.maxAge)
+		if err != nil {
+			return pol, usageError("--max-base-age: %v", err)
+		}
+		pol.MaxBaseAge = d
+	}
+	for _, list := range []struct {
+		flag string
+		in   []string
+		out  *[]audit.Pattern
+	}{{"--ban", a.ban, &pol.Ban}, {"--allow", a.allow, &pol.Allow}} {
+		for _, s := range list.in {
+			p, err := audit.ParsePattern(s)
+			if err != nil {
+				return pol, usageError("%s: %v", list.flag, err)
+			}
+			*list.out = append(*list.out, p)
+		}
+	}
+	return pol, nil
+}
+
+func newAuditCmd(g *globalOptions) *cobra.Command {
+	var (
+		filter filterOptions
+		af     auditFlags
+		tree   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "audit REGISTRY",
+		Short: "Find images on stale, banned or replaced base images",
+		Long: `audit finds, for every tag and platform of a registry, the base image it was
+built on, and reports:
+
+  base-banned       the base matches --ban
+  base-not-allowed  --allow is given and the base matches none of it
+  base-outdated     the base's tag now points at a different (rebuilt) image
+  base-too-old      the base is older than --max-base-age (default 180d)
+  base-unknown      the history shows a base that no image of the registry matches
+
+Bases are found, strongest evidence first, by the
+org.opencontainers.image.base.name/.digest annotations (checked against the
+layers), by layers (the longest run of the image's first layers that is
+exactly another image of the registry), and by the image's history. Ages
+come from the base's config or history; 1970-01-01 and other reproducible-
+build dates are not ages.
+
+Patterns are repository globs (base/*), repo:tag globs (base/debian:12*) or
+digests, with or without the registry host. --policy reads them from YAML:
+
+  maxBaseAge: 180d
+  ban: [base/centos]
+  allow: [base/debian:12, base/alpine:3.*]
+
+The table lists findings grouped by reason, worst first; -o json and -o csv
+list every tag and platform. --tree prints the lineage of the whole registry.`,
+		Example: `  # stale or banned bases, failing a CI job when there are any
+  regkeeper audit registry.example.com --max-base-age 90d --ban 'base/centos*' --exit-code 3
+
+  # with a policy file, as JSON
+  regkeeper audit registry.example.com --policy testdata/policy.yaml -o json
+
+  # which images are built on which base
+  regkeeper audit registry.example.com --tree`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			repo, tag, err := filter.compile()
+			if err != nil {
+				return err
+			}
+			pol, err := af.policy()
+			if err != nil {
+				return err
+			}
+			if af.exitCode < 0 || af.exitCode > 125 {
+				return usageError("--exit-code must be between 0 and 125")
+			}
+			log := g.logger(cmd)
+			res, err := audit.Run(cmd.Context(), argv[0], audit.Options{
+				Inventory: inventory.Options{Client: g.client(log), Repo: repo, Tag: tag, Progress: g.reporter(cmd), Logger: log},
+				Policy:    pol,
+			})
+			if err != nil {
+				return err
+			}
+			if tree {
+				err = audit.WriteTree(cmd.OutOrStdout(), res.Lineage())
+			} else {
+				err = writeAudit(cmd, g.format(), res)
+			}
+			if err != nil {
+				return err
+			}
+			if err := reportErrors(cmd, res.Errors); err != nil {
+				return err
+			}
+			if af.exitCode != 0 && findings(res) > 0 {
+				return &exitCodeError{code: af.exitCode, err: fmt.Errorf("%d findings", findings(res)), silent: true}
+			}
+			return nil
+		},
+	}
+	filter.register(cmd)
+	af.register(cmd)
+	cmd.Flags().IntVar(&af.exitCode, "exit-code", 0, "exit with this code when there are findings")
+	cmd.Flags().BoolVar(&tree, "tree", false, "print the lineage of the registry: which images are built on which base")
+	return cmd
+}
+
+func findings(res *audit.Result) int {
+	n := 0
+	for _, img := range res.Images {
+		if len(img.Reasons) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+func writeAudit(cmd *cobra.Command, f output.Format, res *audit.Result) error {
+	out := cmd.OutOrStdout()
+	switch f {
+	case output.JSON:
+		return output.WriteJSON(out, res)
+	case output.CSV:
+		rows := output.Rows{Header: []string{"REPOSITORY", "TAG", "PLATFORM", "DIGEST", "BASE", "BASE DIGEST", "DETECTED BY", "CONFIDENCE", "BASE AGE DAYS", "REASONS"}}
+		for _, img := range res.Images {
+			var base, bd, by, conf, age string
+			if b := img.Base; b != nil {
+				base, bd, by, conf = b.Name(), b.Digest, b.DetectedBy, b.Confidence
+			}
+			if img.BaseAgeDays != nil {
+				age = fmt.Sprint(*img.BaseAgeDays)
+			}
+			rows.Add(img.Repository, img.Tag, img.Platform, img.Digest, base, bd, by, conf, age, strings.Join(img.Reasons, " "))
+		}
+		return output.Write(out, f, rows, res)
+	}
+	rows := findingRows(res)
+	if len(rows.Rows) > 0 {
+		if err := output.Write(out, f, rows, res); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
+	}
+	fmt.Fprintln(out, auditSummary(res))
+	return nil
+}
+
+// findingRows lists each finding under its reason, worst reason first, the
+// oldest bases first within a reason.
+func findingRows(res *audit.Result) output.Rows {
+	rows := output.Rows{Header: []string{"FINDING", "IMAGE", "PLATFORM", "BASE", "BASE AGE", "DETECTED BY"}}
+	for _, reason := range audit.Severity {
+		var hit []audit.Image
+		for _, img := range res.Images {
+			if slices.Contains(img.Reasons, reason) {
+				hit = append(hit, img)
+			}
+		}
+		slices.SortStableFunc(hit, func(a, b audit.Image) int { return age(b) - age(a) })
+		for _, img := range hit {
+			var base, by, days string
+			if img.Base != nil {
+				base, by = img.Base.Name(), img.Base.DetectedBy+" ("+img.Base.Confidence+")"
+			}
+			if img.BaseAgeDays != nil {
+				days = fmt.Sprintf("%dd", *img.BaseAgeDays)
+			}
+			rows.Add(reason, img.Repository+":"+img.Tag, img.Platform, base, days, by)
+		}
+	}
+	return rows
+}
+
+func age(img audit.Image) int {
+	if img.BaseAgeDays == nil {
+		return -1
+	}
+	return *img.BaseAgeDays
+}
+
+// auditSummary is one line: what was audited and how many of each finding.
+func auditSummary(res *audit.Result) string {
+	var parts []string
+	for _, reason := range audit.Severity {
+		n := 0
+		for _, img := range res.Images {
+			if slices.Contains(img.Reasons, reason) {
+				n++
+			}
+		}
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, reason))
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("%d images (tag and platform) audited: no findings", len(res.Images))
+	}
+	return fmt.Sprintf("%d images (tag and platform) audited, %d with findings: %s", len(res.Images), findings(res), strings.Join(parts, ", "))
+}
