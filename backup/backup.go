@@ -1,0 +1,778 @@
+// Package backup copies the images of a registry into one OCI image layout
+// (a shared, content-addressed blob store with an index.json naming every
+// image by repository and tag), restores such a layout to a registry digest
+// for digest, and verifies it.
+//
+// Backups are incremental (an unchanged tag costs one HEAD request and no
+// transfer), resumable (blobs are written to temporary files, checked and
+// renamed; index.json is written last and atomically, so a killed run is
+// finished by running it again) and complete: the children of multi-arch
+// indexes, cosign signature tags, referrers fallback tags, and referrers
+// found through the referrers API where the registry has one.
+package backup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+
+	"github.com/regkeeper/regkeeper/internal/client"
+	"github.com/regkeeper/regkeeper/internal/progress"
+)
+
+// Options for Run. Start from DefaultOptions.
+type Options struct {
+	Client client.Options
+	// Repo and Tag select repositories and tags by regular expression; nil
+	// selects all. With Referrers, the signature (sha256-<hex>.sig, .att,
+	// .sbom) and referrers fallback (sha256-<hex>) tags of the selected
+	// images are selected too.
+	Repo, Tag *regexp.Regexp
+	// Referrers (default true) backs up referrers found through the
+	// referrers API, when the registry has one. Without the API, referrers
+	// are reachable only through their fallback tags, which are ordinary
+	// tags and backed up as such.
+	Referrers bool
+	// KeepHistory keeps the previous entry of a tag that moved, under the
+	// name repo:tag@<time it was first backed up>.
+	KeepHistory bool
+	// Checkpoint is how often index.json is saved during a run (entries
+	// complete so far), so that a killed run loses little bookkeeping.
+	// Default 30s.
+	Checkpoint time.Duration
+	// Progress draws a bar in bytes; nil draws nothing.
+	Progress *progress.Reporter
+	// Logger receives warnings (absent children) and notices; nil discards.
+	Logger *slog.Logger
+	// Now stamps new entries; zero means time.Now.
+	Now time.Time
+}
+
+// DefaultOptions returns the defaults: referrers on, 30s checkpoints.
+func DefaultOptions() Options {
+	return Options{Referrers: true, Checkpoint: 30 * time.Second}
+}
+
+// Result is the summary of a backup; the JSON field names are a contract
+// (DESIGN.md).
+type Result struct {
+	// Images is the number of tags in the backup after the run, of those
+	// selected.
+	Images int `json:"images"`
+	// BlobsWritten and BytesWritten count the blobs (manifests, configs,
+	// layers) this run added to DIR.
+	BlobsWritten int   `json:"blobsWritten"`
+	BytesWritten int64 `json:"bytesWritten"`
+	// BlobsSkipped and BytesSkipped count the distinct blobs of the selected
+	// images that DIR already had.
+	BlobsSkipped int   `json:"blobsSkipped"`
+	BytesSkipped int64 `json:"bytesSkipped"`
+	// Unchanged tags cost one HEAD request; Updated tags were new or moved.
+	Unchanged int `json:"unchanged"`
+	Updated   int `json:"updated"`
+	// Referrers recorded by this run through the referrers API.
+	Referrers int `json:"referrers"`
+	// ReferrersAPI: whether the registry answered the referrers API.
+	ReferrersAPI bool `json:"referrersAPI"`
+	// Absent are index children the registry does not have in the
+	// repository of the index; they are recorded, not backed up.
+	Absent          []Absent `json:"absent"`
+	Errors          []Error  `json:"errors"`
+	DurationSeconds float64  `json:"durationSeconds"`
+}
+
+// Absent is an index child missing from the index's repository.
+type Absent struct {
+	Repository string `json:"repository"`
+	Index      string `json:"index"`
+	Child      string `json:"child"`
+}
+
+// Run backs up the registry at host into the layout at dir, creating it if
+// dir does not exist or is empty. Failures of single repositories or tags
+// are in Result.Errors and do not stop the run; an error is returned only
+// when nothing could be done (bad directory, registry unreachable) or ctx
+// ends, and then index.json still records every image completed.
+func Run(ctx context.Context, host, dir string, opts Options) (*Result, error) {
+	start := time.Now()
+	reg, err := opts.Client.Registry(host)
+	if err != nil {
+		return nil, err
+	}
+	l := Layout{Root: dir}
+	if err := l.Init(); err != nil {
+		return nil, err
+	}
+	unlock, err := l.lock()
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if err := l.removeTemp(); err != nil {
+		return nil, fmt.Errorf("removing temporary files of an earlier run: %w", err)
+	}
+	idx, err := l.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRunner(ctx, reg, l, idx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer r.bar.Done()
+
+	err = r.run(ctx)
+	// Whatever happened, record what was completed.
+	if werr := idx.write(l); werr != nil && err == nil {
+		err = werr
+	}
+	res := r.result()
+	res.DurationSeconds = time.Since(start).Seconds()
+	return res, err
+}
+
+type runner struct {
+	opts   Options
+	reg    name.Registry
+	layout Layout
+	idx    *index
+	puller *remote.Puller
+	// refOpts list referrers through the API only: fallback tags are
+	// ordinary tags, backed up as such.
+	refOpts []remote.Option
+	log     *slog.Logger
+	now     time.Time
+	bar     *progress.Bar
+	jobs    int
+
+	blobSem   chan struct{}
+	blobs     flight[struct{}]
+	manifests flight[[]v1.Hash]
+
+	refOnce sync.Once
+	refAPI  bool
+
+	mu        sync.Mutex
+	res       Result
+	counted   map[v1.Hash]bool // blobs counted as written or skipped
+	complete  map[v1.Hash]bool // manifests found complete in the layout
+	lastSaved time.Time
+}
+
+func newRunner(ctx context.Context, reg name.Registry, l Layout, idx *index, opts Options) (*runner, error) {
+	ropts := opts.Client.Remote(ctx)
+	p, err := remote.NewPuller(ropts...)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if opts.Checkpoint <= 0 {
+		opts.Checkpoint = 30 * time.Second
+	}
+	rp, err := remote.NewPuller(append(ropts, remote.WithReferrersTagFallback(false))...)
+	if err != nil {
+		return nil, err
+	}
+	jobs := opts.Client.JobCount()
+	return &runner{opts: opts, reg: reg, layout: l, idx: idx, puller: p, refOpts: append(ropts, remote.Reuse(rp)),
+		log: log, now: now, bar: opts.Progress.Bytes(-1, "backup"), jobs: jobs,
+		blobSem: make(chan struct{}, jobs), counted: map[v1.Hash]bool{}, complete: map[v1.Hash]bool{},
+		lastSaved: time.Now()}, nil
+}
+
+// target is one tag to back up.
+type target struct {
+	repo, tag string
+}
+
+func (r *runner) run(ctx context.Context) error {
+	repos, err := r.listRepositories(ctx)
+	if err != nil {
+		return err
+	}
+	tags := r.listTags(ctx, repos)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var selected []target
+	for _, repo := range repos {
+		for _, t := range tags[repo] {
+			if r.opts.Tag == nil || r.opts.Tag.MatchString(t) {
+				selected = append(selected, target{repo, t})
+			}
+		}
+	}
+	digests := r.backupAll(ctx, selected)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// With a tag filter, the signature and fallback tags of what was
+	// selected are not selected by name: add them.
+	if r.opts.Tag != nil && r.opts.Referrers {
+		var attached []target
+		for _, repo := range repos {
+			for _, t := range tags[repo] {
+				if r.opts.Tag.MatchString(t) {
+					continue
+				}
+				if d, ok := attachedTo(t); ok && digests[repo][d] {
+					attached = append(attached, target{repo, t})
+				}
+			}
+		}
+		r.backupAll(ctx, attached)
+	}
+	return ctx.Err()
+}
+
+// attachedTo returns the digest hex a sha256-<hex>[.suffix] tag is attached
+// to (cosign signatures, attestations and SBOMs; referrers fallback tags).
+func attachedTo(tag string) (string, bool) {
+	rest, ok := strings.CutPrefix(tag, "sha256-")
+	if !ok {
+		return "", false
+	}
+	hex, _, _ := strings.Cut(rest, ".")
+	if len(hex) != 64 {
+		return "", false
+	}
+	return hex, true
+}
+
+// listRepositories walks the catalog. This is the only listing the backup
+// needs: inventory.Run would also read every config, which an incremental
+// run must not pay for.
+func (r *runner) listRepositories(ctx context.Context) ([]string, error) {
+	all, err := r.puller.Catalog(ctx, r.reg)
+	if err != nil {
+		return nil, fmt.Errorf("listing repositories of %s: %s", r.reg.RegistryStr(), client.Describe(err))
+	}
+	var repos []string
+	for _, repo := range all {
+		if r.opts.Repo == nil || r.opts.Repo.MatchString(repo) {
+			repos = append(repos, repo)
+		}
+	}
+	sort.Strings(repos)
+	return repos, nil
+}
+
+// listTags lists the tags of every repository, jobs at a time.
+func (r *runner) listTags(ctx context.Context, repos []string) map[string][]string {
+	out := make(map[string][]string, len(repos))
+	var mu sync.Mutex
+	forEach(ctx, r.jobs, repos, func(repo string) {
+		tags, err := r.puller.List(ctx, r.reg.Repo(repo))
+		mu.Lock()
+		defer mu.Unlock()
+		if err != nil {
+			if ctx.Err() == nil {
+				r.addError(Error{Repository: repo, Error: "listing tags: " + client.Describe(err)})
+			}
+			return
+		}
+		sort.Strings(tags)
+		out[repo] = tags
+	})
+	return out
+}
+
+// backupAll backs up targets, jobs at a time, and returns the manifest
+// digests (hex) backed up per repository.
+func (r *runner) backupAll(ctx context.Context, targets []target) map[string]map[string]bool {
+	digests := map[string]map[string]bool{}
+	var mu sync.Mutex
+	forEach(ctx, r.jobs, targets, func(t target) {
+		ds, err := r.backupTag(ctx, t)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.addError(Error{Repository: t.repo, Tag: t.tag, Error: client.Describe(err)})
+			}
+			return
+		}
+		mu.Lock()
+		if digests[t.repo] == nil {
+			digests[t.repo] = map[string]bool{}
+		}
+		for _, d := range ds {
+			digests[t.repo][d.Hex] = true
+		}
+		mu.Unlock()
+		r.checkpoint()
+	})
+	return digests
+}
+
+// checkpoint saves index.json when the last save is older than the
+// checkpoint interval.
+func (r *runner) checkpoint() {
+	r.mu.Lock()
+	due := time.Since(r.lastSaved) >= r.opts.Checkpoint
+	if due {
+		r.lastSaved = time.Now()
+	}
+	r.mu.Unlock()
+	if due {
+		if err := r.idx.write(r.layout); err != nil {
+			r.log.Warn("saving index.json checkpoint", "error", err)
+		}
+	}
+}
+
+// backupTag backs up one tag and returns the digests it covers (the
+// manifest and, for an index, its children).
+func (r *runner) backupTag(ctx context.Context, t target) ([]v1.Hash, error) {
+	repo := r.reg.Repo(t.repo)
+	ref := repo.Tag(t.tag)
+	var getRef name.Reference = ref
+	if prev, ok := r.idx.tag(t.repo, t.tag); ok {
+		head, err := r.puller.Head(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", ref, err)
+		}
+		if head.Digest == prev.Digest && r.isComplete(prev.Digest, Entry{prev}.Absent()) {
+			r.mu.Lock()
+			r.res.Unchanged++
+			r.mu.Unlock()
+			ds := r.coveredDigests(prev.Digest)
+			if err := r.backupReferrers(ctx, repo, ds); err != nil {
+				return nil, err
+			}
+			return ds, nil
+		}
+		getRef = repo.Digest(head.Digest.String())
+	}
+	got, err := r.puller.Get(ctx, getRef)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", ref, err)
+	}
+	desc := got.Descriptor
+	absent, err := r.copyManifest(ctx, repo, desc, got.Manifest)
+	if err != nil {
+		return nil, err
+	}
+	ds := r.coveredDigests(desc.Digest)
+	if err := r.backupReferrers(ctx, repo, ds); err != nil {
+		return nil, err
+	}
+	r.idx.setTag(t.repo, t.tag, desc, absent, r.now, r.opts.KeepHistory)
+	r.mu.Lock()
+	r.res.Updated++
+	r.mu.Unlock()
+	return ds, nil
+}
+
+// coveredDigests is d and, when d is an index in the layout, its children.
+func (r *runner) coveredDigests(d v1.Hash) []v1.Hash {
+	out := []v1.Hash{d}
+	raw, err := r.layout.ReadBlob(d)
+	if err != nil {
+		return out
+	}
+	rf, err := parseRefs("", raw)
+	if err != nil {
+		return out
+	}
+	for _, c := range rf.Children {
+		out = append(out, c.Digest)
+	}
+	return out
+}
+
+// copyManifest copies a manifest of repo and everything it references into
+// the layout: children and blobs first, the manifest itself last. raw may
+// be nil (fetched, or read from the layout). It returns the children the
+// registry does not have in repo.
+func (r *runner) copyManifest(ctx context.Context, repo name.Repository, desc v1.Descriptor, raw []byte) ([]v1.Hash, error) {
+	key := repo.RepositoryStr() + "@" + desc.Digest.String()
+	return r.manifests.do(key, func() ([]v1.Hash, error) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if raw == nil {
+			var err error
+			if raw, err = r.fetchManifest(ctx, repo, desc); err != nil {
+				if isNotFound(err) {
+					return nil, &notFoundError{digest: desc.Digest, err: err}
+				}
+				return nil, err
+			}
+		}
+		rf, err := parseRefs(desc.MediaType, raw)
+		if err != nil {
+			return nil, fmt.Errorf("manifest %s in %s: %w", desc.Digest, repo.RepositoryStr(), err)
+		}
+		var absent []v1.Hash
+		for _, child := range rf.Children {
+			ca, err := r.copyManifest(ctx, repo, child, nil)
+			var nf *notFoundError
+			if errors.As(err, &nf) && nf.digest == child.Digest {
+				r.log.Warn("index child absent from its repository; recorded, not backed up",
+					"repository", repo.RepositoryStr(), "index", desc.Digest.String(), "child", child.Digest.String())
+				r.mu.Lock()
+				r.res.Absent = append(r.res.Absent, Absent{Repository: repo.RepositoryStr(), Index: desc.Digest.String(), Child: child.Digest.String()})
+				r.mu.Unlock()
+				absent = append(absent, child.Digest)
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("child %s of %s: %w", child.Digest, desc.Digest, err)
+			}
+			absent = append(absent, ca...)
+		}
+		if err := r.copyBlobs(ctx, repo, rf.Blobs); err != nil {
+			return nil, err
+		}
+		if err := r.writeManifest(desc, raw); err != nil {
+			return nil, err
+		}
+		return absent, nil
+	})
+}
+
+// fetchManifest returns a manifest's bytes: from the layout when it is
+// there (after a HEAD confirms the repository has it), else from the
+// registry.
+func (r *runner) fetchManifest(ctx context.Context, repo name.Repository, desc v1.Descriptor) ([]byte, error) {
+	ref := repo.Digest(desc.Digest.String())
+	if r.layout.HasBlob(desc.Digest, desc.Size) {
+		if _, err := r.puller.Head(ctx, ref); err != nil {
+			return nil, err
+		}
+		if raw, err := r.layout.ReadBlob(desc.Digest); err == nil {
+			return raw, nil
+		}
+	}
+	got, err := r.puller.Get(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	return got.Manifest, nil
+}
+
+func (r *runner) writeManifest(desc v1.Descriptor, raw []byte) error {
+	if r.layout.HasBlob(desc.Digest, int64(len(raw))) {
+		r.countSkipped(desc.Digest, int64(len(raw)))
+		return nil
+	}
+	return r.blobs.doErr(desc.Digest.String(), func() error {
+		if r.layout.HasBlob(desc.Digest, int64(len(raw))) {
+			return nil
+		}
+		if err := r.layout.WriteBlob(desc.Digest, int64(len(raw)), bytes.NewReader(raw), r.bar.Add); err != nil {
+			return err
+		}
+		r.countWritten(desc.Digest, int64(len(raw)))
+		return nil
+	})
+}
+
+// copyBlobs fetches the blobs the layout lacks, concurrently.
+func (r *runner) copyBlobs(ctx context.Context, repo name.Repository, blobs []v1.Descriptor) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(blobs))
+	for i, b := range blobs {
+		if !distributable(b) {
+			r.log.Info("non-distributable layer not backed up", "repository", repo.RepositoryStr(), "digest", b.Digest.String())
+			continue
+		}
+		if r.layout.HasBlob(b.Digest, b.Size) {
+			r.countSkipped(b.Digest, b.Size)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case r.blobSem <- struct{}{}:
+			case <-ctx.Done():
+				errs[i] = ctx.Err()
+				return
+			}
+			defer func() { <-r.blobSem }()
+			errs[i] = r.blobs.doErr(b.Digest.String(), func() error { return r.copyBlob(ctx, repo, b) })
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (r *runner) copyBlob(ctx context.Context, repo name.Repository, b v1.Descriptor) error {
+	if r.layout.HasBlob(b.Digest, b.Size) {
+		r.countSkipped(b.Digest, b.Size)
+		return nil
+	}
+	layer, err := r.puller.Layer(ctx, repo.Digest(b.Digest.String()))
+	if err != nil {
+		return fmt.Errorf("blob %s in %s: %w", b.Digest, repo.RepositoryStr(), err)
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return fmt.Errorf("blob %s in %s: %w", b.Digest, repo.RepositoryStr(), err)
+	}
+	defer rc.Close()
+	if err := r.layout.WriteBlob(b.Digest, b.Size, rc, r.bar.Add); err != nil {
+		return fmt.Errorf("blob %s in %s: %w", b.Digest, repo.RepositoryStr(), err)
+	}
+	r.countWritten(b.Digest, b.Size)
+	return nil
+}
+
+// isComplete reports whether manifest d and everything it references
+// (except the children in absent) are in the layout. Local only.
+func (r *runner) isComplete(d v1.Hash, absent map[v1.Hash]bool) bool {
+	r.mu.Lock()
+	done := r.complete[d]
+	r.mu.Unlock()
+	if done && len(absent) == 0 {
+		return true
+	}
+	raw, err := r.layout.ReadBlob(d)
+	if err != nil {
+		return false
+	}
+	rf, err := parseRefs("", raw)
+	if err != nil {
+		return false
+	}
+	for _, c := range rf.Children {
+		if !absent[c.Digest] && !r.isComplete(c.Digest, nil) {
+			return false
+		}
+	}
+	for _, b := range rf.Blobs {
+		if !distributable(b) {
+			continue
+		}
+		if !r.layout.HasBlob(b.Digest, b.Size) {
+			return false
+		}
+		r.countSkipped(b.Digest, b.Size)
+	}
+	r.countSkipped(d, int64(len(raw)))
+	if len(absent) == 0 {
+		r.mu.Lock()
+		r.complete[d] = true
+		r.mu.Unlock()
+	}
+	return true
+}
+
+// referrersAPI probes once whether the registry has the referrers API.
+func (r *runner) referrersAPI(repo name.Repository) bool {
+	r.refOnce.Do(func() {
+		probe := repo.Digest("sha256:" + strings.Repeat("0", 64))
+		_, err := remote.Referrers(probe, r.refOpts...)
+		r.refAPI = err == nil
+		if err != nil {
+			r.log.Info("registry has no referrers API: referrers are backed up through their fallback tags (sha256-<hex>), and referrers pushed without one cannot be found", "registry", r.reg.RegistryStr())
+		}
+		r.mu.Lock()
+		r.res.ReferrersAPI = r.refAPI
+		r.mu.Unlock()
+	})
+	return r.refAPI
+}
+
+// backupReferrers backs up the referrers of the given manifests through
+// the referrers API, when the registry has it.
+func (r *runner) backupReferrers(ctx context.Context, repo name.Repository, subjects []v1.Hash) error {
+	if !r.opts.Referrers || !r.referrersAPI(repo) {
+		return nil
+	}
+	for _, s := range subjects {
+		idx, err := remote.Referrers(repo.Digest(s.String()), r.refOpts...)
+		if err != nil {
+			return fmt.Errorf("listing referrers of %s: %w", s, err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return fmt.Errorf("listing referrers of %s: %w", s, err)
+		}
+		for _, desc := range im.Manifests {
+			if _, err := r.copyManifest(ctx, repo, desc, nil); err != nil {
+				return fmt.Errorf("referrer %s of %s: %w", desc.Digest, s, err)
+			}
+			if r.idx.addReferrer(repo.RepositoryStr(), desc, s, r.now) {
+				r.mu.Lock()
+				r.res.Referrers++
+				r.mu.Unlock()
+			}
+		}
+	}
+	return nil
+}
+
+func (r *runner) countWritten(d v1.Hash, n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.counted[d] {
+		return
+	}
+	r.counted[d] = true
+	r.res.BlobsWritten++
+	r.res.BytesWritten += n
+}
+
+func (r *runner) countSkipped(d v1.Hash, n int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.counted[d] {
+		return
+	}
+	r.counted[d] = true
+	r.res.BlobsSkipped++
+	r.res.BytesSkipped += n
+}
+
+func (r *runner) addError(e Error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Errors = append(r.res.Errors, e)
+}
+
+// result returns the summary, with Images counted from the index.
+func (r *runner) result() *Result {
+	r.mu.Lock()
+	res := r.res
+	r.mu.Unlock()
+	entries := r.idx.snapshot()
+	for _, e := range entries {
+		if e.Kind() != KindTag {
+			continue
+		}
+		if r.opts.Repo != nil && !r.opts.Repo.MatchString(e.Repository()) {
+			continue
+		}
+		if r.opts.Tag != nil && !r.opts.Tag.MatchString(e.Tag()) {
+			continue
+		}
+		res.Images++
+	}
+	if res.Errors == nil {
+		res.Errors = []Error{}
+	}
+	if res.Absent == nil {
+		res.Absent = []Absent{}
+	}
+	sort.Slice(res.Errors, func(i, j int) bool {
+		a, b := res.Errors[i], res.Errors[j]
+		if a.Repository != b.Repository {
+			return a.Repository < b.Repository
+		}
+		return a.Tag < b.Tag
+	})
+	return &res
+}
+
+// notFoundError is a manifest the registry does not have in a repository.
+type notFoundError struct {
+	digest v1.Hash
+	err    error
+}
+
+func (e *notFoundError) Error() string { return fmt.Sprintf("manifest %s: %v", e.digest, e.err) }
+func (e *notFoundError) Unwrap() error { return e.err }
+
+// isNotFound reports a 404 from the registry.
+func isNotFound(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound
+}
+
+// flight runs one function per key at a time and remembers successes, so
+// that a blob or manifest shared by many images is fetched once per run.
+// A failure is not remembered: the next caller tries again.
+type flight[T any] struct {
+	mu sync.Mutex
+	m  map[string]*call[T]
+}
+
+type call[T any] struct {
+	done chan struct{}
+	val  T
+	err  error
+}
+
+func (f *flight[T]) do(key string, fn func() (T, error)) (T, error) {
+	for {
+		f.mu.Lock()
+		if f.m == nil {
+			f.m = map[string]*call[T]{}
+		}
+		c, ok := f.m[key]
+		if !ok {
+			c = &call[T]{done: make(chan struct{})}
+			f.m[key] = c
+			f.mu.Unlock()
+			c.val, c.err = fn()
+			if c.err != nil {
+				f.mu.Lock()
+				delete(f.m, key)
+				f.mu.Unlock()
+			}
+			close(c.done)
+			return c.val, c.err
+		}
+		f.mu.Unlock()
+		<-c.done
+		if c.err == nil {
+			return c.val, nil
+		}
+		// The other caller failed; try ourselves.
+	}
+}
+
+func (f *flight[T]) doErr(key string, fn func() error) error {
+	_, err := f.do(key, func() (T, error) {
+		var zero T
+		return zero, fn()
+	})
+	return err
+}
+
+// forEach calls fn for every item, jobs at a time, until ctx ends.
+func forEach[T any](ctx context.Context, jobs int, items []T, fn func(T)) {
+	ch := make(chan T)
+	var wg sync.WaitGroup
+	for range min(jobs, max(len(items), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range ch {
+				fn(it)
+			}
+		}()
+	}
+	for _, it := range items {
+		select {
+		case ch <- it:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	close(ch)
+	wg.Wait()
+}

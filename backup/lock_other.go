@@ -1,0 +1,7 @@
+//go:build !unix
+
+package backup
+
+// lock is a no-op where flock is not available: do not run two backups into
+// one directory at once there.
+func (l Layout) lock() (unlock func(), err error) { return func() {}, nil }
