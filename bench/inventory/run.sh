@@ -16,25 +16,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPOS=${REPOS:-200} TAGS=${TAGS:-10} JOBS=${JOBS:-8}
-BIN=${XDG_CACHE_HOME:-$HOME/.cache}/regkeeper/bin
-mkdir -p "$BIN"
+. bench/lib.sh
 [ -x "$BIN/regctl" ] || GOBIN=$BIN go install github.com/regclient/regclient/cmd/regctl@v0.11.7
 [ -x "$BIN/crane" ] || GOBIN=$BIN go install github.com/google/go-containerregistry/cmd/crane@v0.22.1
-work=$(mktemp -d)
-trap 'kill $fleet 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
-go build -o "$work/regkeeper" ./cmd/regkeeper
-go build -o "$work/fleet" ./bench/fleet
-
-"$work/fleet" --dir "$work/reg" --repos "$REPOS" --tags "$TAGS" >"$work/fleet.out" 2>"$work/fleet.err" &
-fleet=$!
-for _ in $(seq 600); do grep -q '^host' "$work/fleet.out" 2>/dev/null && break; sleep 0.5; done
-host=$(awk '/^host/{print $2}' "$work/fleet.out")
-[ -n "$host" ] || { cat "$work/fleet.err"; exit 1; }
-cat "$work/fleet.err"
+start_fleet --repos "$REPOS" --tags "$TAGS"
 export HOME=$work # regctl keeps its config here
 "$BIN/regctl" registry set --tls disabled "$host" >/dev/null
-
-secs() { local s e; s=$(date +%s.%N); "$@" >/dev/null; e=$(date +%s.%N); echo "$e - $s" | bc; }
 
 # Each peer loop prints "repo:tag digest" per tag.
 regctl_loop() {
@@ -54,15 +41,15 @@ crane_parallel() {
     "$BIN/crane" ls --insecure "$host/$r" | sed "s|^|$r:|"
   done | xargs -P "$JOBS" -I{} sh -c 'echo "{} $("$0" digest --insecure "$1/{}")"' "$BIN/crane" "$host"
 }
-rk() { "$work/regkeeper" inventory "$host" --insecure --jobs "$JOBS" -o json; }
+inv() { "$rk" inventory "$host" --insecure --jobs "$JOBS" -o json; }
 
 # Same answers first: every tag with the same digest.
-rk | python3 -c 'import json,sys; [print(i["repository"]+":"+i["tag"], i["digest"]) for i in json.load(sys.stdin)["images"]]' | sort >"$work/rk.txt"
+inv | python3 -c 'import json,sys; [print(i["repository"]+":"+i["tag"], i["digest"]) for i in json.load(sys.stdin)["images"]]' | sort >"$work/rk.txt"
 regctl_parallel | sort >"$work/regctl.txt"
 diff -q "$work/rk.txt" "$work/regctl.txt" >/dev/null || { echo "regkeeper and regctl disagree:"; diff "$work/rk.txt" "$work/regctl.txt" | head; exit 1; }
 tags=$(wc -l <"$work/rk.txt")
 
-t_rk=$(secs rk)
+t_rk=$(secs inv)
 t_rs=$(secs regctl_loop)
 t_rp=$(secs regctl_parallel)
 t_cp=$(secs crane_parallel)
