@@ -1,0 +1,114 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regkeeper/regkeeper/backup"
+	"github.com/regkeeper/regkeeper/internal/output"
+)
+
+func newBackupCmd(g *globalOptions) *cobra.Command {
+	var filter filterOptions
+	opts := backup.DefaultOptions()
+	cmd := &cobra.Command{
+		Use:   "backup REGISTRY DIR",
+		Short: "Back up every image (or a filtered set) into one deduplicated OCI image layout",
+		Long: `backup copies the images of a registry into DIR, an OCI image layout: one
+content-addressed blob store (a layer shared by 500 images is stored once) and
+an index.json naming every image by its full repository:tag (annotation
+org.opencontainers.image.ref.name), so that OCI-layout readers can take any
+one image from it, e.g.
+
+  skopeo copy oci:DIR:team-a/api:1.0 docker://registry.example.com/team-a/api:1.0
+
+Run it every week on the same DIR. An unchanged tag costs one HEAD request;
+only blobs DIR lacks are downloaded; a tag that moved is updated (and, with
+--keep-history, its previous digest stays as repo:tag@<date first backed up>).
+Nothing in DIR is ever deleted.
+
+Blobs are hashed while they stream into a temporary file, checked against
+digest and size, fsynced and renamed into place; index.json is written last,
+atomically (and every 30s as a checkpoint). A backup killed at any moment is
+finished by running it again.
+
+Multi-arch indexes are backed up with all their children (children that the
+registry does not have in that repository are recorded and reported). Cosign
+signature tags and referrers fallback tags (sha256-<hex>) are ordinary tags
+and are backed up; with --tag, those of the selected images come along.
+--referrers (default on) also asks the referrers API where the registry has
+one. Referrers pushed by digest with neither API nor fallback tag (possible
+on distribution, which has no referrers API) cannot be listed over HTTP and
+are not backed up.`,
+		Example: `  # the weekly pre-GC backup
+  regkeeper backup registry.example.com /backups/registry
+
+  # one team, keeping the previous digest of moved tags, as JSON
+  regkeeper backup registry.example.com /backups/registry --repo '^team-a/' --keep-history -o json
+
+  # the embedded demo registry (plain HTTP)
+  regkeeper backup 127.0.0.1:5000 ./backup --insecure`,
+		Args: args(cobra.ExactArgs(2)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			var err error
+			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
+				return err
+			}
+			log := g.logger(cmd)
+			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
+			res, err := backup.Run(cmd.Context(), argv[0], argv[1], opts)
+			if res != nil {
+				if werr := writeBackupResult(cmd, g.format(), res); werr != nil && err == nil {
+					err = werr
+				}
+			}
+			if err != nil {
+				return err
+			}
+			return reportBackupErrors(cmd, res.Errors)
+		},
+	}
+	filter.register(cmd)
+	f := cmd.Flags()
+	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
+	f.BoolVar(&opts.KeepHistory, "keep-history", false, "keep the previous digest of a moved tag as repo:tag@<date>")
+	return cmd
+}
+
+func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) error {
+	out := cmd.OutOrStdout()
+	if f == output.JSON {
+		return output.WriteJSON(out, res)
+	}
+	rows := output.Rows{Header: []string{"IMAGES", "UNCHANGED", "UPDATED", "REFERRERS", "BLOBS WRITTEN", "BYTES WRITTEN", "BLOBS SKIPPED", "BYTES SKIPPED"}}
+	rows.Add(res.Images, res.Unchanged, res.Updated, res.Referrers, res.BlobsWritten, bytesCell(f, res.BytesWritten), res.BlobsSkipped, bytesCell(f, res.BytesSkipped))
+	if err := output.Write(out, f, rows, res); err != nil {
+		return err
+	}
+	if f == output.Table {
+		for _, a := range res.Absent {
+			fmt.Fprintf(out, "absent: %s: index %s names %s, which the registry does not have there\n", a.Repository, output.ShortDigest(a.Index), output.ShortDigest(a.Child))
+		}
+		fmt.Fprintf(out, "\n%d images in %.1fs\n", res.Images, res.DurationSeconds)
+	}
+	return nil
+}
+
+// reportBackupErrors prints each error on stderr and, if there were any,
+// returns errPartial (exit 1).
+func reportBackupErrors(cmd *cobra.Command, errs []backup.Error) error {
+	for _, e := range errs {
+		where := e.Repository
+		if e.Tag != "" {
+			where += ":" + e.Tag
+		} else if e.Digest != "" {
+			where += "@" + e.Digest
+		}
+		fmt.Fprintf(cmd.ErrOrStderr(), "error: %s: %s\n", where, e.Error)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("%d repositories or images failed: %w", len(errs), errPartial)
+	}
+	return nil
+}
