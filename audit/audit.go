@@ -61,6 +61,10 @@ type Result struct {
 	Registry string            `json:"registry"`
 	Images   []Image           `json:"images"`
 	Errors   []inventory.Error `json:"errors"`
+
+	// Inventory is the walk of the whole registry the audit was made from
+	// (whatever the filters), for reports; not part of the JSON.
+	Inventory *inventory.Result `json:"-"`
 }
 
 // Image is one tag and platform.
@@ -189,7 +193,7 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 			a.chains[k] = append(a.chains[k], candidate{img.Repository, img.Tag, img, p})
 		}
 	}
-	res := &Result{Registry: inv.Registry, Images: []Image{}, Errors: []inventory.Error{}}
+	res := &Result{Registry: inv.Registry, Images: []Image{}, Errors: []inventory.Error{}, Inventory: inv}
 	for _, e := range inv.Errors {
 		if selected(opts.Inventory, &inventory.Image{Repository: e.Repository, Tag: e.Tag}) {
 			res.Errors = append(res.Errors, e)

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/regkeeper/regkeeper/audit"
+	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/internal/output"
 	"github.com/regkeeper/regkeeper/inventory"
 )
@@ -65,6 +67,7 @@ func newAuditCmd(g *globalOptions) *cobra.Command {
 		filter filterOptions
 		af     auditFlags
 		tree   bool
+		mf     metricsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "audit REGISTRY",
@@ -116,11 +119,14 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 				return usageError("--exit-code must be between 0 and 125")
 			}
 			log := g.logger(cmd)
+			start := time.Now()
 			res, err := audit.Run(cmd.Context(), argv[0], audit.Options{
 				Inventory: inventory.Options{Client: g.client(log), Repo: repo, Tag: tag, Progress: g.reporter(cmd), Logger: log},
 				Policy:    pol,
 			})
-			if err != nil {
+			set := metrics.New("audit")
+			auditMetrics(set, res, time.Since(start))
+			if err := mf.write(set, "audit", err); err != nil {
 				return err
 			}
 			if tree {
@@ -142,6 +148,7 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 	}
 	filter.register(cmd)
 	af.register(cmd)
+	mf.register(cmd)
 	cmd.Flags().IntVar(&af.exitCode, "exit-code", 0, "exit with this code when there are findings")
 	cmd.Flags().BoolVar(&tree, "tree", false, "print the lineage of the registry: which images are built on which base")
 	return cmd

@@ -9,12 +9,14 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 
 	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/internal/output"
 )
 
 func newGCCmd(g *globalOptions) *cobra.Command {
 	opts := gc.DefaultOptions()
 	var config, root string
+	var mf metricsFlag
 	cmd := &cobra.Command{
 		Use:   "gc (--config registry.yml | --root DIR)",
 		Short: "Delete untagged manifests and unreferenced blobs from the registry's storage",
@@ -51,7 +53,7 @@ and reported. A lock in storage stops two runs at once.`,
 			opts.Jobs, opts.Logger, opts.Progress = g.jobs, g.logger(cmd), g.reporter(cmd)
 			drv, err := openStorage(cmd, config, root)
 			if err != nil {
-				return err
+				return mf.write(nil, "gc", err)
 			}
 			rep, err := gc.Run(ctx, drv, opts)
 			if rep != nil {
@@ -59,7 +61,9 @@ and reported. A lock in storage stops two runs at once.`,
 					err = werr
 				}
 			}
-			return err
+			set := metrics.New("gc")
+			gcMetrics(set, rep)
+			return mf.write(set, "gc", err)
 		},
 	}
 	f := cmd.Flags()
@@ -72,6 +76,7 @@ and reported. A lock in storage stops two runs at once.`,
 	f.DurationVar(&opts.UploadsOlderThan, "uploads-older-than", opts.UploadsOlderThan, "delete uploads started longer ago than this (0: keep all)")
 	f.BoolVar(&opts.PruneOrphanSignatures, "prune-orphan-signatures", false, "delete sha256-<hex>.sig/.att/.sbom and referrers fallback tags whose subject is gone")
 	f.BoolVar(&opts.PruneEmptyRepos, "prune-empty-repos", false, "delete repositories left with no tag and no manifest")
+	mf.register(cmd)
 	f.DurationVar(&opts.StaleLock, "stale-lock", opts.StaleLock, "take over another run's lock older than this")
 	return cmd
 }

@@ -64,12 +64,18 @@ func (g *globalOptions) register(cmd *cobra.Command) {
 	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
 }
 
+// ownOutput is the annotation of a command that checks -o itself (report:
+// html or markdown).
+const ownOutput = "regkeeper/own-output"
+
 // validate checks the shared flags once, before any command runs.
-func (g *globalOptions) validate() error {
+func (g *globalOptions) validate(cmd *cobra.Command) error {
 	if g.jobs < 1 {
 		return usageError("--jobs must be at least 1, got %d", g.jobs)
 	}
-	if _, err := output.ParseFormat(g.output); err != nil {
+	if _, own := cmd.Annotations[ownOutput]; own {
+		// checked by the command
+	} else if _, err := output.ParseFormat(g.output); err != nil {
 		return usageError("-o: %v", err)
 	}
 	if _, err := progress.ParseMode(g.progress); err != nil {
@@ -164,7 +170,7 @@ that deletes what tag replacement left behind, on the registry's own storage.`,
 		SilenceErrors:     true,
 		CompletionOptions: cobra.CompletionOptions{HiddenDefaultCmd: true},
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return g.validate()
+			return g.validate(cmd)
 		},
 	}
 	g.register(root)
@@ -176,6 +182,7 @@ that deletes what tag replacement left behind, on the registry's own storage.`,
 		newDemoCmd(g),
 		newInventoryCmd(g),
 		newAuditCmd(g),
+		newReportCmd(g),
 		newBackupCmd(g),
 		newRestoreCmd(g),
 		newVerifyCmd(g),

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regkeeper/regkeeper/audit"
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/report"
+	"github.com/regkeeper/regkeeper/inventory"
+)
+
+func newReportCmd(g *globalOptions) *cobra.Command {
+	var (
+		filter       filterOptions
+		af           auditFlags
+		config, root string
+		out          string
+		grace        = gc.DefaultOptions().Grace
+	)
+	cmd := &cobra.Command{
+		Use:   "report REGISTRY [--config registry.yml] [-o html|markdown] [--out FILE]",
+		Short: "One self-contained audit report: totals, storage, what gc would reclaim, findings, lineage",
+		Long: `report inventories and audits a registry and writes one report for a security
+review: registry totals; storage by repository, unique and shared bytes, as a
+chart; with --config (or --root), what gc would reclaim per repository (a dry
+run on the registry's storage, nothing deleted); the audit findings, worst
+first; and the base-image lineage.
+
+-o html (the default) is one self-contained page: inline styles and SVG
+charts, no scripts, nothing fetched from the network. -o markdown carries the
+same tables. The policy flags are audit's.`,
+		Example: `  # the weekly report, with what gc would reclaim
+  regkeeper report registry.example.com --config /etc/docker/registry/config.yml --out report.html
+
+  # Markdown for a wiki page
+  regkeeper report registry.example.com --policy policy.yaml -o markdown > report.md`,
+		Annotations: map[string]string{ownOutput: "html|markdown"},
+		Args:        args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			var markdown bool
+			switch strings.ToLower(g.output) {
+			case "", "table", "html":
+			case "markdown", "md":
+				markdown = true
+			default:
+				return usageError("-o: report writes html or markdown, not %q", g.output)
+			}
+			if config != "" && root != "" {
+				return usageError("give at most one of --config or --root")
+			}
+			repo, tag, err := filter.compile()
+			if err != nil {
+				return err
+			}
+			pol, err := af.policy()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			log := g.logger(cmd)
+			res, err := audit.Run(ctx, argv[0], audit.Options{
+				Inventory: inventory.Options{Client: g.client(log), Repo: repo, Tag: tag, Progress: g.reporter(cmd), Logger: log},
+				Policy:    pol,
+			})
+			if err != nil {
+				return err
+			}
+			d := &report.Data{Registry: res.Registry, Generated: time.Now(), Audit: res, Inventory: res.Inventory}
+			if config != "" || root != "" {
+				drv, err := openStorage(cmd, config, root)
+				if err != nil {
+					return err
+				}
+				opts := gc.DefaultOptions()
+				opts.DryRun, opts.Jobs, opts.Logger, opts.Grace = true, g.jobs, log, grace
+				if d.GC, err = gc.Run(ctx, drv, opts); err != nil {
+					return fmt.Errorf("gc dry run: %w", err)
+				}
+			}
+			var buf bytes.Buffer
+			if markdown {
+				err = d.WriteMarkdown(&buf)
+			} else {
+				err = d.WriteHTML(&buf)
+			}
+			if err != nil {
+				return err
+			}
+			if out == "" {
+				_, err = cmd.OutOrStdout().Write(buf.Bytes())
+			} else {
+				err = writeFileAtomic(out, buf.Bytes())
+			}
+			if err != nil {
+				return err
+			}
+			return reportErrors(cmd, res.Errors)
+		},
+	}
+	filter.register(cmd)
+	af.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&config, "config", "", "the registry's configuration file, to report what gc would reclaim")
+	f.StringVar(&root, "root", "", "or a filesystem storage root")
+	f.DurationVar(&grace, "grace", grace, "as gc --grace: what was written this recently does not count as reclaimable")
+	f.StringVar(&out, "out", "", "write the report to this file (atomically) instead of stdout")
+	return cmd
+}
+
+// writeFileAtomic writes data to a temporary file beside path and renames it
+// into place, so that a reader never sees half a file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

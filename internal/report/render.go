@@ -1,0 +1,268 @@
+package report
+
+import (
+	"fmt"
+	"html/template"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/regkeeper/regkeeper/audit"
+	"github.com/regkeeper/regkeeper/internal/output"
+)
+
+// maxChartRows bounds a chart; the rest is summed into one "others" row.
+const maxChartRows = 20
+
+// segment is one part of a bar.
+type segment struct {
+	Value int64
+	Class string // CSS class: its colour and legend
+}
+
+type bar struct {
+	Label    string
+	Segments []segment
+	Note     string // printed after the bar
+}
+
+// barChart draws horizontal (stacked) bars as an inline SVG.
+func barChart(id, title string, legend map[string]string, bars []bar, unit func(int64) string) template.HTML {
+	const (
+		labelW, barW, noteW = 220, 420, 180
+		rowH, top           = 24, 30
+	)
+	var maxV int64
+	for _, b := range bars {
+		var sum int64
+		for _, s := range b.Segments {
+			sum += s.Value
+		}
+		maxV = max(maxV, sum)
+	}
+	h := top + rowH*len(bars) + 10
+	var sb strings.Builder
+	fmt.Fprintf(&sb, `<svg class="chart" id="%s" width="%d" height="%d" role="img" aria-label="%s">`,
+		id, labelW+barW+noteW, h, template.HTMLEscapeString(title))
+	x := labelW
+	for _, class := range sortedKeys(legend) {
+		fmt.Fprintf(&sb, `<rect class="%s" x="%d" y="6" width="12" height="12"/><text x="%d" y="16">%s</text>`,
+			class, x, x+16, template.HTMLEscapeString(legend[class]))
+		x += 24 + 8*len(legend[class])
+	}
+	for i, b := range bars {
+		y := top + i*rowH
+		fmt.Fprintf(&sb, `<text class="label" x="%d" y="%d" text-anchor="end">%s</text>`, labelW-8, y+15, template.HTMLEscapeString(b.Label))
+		x := float64(labelW)
+		var sum int64
+		for _, s := range b.Segments {
+			w := 0.0
+			if maxV > 0 {
+				w = float64(barW) * float64(s.Value) / float64(maxV)
+			}
+			if s.Value > 0 {
+				w = max(w, 1)
+			}
+			fmt.Fprintf(&sb, `<rect class="%s" x="%.1f" y="%d" width="%.1f" height="%d"><title>%s: %s</title></rect>`,
+				s.Class, x, y+3, w, rowH-8, template.HTMLEscapeString(b.Label), unit(s.Value))
+			x += w
+			sum += s.Value
+		}
+		note := b.Note
+		if note == "" {
+			note = unit(sum)
+		}
+		fmt.Fprintf(&sb, `<text x="%.1f" y="%d">%s</text>`, x+6, y+15, template.HTMLEscapeString(note))
+	}
+	sb.WriteString(`</svg>`)
+	return template.HTML(sb.String()) //nolint:gosec // built from escaped parts
+}
+
+// sortedKeys orders a legend by class name.
+func sortedKeys(m map[string]string) []string { return slices.Sorted(maps.Keys(m)) }
+
+func countUnit(n int64) string { return fmt.Sprint(n) }
+
+// charts returns the report's charts.
+func (d *Data) charts(storage []RepoStorage) (store, reclaim, findings template.HTML) {
+	var bars []bar
+	var others bar
+	others.Segments = []segment{{0, "a-unique"}, {0, "b-shared"}}
+	for i, r := range storage {
+		if i < maxChartRows {
+			bars = append(bars, bar{Label: r.Repository, Segments: []segment{{r.Unique, "a-unique"}, {r.Shared, "b-shared"}}})
+			continue
+		}
+		others.Segments[0].Value += r.Unique
+		others.Segments[1].Value += r.Shared
+		others.Label = fmt.Sprintf("%d others", i-maxChartRows+1)
+	}
+	if others.Label != "" {
+		bars = append(bars, others)
+	}
+	store = barChart("chart-storage", "Storage by repository", map[string]string{"a-unique": "unique to the repository", "b-shared": "shared with others"}, bars, output.Bytes)
+
+	if d.GC != nil {
+		var rb []bar
+		for _, r := range d.GC.Repositories {
+			if r.BytesReclaimed > 0 || r.ManifestsDeleted > 0 {
+				rb = append(rb, bar{Label: r.Name, Segments: []segment{{r.BytesReclaimed, "c-reclaim"}},
+					Note: fmt.Sprintf("%s, %d manifests", output.Bytes(r.BytesReclaimed), r.ManifestsDeleted)})
+			}
+		}
+		if len(rb) > maxChartRows {
+			rb = rb[:maxChartRows]
+		}
+		reclaim = barChart("chart-gc", "What gc would reclaim", map[string]string{"c-reclaim": "bytes gc would reclaim"}, rb, output.Bytes)
+	}
+	if d.Audit != nil {
+		var fb []bar
+		all := d.Findings()
+		for _, reason := range audit.Severity {
+			n := 0
+			for _, f := range all {
+				if f.Reason == reason {
+					n++
+				}
+			}
+			fb = append(fb, bar{Label: reason, Segments: []segment{{int64(n), "d-finding"}}})
+		}
+		findings = barChart("chart-findings", "Findings by reason", map[string]string{"d-finding": "images (tag and platform)"}, fb, countUnit)
+	}
+	return store, reclaim, findings
+}
+
+var page = template.Must(template.New("report").Funcs(template.FuncMap{
+	"bytes": output.Bytes,
+	"age": func(p *int) string {
+		if p == nil {
+			return ""
+		}
+		return fmt.Sprintf("%dd", *p)
+	},
+}).Parse(`<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Registry report: {{.D.Registry}}</title>
+<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #1b1f24; padding: 0 1em; }
+h1 { font-size: 1.6em; margin-bottom: 0; } h2 { margin-top: 2em; border-bottom: 1px solid #d0d7de; }
+.sub { color: #57606a; }
+.totals { display: flex; flex-wrap: wrap; gap: 1em; }
+.totals div { border: 1px solid #d0d7de; border-radius: 6px; padding: .6em 1em; min-width: 9em; }
+.totals b { display: block; font-size: 1.4em; }
+table { border-collapse: collapse; margin: 1em 0; } th, td { padding: .25em .8em; border-bottom: 1px solid #eaeef2; text-align: left; }
+td.n { text-align: right; font-variant-numeric: tabular-nums; }
+.chart text { font: 12px system-ui, sans-serif; fill: #1b1f24; }
+.a-unique { fill: #0969da; } .b-shared { fill: #8cc4ff; } .c-reclaim { fill: #cf222e; } .d-finding { fill: #bf8700; }
+.reason { font-weight: 600; } .base-banned, .base-not-allowed { color: #cf222e; } .base-outdated, .base-too-old { color: #9a6700; }
+pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
+</style>
+</head>
+<body>
+<h1>Registry report: {{.D.Registry}}</h1>
+<p class="sub">Generated {{.D.Generated.UTC.Format "2006-01-02 15:04 MST"}} by regkeeper.</p>
+
+<h2>Totals</h2>
+<div class="totals">
+<div><b>{{.T.Repositories}}</b>repositories</div>
+<div><b>{{.T.Tags}}</b>tags</div>
+<div><b>{{bytes .T.StoredBytes}}</b>stored (configs and layers, each once)</div>
+<div><b>{{bytes .T.PulledBytes}}</b>pulled (sum over tags)</div>
+<div><b>{{.T.Findings}}</b>images with audit findings (of {{.T.Images}})</div>
+{{if ge .T.Reclaimable 0}}<div><b>{{bytes .T.Reclaimable}}</b>gc would reclaim</div>{{end}}
+</div>
+
+<h2>Storage by repository</h2>
+{{.Store}}
+<table>
+<tr><th>repository</th><th>tags</th><th>unique</th><th>shared</th>{{if ge .T.Reclaimable 0}}<th>gc would reclaim</th>{{end}}</tr>
+{{range .S}}<tr><td>{{.Repository}}</td><td class="n">{{.Tags}}</td><td class="n">{{bytes .Unique}}</td><td class="n">{{bytes .Shared}}</td>{{if ge $.T.Reclaimable 0}}<td class="n">{{bytes .Reclaimable}}</td>{{end}}</tr>
+{{end}}</table>
+
+<h2>What gc would reclaim</h2>
+{{if .D.GC}}{{.Reclaim}}
+<p>{{.D.GC.ManifestsDeleted}} untagged manifests, {{.D.GC.BlobsDeleted}} blobs, {{bytes .D.GC.BytesReclaimed}} (a dry run of <code>regkeeper gc</code> on the registry's storage).</p>
+{{else}}<p>Not computed: give <code>--config</code> with the registry's configuration file.</p>{{end}}
+
+<h2>Audit findings, worst first</h2>
+{{.Findings}}
+{{if .F}}<table>
+<tr><th>finding</th><th>image</th><th>platform</th><th>base</th><th>base age</th><th>detected by</th></tr>
+{{range .F}}<tr><td class="reason {{.Reason}}">{{.Reason}}</td><td>{{.Image.Repository}}:{{.Image.Tag}}</td><td>{{.Image.Platform}}</td><td>{{.Image.Base.Name}}</td><td class="n">{{age .Image.BaseAgeDays}}</td><td>{{.Image.Base.DetectedBy}} ({{.Image.Base.Confidence}})</td></tr>
+{{end}}</table>{{else}}<p>No findings.</p>{{end}}
+
+<h2>Base-image lineage</h2>
+<pre>{{.Lineage}}</pre>
+{{if .D.Inventory.Errors}}
+<h2>Could not be read</h2>
+<ul>{{range .D.Inventory.Errors}}<li>{{.Repository}}{{if .Tag}}:{{.Tag}}{{end}}: {{.Error}}</li>{{end}}</ul>
+{{end}}
+</body>
+</html>
+`))
+
+// WriteHTML writes the report as one self-contained HTML page.
+func (d *Data) WriteHTML(w io.Writer) error {
+	storage, totals := d.Storage()
+	store, reclaim, findings := d.charts(storage)
+	var lineage strings.Builder
+	if d.Audit != nil {
+		if err := audit.WriteTree(&lineage, d.Audit.Lineage()); err != nil {
+			return err
+		}
+	}
+	return page.Execute(w, map[string]any{
+		"D": d, "T": totals, "S": storage, "F": d.Findings(),
+		"Store": store, "Reclaim": reclaim, "Findings": findings, "Lineage": lineage.String(),
+	})
+}
+
+// WriteMarkdown writes the same report as Markdown tables.
+func (d *Data) WriteMarkdown(w io.Writer) error {
+	storage, t := d.Storage()
+	p := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	p("# Registry report: %s\n\nGenerated %s by regkeeper.\n\n", d.Registry, d.Generated.UTC().Format("2006-01-02 15:04 MST"))
+	p("## Totals\n\n| | |\n|---|---:|\n| repositories | %d |\n| tags | %d |\n| stored (configs and layers, each once) | %s |\n| pulled (sum over tags) | %s |\n| images with audit findings | %d of %d |\n",
+		t.Repositories, t.Tags, output.Bytes(t.StoredBytes), output.Bytes(t.PulledBytes), t.Findings, t.Images)
+	if t.Reclaimable >= 0 {
+		p("| gc would reclaim | %s |\n", output.Bytes(t.Reclaimable))
+	}
+	p("\n## Storage by repository\n\n| repository | tags | unique | shared |")
+	if t.Reclaimable >= 0 {
+		p(" gc would reclaim |\n|---|---:|---:|---:|---:|\n")
+	} else {
+		p("\n|---|---:|---:|---:|\n")
+	}
+	for _, r := range storage {
+		p("| %s | %d | %s | %s |", output.MarkdownEscape(r.Repository), r.Tags, output.Bytes(r.Unique), output.Bytes(r.Shared))
+		if t.Reclaimable >= 0 {
+			p(" %s |", output.Bytes(r.Reclaimable))
+		}
+		p("\n")
+	}
+	p("\n## Audit findings, worst first\n\n")
+	if fs := d.Findings(); len(fs) > 0 {
+		p("| finding | image | platform | base | base age | detected by |\n|---|---|---|---|---:|---|\n")
+		for _, f := range fs {
+			age := ""
+			if f.Image.BaseAgeDays != nil {
+				age = fmt.Sprintf("%dd", *f.Image.BaseAgeDays)
+			}
+			p("| %s | %s:%s | %s | %s | %s | %s (%s) |\n", f.Reason, output.MarkdownEscape(f.Image.Repository), output.MarkdownEscape(f.Image.Tag),
+				f.Image.Platform, output.MarkdownEscape(f.Image.Base.Name()), age, f.Image.Base.DetectedBy, f.Image.Base.Confidence)
+		}
+	} else {
+		p("No findings.\n")
+	}
+	if d.Audit != nil {
+		p("\n## Base-image lineage\n\n```\n")
+		if err := audit.WriteTree(w, d.Audit.Lineage()); err != nil {
+			return err
+		}
+		p("```\n")
+	}
+	return nil
+}

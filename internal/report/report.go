@@ -1,0 +1,161 @@
+// Package report renders the audit report of a registry: totals, storage by
+// repository (unique and shared bytes), what gc would reclaim, the audit
+// findings worst first, and the base-image lineage. HTML is one
+// self-contained file (styles and inline SVG charts, no scripts, no network);
+// Markdown carries the same tables.
+package report
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/regkeeper/regkeeper/audit"
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/inventory"
+)
+
+// Data is what a report is made of. GC may be nil (no --config given).
+type Data struct {
+	Registry  string
+	Generated time.Time
+	Inventory *inventory.Result
+	Audit     *audit.Result
+	GC        *gc.Report
+}
+
+// Totals of a registry.
+type Totals struct {
+	Repositories, Tags, Images int
+	// PulledBytes is the sum over tags of what a pull transfers; StoredBytes
+	// counts every distinct config and layer once.
+	PulledBytes, StoredBytes int64
+	Findings                 int
+	Reclaimable              int64 // -1 when unknown (no gc plan)
+}
+
+// RepoStorage is one repository's storage: bytes of blobs no other
+// repository references, and bytes of blobs shared with others.
+type RepoStorage struct {
+	Repository     string
+	Tags           int
+	Unique, Shared int64
+	Reclaimable    int64 // -1 when unknown
+}
+
+// Storage computes storage by repository, largest first, and the totals.
+// Each distinct blob (config or layer) of a repository's tags counts once per
+// repository; manifests, a few KiB each, are left out.
+func (d *Data) Storage() ([]RepoStorage, Totals) {
+	type blobUse struct {
+		size  int64
+		repos map[string]bool
+	}
+	blobs := map[string]*blobUse{}
+	tags := map[string]int{}
+	t := Totals{Reclaimable: -1}
+	use := func(repo, dg string, size int64) {
+		b := blobs[dg]
+		if b == nil {
+			b = &blobUse{size: size, repos: map[string]bool{}}
+			blobs[dg] = b
+		}
+		b.repos[repo] = true
+	}
+	for _, img := range d.Inventory.Images {
+		tags[img.Repository]++
+		t.Tags++
+		t.PulledBytes += img.Size
+		for _, p := range img.Platforms {
+			if p.Manifest == nil {
+				continue
+			}
+			use(img.Repository, p.Manifest.Config.Digest.String(), p.Manifest.Config.Size)
+			for _, l := range p.Manifest.Layers {
+				use(img.Repository, l.Digest.String(), l.Size)
+			}
+		}
+	}
+	per := map[string]*RepoStorage{}
+	for repo, n := range tags {
+		per[repo] = &RepoStorage{Repository: repo, Tags: n, Reclaimable: -1}
+	}
+	for _, b := range blobs {
+		t.StoredBytes += b.size
+		for repo := range b.repos {
+			if len(b.repos) == 1 {
+				per[repo].Unique += b.size
+			} else {
+				per[repo].Shared += b.size
+			}
+		}
+	}
+	if d.GC != nil {
+		t.Reclaimable = d.GC.BytesReclaimed
+		for _, r := range d.GC.Repositories {
+			if per[r.Name] == nil {
+				per[r.Name] = &RepoStorage{Repository: r.Name}
+			}
+			per[r.Name].Reclaimable = r.BytesReclaimed
+		}
+		for _, p := range per {
+			if p.Reclaimable < 0 {
+				p.Reclaimable = 0
+			}
+		}
+	}
+	t.Repositories = len(per)
+	if d.Audit != nil {
+		t.Images = len(d.Audit.Images)
+		for _, img := range d.Audit.Images {
+			if len(img.Reasons) > 0 {
+				t.Findings++
+			}
+		}
+	}
+	out := make([]RepoStorage, 0, len(per))
+	for _, p := range per {
+		out = append(out, *p)
+	}
+	slices.SortFunc(out, func(a, b RepoStorage) int {
+		if c := cmp.Compare(b.Unique+b.Shared, a.Unique+a.Shared); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Repository, b.Repository)
+	})
+	return out, t
+}
+
+// Finding is one audit finding row.
+type Finding struct {
+	Reason string
+	Image  audit.Image
+}
+
+// Findings lists findings grouped by reason, worst first, oldest base first.
+func (d *Data) Findings() []Finding {
+	var out []Finding
+	if d.Audit == nil {
+		return nil
+	}
+	for _, reason := range audit.Severity {
+		var hit []audit.Image
+		for _, img := range d.Audit.Images {
+			if slices.Contains(img.Reasons, reason) {
+				hit = append(hit, img)
+			}
+		}
+		slices.SortStableFunc(hit, func(a, b audit.Image) int { return cmp.Compare(ageOf(b), ageOf(a)) })
+		for _, img := range hit {
+			out = append(out, Finding{Reason: reason, Image: img})
+		}
+	}
+	return out
+}
+
+func ageOf(img audit.Image) int {
+	if img.BaseAgeDays == nil {
+		return -1
+	}
+	return *img.BaseAgeDays
+}

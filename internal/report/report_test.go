@@ -1,0 +1,206 @@
+package report_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/regkeeper/regkeeper/audit"
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/embedded"
+	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/report"
+	"github.com/regkeeper/regkeeper/inventory"
+)
+
+var updateScreenshot = flag.Bool("update-screenshot", false, "rewrite docs/report.png from the sample estate's report")
+
+// estateReport is the report of the sample estate, with a gc dry run.
+func estateReport(t *testing.T) *report.Data {
+	t.Helper()
+	srv, e := regtest.Seeded(t, embedded.Options{})
+	ctx := context.Background()
+	res, err := audit.Run(ctx, srv.Host, audit.Options{
+		Inventory: inventory.Options{Client: regtest.Client()},
+		Policy:    audit.Policy{MaxBaseAge: audit.DefaultMaxBaseAge, Ban: []audit.Pattern{mustPattern(t, "base/centos")}},
+		Now:       e.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	drv, err := gc.Open(ctx, srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := gc.DefaultOptions()
+	opts.DryRun, opts.Grace = true, 0
+	rep, err := gc.Run(ctx, drv, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &report.Data{Registry: res.Registry, Generated: e.Now, Inventory: res.Inventory, Audit: res, GC: rep}
+}
+
+func mustPattern(t *testing.T, s string) audit.Pattern {
+	p, err := audit.ParsePattern(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestStorage(t *testing.T) {
+	d := estateReport(t)
+	repos, totals := d.Storage()
+	if totals.Repositories != 10 || totals.Tags != 15 || totals.Findings != 3 || totals.Reclaimable != d.GC.BytesReclaimed || totals.Reclaimable == 0 {
+		t.Errorf("totals %+v", totals)
+	}
+	var unique, shared int64
+	byName := map[string]report.RepoStorage{}
+	for _, r := range repos {
+		unique += r.Unique
+		byName[r.Repository] = r
+	}
+	// Every stored byte is unique to one repository or shared by several.
+	if unique > totals.StoredBytes || unique == 0 {
+		t.Errorf("unique %d of stored %d", unique, totals.StoredBytes)
+	}
+	// team-a/api shares the current debian's layer with base/debian and
+	// team-d/repro; team-d/tool (FROM scratch) shares nothing.
+	if byName["team-a/api"].Shared == 0 || byName["team-d/tool"].Shared != 0 || byName["team-d/tool"].Unique == 0 {
+		t.Errorf("team-a/api %+v, team-d/tool %+v", byName["team-a/api"], byName["team-d/tool"])
+	}
+	_ = shared
+}
+
+func TestMarkdown(t *testing.T) {
+	d := estateReport(t)
+	var b bytes.Buffer
+	if err := d.WriteMarkdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	md := b.String()
+	for _, want := range []string{
+		"| repositories | 10 |",
+		"| base-banned | team-c/worker:2.3 | linux/amd64 | base/centos:7 |",
+		"## Base-image lineage\n\n```\n",
+		"| gc would reclaim |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Index(md, "base-banned") > strings.Index(md, "base-too-old |") {
+		t.Errorf("findings not worst first")
+	}
+}
+
+// TestHTMLInBrowser opens the report in a real headless Chromium: it must
+// load with no console error or exception, and every chart must draw bars.
+func TestHTMLInBrowser(t *testing.T) {
+	chromium := os.Getenv("REGKEEPER_CHROMIUM")
+	if chromium == "" {
+		var err error
+		if chromium, err = exec.LookPath("chromium"); err != nil {
+			t.Skip("chromium not installed (scripts/setup-chromium installs Debian's package); set REGKEEPER_CHROMIUM to use another")
+		}
+	}
+	d := estateReport(t)
+	var page bytes.Buffer
+	if err := d.WriteHTML(&page); err != nil {
+		t.Fatal(err)
+	}
+	html := page.String()
+	for _, bad := range []string{"<script", "src=", "href=", "url(", "<link", "@import"} {
+		if strings.Contains(html, bad) {
+			t.Errorf("the page is not self-contained: it has %q", bad)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "report.html")
+	if err := os.WriteFile(file, page.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1200, 900))
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancel()
+	ctx, cancel := chromedp.NewContext(actx)
+	defer cancel()
+	ctx, cancel = context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+
+	// Collect every console message and exception from the first load on.
+	cctx, stopConsole := context.WithCancel(ctx)
+	var (
+		mu       sync.Mutex
+		problems []string
+		done     = make(chan struct{})
+	)
+	if err := chromedp.Do(ctx); err != nil { // start the browser and its tab
+		t.Fatalf("chromium: %v", err)
+	}
+	messages := chromedp.Console(cctx)
+	go func() {
+		defer close(done)
+		for m, err := range messages {
+			if err != nil {
+				return
+			}
+			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
+				mu.Lock()
+				problems = append(problems, m.String())
+				mu.Unlock()
+			}
+		}
+	}()
+	if err := chromedp.Do(ctx, chromedp.Navigate("file://"+file), chromedp.WaitReady("body")); err != nil {
+		t.Fatalf("chromium: %v", err)
+	}
+	title, err := chromedp.Run(ctx, chromedp.Title())
+	if err != nil {
+		t.Fatal(err)
+	}
+	bars, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]int](`Object.fromEntries([...document.querySelectorAll("svg.chart")].map(s =>
+		[s.id, [...s.querySelectorAll("rect")].filter(r => r.getBBox().width >= 1 && r.getBBox().height > 0).length]))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // let late console messages arrive
+	stopConsole()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	if len(problems) > 0 {
+		t.Errorf("console: %v", problems)
+	}
+	if !strings.Contains(title, d.Registry) {
+		t.Errorf("title %q", title)
+	}
+	for _, id := range []string{"chart-storage", "chart-gc", "chart-findings"} {
+		if bars[id] < 2 { // a legend swatch and at least one bar
+			t.Errorf("chart %s draws %d rectangles: %v", id, bars[id], bars)
+		}
+	}
+	if *updateScreenshot {
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "report.png"), shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
