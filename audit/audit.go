@@ -137,6 +137,13 @@ func Run(ctx context.Context, host string, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	return RunOn(ctx, host, inv, opts)
+}
+
+// RunOn audits an inventory already made of the whole registry at host
+// (unfiltered: the lineage index needs every image), reading from the
+// registry only the bases that no tag points at any more.
+func RunOn(ctx context.Context, host string, inv *inventory.Result, opts Options) (*Result, error) {
 	f, err := newFetcher(ctx, host, opts.Inventory)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,7 @@ import (
 	"github.com/regkeeper/regkeeper/internal/client"
 	"github.com/regkeeper/regkeeper/internal/embedded"
 	"github.com/regkeeper/regkeeper/internal/estate"
+	"github.com/regkeeper/regkeeper/internal/pull"
 )
 
 // Registry starts an empty embedded registry that stops with the test.
@@ -64,7 +65,7 @@ func PullAll(t testing.TB, host string, e *estate.Estate) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := Pull(ctx, r); err != nil {
+		if err := pull.Pull(ctx, r); err != nil {
 			t.Errorf("pulling %s: %v", ref, err)
 			continue
 		}
@@ -78,3 +79,6 @@ func PullAll(t testing.TB, host string, e *estate.Estate) {
 		}
 	}
 }
+
+// Pull fetches ref completely (see pull.Pull).
+func Pull(ctx context.Context, ref name.Reference) error { return pull.Pull(ctx, ref) }

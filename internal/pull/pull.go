@@ -1,4 +1,6 @@
-package regtest
+// Package pull fetches images completely, verifying every blob, to prove
+// that a registry still serves them.
+package pull
 
 import (
 	"context"
