@@ -404,14 +404,21 @@ func (a *account) fill(r *Report) {
 
 // Execute carries the plan out in crash-safe order: orphan signature tags,
 // manifests (tag-history entries, then the revision), layer links, blobs,
-// uploads, empty repositories. It stops at the first failure and returns
-// what it did so far with the error; running gc again finishes the job.
+// uploads, empty repositories. Within a phase, deletions run opts.Jobs at a
+// time (on an object store each is a round trip or two); a phase starts
+// when the one before it has finished. It stops at the first failure and
+// returns what it did so far with the error; running gc again finishes the
+// job.
 func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Report, error) {
 	opts := p.opts
 	r := &Report{Kept: p.Kept, Repositories: []RepoReport{}}
 	acc := newAccount(p.owner)
+	var mu sync.Mutex // guards r and acc, and serialises beforeDelete
 	done := func() *Report {
+		mu.Lock()
+		defer mu.Unlock()
 		acc.fill(r)
+		sort.Strings(r.RepositoriesDeleted)
 		r.DurationSeconds = opts.Now().Sub(p.start).Seconds()
 		return r
 	}
@@ -420,7 +427,10 @@ func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Rep
 			return err
 		}
 		if opts.beforeDelete != nil {
-			if err := opts.beforeDelete(path); err != nil {
+			mu.Lock()
+			err := opts.beforeDelete(path)
+			mu.Unlock()
+			if err != nil {
 				return err
 			}
 		}
@@ -429,155 +439,167 @@ func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Rep
 		}
 		return nil
 	}
+	// count runs f under the lock, for the report.
+	count := func(f func()) {
+		mu.Lock()
+		f()
+		mu.Unlock()
+	}
+	each := func(n int, fn func(i int) error) error { return forEach(ctx, opts.Jobs, n, fn) }
 	bar := opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+len(p.LayerLinks)+len(p.Blobs)+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
 	defer bar.Done()
 
-	for _, t := range p.Tags {
+	err := each(len(p.Tags), func(i int) error {
+		t := p.Tags[i]
 		if err := del(pathFor(tagSpec{t.Repository, t.Tag})); err != nil {
-			return done(), err
+			return err
 		}
 		opts.Logger.Info("deleted orphan signature tag", "repository", t.Repository, "tag", t.Tag)
-		r.TagsDeleted++
+		count(func() { r.TagsDeleted++ })
 		bar.Add(1)
+		return nil
+	})
+	if err != nil {
+		return done(), err
 	}
 	// Pushes since the plan was made are re-read before each phase that
 	// could hurt them: a tag moved back onto a planned manifest, a layer
 	// link or revision rewritten by a push that found its blobs present.
 	// Anything written within Grace before the plan was spared by the plan
 	// already; re-reading from there keeps the two views consistent.
+	// Manifests go one repository at a time: its tags are re-read, then its
+	// manifests deleted concurrently.
 	since := p.start.Add(-opts.Grace)
-	var retagged map[digest.Digest]bool
-	for i, m := range p.Manifests {
-		if i == 0 || p.Manifests[i-1].Repository != m.Repository {
-			var err error
-			if retagged, err = recentlyReferenced(ctx, d, m.Repository, since, true); err != nil {
-				return done(), err
-			}
+	for start := 0; start < len(p.Manifests); {
+		repo := p.Manifests[start].Repository
+		end := start
+		for end < len(p.Manifests) && p.Manifests[end].Repository == repo {
+			end++
 		}
-		if retagged[m.Digest] {
-			opts.Logger.Warn("gc: manifest tagged again during the run, kept", "repository", m.Repository, "digest", m.Digest)
-			continue
-		}
-		for _, tag := range m.HistoryTags {
-			if err := del(pathFor(tagIndexEntrySpec{m.Repository, tag, m.Digest})); err != nil {
-				return done(), err
-			}
-		}
-		if err := del(pathFor(revisionSpec{m.Repository, m.Digest})); err != nil {
-			return done(), err
-		}
-		opts.Logger.Info("deleted manifest", "repository", m.Repository, "digest", m.Digest)
-		acc.manifest(m.Repository)
-		bar.Add(1)
-	}
-	fresh := map[digest.Digest]bool{}
-	for _, repo := range p.allRepos() {
-		refs, err := recentlyReferenced(ctx, d, repo, since, false)
+		retagged, err := recentlyReferenced(ctx, d, repo, since, true)
 		if err != nil {
 			return done(), err
 		}
-		for dg := range refs {
-			fresh[dg] = true
+		batch := p.Manifests[start:end]
+		err = each(len(batch), func(i int) error {
+			m := batch[i]
+			if retagged[m.Digest] {
+				opts.Logger.Warn("gc: manifest tagged again during the run, kept", "repository", m.Repository, "digest", m.Digest)
+				return nil
+			}
+			for _, tag := range m.HistoryTags {
+				if err := del(pathFor(tagIndexEntrySpec{m.Repository, tag, m.Digest})); err != nil {
+					return err
+				}
+			}
+			if err := del(pathFor(revisionSpec{m.Repository, m.Digest})); err != nil {
+				return err
+			}
+			opts.Logger.Info("deleted manifest", "repository", m.Repository, "digest", m.Digest)
+			count(func() { acc.manifest(m.Repository) })
+			bar.Add(1)
+			return nil
+		})
+		if err != nil {
+			return done(), err
 		}
+		start = end
 	}
-	for _, l := range p.LayerLinks {
+	fresh := map[digest.Digest]bool{}
+	repos := p.allRepos()
+	err = each(len(repos), func(i int) error {
+		refs, err := recentlyReferenced(ctx, d, repos[i], since, false)
+		if err != nil {
+			return err
+		}
+		count(func() {
+			for dg := range refs {
+				fresh[dg] = true
+			}
+		})
+		return nil
+	})
+	if err != nil {
+		return done(), err
+	}
+	err = each(len(p.LayerLinks), func(i int) error {
+		l := p.LayerLinks[i]
 		if fresh[l.Digest] {
-			continue
+			return nil
 		}
 		if err := del(pathFor(layerSpec{l.Repository, l.Digest})); err != nil {
-			return done(), err
+			return err
 		}
-		r.LayerLinksDeleted++
+		count(func() { r.LayerLinksDeleted++ })
 		bar.Add(1)
+		return nil
+	})
+	if err != nil {
+		return done(), err
 	}
-	for _, b := range p.Blobs {
+	err = each(len(p.Blobs), func(i int) error {
+		b := p.Blobs[i]
 		if fresh[b.Digest] {
 			opts.Logger.Warn("gc: blob referenced by a push during the run, kept", "digest", b.Digest)
-			continue
+			return nil
 		}
 		if err := del(pathFor(blobSpec{b.Digest})); err != nil {
-			return done(), err
+			return err
 		}
 		opts.Logger.Debug("deleted blob", "digest", b.Digest, "size", b.Size)
-		acc.blob(b)
+		count(func() { acc.blob(b) })
 		bar.Add(1)
+		return nil
+	})
+	if err != nil {
+		return done(), err
 	}
-	for _, u := range p.Uploads {
+	err = each(len(p.Uploads), func(i int) error {
+		u := p.Uploads[i]
 		if err := del(pathFor(uploadSpec{u.Repository, u.ID})); err != nil {
-			return done(), err
+			return err
 		}
-		r.UploadsDeleted++
+		count(func() { r.UploadsDeleted++ })
 		bar.Add(1)
+		return nil
+	})
+	if err != nil {
+		return done(), err
 	}
-	for _, repo := range p.EmptyRepos {
-		if err := del(pathFor(repositorySpec{repo})); err != nil {
-			return done(), err
+	err = each(len(p.EmptyRepos), func(i int) error {
+		repo := p.EmptyRepos[i]
+		// A repository can hold others (a and a/b): then only its own
+		// directories go.
+		paths := []string{pathFor(repositorySpec{repo})}
+		if p.hasNested(repo) {
+			paths = []string{pathFor(tagsSpec{repo}), path.Dir(pathFor(revisionsSpec{repo, digest.SHA256})),
+				path.Dir(pathFor(layersSpec{repo, digest.SHA256})), pathFor(uploadsSpec{repo})}
+		}
+		for _, dp := range paths {
+			if err := del(dp); err != nil {
+				return err
+			}
 		}
 		opts.Logger.Info("deleted empty repository", "repository", repo)
-		r.RepositoriesDeleted = append(r.RepositoriesDeleted, repo)
+		count(func() { r.RepositoriesDeleted = append(r.RepositoriesDeleted, repo) })
 		bar.Add(1)
+		return nil
+	})
+	return done(), err
+}
+
+// hasNested tells whether the plan read a repository inside repo.
+func (p *Plan) hasNested(repo string) bool {
+	for _, r := range p.repos {
+		if strings.HasPrefix(r, repo+"/") {
+			return true
+		}
 	}
-	return done(), nil
+	return false
 }
 
 // allRepos are the repositories read by the plan.
 func (p *Plan) allRepos() []string { return p.repos }
-
-// recentlyReferenced returns the digests a repository has referenced since
-// t: tags' current targets whose link changed since t (and, unless
-// tagsOnly, revisions and layer links written since t, with the blobs those
-// revisions name).
-func recentlyReferenced(ctx context.Context, d storagedriver.StorageDriver, repo string, t time.Time, tagsOnly bool) (map[digest.Digest]bool, error) {
-	out := map[digest.Digest]bool{}
-	wrap := func(err error) error { return fmt.Errorf("re-reading %s: %w", repo, err) }
-	tags, err := d.List(ctx, pathFor(tagsSpec{repo}))
-	if err != nil && !isNotFound(err) {
-		return nil, wrap(err)
-	}
-	for _, tp := range tags {
-		cur := pathFor(tagCurrentSpec{repo, path.Base(tp)})
-		fi, err := d.Stat(ctx, cur)
-		if err != nil || fi.ModTime().Before(t) {
-			continue
-		}
-		if b, err := d.GetContent(ctx, cur); err == nil {
-			if dg, err := digest.Parse(strings.TrimSpace(string(b))); err == nil {
-				out[dg] = true
-			}
-		}
-	}
-	if tagsOnly {
-		return out, nil
-	}
-	revs, err := listDigests(ctx, d, pathFor(revisionsSpec{repo, digest.SHA256}), digest.SHA256)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	for dg, mt := range revs {
-		if mt.Before(t) {
-			continue
-		}
-		out[dg] = true
-		if pm, _, _ := readManifest(ctx, d, dg); pm != nil {
-			for _, b := range pm.blobs() {
-				out[b] = true
-			}
-			for _, c := range pm.Manifests {
-				out[c.Digest] = true
-			}
-		}
-	}
-	links, err := listDigests(ctx, d, pathFor(layersSpec{repo, digest.SHA256}), digest.SHA256)
-	if err != nil {
-		return nil, wrap(err)
-	}
-	for dg, mt := range links {
-		if !mt.Before(t) {
-			out[dg] = true
-		}
-	}
-	return out, nil
-}
 
 // ---- planning ----
 
@@ -653,35 +675,16 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		return nil, err
 	}
 	log := opts.Logger
-	names, err := listRepositories(ctx, d)
+	names, err := listRepositories(ctx, d, opts.Jobs)
 	if err != nil {
 		return nil, err
 	}
 	log.Info("gc: repositories found", "count", len(names))
 	p.repos = names
 
-	// Read every repository, opts.Jobs at a time.
-	repos := make([]*repoState, len(names))
-	errs := make([]error, len(names))
-	bar := opts.Progress.Count(int64(len(names)), "reading repositories")
-	sem := make(chan struct{}, opts.Jobs)
-	var wg sync.WaitGroup
-	for i, name := range names {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			repos[i], errs[i] = readRepository(ctx, d, name)
-			bar.Add(1)
-		}()
-	}
-	wg.Wait()
-	bar.Done()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
+	cache := newManifestCache(d)
+	repos, err := readRepositories(ctx, d, names, cache, opts)
+	if err != nil {
 		return nil, err
 	}
 
@@ -694,7 +697,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	for _, r := range repos {
 		pruned[r.name] = map[string]bool{}
 		for {
-			mark(ctx, d, r, pruned[r.name], opts, young)
+			mark(ctx, cache, r, pruned[r.name], opts, young)
 			if !opts.PruneOrphanSignatures {
 				break
 			}
@@ -827,7 +830,7 @@ func signatureSubject(tag string) (digest.Digest, bool) {
 // mark computes r.marked and r.markedBlob. Roots: current tags (except
 // pruned ones), KeepPrevious history entries, manifests within grace,
 // manifests gc does not understand, and everything with KeepUntagged.
-func mark(ctx context.Context, d storagedriver.StorageDriver, r *repoState, pruned map[string]bool, opts Options, young func(time.Time) bool) {
+func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[string]bool, opts Options, young func(time.Time) bool) {
 	r.marked = map[digest.Digest]bool{}
 	r.markedBlob = map[digest.Digest]bool{}
 	r.kept = nil
@@ -892,7 +895,7 @@ func mark(ctx context.Context, d storagedriver.StorageDriver, r *repoState, prun
 			} else {
 				// A child absent from this repository (an index-only copy):
 				// keep it, and what it references if the blob store has it.
-				pm, _, _ = readManifest(ctx, d, dg)
+				pm, _, _ = cache.get(ctx, dg)
 			}
 			if pm == nil {
 				continue
@@ -957,154 +960,6 @@ func readManifest(ctx context.Context, d storagedriver.StorageDriver, dg digest.
 	}
 	pm.MediaType = mt
 	return &pm, "", nil
-}
-
-// listRepositories finds every repository: a directory under repositories/
-// holding _manifests, _layers or _uploads.
-func listRepositories(ctx context.Context, d storagedriver.StorageDriver) ([]string, error) {
-	seen := map[string]bool{}
-	root := pathFor(repositoriesSpec{})
-	err := d.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
-		if !fi.IsDir() {
-			return nil
-		}
-		if repo := repoFromPath(fi.Path()); repo != "" {
-			seen[repo] = true
-			return storagedriver.ErrSkipDir
-		}
-		if strings.HasPrefix(path.Base(fi.Path()), "_") {
-			return storagedriver.ErrSkipDir
-		}
-		return nil
-	})
-	if err != nil && !isNotFound(err) {
-		return nil, fmt.Errorf("listing repositories: %w", err)
-	}
-	return sortedKeys(seen), nil
-}
-
-// listDigests lists <dir>/<hex> entries as digests of alg, with the
-// modification time of <dir>/<hex>/link. Entries without a link are
-// skipped (a partial write or an earlier partial delete).
-func listDigests(ctx context.Context, d storagedriver.StorageDriver, dir string, alg digest.Algorithm) (map[digest.Digest]time.Time, error) {
-	out := map[digest.Digest]time.Time{}
-	entries, err := d.List(ctx, dir)
-	if err != nil {
-		if isNotFound(err) {
-			return out, nil
-		}
-		return nil, err
-	}
-	for _, e := range entries {
-		dg := digest.NewDigestFromEncoded(alg, path.Base(e))
-		if dg.Validate() != nil {
-			continue
-		}
-		fi, err := d.Stat(ctx, path.Join(e, "link"))
-		if err != nil {
-			if isNotFound(err) {
-				continue
-			}
-			return nil, err
-		}
-		out[dg] = fi.ModTime()
-	}
-	return out, nil
-}
-
-// readRepository reads one repository's revisions, tags, tag history,
-// layer links and uploads, and parses every revision's manifest.
-func readRepository(ctx context.Context, d storagedriver.StorageDriver, name string) (*repoState, error) {
-	r := &repoState{name: name, revisions: map[digest.Digest]*manifestInfo{}, tags: map[string]digest.Digest{},
-		history: map[string]map[digest.Digest]time.Time{}, uploads: map[string]time.Time{}}
-	wrap := func(what string, err error) error { return fmt.Errorf("reading %s of %s: %w", what, name, err) }
-	revs, err := listDigests(ctx, d, pathFor(revisionsSpec{name, digest.SHA256}), digest.SHA256)
-	if err != nil {
-		return nil, wrap("manifest revisions", err)
-	}
-	for dg, t := range revs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		mi := &manifestInfo{digest: dg, modTime: t}
-		pm, reason, err := readManifest(ctx, d, dg)
-		if err != nil && !isNotFound(err) {
-			return nil, wrap("manifest "+dg.String(), err)
-		}
-		mi.parsed, mi.unknown = pm, reason
-		r.revisions[dg] = mi
-	}
-	tags, err := d.List(ctx, pathFor(tagsSpec{name}))
-	if err != nil && !isNotFound(err) {
-		return nil, wrap("tags", err)
-	}
-	for _, tp := range tags {
-		tag := path.Base(tp)
-		b, err := d.GetContent(ctx, pathFor(tagCurrentSpec{name, tag}))
-		switch {
-		case isNotFound(err):
-			// A tag without current link (deleted through the API): only history.
-		case err != nil:
-			return nil, wrap("tag "+tag, err)
-		default:
-			dg, perr := digest.Parse(strings.TrimSpace(string(b)))
-			if perr != nil {
-				return nil, wrap("tag "+tag, perr)
-			}
-			r.tags[tag] = dg
-		}
-		h, err := listDigests(ctx, d, pathFor(tagIndexSpec{name, tag, digest.SHA256}), digest.SHA256)
-		if err != nil {
-			return nil, wrap("history of tag "+tag, err)
-		}
-		r.history[tag] = h
-	}
-	if r.layers, err = listDigests(ctx, d, pathFor(layersSpec{name, digest.SHA256}), digest.SHA256); err != nil {
-		return nil, wrap("layer links", err)
-	}
-	ups, err := d.List(ctx, pathFor(uploadsSpec{name}))
-	if err != nil && !isNotFound(err) {
-		return nil, wrap("uploads", err)
-	}
-	for _, up := range ups {
-		id := path.Base(up)
-		var started time.Time
-		if b, err := d.GetContent(ctx, pathFor(startedAtSpec{name, id})); err == nil {
-			started, _ = time.Parse(time.RFC3339, strings.TrimSpace(string(b)))
-		}
-		r.uploads[id] = started
-	}
-	return r, nil
-}
-
-type blobInfo struct {
-	digest  digest.Digest
-	size    int64
-	modTime time.Time
-}
-
-// listBlobs lists every sha256 blob of the blob store with its data size.
-func listBlobs(ctx context.Context, d storagedriver.StorageDriver, opts Options) ([]blobInfo, error) {
-	var out []blobInfo
-	bar := opts.Progress.Count(-1, "reading blobs")
-	defer bar.Done()
-	err := d.Walk(ctx, pathFor(blobsSpec{digest.SHA256}), func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() || path.Base(fi.Path()) != "data" {
-			return nil
-		}
-		dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(path.Dir(fi.Path())))
-		if dg.Validate() != nil {
-			return nil
-		}
-		out = append(out, blobInfo{digest: dg, size: fi.Size(), modTime: fi.ModTime()})
-		bar.Add(1)
-		return ctx.Err()
-	})
-	if err != nil && !isNotFound(err) {
-		return nil, fmt.Errorf("listing blobs: %w", err)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].digest < out[j].digest })
-	return out, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {

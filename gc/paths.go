@@ -199,3 +199,69 @@ func repoFromPath(p string) string {
 	}
 	return ""
 }
+
+// repoEntryKind is what a path inside a repository directory is.
+type repoEntryKind int
+
+const (
+	entryOther       repoEntryKind = iota
+	entryNested                    // a directory not starting with "_": another repository's namespace
+	entryRevision                  // _manifests/revisions/sha256/<hex>/link
+	entryTag                       // _manifests/tags/<tag> (directory)
+	entryTagCurrent                // _manifests/tags/<tag>/current/link
+	entryTagIndex                  // _manifests/tags/<tag>/index/sha256/<hex>/link
+	entryLayer                     // _layers/sha256/<hex>/link
+	entryUpload                    // _uploads/<id> (directory)
+	entryUploadsRoot               // _uploads (directory)
+)
+
+// repoEntry is a path inside a repository, parsed.
+type repoEntry struct {
+	kind   repoEntryKind
+	tag    string        // entryTag, entryTagCurrent, entryTagIndex
+	digest digest.Digest // entryRevision, entryTagIndex, entryLayer (sha256, validated)
+	id     string        // entryUpload
+}
+
+// parseRepoPath classifies a driver path found under repository repo's
+// directory (as a storage walk yields it). Only sha256 links are
+// recognised, as distribution writes them.
+func parseRepoPath(repo, p string, isDir bool) repoEntry {
+	rel, ok := strings.CutPrefix(p, pathFor(repositorySpec{repo})+"/")
+	if !ok {
+		return repoEntry{}
+	}
+	c := strings.Split(rel, "/")
+	if isDir && len(c) == 1 && !strings.HasPrefix(c[0], "_") {
+		return repoEntry{kind: entryNested}
+	}
+	sha := func(hex string) (digest.Digest, bool) {
+		d := digest.NewDigestFromEncoded(digest.SHA256, hex)
+		return d, d.Validate() == nil
+	}
+	switch {
+	case isDir && len(c) == 1 && c[0] == "_uploads":
+		return repoEntry{kind: entryUploadsRoot}
+	case isDir && len(c) == 2 && c[0] == "_uploads":
+		return repoEntry{kind: entryUpload, id: c[1]}
+	case isDir && len(c) == 3 && c[0] == "_manifests" && c[1] == "tags":
+		return repoEntry{kind: entryTag, tag: c[2]}
+	case isDir:
+		return repoEntry{}
+	case len(c) == 5 && c[0] == "_manifests" && c[1] == "revisions" && c[2] == "sha256" && c[4] == "link":
+		if d, ok := sha(c[3]); ok {
+			return repoEntry{kind: entryRevision, digest: d}
+		}
+	case len(c) == 5 && c[0] == "_manifests" && c[1] == "tags" && c[3] == "current" && c[4] == "link":
+		return repoEntry{kind: entryTagCurrent, tag: c[2]}
+	case len(c) == 7 && c[0] == "_manifests" && c[1] == "tags" && c[3] == "index" && c[4] == "sha256" && c[6] == "link":
+		if d, ok := sha(c[5]); ok {
+			return repoEntry{kind: entryTagIndex, tag: c[2], digest: d}
+		}
+	case len(c) == 4 && c[0] == "_layers" && c[1] == "sha256" && c[3] == "link":
+		if d, ok := sha(c[2]); ok {
+			return repoEntry{kind: entryLayer, digest: d}
+		}
+	}
+	return repoEntry{}
+}

@@ -54,3 +54,30 @@ func TestPathFor(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRepoPath(t *testing.T) {
+	d := digest.Digest("sha256:abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789")
+	const repo = "team-a/api"
+	for _, tc := range []struct {
+		path  string
+		isDir bool
+		want  repoEntry
+	}{
+		{pathFor(revisionLinkSpec{repo, d}), false, repoEntry{kind: entryRevision, digest: d}},
+		{pathFor(tagSpec{repo, "1.0"}), true, repoEntry{kind: entryTag, tag: "1.0"}},
+		{pathFor(tagCurrentSpec{repo, "1.0"}), false, repoEntry{kind: entryTagCurrent, tag: "1.0"}},
+		{pathFor(tagIndexLinkSpec{repo, "1.0", d}), false, repoEntry{kind: entryTagIndex, tag: "1.0", digest: d}},
+		{pathFor(layerLinkSpec{repo, d}), false, repoEntry{kind: entryLayer, digest: d}},
+		{pathFor(uploadsSpec{repo}), true, repoEntry{kind: entryUploadsRoot}},
+		{pathFor(uploadSpec{repo, "u1"}), true, repoEntry{kind: entryUpload, id: "u1"}},
+		{pathFor(repositorySpec{repo + "/nested"}), true, repoEntry{kind: entryNested}},
+		{pathFor(startedAtSpec{repo, "u1"}), false, repoEntry{}},
+		{pathFor(revisionLinkSpec{repo, d})[:len(pathFor(revisionLinkSpec{repo, d}))-len("/link")] + "/data", false, repoEntry{}},
+		{pathFor(repositorySpec{repo}) + "/_layers/sha256/nothex/link", false, repoEntry{}},
+		{pathFor(repositorySpec{"other"}) + "/_layers", true, repoEntry{}},
+	} {
+		if got := parseRepoPath(repo, tc.path, tc.isDir); got != tc.want {
+			t.Errorf("parseRepoPath(%s, %v) = %+v, want %+v", tc.path, tc.isDir, got, tc.want)
+		}
+	}
+}
