@@ -1,0 +1,188 @@
+#!/usr/bin/env bash
+# bench/gc/run.sh: regkeeper gc against distribution's stock garbage collector
+# (`registry garbage-collect --delete-untagged`, v3.1.2) on identical copies of
+# a generated registry, on the filesystem and (when MinIO is installed) on S3.
+#
+# Shapes (repositories x tags, every tag pushed VERSIONS times, so that
+# VERSIONS-1 of every VERSIONS manifests are untagged garbage; each manifest
+# has its own config and two 1 KiB layers):
+#   default: 200 x 10 and 20 x 400, VERSIONS=4
+#   SMALL=1: 20 x 10 and 4 x 50 (a quick check of the script)
+#
+# Every collected copy is then served by the stock registry and every tag
+# and its blobs are HEADed (gen -verify). Wall time and peak RSS come from
+# /usr/bin/time. Environment:
+#   SMALL=1        quick version
+#   SHAPES="R:T ..."  override the shapes
+#   VERSIONS=4     pushes per tag
+#   JOBS=8         regkeeper gc --jobs
+#   BACKENDS="fs s3"  which storages (s3 is skipped without MinIO)
+#   BENCH_DIR=DIR  work directory (default: a new /tmp/regkeeper-bench.*;
+#                  removed at the end unless KEEP=1)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo_root=$PWD
+
+bin="${XDG_CACHE_HOME:-$HOME/.cache}/regkeeper/bin"
+mkdir -p "$bin"
+if [ ! -x "$bin/registry" ]; then
+  echo "== installing the stock registry v3.1.2 into $bin" >&2
+  (cd "$(mktemp -d)" && GOBIN="$bin" GOFLAGS=-mod=mod go install github.com/distribution/distribution/v3/cmd/registry@v3.1.2)
+fi
+if [ ! -x /usr/bin/time ]; then
+  echo "== installing /usr/bin/time" >&2
+  apt-get install -y time >/dev/null || { apt-get update >/dev/null && apt-get install -y time >/dev/null; }
+fi
+minio="${REGKEEPER_MINIO:-$bin/minio}"
+
+if [ "${SMALL:-}" = 1 ]; then
+  shapes=${SHAPES:-"20:10 4:50"}
+else
+  shapes=${SHAPES:-"200:10 20:400"}
+fi
+versions=${VERSIONS:-4}
+jobs=${JOBS:-8}
+backends=${BACKENDS:-"fs s3"}
+
+work=${BENCH_DIR:-$(mktemp -d /tmp/regkeeper-bench.XXXXXX)}
+mkdir -p "$work"
+echo "== work directory $work" >&2
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ "${KEEP:-}" != 1 ] && [ -z "${BENCH_DIR:-}" ]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+echo "== building regkeeper and bench/gc/gen" >&2
+go build -o "$work/regkeeper" ./cmd/regkeeper
+go build -o "$work/gen" ./bench/gc/gen
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_http() { # URL: wait until it answers (any status) for up to 60s
+  for _ in $(seq 600); do
+    curl -s -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "no answer from $1" >&2; return 1
+}
+
+# config FILE BACKEND NAME: a registry config for storage NAME (a directory
+# under $work for fs, a bucket for s3), listening on a free port.
+config() {
+  local file=$1 backend=$2 name=$3 port
+  port=$(free_port)
+  {
+    echo "version: 0.1"
+    echo "log: {level: error, accesslog: {disabled: true}}"
+    echo "storage:"
+    if [ "$backend" = fs ]; then
+      echo "  filesystem: {rootdirectory: $work/$name}"
+    else
+      echo "  s3: {accesskey: regkeeper, secretkey: regkeeper-secret, region: us-east-1, regionendpoint: 'http://$minio_addr', bucket: $name, forcepathstyle: true, secure: false, v4auth: true}"
+    fi
+    echo "  delete: {enabled: true}"
+    echo "  maintenance: {uploadpurging: {enabled: false}}"
+    echo "  redirect: {disable: true}"
+    echo "http: {addr: '127.0.0.1:$port', secret: bench}"
+  } >"$file"
+  echo "$port"
+}
+
+# timed NAME CMD...: runs CMD under /usr/bin/time; sets secs and rss_mb.
+timed() {
+  local name=$1; shift
+  /usr/bin/time -f '%e %M' -o "$work/$name.time" "$@" >"$work/$name.log" 2>&1 || {
+    echo "FAILED: $* (see $work/$name.log)" >&2; tail -20 "$work/$name.log" >&2; return 1; }
+  read -r secs rss_kb <"$work/$name.time"
+  rss_mb=$((rss_kb / 1024))
+}
+
+# verify CONFIG PORT R T: serve the storage with the stock registry and
+# HEAD every tag and its blobs.
+verify() {
+  local cfg=$1 port=$2 r=$3 t=$4 pid
+  "$bin/registry" serve "$cfg" >"$cfg.serve.log" 2>&1 &
+  pid=$!; pids+=("$pid")
+  wait_http "http://127.0.0.1:$port/v2/"
+  if "$work/gen" -verify "http://127.0.0.1:$port" -repos "$r" -tags "$t" -versions "$versions" >"$cfg.verify.log" 2>&1; then
+    verified=ok
+  else
+    verified=FAILED; cat "$cfg.verify.log" >&2
+  fi
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+minio_addr=
+if [[ " $backends " == *" s3 "* ]]; then
+  if [ -x "$minio" ]; then
+    port=$(free_port); cport=$(free_port)
+    minio_addr=127.0.0.1:$port
+    MINIO_ROOT_USER=regkeeper MINIO_ROOT_PASSWORD=regkeeper-secret MINIO_BROWSER=off MINIO_UPDATE=off MINIO_CI_CD=1 \
+      "$minio" server --quiet --address "$minio_addr" --console-address "127.0.0.1:$cport" "$work/minio-data" >"$work/minio.log" 2>&1 &
+    pids+=("$!")
+    wait_http "http://$minio_addr/minio/health/ready"
+  else
+    echo "== no MinIO at $minio (scripts/setup-minio installs it): skipping s3" >&2
+    backends=${backends//s3/}
+  fi
+fi
+
+cols() { # "blobs=B revisions=M layerlinks=L" -> "B | M | L"
+  local b m l
+  read -r b m l <<<"$1"
+  echo "${b#*=} | ${m#*=} | ${l#*=}"
+}
+
+rows=()
+failed=0
+for shape in $shapes; do
+  r=${shape%%:*}; t=${shape##*:}
+  for backend in $backends; do
+    id="$backend-${r}x${t}"
+    echo "== $id: generating $r repositories x $t tags x $versions versions" >&2
+    p_stock=$(config "$work/$id-stock.yml" "$backend" "$id-stock")
+    p_rk=$(config "$work/$id-regkeeper.yml" "$backend" "$id-regkeeper")
+    if [ "$backend" = s3 ]; then
+      "$work/gen" -mkbucket -config "$work/$id-stock.yml"
+      "$work/gen" -mkbucket -config "$work/$id-regkeeper.yml"
+      "$work/gen" -config "$work/$id-stock.yml" -repos "$r" -tags "$t" -versions "$versions" >&2
+      "$work/gen" -config "$work/$id-regkeeper.yml" -repos "$r" -tags "$t" -versions "$versions" >&2
+    else
+      "$work/gen" -config "$work/$id-stock.yml" -repos "$r" -tags "$t" -versions "$versions" >&2
+      cp -a "$work/$id-stock" "$work/$id-regkeeper"
+    fi
+    before=$("$work/gen" -count -config "$work/$id-stock.yml")
+    echo "   before: $before" >&2
+    rows+=("| ${r} x ${t} x ${versions} | $backend | (before) | | | $(cols "$before") | | |")
+    sync
+
+    echo "== $id: registry garbage-collect --delete-untagged" >&2
+    timed "$id-stock-gc" "$bin/registry" garbage-collect --delete-untagged "$work/$id-stock.yml"
+    s_secs=$secs s_rss=$rss_mb
+    s_after=$("$work/gen" -count -config "$work/$id-stock.yml")
+    verify "$work/$id-stock.yml" "$p_stock" "$r" "$t"; s_ok=$verified
+
+    echo "== $id: regkeeper gc --grace 0 --jobs $jobs" >&2
+    timed "$id-regkeeper-gc" "$work/regkeeper" gc --config "$work/$id-regkeeper.yml" --grace 0 --jobs "$jobs" --progress never
+    k_secs=$secs k_rss=$rss_mb
+    k_after=$("$work/gen" -count -config "$work/$id-regkeeper.yml")
+    verify "$work/$id-regkeeper.yml" "$p_rk" "$r" "$t"; k_ok=$verified
+    [ "$s_ok" = ok ] && [ "$k_ok" = ok ] || failed=1
+
+    ratio=$(awk -v a="$s_secs" -v b="$k_secs" 'BEGIN { if (b > 0) printf "%.1fx", a / b; else print "-" }')
+    echo "   stock: ${s_secs}s ${s_rss}MB after: $s_after ($s_ok)   regkeeper: ${k_secs}s ${k_rss}MB after: $k_after ($k_ok)   $ratio" >&2
+    rows+=("| ${r} x ${t} x ${versions} | $backend | stock | ${s_secs} s | ${s_rss} MB | $(cols "$s_after") | $s_ok | |")
+    rows+=("| ${r} x ${t} x ${versions} | $backend | regkeeper | ${k_secs} s | ${k_rss} MB | $(cols "$k_after") | $k_ok | **$ratio** |")
+    rm -rf "$work/$id-stock" "$work/$id-regkeeper"
+  done
+done
+
+echo
+echo "regkeeper gc vs registry garbage-collect --delete-untagged (distribution v3.1.2); $(nproc) cores; regkeeper --jobs $jobs"
+echo
+echo "| repos x tags x pushes | storage | gc | wall | peak RSS | blobs left | manifests left | layer links left | every tag served | speed-up |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
+exit $failed
