@@ -87,8 +87,9 @@ type Result struct {
 	Referrers int `json:"referrers"`
 	// ReferrersAPI: whether the registry answered the referrers API.
 	ReferrersAPI bool `json:"referrersAPI"`
-	// Absent are index children the registry does not have in the
-	// repository of the index; they are recorded, not backed up.
+	// Absent are the children of the selected indexes that the registry
+	// did not have in the index's repository when the index was backed up;
+	// they are recorded in index.json, not backed up.
 	Absent          []Absent `json:"absent"`
 	Errors          []Error  `json:"errors"`
 	DurationSeconds float64  `json:"durationSeconds"`
@@ -429,9 +430,6 @@ func (r *runner) copyManifest(ctx context.Context, repo name.Repository, desc v1
 			if errors.As(err, &nf) && nf.digest == child.Digest {
 				r.log.Warn("index child absent from its repository; recorded, not backed up",
 					"repository", repo.RepositoryStr(), "index", desc.Digest.String(), "child", child.Digest.String())
-				r.mu.Lock()
-				r.res.Absent = append(r.res.Absent, Absent{Repository: repo.RepositoryStr(), Index: desc.Digest.String(), Child: child.Digest.String()})
-				r.mu.Unlock()
 				absent = append(absent, child.Digest)
 				continue
 			}
@@ -656,8 +654,11 @@ func (r *runner) result() *Result {
 	r.mu.Lock()
 	res := r.res
 	r.mu.Unlock()
-	entries := r.idx.snapshot()
-	for _, e := range entries {
+	// Images and Absent come from the index, so that an unchanged run
+	// reports them as the run that fetched them did.
+	res.Absent = []Absent{}
+	seen := map[Absent]bool{}
+	for _, e := range r.idx.snapshot() {
 		if e.Kind() != KindTag {
 			continue
 		}
@@ -668,12 +669,23 @@ func (r *runner) result() *Result {
 			continue
 		}
 		res.Images++
+		for c := range e.Absent() {
+			a := Absent{Repository: e.Repository(), Index: e.Digest.String(), Child: c.String()}
+			if !seen[a] {
+				seen[a] = true
+				res.Absent = append(res.Absent, a)
+			}
+		}
 	}
+	sort.Slice(res.Absent, func(i, j int) bool {
+		a, b := res.Absent[i], res.Absent[j]
+		if a.Repository != b.Repository {
+			return a.Repository < b.Repository
+		}
+		return a.Child < b.Child
+	})
 	if res.Errors == nil {
 		res.Errors = []Error{}
-	}
-	if res.Absent == nil {
-		res.Absent = []Absent{}
 	}
 	sort.Slice(res.Errors, func(i, j int) bool {
 		a, b := res.Errors[i], res.Errors[j]

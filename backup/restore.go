@@ -41,13 +41,17 @@ type RestoreOptions struct {
 type RestoreResult struct {
 	DryRun bool `json:"dryRun"`
 	// Images, Referrers and History count the index.json entries selected.
-	Images           int   `json:"images"`
-	Referrers        int   `json:"referrers"`
-	History          int   `json:"history"`
-	ManifestsPushed  int   `json:"manifestsPushed"`
-	ManifestsSkipped int   `json:"manifestsSkipped"`
-	BlobsPushed      int   `json:"blobsPushed"`
-	BytesPushed      int64 `json:"bytesPushed"`
+	Images           int `json:"images"`
+	Referrers        int `json:"referrers"`
+	History          int `json:"history"`
+	ManifestsPushed  int `json:"manifestsPushed"`
+	ManifestsSkipped int `json:"manifestsSkipped"`
+	// BlobsPushed and BytesPushed: blobs uploaded; BlobsMounted: blobs
+	// already uploaded to another repository by this run, mounted from
+	// there (no transfer).
+	BlobsPushed  int   `json:"blobsPushed"`
+	BytesPushed  int64 `json:"bytesPushed"`
+	BlobsMounted int   `json:"blobsMounted"`
 	// BlobsSkipped and BytesSkipped: blobs the registry already had.
 	BlobsSkipped    int            `json:"blobsSkipped"`
 	BytesSkipped    int64          `json:"bytesSkipped"`
@@ -127,7 +131,7 @@ func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*Resto
 		}
 	}
 	rs := &restorer{opts: opts, reg: reg, layout: l, pusher: pusher, log: log, res: res,
-		bar: opts.Progress.Bytes(total, "restore"), sem: make(chan struct{}, opts.Client.JobCount()), origin: map[v1.Hash]string{}}
+		bar: opts.Progress.Bytes(total, "restore"), sem: make(chan struct{}, opts.Client.JobCount())}
 	defer rs.bar.Done()
 	// Check the registry once, for a clear error rather than one per image.
 	if _, err := transport.Ping(ctx, reg, opts.Client.RoundTripper()); err != nil {
@@ -279,9 +283,11 @@ type restorer struct {
 	bar    *progress.Bar
 	sem    chan struct{}
 
-	mu     sync.Mutex
-	res    *RestoreResult
-	origin map[v1.Hash]string // a repository this run pushed the blob to, for cross-repository mounts
+	// uploads maps a blob to the repository this run uploaded it to.
+	uploads flight[string]
+
+	mu  sync.Mutex
+	res *RestoreResult
 }
 
 func (rs *restorer) push(ctx context.Context, p *repoPlan) error {
@@ -338,23 +344,35 @@ func (rs *restorer) pushBlob(ctx context.Context, hc *http.Client, repo name.Rep
 		rs.bar.Add(b.Size)
 		return nil
 	}
-	var layer v1.Layer = &fileLayer{path: rs.layout.Blob(b.Digest), desc: b, progress: rs.bar.Add}
-	rs.mu.Lock()
-	from, mount := rs.origin[b.Digest]
-	rs.mu.Unlock()
-	if mount && from != repo.RepositoryStr() {
-		layer = &remote.MountableLayer{Layer: layer, Reference: rs.reg.Repo(from).Digest(b.Digest.String())}
-	}
-	if err := rs.pusher.Upload(ctx, repo, layer); err != nil {
+	layer := &fileLayer{path: rs.layout.Blob(b.Digest), desc: b, progress: rs.bar.Add}
+	// The first repository to need a blob uploads it; the others ask the
+	// registry to mount it from there, transferring nothing.
+	origin, err := rs.uploads.do(b.Digest.String(), func() (string, error) {
+		if err := rs.pusher.Upload(ctx, repo, layer); err != nil {
+			return "", err
+		}
+		rs.mu.Lock()
+		rs.res.BlobsPushed++
+		rs.res.BytesPushed += b.Size
+		rs.mu.Unlock()
+		return repo.RepositoryStr(), nil
+	})
+	if err != nil {
 		return fmt.Errorf("uploading blob %s: %w", b.Digest, err)
 	}
-	rs.mu.Lock()
-	rs.res.BlobsPushed++
-	rs.res.BytesPushed += b.Size
-	if !mount {
-		rs.origin[b.Digest] = repo.RepositoryStr()
+	if origin == repo.RepositoryStr() {
+		return nil
 	}
+	// A registry that refuses the mount gets the blob uploaded instead
+	// (go-containerregistry falls back).
+	ml := &remote.MountableLayer{Layer: layer, Reference: rs.reg.Repo(origin).Digest(b.Digest.String())}
+	if err := rs.pusher.Upload(ctx, repo, ml); err != nil {
+		return fmt.Errorf("mounting blob %s from %s: %w", b.Digest, origin, err)
+	}
+	rs.mu.Lock()
+	rs.res.BlobsMounted++
 	rs.mu.Unlock()
+	rs.bar.Add(b.Size)
 	return nil
 }
 

@@ -78,7 +78,7 @@ func writeRestoreResult(cmd *cobra.Command, f output.Format, res *backup.Restore
 		fmt.Fprintf(out, "\ndry run: would push %d images, %d history entries, %d referrers\n", res.Images, res.History, res.Referrers)
 		return nil
 	}
-	fmt.Fprintf(out, "\npushed %d manifests and %d blobs (%s); already there: %d manifests, %d blobs (%s); %.1fs\n",
-		res.ManifestsPushed, res.BlobsPushed, output.Bytes(res.BytesPushed), res.ManifestsSkipped, res.BlobsSkipped, output.Bytes(res.BytesSkipped), res.DurationSeconds)
+	fmt.Fprintf(out, "\npushed %d manifests and %d blobs (%s), mounted %d blobs across repositories; already there: %d manifests, %d blobs (%s); %.1fs\n",
+		res.ManifestsPushed, res.BlobsPushed, output.Bytes(res.BytesPushed), res.BlobsMounted, res.ManifestsSkipped, res.BlobsSkipped, output.Bytes(res.BytesSkipped), res.DurationSeconds)
 	return nil
 }
