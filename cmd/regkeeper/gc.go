@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 
@@ -43,11 +44,8 @@ and reported. A lock in storage stops two runs at once.`,
 			if (config == "") == (root == "") {
 				return usageError("give exactly one of --config or --root")
 			}
-			if opts.Grace < 0 || opts.UploadsOlderThan < 0 {
-				return usageError("--grace and --uploads-older-than must not be negative")
-			}
-			if opts.KeepPrevious < 0 {
-				return usageError("--keep-previous must not be negative")
+			if err := checkGCOptions(opts); err != nil {
+				return err
 			}
 			ctx := cmd.Context()
 			opts.Jobs, opts.Logger, opts.Progress = g.jobs, g.logger(cmd), g.reporter(cmd)
@@ -69,16 +67,31 @@ and reported. A lock in storage stops two runs at once.`,
 	f := cmd.Flags()
 	f.StringVar(&config, "config", "", "the registry's configuration file (its storage section is used)")
 	f.StringVar(&root, "root", "", "a filesystem storage root (the filesystem driver's rootdirectory)")
-	f.DurationVar(&opts.Grace, "grace", opts.Grace, "spare manifests, links and blobs written within this long")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be deleted, delete nothing")
+	registerGCFlags(f, &opts)
+	mf.register(cmd)
+	return cmd
+}
+
+// registerGCFlags declares the flags of a gc run, shared by gc and cycle.
+func registerGCFlags(f *pflag.FlagSet, opts *gc.Options) {
+	f.DurationVar(&opts.Grace, "grace", opts.Grace, "spare manifests, links and blobs written within this long")
 	f.BoolVar(&opts.KeepUntagged, "keep-untagged", false, "keep every manifest; only sweep links and blobs nothing references")
 	f.IntVar(&opts.KeepPrevious, "keep-previous", 0, "keep the N most recent earlier digests of every tag")
 	f.DurationVar(&opts.UploadsOlderThan, "uploads-older-than", opts.UploadsOlderThan, "delete uploads started longer ago than this (0: keep all)")
 	f.BoolVar(&opts.PruneOrphanSignatures, "prune-orphan-signatures", false, "delete sha256-<hex>.sig/.att/.sbom and referrers fallback tags whose subject is gone")
 	f.BoolVar(&opts.PruneEmptyRepos, "prune-empty-repos", false, "delete repositories left with no tag and no manifest")
-	mf.register(cmd)
 	f.DurationVar(&opts.StaleLock, "stale-lock", opts.StaleLock, "take over another run's lock older than this")
-	return cmd
+}
+
+func checkGCOptions(opts gc.Options) error {
+	if opts.Grace < 0 || opts.UploadsOlderThan < 0 {
+		return usageError("--grace and --uploads-older-than must not be negative")
+	}
+	if opts.KeepPrevious < 0 {
+		return usageError("--keep-previous must not be negative")
+	}
+	return nil
 }
 
 func openStorage(cmd *cobra.Command, config, root string) (storagedriver.StorageDriver, error) {

@@ -59,7 +59,8 @@ func TestDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("demo exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"team-a/api", "mirror/alpine", "untagged leftovers"} {
+	for _, want := range []string{"team-a/api", "mirror/alpine", "untagged leftovers",
+		"gc         ok", "deleted 10 manifests, 24 blobs: 232.1 KiB reclaimed", "1 base-banned", "15 of 15 tags pulled back"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}

@@ -3,12 +3,28 @@
 package demo
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+
+	"github.com/regkeeper/regkeeper/audit"
+	"github.com/regkeeper/regkeeper/backup"
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/client"
+	"github.com/regkeeper/regkeeper/internal/cycle"
+	"github.com/regkeeper/regkeeper/internal/progress"
+	"github.com/regkeeper/regkeeper/internal/pull"
+	"github.com/regkeeper/regkeeper/internal/report"
+	"github.com/regkeeper/regkeeper/inventory"
 
 	"github.com/regkeeper/regkeeper/internal/embedded"
 	"github.com/regkeeper/regkeeper/internal/estate"
@@ -97,4 +113,66 @@ func (e *Env) WriteSeeded(w io.Writer) error {
 	fmt.Fprintf(w, "\nseeded %d repositories, %d tags, %d manifests; %d manifests are untagged leftovers of tag replacement, %d blobs are garbage\n",
 		len(s.Repositories()), len(tags), len(s.Manifests), deadN, len(s.DeadBlobs()))
 	return nil
+}
+
+// CycleResult is the weekly cycle run on the demo estate, and the proof
+// that every live tag still pulls afterwards.
+type CycleResult struct {
+	*cycle.Result
+	// Pulled counts the tags pulled back after gc, every blob verified;
+	// PullErrors lists those that failed.
+	Pulled     int
+	PullErrors []string
+	BackupDir  string
+	ReportFile string
+}
+
+// RunCycle runs the weekly cycle on the demo registry: inventory, audit (with
+// base/centos banned), backup into Dir/backup, verify, gc with no grace
+// window (everything was just pushed), the HTML report into Dir/report.html,
+// and then pulls every live tag back.
+func (e *Env) RunCycle(ctx context.Context, progress *progress.Reporter, log *slog.Logger) (*CycleResult, error) {
+	ban, err := audit.ParsePattern("base/centos")
+	if err != nil {
+		return nil, err
+	}
+	drv, err := gc.Open(ctx, e.Server.ConfigFile)
+	if err != nil {
+		return nil, err
+	}
+	gcOpts := gc.DefaultOptions()
+	gcOpts.Grace, gcOpts.Logger = 0, log
+	cli := client.Options{Insecure: true}
+	out := &CycleResult{BackupDir: filepath.Join(e.Dir, "backup"), ReportFile: filepath.Join(e.Dir, "report.html")}
+	res, err := cycle.Run(ctx, cycle.Options{
+		Host: e.Server.Host, Storage: drv, BackupDir: out.BackupDir,
+		Inventory: inventory.Options{Client: cli, Progress: progress, Logger: log},
+		Policy:    audit.Policy{MaxBaseAge: audit.DefaultMaxBaseAge, Ban: []audit.Pattern{ban}},
+		Backup:    backup.DefaultOptions(), GC: gcOpts, Logger: log, Now: e.Estate.Now,
+	})
+	out.Result = res
+	if err != nil {
+		return out, err
+	}
+	d := &report.Data{Registry: e.Server.Host, Generated: time.Now(), Inventory: res.Inventory, Audit: res.Audit, GC: res.GC}
+	var page bytes.Buffer
+	if err := d.WriteHTML(&page); err != nil {
+		return out, err
+	}
+	if err := os.WriteFile(out.ReportFile, page.Bytes(), 0o644); err != nil {
+		return out, err
+	}
+	for ref := range e.Estate.Tags() {
+		r, err := name.ParseReference(e.Server.Host+"/"+ref, name.Insecure)
+		if err == nil {
+			err = pull.Pull(ctx, r)
+		}
+		if err != nil {
+			out.PullErrors = append(out.PullErrors, fmt.Sprintf("%s: %v", ref, err))
+			continue
+		}
+		out.Pulled++
+	}
+	sort.Strings(out.PullErrors)
+	return out, nil
 }

@@ -1,0 +1,184 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regkeeper/regkeeper/backup"
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/cycle"
+	"github.com/regkeeper/regkeeper/internal/metrics"
+	"github.com/regkeeper/regkeeper/internal/output"
+	"github.com/regkeeper/regkeeper/internal/report"
+	"github.com/regkeeper/regkeeper/inventory"
+)
+
+// Exit codes of cycle's safety stops.
+const (
+	exitBackupFailed = 3
+	exitVerifyFailed = 4
+	exitGCFailed     = 5
+)
+
+func newCycleCmd(g *globalOptions) *cobra.Command {
+	var (
+		filter            filterOptions
+		af                auditFlags
+		mf                metricsFlag
+		config, root, dir string
+		reportFile        string
+		gcOpts            = gc.DefaultOptions()
+		bopts             = backup.DefaultOptions()
+	)
+	cmd := &cobra.Command{
+		Use:   "cycle REGISTRY (--config registry.yml | --root DIR) --backup DIR [--report FILE]",
+		Short: "The weekly cron in one command: inventory, audit, backup, verify, then gc",
+		Long: `cycle runs, in order: inventory of the registry, audit of its base images,
+backup of every image into the OCI layout at --backup, verify of that backup,
+and only then gc on the registry's storage (--config or --root). If the
+backup or its verification fails, gc does not run.
+
+The filters select what is audited and backed up; gc always works on the
+whole storage, and only deletes what no tag reaches. A lock beside the backup
+directory keeps two cycles from overlapping. --report writes the HTML report
+(what gc reclaimed, findings, lineage); --metrics-file the Prometheus metrics.
+
+Exit codes: 0 every step succeeded; 1 an error, or parts of the registry
+could not be read (every step still ran); 2 usage; 3 the backup failed, gc
+not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
+		Example: `  # the weekly cron
+  regkeeper cycle registry.example.com --config /etc/docker/registry/config.yml \
+    --backup /backups/registry --report /var/www/registry-report.html \
+    --metrics-file /var/lib/node_exporter/textfile/regkeeper.prom
+
+  # against the demo registry (regkeeper demo --serve --dir /tmp/demo)
+  regkeeper cycle 127.0.0.1:5000 --insecure --config /tmp/demo/config.yml --backup /tmp/demo-backup --grace 0`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, argv []string) error {
+			if (config == "") == (root == "") {
+				return usageError("give exactly one of --config or --root")
+			}
+			if dir == "" {
+				return usageError("--backup DIR is required: gc runs only after a verified backup")
+			}
+			if err := checkGCOptions(gcOpts); err != nil {
+				return err
+			}
+			repo, tag, err := filter.compile()
+			if err != nil {
+				return err
+			}
+			pol, err := af.policy()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			log := g.logger(cmd)
+			drv, err := openStorage(cmd, config, root)
+			if err != nil {
+				return err
+			}
+			start := time.Now()
+			gcOpts.Jobs, gcOpts.Logger, gcOpts.Progress = g.jobs, log, g.reporter(cmd)
+			res, runErr := cycle.Run(ctx, cycle.Options{
+				Host: argv[0], Storage: drv, BackupDir: dir,
+				Inventory: inventory.Options{Client: g.client(log), Repo: repo, Tag: tag, Progress: g.reporter(cmd), Logger: log},
+				Policy:    pol, Backup: bopts, GC: gcOpts, Logger: log,
+			})
+			if werr := writeCycle(cmd, g.format(), res); werr != nil && runErr == nil {
+				runErr = werr
+			}
+			if reportFile != "" && res.Audit != nil {
+				d := &report.Data{Registry: res.Audit.Registry, Generated: time.Now(), Inventory: res.Inventory, Audit: res.Audit, GC: res.GC}
+				if werr := writeReportFile(reportFile, d); werr != nil && runErr == nil {
+					runErr = werr
+				}
+			}
+			set := metrics.New("cycle")
+			cycleMetrics(set, res, time.Since(start))
+			if err := mf.write(set, "cycle", runErr); err != nil {
+				switch {
+				case errors.Is(err, cycle.ErrBackupFailed):
+					return &exitCodeError{code: exitBackupFailed, err: err}
+				case errors.Is(err, cycle.ErrVerifyFailed):
+					return &exitCodeError{code: exitVerifyFailed, err: err}
+				case errors.Is(err, cycle.ErrGCFailed):
+					return &exitCodeError{code: exitGCFailed, err: err}
+				}
+				return err
+			}
+			return reportErrors(cmd, res.Errors)
+		},
+	}
+	filter.register(cmd)
+	af.register(cmd)
+	mf.register(cmd)
+	f := cmd.Flags()
+	f.StringVar(&config, "config", "", "the registry's configuration file (its storage section is used by gc)")
+	f.StringVar(&root, "root", "", "or a filesystem storage root")
+	f.StringVar(&dir, "backup", "", "the OCI layout to back up into (required)")
+	f.StringVar(&reportFile, "report", "", "write the HTML report here (atomically)")
+	f.BoolVar(&bopts.KeepHistory, "keep-history", false, "backup: keep the previous digest of a moved tag as repo:tag@<date>")
+	f.BoolVar(&bopts.Referrers, "referrers", bopts.Referrers, "backup: also back up referrers listed by the referrers API")
+	registerGCFlags(f, &gcOpts)
+	return cmd
+}
+
+func writeCycle(cmd *cobra.Command, f output.Format, res *cycle.Result) error {
+	out := cmd.OutOrStdout()
+	if f == output.JSON {
+		return output.WriteJSON(out, res)
+	}
+	rows := output.Rows{Header: []string{"STEP", "STATUS", "SECONDS", "WHAT IT FOUND"}}
+	for _, st := range res.Steps {
+		what := res.Summary(st.Name)
+		if st.Status == "failed" || what == "" {
+			what = st.Error
+		}
+		rows.Add(st.Name, st.Status, fmt.Sprintf("%.1f", st.DurationSeconds), what)
+	}
+	return output.Write(out, f, rows, res)
+}
+
+func writeReportFile(path string, d *report.Data) error {
+	var buf bytes.Buffer
+	if err := d.WriteHTML(&buf); err != nil {
+		return err
+	}
+	return writeFileAtomic(path, buf.Bytes())
+}
+
+func cycleMetrics(set *metrics.Set, res *cycle.Result, took time.Duration) {
+	if res == nil {
+		return
+	}
+	for _, st := range res.Steps {
+		ok := 0.0
+		if st.Status == "ok" || st.Status == "partial" {
+			ok = 1
+		}
+		set.Gauge("step_success", "1 if the step ran to its end, else 0 (failed or skipped).", ok, "step", st.Name)
+		set.Gauge("step_duration_seconds", "Duration of each step.", st.DurationSeconds, "step", st.Name)
+	}
+	if res.Inventory != nil {
+		set.Gauge("tags", "Tags inventoried.", float64(len(res.Inventory.Images)))
+	}
+	if res.Audit != nil {
+		auditMetrics(set, res.Audit, 0)
+	}
+	if b := res.Backup; b != nil {
+		set.Gauge("backup_images", "Images in the backup.", float64(b.Images))
+		set.Gauge("backup_bytes_written", "Bytes this backup wrote.", float64(b.BytesWritten))
+		set.Gauge("backup_bytes_skipped", "Bytes the backup already had.", float64(b.BytesSkipped))
+	}
+	if res.GC != nil {
+		set.Gauge("gc_bytes_reclaimed", "Bytes of blob files gc deleted.", float64(res.GC.BytesReclaimed))
+		set.Gauge("gc_blobs_deleted", "Blobs gc deleted.", float64(res.GC.BlobsDeleted))
+		set.Gauge("gc_manifests_deleted", "Untagged manifests gc deleted.", float64(res.GC.ManifestsDeleted))
+	}
+	set.Gauge("duration_seconds", "Duration of the whole cycle.", took.Seconds())
+}

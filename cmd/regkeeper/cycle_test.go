@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/regkeeper/regkeeper/internal/embedded"
+	"github.com/regkeeper/regkeeper/internal/regtest"
+)
+
+func TestCycleCommand(t *testing.T) {
+	srv, e := regtest.Seeded(t, embedded.Options{})
+	dir := t.TempDir()
+	bk, rep, prom := filepath.Join(dir, "backup"), filepath.Join(dir, "report.html"), filepath.Join(dir, "cycle.prom")
+
+	// mirror/alpine (its children absent) left out: every step succeeds.
+	code, out, stderr := runCLI(t, "cycle", srv.Host, "--insecure", "--config", srv.ConfigFile, "--backup", bk,
+		"--repo", "^(base|team)", "--grace", "0", "--report", rep, "--metrics-file", prom, "-o", "json")
+	if code != 0 {
+		t.Fatalf("cycle: exit %d: %s\n%s", code, stderr, out)
+	}
+	var doc struct {
+		Steps []struct{ Name, Status string }
+		GC    struct{ BytesReclaimed int64 }
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if len(doc.Steps) != 5 || doc.GC.BytesReclaimed == 0 {
+		t.Errorf("json: %+v", doc)
+	}
+	for _, f := range []string{rep, prom, filepath.Join(bk, "index.json")} {
+		if _, err := os.Stat(f); err != nil {
+			t.Errorf("cycle did not write %s", f)
+		}
+	}
+	raw, _ := os.ReadFile(prom)
+	for _, want := range []string{`regkeeper_cycle_step_success{step="gc"} 1`, "regkeeper_cycle_gc_bytes_reclaimed ", "regkeeper_cycle_success 1"} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("metrics lack %q", want)
+		}
+	}
+	regtest.PullAll(t, srv.Host, e)
+
+	// A blob of the backup damaged: verify fails, gc does not run, exit 4.
+	var victim string
+	filepath.WalkDir(filepath.Join(bk, "blobs"), func(p string, d os.DirEntry, err error) error {
+		if info, _ := d.Info(); err == nil && !d.IsDir() && info.Size() > 64<<10 && victim == "" {
+			victim = p
+		}
+		return nil
+	})
+	data, _ := os.ReadFile(victim)
+	data[100] ^= 0xff
+	os.WriteFile(victim, data, 0o644)
+	code, out, stderr = runCLI(t, "cycle", srv.Host, "--insecure", "--config", srv.ConfigFile, "--backup", bk, "--repo", "^(base|team)", "--metrics-file", prom)
+	if code != 4 || !strings.Contains(stderr, "did not verify; gc was not run") || !strings.Contains(out, "gc         skipped") {
+		t.Errorf("damaged backup: exit %d, stderr %q\n%s", code, stderr, out)
+	}
+	raw, _ = os.ReadFile(prom)
+	if !strings.Contains(string(raw), "regkeeper_cycle_success 0") || !strings.Contains(string(raw), "regkeeper_cycle_last_success_timestamp_seconds") {
+		t.Errorf("metrics after a failed cycle:\n%s", raw)
+	}
+
+	// A directory that is not a backup: exit 3, nothing in it touched.
+	other := t.TempDir()
+	os.WriteFile(filepath.Join(other, "notes.txt"), []byte("mine"), 0o644)
+	code, _, stderr = runCLI(t, "cycle", srv.Host, "--insecure", "--root", srv.Root, "--backup", other)
+	if code != 3 || !strings.Contains(stderr, "backup failed; gc was not run") {
+		t.Errorf("non-layout backup dir: exit %d, %s", code, stderr)
+	}
+	if b, _ := os.ReadFile(filepath.Join(other, "notes.txt")); string(b) != "mine" {
+		t.Errorf("cycle touched a file it does not own")
+	}
+
+	for _, argv := range [][]string{
+		{"cycle", srv.Host, "--backup", bk},
+		{"cycle", srv.Host, "--config", srv.ConfigFile},
+	} {
+		if code, _, _ := runCLI(t, argv...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", argv, code)
+		}
+	}
+}

@@ -1,0 +1,239 @@
+// Package cycle runs the weekly cron of a registry in one call, safe by
+// construction: inventory, audit, backup of every image, verify of that
+// backup, and only then gc on the registry's storage. If the backup or its
+// verification fails, gc does not run.
+package cycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+
+	"github.com/regkeeper/regkeeper/audit"
+	"github.com/regkeeper/regkeeper/backup"
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/inventory"
+)
+
+// Step names, in order.
+const (
+	StepInventory = "inventory"
+	StepAudit     = "audit"
+	StepBackup    = "backup"
+	StepVerify    = "verify"
+	StepGC        = "gc"
+)
+
+// Steps lists the steps in the order they run.
+var Steps = []string{StepInventory, StepAudit, StepBackup, StepVerify, StepGC}
+
+// Errors that say which safety stop a cycle made; the command maps them to
+// exit codes.
+var (
+	ErrBackupFailed = errors.New("backup failed; gc was not run")
+	ErrVerifyFailed = errors.New("the backup did not verify; gc was not run")
+	ErrGCFailed     = errors.New("gc failed")
+	ErrLocked       = errors.New("another cycle is running")
+)
+
+// Options for Run.
+type Options struct {
+	// Host is the registry to walk and back up.
+	Host string
+	// Storage is the registry's storage (gc.Open of its config file).
+	Storage storagedriver.StorageDriver
+	// BackupDir is the OCI layout the backup goes to.
+	BackupDir string
+	// Inventory says how to reach the registry; its filters select what is
+	// audited and backed up (gc always works on the whole storage).
+	Inventory inventory.Options
+	Policy    audit.Policy
+	Backup    backup.Options
+	GC        gc.Options
+	Logger    *slog.Logger
+	// Now is the reference time for audit ages; zero means time.Now.
+	Now time.Time
+}
+
+// Step is how one step went.
+type Step struct {
+	Name   string `json:"name"`
+	Status string `json:"status"` // ok, partial (ran, some parts failed), failed, skipped
+	// Error says why a step failed, was partial, or was skipped.
+	Error           string  `json:"error,omitempty"`
+	DurationSeconds float64 `json:"durationSeconds"`
+}
+
+// Result is what each step found.
+type Result struct {
+	Steps  []Step               `json:"steps"`
+	Audit  *audit.Result        `json:"audit,omitempty"`
+	Backup *backup.Result       `json:"backup,omitempty"`
+	Verify *backup.VerifyResult `json:"verify,omitempty"`
+	GC     *gc.Report           `json:"gc,omitempty"`
+	// Inventory is the walk of the whole registry; not in the JSON (the
+	// audit has every image).
+	Inventory *inventory.Result `json:"-"`
+	// Errors are the parts of the registry that could not be read, of
+	// those the filters select.
+	Errors []inventory.Error `json:"errors"`
+
+	status map[string]*Step
+}
+
+// Step returns the step called name.
+func (r *Result) Step(name string) *Step { return r.status[name] }
+
+// Run runs the cycle. The returned error is nil only when every step ran
+// and succeeded (parts of the inventory that could not be read make the
+// inventory step "partial" and are in Errors, without stopping the cycle).
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	res := &Result{Errors: []inventory.Error{}, status: map[string]*Step{}}
+	for _, name := range Steps {
+		res.Steps = append(res.Steps, Step{Name: name, Status: "skipped"})
+	}
+	for i := range res.Steps {
+		res.status[res.Steps[i].Name] = &res.Steps[i]
+	}
+	unlock, err := lock(opts.BackupDir)
+	if err != nil {
+		return res, err
+	}
+	defer unlock()
+
+	run := func(name string, fn func() (partial string, err error)) error {
+		st := res.status[name]
+		start := time.Now()
+		log.Info("cycle step", "step", name)
+		partial, err := fn()
+		st.DurationSeconds = time.Since(start).Seconds()
+		switch {
+		case err != nil:
+			st.Status, st.Error = "failed", err.Error()
+		case partial != "":
+			st.Status, st.Error = "partial", partial
+		default:
+			st.Status = "ok"
+		}
+		return err
+	}
+
+	// 1. Inventory of the whole registry (the audit's lineage needs it).
+	all := opts.Inventory
+	all.Repo, all.Tag = nil, nil
+	if err := run(StepInventory, func() (string, error) {
+		inv, err := inventory.Run(ctx, opts.Host, all)
+		if err != nil {
+			return "", err
+		}
+		res.Inventory = inv
+		if len(inv.Errors) > 0 {
+			return fmt.Sprintf("%d repositories or tags could not be read", len(inv.Errors)), nil
+		}
+		return "", nil
+	}); err != nil {
+		return res, err
+	}
+
+	// 2. Audit.
+	if err := run(StepAudit, func() (string, error) {
+		a, err := audit.RunOn(ctx, opts.Host, res.Inventory, audit.Options{Inventory: opts.Inventory, Policy: opts.Policy, Now: opts.Now})
+		if err != nil {
+			return "", err
+		}
+		res.Audit, res.Errors = a, a.Errors
+		return "", nil
+	}); err != nil {
+		return res, err
+	}
+
+	// 3. Backup; any failure stops the cycle before gc.
+	bopts := opts.Backup
+	bopts.Client, bopts.Repo, bopts.Tag = opts.Inventory.Client, opts.Inventory.Repo, opts.Inventory.Tag
+	if bopts.Logger == nil {
+		bopts.Logger = log
+	}
+	if bopts.Progress == nil {
+		bopts.Progress = opts.Inventory.Progress
+	}
+	if err := run(StepBackup, func() (string, error) {
+		b, err := backup.Run(ctx, opts.Host, opts.BackupDir, bopts)
+		res.Backup = b
+		if err != nil {
+			return "", err
+		}
+		if len(b.Errors) > 0 {
+			return "", fmt.Errorf("%d images could not be backed up (first: %s)", len(b.Errors), b.Errors[0].Error)
+		}
+		return "", nil
+	}); err != nil {
+		return res, fmt.Errorf("%w: %v", ErrBackupFailed, err)
+	}
+
+	// 4. Verify the backup.
+	if err := run(StepVerify, func() (string, error) {
+		v, err := backup.Verify(ctx, opts.BackupDir, backup.VerifyOptions{Jobs: opts.Inventory.Client.JobCount(), Progress: opts.Inventory.Progress})
+		res.Verify = v
+		if err != nil {
+			return "", err
+		}
+		if !v.OK() {
+			p := v.Problems[0]
+			return "", fmt.Errorf("%d problems (first: blob %s %s %s)", len(v.Problems), p.Blob, p.Problem, p.Detail)
+		}
+		return "", nil
+	}); err != nil {
+		return res, fmt.Errorf("%w: %v", ErrVerifyFailed, err)
+	}
+
+	// 5. GC, only now.
+	if err := run(StepGC, func() (string, error) {
+		rep, err := gc.Run(ctx, opts.Storage, opts.GC)
+		res.GC = rep
+		return "", err
+	}); err != nil {
+		return res, fmt.Errorf("%w: %v", ErrGCFailed, err)
+	}
+	return res, nil
+}
+
+// lock takes an exclusive flock on a file beside the backup directory, so
+// that two cycles on the same backup never overlap. The kernel releases it
+// when the process dies, so it never goes stale.
+func lock(backupDir string) (func(), error) {
+	if backupDir == "" {
+		return nil, errors.New("no backup directory")
+	}
+	abs, err := filepath.Abs(backupDir)
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".regkeeper-cycle.lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("cycle lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w on %s (lock %s)", ErrLocked, backupDir, path)
+		}
+		return nil, fmt.Errorf("cycle lock %s: %w", path, err)
+	}
+	fmt.Fprintf(f, "%d\n", os.Getpid())
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
+}
