@@ -6,14 +6,17 @@
 # Shapes (repositories x tags, every tag pushed VERSIONS times, so that
 # VERSIONS-1 of every VERSIONS manifests are untagged garbage; each manifest
 # has its own config and two 1 KiB layers):
-#   default: 200 x 10 and 20 x 400, VERSIONS=4
-#   SMALL=1: 20 x 10 and 4 x 50 (a quick check of the script)
+#   filesystem: 200 x 10 and 20 x 400, VERSIONS=4 (8,000 and 32,000 manifests)
+#   MinIO:      50 x 10 and 4 x 50 (2,000 and 800 manifests: a single local
+#               MinIO writes a few hundred objects a second, and the stock
+#               collector reads every tag once per manifest)
+#   SMALL=1:    20 x 10 and 4 x 50 everywhere (a quick check of the script)
 #
 # Every collected copy is then served by the stock registry and every tag
 # and its blobs are HEADed (gen -verify). Wall time and peak RSS come from
 # /usr/bin/time. Environment:
 #   SMALL=1        quick version
-#   SHAPES="R:T ..."  override the shapes
+#   FS_SHAPES="R:T ...", S3_SHAPES="R:T ..."  override the shapes
 #   VERSIONS=4     pushes per tag
 #   JOBS=8         regkeeper gc --jobs
 #   BACKENDS="fs s3"  which storages (s3 is skipped without MinIO)
@@ -36,9 +39,11 @@ fi
 minio="${REGKEEPER_MINIO:-$bin/minio}"
 
 if [ "${SMALL:-}" = 1 ]; then
-  shapes=${SHAPES:-"20:10 4:50"}
+  fs_shapes=${FS_SHAPES:-"20:10 4:50"}
+  s3_shapes=${S3_SHAPES:-"20:10 4:50"}
 else
-  shapes=${SHAPES:-"200:10 20:400"}
+  fs_shapes=${FS_SHAPES:-"200:10 20:400"}
+  s3_shapes=${S3_SHAPES:-"50:10 4:50"}
 fi
 versions=${VERSIONS:-4}
 jobs=${JOBS:-8}
@@ -137,9 +142,11 @@ cols() { # "blobs=B revisions=M layerlinks=L" -> "B | M | L"
 
 rows=()
 failed=0
-for shape in $shapes; do
-  r=${shape%%:*}; t=${shape##*:}
-  for backend in $backends; do
+for backend in $backends; do
+  shapes=$fs_shapes
+  [ "$backend" = s3 ] && shapes=$s3_shapes
+  for shape in $shapes; do
+    r=${shape%%:*}; t=${shape##*:}
     id="$backend-${r}x${t}"
     echo "== $id: generating $r repositories x $t tags x $versions versions" >&2
     p_stock=$(config "$work/$id-stock.yml" "$backend" "$id-stock")
