@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,9 +192,23 @@ func TestBackupRestoreEstate(t *testing.T) {
 	}
 	mustVerify(t, dir)
 
-	// A second run on an unchanged registry writes nothing.
+	// A second run on an unchanged registry writes nothing, and costs one
+	// manifest request (a HEAD) per tag: no blob is read.
 	before, _ := os.ReadFile(l.IndexFile())
-	again := backup(t, srv.Host, dir, testOptions())
+	counter := &requestCounter{inner: http.DefaultTransport, counts: map[string]int{}}
+	opts := testOptions()
+	opts.Client.Transport = counter
+	again := backup(t, srv.Host, dir, opts)
+	// Besides: one GET /v2/ per repository, go-containerregistry's auth
+	// handshake (a token request on registries with token auth).
+	if pings := counter.counts["GET ping"]; pings > 3*len(e.Repositories()) {
+		t.Errorf("%d pings for %d repositories", pings, len(e.Repositories()))
+	}
+	delete(counter.counts, "GET ping")
+	wantRequests := map[string]int{"HEAD manifests": len(want), "GET tags": len(e.Repositories()), "GET catalog": 1, "GET referrers": 1}
+	if diff := cmp.Diff(wantRequests, counter.counts); diff != "" {
+		t.Errorf("requests of an unchanged run (-want +got):\n%s", diff)
+	}
 	if again.BlobsWritten != 0 || again.BytesWritten != 0 || again.Unchanged != len(want) || again.Updated != 0 {
 		t.Errorf("second run: %+v", again)
 	}
@@ -381,6 +396,26 @@ func TestVerifyFindsCorruption(t *testing.T) {
 	if !l.HasBlob(missing, -1) {
 		t.Error("backup did not refetch a missing blob")
 	}
+}
+
+// requestCounter counts requests by method and kind of path.
+type requestCounter struct {
+	inner  http.RoundTripper
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+func (c *requestCounter) RoundTrip(req *http.Request) (*http.Response, error) {
+	kind := "ping"
+	for _, k := range []string{"manifests", "blobs", "tags", "catalog", "referrers"} {
+		if strings.Contains(req.URL.Path, "/"+k+"/") || strings.HasSuffix(req.URL.Path, "/_"+k) {
+			kind = k
+		}
+	}
+	c.mu.Lock()
+	c.counts[req.Method+" "+kind]++
+	c.mu.Unlock()
+	return c.inner.RoundTrip(req)
 }
 
 // cancelAfter is a transport that cancels a run after n blob downloads.

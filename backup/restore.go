@@ -159,7 +159,9 @@ func planRestore(l Layout, entries []Entry, opts RestoreOptions, res *RestoreRes
 	add := func(e Entry) {
 		repo := e.Repository()
 		if repo == "" {
-			return // not written by regkeeper: no repository to restore to
+			res.Errors = append(res.Errors, Error{Digest: e.Digest.String(),
+				Error: fmt.Sprintf("entry %q was not written by regkeeper backup (no %s annotation): no repository to restore it to", e.Annotations[AnnotationRefName], AnnotationRepository)})
+			return
 		}
 		p := plans[repo]
 		if p == nil {
