@@ -90,6 +90,9 @@ func (e Entry) Absent() map[v1.Hash]bool {
 type index struct {
 	mu      sync.Mutex
 	entries []v1.Descriptor
+	// Positions in entries of the current tag entries ("repo:tag") and of
+	// the referrer entries ("repo@digest"); entries are never removed.
+	tags, referrers map[string]int
 
 	wmu     sync.Mutex // serialises writes
 	written []byte     // what index.json holds on disk
@@ -123,6 +126,23 @@ func (l Layout) readIndex() (*index, error) {
 	return &index{entries: im.Manifests, written: b}, nil
 }
 
+// lookup builds the position maps on first use. Called with mu held.
+func (x *index) lookup() {
+	if x.tags != nil {
+		return
+	}
+	x.tags, x.referrers = map[string]int{}, map[string]int{}
+	for i, d := range x.entries {
+		e := Entry{d}
+		switch e.Kind() {
+		case KindTag:
+			x.tags[e.Repository()+":"+e.Tag()] = i
+		case KindReferrer:
+			x.referrers[e.Repository()+"@"+d.Digest.String()] = i
+		}
+	}
+}
+
 // snapshot returns the entries.
 func (x *index) snapshot() []Entry {
 	x.mu.Lock()
@@ -138,13 +158,12 @@ func (x *index) snapshot() []Entry {
 func (x *index) tag(repo, tag string) (v1.Descriptor, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for _, d := range x.entries {
-		e := Entry{d}
-		if e.Kind() == KindTag && e.Repository() == repo && e.Tag() == tag {
-			return d, true
-		}
+	x.lookup()
+	i, ok := x.tags[repo+":"+tag]
+	if !ok {
+		return v1.Descriptor{}, false
 	}
-	return v1.Descriptor{}, false
+	return x.entries[i], true
 }
 
 // setTag records that repo:tag is desc. A previous entry of another digest
@@ -163,14 +182,15 @@ func (x *index) setTag(repo, tag string, desc v1.Descriptor, absent []v1.Hash, n
 		ann[AnnotationAbsent] = joinHashes(absent)
 	}
 	nd := v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, ArtifactType: desc.ArtifactType, Annotations: ann}
-	for i, d := range x.entries {
-		e := Entry{d}
-		if e.Kind() != KindTag || e.Repository() != repo || e.Tag() != tag {
-			continue
-		}
+	x.lookup()
+	if i, ok := x.tags[repo+":"+tag]; ok {
+		d := x.entries[i]
 		if d.Digest == desc.Digest {
-			if len(absent) > 0 {
-				x.entries[i].Annotations[AnnotationAbsent] = ann[AnnotationAbsent]
+			if len(absent) > 0 && d.Annotations[AnnotationAbsent] != ann[AnnotationAbsent] {
+				// A new map: snapshots share the old one.
+				a := cloneMap(d.Annotations)
+				a[AnnotationAbsent] = ann[AnnotationAbsent]
+				x.entries[i].Annotations = a
 			}
 			return
 		}
@@ -188,6 +208,7 @@ func (x *index) setTag(repo, tag string, desc v1.Descriptor, absent []v1.Hash, n
 		x.entries[i] = nd
 		return
 	}
+	x.tags[repo+":"+tag] = len(x.entries)
 	x.entries = append(x.entries, nd)
 }
 
@@ -195,12 +216,12 @@ func (x *index) setTag(repo, tag string, desc v1.Descriptor, absent []v1.Hash, n
 func (x *index) addReferrer(repo string, desc v1.Descriptor, subject v1.Hash, now time.Time) bool {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for _, d := range x.entries {
-		e := Entry{d}
-		if e.Kind() == KindReferrer && e.Repository() == repo && d.Digest == desc.Digest {
-			return false
-		}
+	x.lookup()
+	key := repo + "@" + desc.Digest.String()
+	if _, ok := x.referrers[key]; ok {
+		return false
 	}
+	x.referrers[key] = len(x.entries)
 	x.entries = append(x.entries, v1.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size, ArtifactType: desc.ArtifactType,
 		Annotations: map[string]string{
 			AnnotationRepository: repo,
