@@ -8,6 +8,9 @@ import (
 	"syscall"
 )
 
+// lockSupported: lock is exclusive here.
+const lockSupported = true
+
 // lock takes DIR/.regkeeper/lock exclusively, so that two backups never
 // write one index.json. The kernel releases it when the process dies.
 func (l Layout) lock() (unlock func(), err error) {
