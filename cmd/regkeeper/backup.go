@@ -6,11 +6,15 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regkeeper/regkeeper/backup"
+	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/internal/output"
 )
 
 func newBackupCmd(g *globalOptions) *cobra.Command {
-	var filter filterOptions
+	var (
+		filter filterOptions
+		mf     metricsFlag
+	)
 	opts := backup.DefaultOptions()
 	cmd := &cobra.Command{
 		Use:   "backup REGISTRY DIR",
@@ -63,13 +67,16 @@ are not backed up.`,
 					err = werr
 				}
 			}
-			if err != nil {
-				return err
+			if err == nil {
+				err = reportBackupErrors(cmd, res.Errors)
 			}
-			return reportBackupErrors(cmd, res.Errors)
+			set := metrics.New("backup")
+			backupMetrics(set, res)
+			return mf.write(set, "backup", err)
 		},
 	}
 	filter.register(cmd)
+	mf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
 	f.BoolVar(&opts.KeepHistory, "keep-history", false, "keep the previous digest of a moved tag as repo:tag@<date>")

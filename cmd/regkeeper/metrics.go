@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regkeeper/regkeeper/audit"
+	"github.com/regkeeper/regkeeper/backup"
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/metrics"
 )
@@ -47,6 +48,19 @@ func gcMetrics(set *metrics.Set, rep *gc.Report) {
 		dry = 1
 	}
 	set.Gauge("dry_run", "1 if the run deleted nothing (--dry-run).", dry)
+}
+
+func backupMetrics(set *metrics.Set, res *backup.Result) {
+	if res == nil {
+		return
+	}
+	set.Gauge("images", "Images (tags) in the backup, of those selected.", float64(res.Images))
+	set.Gauge("blobs_written", "Blobs this run wrote.", float64(res.BlobsWritten))
+	set.Gauge("bytes_written", "Bytes this run wrote.", float64(res.BytesWritten))
+	set.Gauge("blobs_skipped", "Blobs the backup already had.", float64(res.BlobsSkipped))
+	set.Gauge("bytes_skipped", "Bytes the backup already had.", float64(res.BytesSkipped))
+	set.Gauge("errors", "Repositories or images that could not be backed up.", float64(len(res.Errors)))
+	set.Gauge("duration_seconds", "Duration of the run.", res.DurationSeconds)
 }
 
 func auditMetrics(set *metrics.Set, res *audit.Result, took time.Duration) {

@@ -73,6 +73,16 @@ func TestMetricsFiles(t *testing.T) {
 			t.Errorf("audit metrics lack %q:\n%s", want, raw)
 		}
 	}
+	backupProm := filepath.Join(dir, "backup.prom")
+	if code, _, stderr := runCLI(t, "backup", srv.Host, filepath.Join(dir, "bk"), "--insecure", "--repo", "^team-", "--metrics-file", backupProm); code != 0 {
+		t.Errorf("backup: exit %d: %s", code, stderr)
+	}
+	raw, _ = os.ReadFile(backupProm)
+	for _, want := range []string{"regkeeper_backup_bytes_written ", "regkeeper_backup_images ", "regkeeper_backup_success 1"} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("backup metrics lack %q:\n%s", want, raw)
+		}
+	}
 	if _, err := metrics.Names(auditProm); err != nil {
 		t.Errorf("audit metrics do not parse: %v", err)
 	}
