@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -505,4 +506,43 @@ func TestGCUnknownMediaType(t *testing.T) {
 		t.Error("unknown manifest or the blob it names was deleted")
 	}
 	regtest.PullAll(t, srv.Host, e)
+}
+
+func TestGCPruneEmptyRepoKeepsNested(t *testing.T) {
+	srv, e, d := seeded(t)
+	var live estate.Manifest
+	for _, m := range e.Manifests {
+		if m.Repository == "team-d/tool" && m.Live && m.Role == estate.RoleImage {
+			live = m
+			break
+		}
+	}
+	if live.Repository == "" {
+		t.Fatal("no live team-d/tool image in the estate")
+	}
+	img, err := remote.Image(regtest.Ref(t, srv, "team-d/tool@"+live.Digest.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := remote.Write(regtest.Ref(t, srv, "team-d/tool/nested:1"), img); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(srv.Root, filepath.FromSlash(pathFor(tagsSpec{"team-d/tool"})))); err != nil {
+		t.Fatal(err)
+	}
+	opts := noGrace()
+	opts.PruneEmptyRepos = true
+	rep, err := Run(context.Background(), d, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"team-d/tool"}, rep.RepositoriesDeleted); diff != "" {
+		t.Errorf("repositories deleted (-want +got):\n%s", diff)
+	}
+	if exists(t, srv, path.Dir(pathFor(revisionsSpec{"team-d/tool", digest.SHA256}))) {
+		t.Error("team-d/tool still has manifests")
+	}
+	if err := regtest.Pull(context.Background(), regtest.Ref(t, srv, "team-d/tool/nested:1")); err != nil {
+		t.Errorf("pulling the nested repository after pruning its parent: %v", err)
+	}
 }
