@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -155,12 +154,7 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 }
 
 func findings(res *audit.Result) int {
-	n := 0
-	for _, img := range res.Images {
-		if len(img.Reasons) > 0 {
-			n++
-		}
-	}
+	_, n := res.Counts()
 	return n
 }
 
@@ -190,7 +184,7 @@ func writeAudit(cmd *cobra.Command, f output.Format, res *audit.Result) error {
 		}
 		fmt.Fprintln(out)
 	}
-	fmt.Fprintln(out, auditSummary(res))
+	fmt.Fprintln(out, res.Summary())
 	return nil
 }
 
@@ -198,51 +192,16 @@ func writeAudit(cmd *cobra.Command, f output.Format, res *audit.Result) error {
 // oldest bases first within a reason.
 func findingRows(res *audit.Result) output.Rows {
 	rows := output.Rows{Header: []string{"FINDING", "IMAGE", "PLATFORM", "BASE", "BASE AGE", "DETECTED BY"}}
-	for _, reason := range audit.Severity {
-		var hit []audit.Image
-		for _, img := range res.Images {
-			if slices.Contains(img.Reasons, reason) {
-				hit = append(hit, img)
-			}
+	for _, f := range res.Findings() {
+		img := f.Image
+		var base, by, days string
+		if img.Base != nil {
+			base, by = img.Base.Name(), img.Base.DetectedBy+" ("+img.Base.Confidence+")"
 		}
-		slices.SortStableFunc(hit, func(a, b audit.Image) int { return age(b) - age(a) })
-		for _, img := range hit {
-			var base, by, days string
-			if img.Base != nil {
-				base, by = img.Base.Name(), img.Base.DetectedBy+" ("+img.Base.Confidence+")"
-			}
-			if img.BaseAgeDays != nil {
-				days = fmt.Sprintf("%dd", *img.BaseAgeDays)
-			}
-			rows.Add(reason, img.Repository+":"+img.Tag, img.Platform, base, days, by)
+		if img.BaseAgeDays != nil {
+			days = fmt.Sprintf("%dd", *img.BaseAgeDays)
 		}
+		rows.Add(f.Reason, img.Repository+":"+img.Tag, img.Platform, base, days, by)
 	}
 	return rows
-}
-
-func age(img audit.Image) int {
-	if img.BaseAgeDays == nil {
-		return -1
-	}
-	return *img.BaseAgeDays
-}
-
-// auditSummary is one line: what was audited and how many of each finding.
-func auditSummary(res *audit.Result) string {
-	var parts []string
-	for _, reason := range audit.Severity {
-		n := 0
-		for _, img := range res.Images {
-			if slices.Contains(img.Reasons, reason) {
-				n++
-			}
-		}
-		if n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, reason))
-		}
-	}
-	if len(parts) == 0 {
-		return fmt.Sprintf("%d images (tag and platform) audited: no findings", len(res.Images))
-	}
-	return fmt.Sprintf("%d images (tag and platform) audited, %d with findings: %s", len(res.Images), findings(res), strings.Join(parts, ", "))
 }

@@ -68,15 +68,8 @@ func auditMetrics(set *metrics.Set, res *audit.Result, took time.Duration) {
 		return
 	}
 	set.Gauge("images", "Images (tag and platform) audited.", float64(len(res.Images)))
-	for _, reason := range audit.Severity {
-		n := 0
-		for _, img := range res.Images {
-			for _, r := range img.Reasons {
-				if r == reason {
-					n++
-				}
-			}
-		}
+	counts, _ := res.Counts()
+	for reason, n := range counts {
 		set.Gauge("findings", "Images (tag and platform) with a finding, by reason.", float64(n), "reason", reason)
 	}
 	set.Gauge("errors", "Repositories or tags that could not be read.", float64(len(res.Errors)))

@@ -2,10 +2,7 @@ package cycle
 
 import (
 	"fmt"
-	"slices"
-	"strings"
 
-	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/internal/output"
 )
 
@@ -31,28 +28,7 @@ func (r *Result) Summary(step string) string {
 		if r.Audit == nil {
 			return ""
 		}
-		var parts []string
-		with := 0
-		for _, img := range r.Audit.Images {
-			if len(img.Reasons) > 0 {
-				with++
-			}
-		}
-		for _, reason := range audit.Severity {
-			n := 0
-			for _, img := range r.Audit.Images {
-				if slices.Contains(img.Reasons, reason) {
-					n++
-				}
-			}
-			if n > 0 {
-				parts = append(parts, fmt.Sprintf("%d %s", n, reason))
-			}
-		}
-		if with == 0 {
-			return fmt.Sprintf("%d images audited, no findings", len(r.Audit.Images))
-		}
-		return fmt.Sprintf("%d of %d images with findings: %s", with, len(r.Audit.Images), strings.Join(parts, ", "))
+		return r.Audit.Summary()
 	case StepBackup:
 		if b := r.Backup; b != nil {
 			return fmt.Sprintf("%d images; %d blobs written (%s), %d already there (%s)",

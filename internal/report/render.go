@@ -118,15 +118,9 @@ func (d *Data) charts(storage []RepoStorage) (store, reclaim, findings template.
 	}
 	if d.Audit != nil {
 		var fb []bar
-		all := d.Findings()
+		counts, _ := d.Audit.Counts()
 		for _, reason := range audit.Severity {
-			n := 0
-			for _, f := range all {
-				if f.Reason == reason {
-					n++
-				}
-			}
-			fb = append(fb, bar{Label: reason, Segments: []segment{{int64(n), "d-finding"}}})
+			fb = append(fb, bar{Label: reason, Segments: []segment{{int64(counts[reason]), "d-finding"}}})
 		}
 		findings = barChart("chart-findings", "Findings by reason", map[string]string{"d-finding": "images (tag and platform)"}, fb, countUnit)
 	}

@@ -107,11 +107,7 @@ func (d *Data) Storage() ([]RepoStorage, Totals) {
 	t.Repositories = len(per)
 	if d.Audit != nil {
 		t.Images = len(d.Audit.Images)
-		for _, img := range d.Audit.Images {
-			if len(img.Reasons) > 0 {
-				t.Findings++
-			}
-		}
+		_, t.Findings = d.Audit.Counts()
 	}
 	out := make([]RepoStorage, 0, len(per))
 	for _, p := range per {
@@ -126,36 +122,10 @@ func (d *Data) Storage() ([]RepoStorage, Totals) {
 	return out, t
 }
 
-// Finding is one audit finding row.
-type Finding struct {
-	Reason string
-	Image  audit.Image
-}
-
-// Findings lists findings grouped by reason, worst first, oldest base first.
-func (d *Data) Findings() []Finding {
-	var out []Finding
+// Findings lists the audit's findings, worst first (none without an audit).
+func (d *Data) Findings() []audit.Finding {
 	if d.Audit == nil {
 		return nil
 	}
-	for _, reason := range audit.Severity {
-		var hit []audit.Image
-		for _, img := range d.Audit.Images {
-			if slices.Contains(img.Reasons, reason) {
-				hit = append(hit, img)
-			}
-		}
-		slices.SortStableFunc(hit, func(a, b audit.Image) int { return cmp.Compare(ageOf(b), ageOf(a)) })
-		for _, img := range hit {
-			out = append(out, Finding{Reason: reason, Image: img})
-		}
-	}
-	return out
-}
-
-func ageOf(img audit.Image) int {
-	if img.BaseAgeDays == nil {
-		return -1
-	}
-	return *img.BaseAgeDays
+	return d.Audit.Findings()
 }

@@ -1,0 +1,73 @@
+package audit
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Finding is one reason reported for one image.
+type Finding struct {
+	Reason string
+	Image  Image
+}
+
+// Findings lists every finding grouped by reason, worst reason first (see
+// Severity), and the oldest bases first within a reason.
+func (r *Result) Findings() []Finding {
+	var out []Finding
+	for _, reason := range Severity {
+		var hit []Image
+		for _, img := range r.Images {
+			if slices.Contains(img.Reasons, reason) {
+				hit = append(hit, img)
+			}
+		}
+		slices.SortStableFunc(hit, func(a, b Image) int { return cmp.Compare(ageOf(b), ageOf(a)) })
+		for _, img := range hit {
+			out = append(out, Finding{Reason: reason, Image: img})
+		}
+	}
+	return out
+}
+
+func ageOf(img Image) int {
+	if img.BaseAgeDays == nil {
+		return -1
+	}
+	return *img.BaseAgeDays
+}
+
+// Counts returns the number of images with each reason (every reason of
+// Severity present, zero included) and the number with any.
+func (r *Result) Counts() (byReason map[string]int, withFindings int) {
+	byReason = map[string]int{}
+	for _, reason := range Severity {
+		byReason[reason] = 0
+	}
+	for _, img := range r.Images {
+		if len(img.Reasons) > 0 {
+			withFindings++
+		}
+		for _, reason := range img.Reasons {
+			byReason[reason]++
+		}
+	}
+	return byReason, withFindings
+}
+
+// Summary is one line: how many images were audited and found, by reason.
+func (r *Result) Summary() string {
+	counts, with := r.Counts()
+	if with == 0 {
+		return fmt.Sprintf("%d images (tag and platform) audited: no findings", len(r.Images))
+	}
+	var parts []string
+	for _, reason := range Severity {
+		if n := counts[reason]; n > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", n, reason))
+		}
+	}
+	return fmt.Sprintf("%d of %d images (tag and platform) with findings: %s", with, len(r.Images), strings.Join(parts, ", "))
+}
