@@ -163,6 +163,11 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err != nil || !retryable(resp.StatusCode) || attempt >= t.max {
 			return resp, err
 		}
+		// A 500 is as often a lasting fault (distribution answers it for a
+		// corrupt manifest on disk) as a passing one: one more try only.
+		if resp.StatusCode == http.StatusInternalServerError && attempt >= 1 {
+			return resp, nil
+		}
 		if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 			return resp, nil
 		}

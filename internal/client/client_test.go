@@ -83,3 +83,23 @@ func TestRegistry(t *testing.T) {
 		}
 	}
 }
+
+// A 500 is retried once, not as many times as a 503: it is often lasting.
+func TestRetry500Once(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		w.WriteHeader(http.StatusInternalServerError)
+	}))
+	defer srv.Close()
+	rt := Options{Transport: http.DefaultTransport}.RoundTripper()
+	req, _ := http.NewRequestWithContext(context.Background(), http.MethodGet, srv.URL, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusInternalServerError || calls.Load() != 2 {
+		t.Errorf("status %d after %d calls, want 500 after 2", resp.StatusCode, calls.Load())
+	}
+}
