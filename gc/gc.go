@@ -446,6 +446,12 @@ func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Rep
 		mu.Unlock()
 	}
 	each := func(n int, fn func(i int) error) error { return forEach(ctx, opts.Jobs, n, fn) }
+	// On S3, links and blobs go 1,000 keys a request (not with the test
+	// hook, which must see every path).
+	var s3b *s3Batch
+	if opts.beforeDelete == nil {
+		s3b = newS3Batch(d)
+	}
 	bar := opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+len(p.LayerLinks)+len(p.Blobs)+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
 	defer bar.Done()
 
@@ -481,6 +487,32 @@ func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Rep
 			return done(), err
 		}
 		batch := p.Manifests[start:end]
+		if s3b != nil {
+			var files []string
+			var gone []ManifestDeletion
+			for _, m := range batch {
+				if retagged[m.Digest] {
+					opts.Logger.Warn("gc: manifest tagged again during the run, kept", "repository", m.Repository, "digest", m.Digest)
+					continue
+				}
+				for _, tag := range m.HistoryTags {
+					files = append(files, pathFor(tagIndexLinkSpec{m.Repository, tag, m.Digest}))
+				}
+				files = append(files, pathFor(revisionLinkSpec{m.Repository, m.Digest}))
+				gone = append(gone, m)
+			}
+			if err := s3b.deleteFiles(ctx, files, opts.Jobs); err != nil {
+				return done(), err
+			}
+			count(func() {
+				for _, m := range gone {
+					acc.manifest(m.Repository)
+				}
+			})
+			bar.Add(int64(len(batch)))
+			start = end
+			continue
+		}
 		err = each(len(batch), func(i int) error {
 			m := batch[i]
 			if retagged[m.Digest] {
@@ -522,6 +554,39 @@ func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Rep
 	if err != nil {
 		return done(), err
 	}
+	if s3b != nil {
+		var files []string
+		for _, l := range p.LayerLinks {
+			if !fresh[l.Digest] {
+				files = append(files, pathFor(layerLinkSpec{l.Repository, l.Digest}))
+			}
+		}
+		if err := s3b.deleteFiles(ctx, files, opts.Jobs); err != nil {
+			return done(), err
+		}
+		count(func() { r.LayerLinksDeleted += len(files) })
+		bar.Add(int64(len(p.LayerLinks)))
+		files = files[:0]
+		var gone []BlobDeletion
+		for _, b := range p.Blobs {
+			if fresh[b.Digest] {
+				opts.Logger.Warn("gc: blob referenced by a push during the run, kept", "digest", b.Digest)
+				continue
+			}
+			files = append(files, pathFor(blobDataSpec{b.Digest}))
+			gone = append(gone, b)
+		}
+		if err := s3b.deleteFiles(ctx, files, opts.Jobs); err != nil {
+			return done(), err
+		}
+		count(func() {
+			for _, b := range gone {
+				acc.blob(b)
+			}
+		})
+		bar.Add(int64(len(p.Blobs)))
+		return p.executeRest(ctx, del, each, r, count, bar, done)
+	}
 	err = each(len(p.LayerLinks), func(i int) error {
 		l := p.LayerLinks[i]
 		if fresh[l.Digest] {
@@ -554,7 +619,15 @@ func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Rep
 	if err != nil {
 		return done(), err
 	}
-	err = each(len(p.Uploads), func(i int) error {
+	return p.executeRest(ctx, del, each, r, count, bar, done)
+}
+
+// executeRest deletes abandoned uploads and empty repositories, the last
+// phases of Execute.
+func (p *Plan) executeRest(ctx context.Context, del func(string) error, each func(int, func(int) error) error,
+	r *Report, count func(func()), bar *progress.Bar, done func() *Report) (*Report, error) {
+	opts := p.opts
+	err := each(len(p.Uploads), func(i int) error {
 		u := p.Uploads[i]
 		if err := del(pathFor(uploadSpec{u.Repository, u.ID})); err != nil {
 			return err

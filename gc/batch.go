@@ -1,0 +1,90 @@
+package gc
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/aws/aws-sdk-go/aws"
+	"github.com/aws/aws-sdk-go/service/s3"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	s3driver "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
+)
+
+// s3DeleteMax is the most keys one S3 DeleteObjects request takes.
+const s3DeleteMax = 1000
+
+// s3Batch deletes exact object keys, up to 1,000 per DeleteObjects request.
+// The s3-aws driver's Delete lists the prefix of a path and then deletes
+// what it found: two requests for every blob or link. gc knows the one
+// object under each path it sweeps (a blob's data, a link), so on S3 it
+// deletes those keys in batches, through the driver's own configured client
+// (same credentials, endpoint, bucket and root directory).
+type s3Batch struct {
+	client       *s3.S3
+	bucket, root string
+}
+
+// newS3Batch returns a batch deleter for an s3-aws driver, or nil for any
+// other driver (or an s3-aws driver whose client cannot be reached: then
+// the driver's Delete is used, as before).
+func newS3Batch(d storagedriver.StorageDriver) *s3Batch {
+	sd, ok := d.(*s3driver.Driver)
+	if !ok || sd.StorageDriver == nil {
+		return nil
+	}
+	v := reflect.ValueOf(sd.StorageDriver)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return nil
+	}
+	e := v.Elem()
+	client, ok1 := field[*s3.S3](e, "S3")
+	bucket, ok2 := field[string](e, "Bucket")
+	root, ok3 := field[string](e, "RootDirectory")
+	if !ok1 || !ok2 || !ok3 || client == nil || bucket == "" {
+		return nil
+	}
+	return &s3Batch{client: client, bucket: bucket, root: root}
+}
+
+func field[T any](v reflect.Value, name string) (T, bool) {
+	var zero T
+	f := v.FieldByName(name)
+	if !f.IsValid() || !f.CanInterface() {
+		return zero, false
+	}
+	t, ok := f.Interface().(T)
+	return t, ok
+}
+
+// key maps a driver path to its object key, as the driver does.
+func (b *s3Batch) key(p string) string {
+	return strings.TrimLeft(strings.TrimRight(b.root, "/")+p, "/")
+}
+
+// deleteFiles deletes the objects of files (driver paths of files, not
+// directories), jobs requests at a time. Keys that do not exist are not an
+// error (S3 says so for DeleteObjects).
+func (b *s3Batch) deleteFiles(ctx context.Context, files []string, jobs int) error {
+	n := (len(files) + s3DeleteMax - 1) / s3DeleteMax
+	return forEach(ctx, jobs, n, func(i int) error {
+		chunk := files[i*s3DeleteMax : min((i+1)*s3DeleteMax, len(files))]
+		objs := make([]*s3.ObjectIdentifier, len(chunk))
+		for j, f := range chunk {
+			objs[j] = &s3.ObjectIdentifier{Key: aws.String(b.key(f))}
+		}
+		resp, err := b.client.DeleteObjectsWithContext(ctx, &s3.DeleteObjectsInput{
+			Bucket: aws.String(b.bucket),
+			Delete: &s3.Delete{Objects: objs, Quiet: aws.Bool(true)},
+		})
+		if err != nil {
+			return fmt.Errorf("deleting %d objects: %w", len(objs), err)
+		}
+		if len(resp.Errors) > 0 {
+			e := resp.Errors[0]
+			return fmt.Errorf("deleting %d objects: %d failed, first %s: %s", len(objs), len(resp.Errors), aws.StringValue(e.Key), aws.StringValue(e.Message))
+		}
+		return nil
+	})
+}
