@@ -64,7 +64,7 @@ func TestStorage(t *testing.T) {
 	if totals.Repositories != 10 || totals.Tags != 15 || totals.Findings != 3 || totals.Reclaimable != d.GC.BytesReclaimed || totals.Reclaimable == 0 {
 		t.Errorf("totals %+v", totals)
 	}
-	var unique, shared int64
+	var unique int64
 	byName := map[string]report.RepoStorage{}
 	for _, r := range repos {
 		unique += r.Unique
@@ -79,7 +79,6 @@ func TestStorage(t *testing.T) {
 	if byName["team-a/api"].Shared == 0 || byName["team-d/tool"].Shared != 0 || byName["team-d/tool"].Unique == 0 {
 		t.Errorf("team-a/api %+v, team-d/tool %+v", byName["team-a/api"], byName["team-d/tool"])
 	}
-	_ = shared
 }
 
 func TestMarkdown(t *testing.T) {
