@@ -48,7 +48,7 @@ func Run(ctx context.Context, host string, opts Options) (*Result, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	w := &walker{opts: opts, log: log, ropts: opts.Client.Remote(ctx)}
-	if w.puller, err = remote.NewPuller(w.ropts...); err != nil {
+	if w.puller, err = remote.NewPuller(append(w.ropts, remote.WithPageSize(pageSizes[0]))...); err != nil {
 		return nil, err
 	}
 
@@ -212,13 +212,13 @@ func (w *walker) tags(ctx context.Context, repo name.Repository) ([]string, erro
 }
 
 // withPageSizes runs list with each page size of pageSizes until the
-// registry accepts one. The first size uses the shared puller (its
-// authentication is reused by the manifest requests that follow).
+// registry accepts one. The first size uses the shared puller, built with
+// it (its authentication is reused by the manifest requests that follow).
 func withPageSizes(w *walker, what string, list func(*remote.Puller) ([]string, error)) ([]string, error) {
 	var err error
 	for i, n := range pageSizes {
 		p := w.puller
-		if i > 0 || n != 1000 {
+		if i > 0 {
 			if p, err = remote.NewPuller(append(w.ropts[:len(w.ropts):len(w.ropts)], remote.WithPageSize(n))...); err != nil {
 				return nil, err
 			}

@@ -61,6 +61,24 @@ func (a *auditFlags) policy() (audit.Policy, error) {
 	return pol, nil
 }
 
+// auditOptions builds what audit, report and cycle share: the filters, the
+// policy, and how to reach the registry.
+func auditOptions(g *globalOptions, cmd *cobra.Command, filter *filterOptions, af *auditFlags) (audit.Options, error) {
+	repo, tag, err := filter.compile()
+	if err != nil {
+		return audit.Options{}, err
+	}
+	pol, err := af.policy()
+	if err != nil {
+		return audit.Options{}, err
+	}
+	log := g.logger(cmd)
+	return audit.Options{
+		Inventory: inventory.Options{Client: g.client(log), Repo: repo, Tag: tag, Progress: g.reporter(cmd), Logger: log},
+		Policy:    pol,
+	}, nil
+}
+
 func newAuditCmd(g *globalOptions) *cobra.Command {
 	var (
 		filter filterOptions
@@ -106,23 +124,15 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
   regkeeper audit registry.example.com --tree`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			repo, tag, err := filter.compile()
-			if err != nil {
-				return err
-			}
-			pol, err := af.policy()
+			ao, err := auditOptions(g, cmd, &filter, &af)
 			if err != nil {
 				return err
 			}
 			if af.exitCode < 0 || af.exitCode > 125 {
 				return usageError("--exit-code must be between 0 and 125")
 			}
-			log := g.logger(cmd)
 			start := time.Now()
-			res, err := audit.Run(cmd.Context(), argv[0], audit.Options{
-				Inventory: inventory.Options{Client: g.client(log), Repo: repo, Tag: tag, Progress: g.reporter(cmd), Logger: log},
-				Policy:    pol,
-			})
+			res, err := audit.Run(cmd.Context(), argv[0], ao)
 			set := metrics.New("audit")
 			auditMetrics(set, res, time.Since(start))
 			if err := mf.write(set, "audit", err); err != nil {

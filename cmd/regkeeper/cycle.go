@@ -14,7 +14,6 @@ import (
 	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/internal/output"
 	"github.com/regkeeper/regkeeper/internal/report"
-	"github.com/regkeeper/regkeeper/inventory"
 )
 
 // Exit codes of cycle's safety stops.
@@ -68,16 +67,12 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 			if err := checkGCOptions(gcOpts); err != nil {
 				return err
 			}
-			repo, tag, err := filter.compile()
-			if err != nil {
-				return err
-			}
-			pol, err := af.policy()
+			ao, err := auditOptions(g, cmd, &filter, &af)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			log := g.logger(cmd)
+			log := ao.Inventory.Logger
 			drv, err := openStorage(cmd, config, root)
 			if err != nil {
 				return err
@@ -86,8 +81,8 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 			gcOpts.Jobs, gcOpts.Logger, gcOpts.Progress = g.jobs, log, g.reporter(cmd)
 			res, runErr := cycle.Run(ctx, cycle.Options{
 				Host: argv[0], Storage: drv, BackupDir: dir,
-				Inventory: inventory.Options{Client: g.client(log), Repo: repo, Tag: tag, Progress: g.reporter(cmd), Logger: log},
-				Policy:    pol, Backup: bopts, GC: gcOpts, Logger: log,
+				Inventory: ao.Inventory, Policy: ao.Policy,
+				Backup: bopts, GC: gcOpts, Logger: log,
 			})
 			if werr := writeCycle(cmd, g.format(), res); werr != nil && runErr == nil {
 				runErr = werr

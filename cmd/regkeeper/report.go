@@ -13,7 +13,6 @@ import (
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/report"
-	"github.com/regkeeper/regkeeper/inventory"
 )
 
 func newReportCmd(g *globalOptions) *cobra.Command {
@@ -55,20 +54,13 @@ same tables. The policy flags are audit's.`,
 			if config != "" && root != "" {
 				return usageError("give at most one of --config or --root")
 			}
-			repo, tag, err := filter.compile()
-			if err != nil {
-				return err
-			}
-			pol, err := af.policy()
+			ao, err := auditOptions(g, cmd, &filter, &af)
 			if err != nil {
 				return err
 			}
 			ctx := cmd.Context()
-			log := g.logger(cmd)
-			res, err := audit.Run(ctx, argv[0], audit.Options{
-				Inventory: inventory.Options{Client: g.client(log), Repo: repo, Tag: tag, Progress: g.reporter(cmd), Logger: log},
-				Policy:    pol,
-			})
+			log := ao.Inventory.Logger
+			res, err := audit.Run(ctx, argv[0], ao)
 			if err != nil {
 				return err
 			}

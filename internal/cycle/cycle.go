@@ -84,12 +84,17 @@ type Result struct {
 	// Errors are the parts of the registry that could not be read, of
 	// those the filters select.
 	Errors []inventory.Error `json:"errors"`
-
-	status map[string]*Step
 }
 
-// Step returns the step called name.
-func (r *Result) Step(name string) *Step { return r.status[name] }
+// Step returns the step called name (nil for an unknown name).
+func (r *Result) Step(name string) *Step {
+	for i := range r.Steps {
+		if r.Steps[i].Name == name {
+			return &r.Steps[i]
+		}
+	}
+	return nil
+}
 
 // Run runs the cycle. The returned error is nil only when every step ran
 // and succeeded (parts of the inventory that could not be read make the
@@ -99,12 +104,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	res := &Result{Errors: []inventory.Error{}, status: map[string]*Step{}}
+	res := &Result{Errors: []inventory.Error{}}
 	for _, name := range Steps {
 		res.Steps = append(res.Steps, Step{Name: name, Status: "skipped"})
-	}
-	for i := range res.Steps {
-		res.status[res.Steps[i].Name] = &res.Steps[i]
 	}
 	unlock, err := lock(opts.BackupDir)
 	if err != nil {
@@ -113,7 +115,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	defer unlock()
 
 	run := func(name string, fn func() (partial string, err error)) error {
-		st := res.status[name]
+		st := res.Step(name)
 		start := time.Now()
 		log.Info("cycle step", "step", name)
 		partial, err := fn()
