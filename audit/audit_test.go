@@ -10,9 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/regkeeper/regkeeper/audit"
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/estate"
-	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/estate"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 

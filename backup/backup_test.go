@@ -30,9 +30,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
 
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/estate"
-	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/estate"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 var testNow = time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)

@@ -17,9 +17,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/estate"
-	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/estate"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 func seeded(t *testing.T) (*embedded.Server, *estate.Estate, storagedriver.StorageDriver) {

@@ -12,9 +12,9 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/minio"
-	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/minio"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 // startMinIO starts MinIO for one test with a fresh bucket, or skips the

@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/estate"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/estate"
 )
 
 func main() {

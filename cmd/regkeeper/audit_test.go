@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 func TestAuditCommand(t *testing.T) {

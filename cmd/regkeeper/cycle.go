@@ -9,11 +9,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regkeeper/regkeeper/backup"
+	"github.com/regkeeper/regkeeper/cycle"
 	"github.com/regkeeper/regkeeper/gc"
-	"github.com/regkeeper/regkeeper/internal/cycle"
 	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/internal/output"
-	"github.com/regkeeper/regkeeper/internal/report"
+	"github.com/regkeeper/regkeeper/report"
 )
 
 // Exit codes of cycle's safety stops.

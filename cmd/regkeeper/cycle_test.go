@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 func TestCycleCommand(t *testing.T) {

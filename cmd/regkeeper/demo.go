@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/regkeeper/regkeeper/internal/demo"
+	"github.com/regkeeper/regkeeper/demo"
 	"github.com/regkeeper/regkeeper/internal/output"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/regkeeper/regkeeper/gc"
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 func TestGCCommand(t *testing.T) {

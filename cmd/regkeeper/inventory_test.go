@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 func TestInventoryCommand(t *testing.T) {

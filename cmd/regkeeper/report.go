@@ -12,7 +12,7 @@ import (
 
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/gc"
-	"github.com/regkeeper/regkeeper/internal/report"
+	"github.com/regkeeper/regkeeper/report"
 )
 
 func newReportCmd(g *globalOptions) *cobra.Command {

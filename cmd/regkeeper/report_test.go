@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/regkeeper/regkeeper/internal/embedded"
 	"github.com/regkeeper/regkeeper/internal/metrics"
-	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 func TestReportCommand(t *testing.T) {

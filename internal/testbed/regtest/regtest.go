@@ -11,9 +11,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/regkeeper/regkeeper/internal/client"
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/estate"
-	"github.com/regkeeper/regkeeper/internal/pull"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/estate"
+	"github.com/regkeeper/regkeeper/internal/testbed/pull"
 )
 
 // Registry starts an empty embedded registry that stops with the test.

@@ -12,9 +12,9 @@ import (
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/backup"
 	"github.com/regkeeper/regkeeper/gc"
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/estate"
-	"github.com/regkeeper/regkeeper/internal/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/estate"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 

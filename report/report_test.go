@@ -16,10 +16,10 @@ import (
 
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/gc"
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/regtest"
-	"github.com/regkeeper/regkeeper/internal/report"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 	"github.com/regkeeper/regkeeper/inventory"
+	"github.com/regkeeper/regkeeper/report"
 )
 
 var updateScreenshot = flag.Bool("update-screenshot", false, "rewrite docs/report.png from the sample estate's report")

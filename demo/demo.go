@@ -18,17 +18,17 @@ import (
 
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/backup"
+	"github.com/regkeeper/regkeeper/cycle"
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/client"
-	"github.com/regkeeper/regkeeper/internal/cycle"
 	"github.com/regkeeper/regkeeper/internal/progress"
-	"github.com/regkeeper/regkeeper/internal/pull"
-	"github.com/regkeeper/regkeeper/internal/report"
+	"github.com/regkeeper/regkeeper/internal/testbed/pull"
 	"github.com/regkeeper/regkeeper/inventory"
+	"github.com/regkeeper/regkeeper/report"
 
-	"github.com/regkeeper/regkeeper/internal/embedded"
-	"github.com/regkeeper/regkeeper/internal/estate"
 	"github.com/regkeeper/regkeeper/internal/output"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/estate"
 )
 
 // Options for Start.
