@@ -1,0 +1,137 @@
+// Opening a registry's storage and taking its lock.
+
+package gc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/distribution/distribution/v3/configuration"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+
+	// The storage drivers regkeeper gc can open from a registry config.
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/azure"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/gcs"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
+)
+
+// Open opens the storage driver a registry configuration file names.
+func Open(ctx context.Context, configFile string) (storagedriver.StorageDriver, error) {
+	f, err := os.Open(configFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading registry config: %w", err)
+	}
+	defer f.Close()
+	cfg, err := parseConfig(f)
+	if err != nil {
+		return nil, fmt.Errorf("parsing registry config %s: %w", configFile, err)
+	}
+	typ, err := storageType(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("registry config %s: %w", configFile, err)
+	}
+	d, err := factory.Create(ctx, typ, cfg.Storage.Parameters())
+	if err != nil {
+		return nil, fmt.Errorf("opening %s storage of %s: %w", typ, configFile, err)
+	}
+	return d, nil
+}
+
+func parseConfig(f *os.File) (cfg *configuration.Configuration, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	return configuration.Parse(f)
+}
+
+func storageType(cfg *configuration.Configuration) (typ string, err error) {
+	defer func() {
+		if r := recover(); r != nil { // distribution panics on two drivers
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	if typ = cfg.Storage.Type(); typ == "" {
+		return "", ErrNoDriver
+	}
+	return typ, nil
+}
+
+// OpenRoot opens a filesystem storage root (the filesystem driver's
+// rootdirectory).
+func OpenRoot(ctx context.Context, root string) (storagedriver.StorageDriver, error) {
+	if fi, err := os.Stat(root); err != nil {
+		return nil, fmt.Errorf("opening storage root: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("opening storage root %s: not a directory", root)
+	}
+	return factory.Create(ctx, "filesystem", map[string]any{"rootdirectory": root})
+}
+
+func checkRegistry(ctx context.Context, d storagedriver.StorageDriver) error {
+	fi, err := d.Stat(ctx, pathFor(registryRootSpec{}))
+	if err != nil {
+		var nf storagedriver.PathNotFoundError
+		if errors.As(err, &nf) {
+			return fmt.Errorf("%w: no %s in %s storage", ErrNotRegistry, pathFor(registryRootSpec{}), d.Name())
+		}
+		return fmt.Errorf("reading %s: %w", pathFor(registryRootSpec{}), err)
+	}
+	if !fi.IsDir() {
+		return fmt.Errorf("%w: %s is not a directory", ErrNotRegistry, pathFor(registryRootSpec{}))
+	}
+	return nil
+}
+
+// lockFile is the content of the lock.
+type lockFile struct {
+	Holder string    `json:"holder"`
+	Time   time.Time `json:"time"`
+}
+
+// Lock takes the gc lock in storage, refusing with ErrLocked when another
+// run holds a lock younger than opts.StaleLock. The returned func releases
+// it. Object stores have no atomic create, so the lock is written, read
+// back and compared: two runs starting in the same instant are caught by
+// the read-back in all but the most adversarial timing.
+func Lock(ctx context.Context, d storagedriver.StorageDriver, opts Options) (func(), error) {
+	opts.fill()
+	p := pathFor(lockSpec{})
+	now := opts.Now()
+	if b, err := d.GetContent(ctx, p); err == nil {
+		var lf lockFile
+		if json.Unmarshal(b, &lf) == nil && now.Sub(lf.Time) < opts.StaleLock {
+			return nil, fmt.Errorf("%w: %s since %s (lock %s; remove it if that run is dead)", ErrLocked, lf.Holder, lf.Time.Format(time.RFC3339), p)
+		}
+		opts.Logger.Warn("taking over a stale gc lock", "path", p, "content", string(b))
+	} else if !isNotFound(err) {
+		return nil, fmt.Errorf("reading gc lock %s: %w", p, err)
+	}
+	host, _ := os.Hostname()
+	me := lockFile{Holder: fmt.Sprintf("regkeeper gc pid %d on %s (%d)", os.Getpid(), host, now.UnixNano()), Time: now}
+	b, _ := json.Marshal(me)
+	if err := d.PutContent(ctx, p, b); err != nil {
+		return nil, fmt.Errorf("writing gc lock %s: %w", p, err)
+	}
+	if back, err := d.GetContent(ctx, p); err != nil || string(back) != string(b) {
+		return nil, fmt.Errorf("%w: lost the race for %s", ErrLocked, p)
+	}
+	return func() {
+		if back, err := d.GetContent(context.WithoutCancel(ctx), p); err == nil && string(back) == string(b) {
+			_ = d.Delete(context.WithoutCancel(ctx), p)
+		}
+	}, nil
+}
+
+func isNotFound(err error) bool {
+	var nf storagedriver.PathNotFoundError
+	return errors.As(err, &nf)
+}

@@ -1,0 +1,119 @@
+// The plan: what a run deletes, in order, and its report.
+
+package gc
+
+import (
+	"sort"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Plan is what a run deletes, in order. A dry run prints its Report; a real
+// run Executes it.
+type Plan struct {
+	// Tags are orphan signature tags to delete first.
+	Tags []TagRef
+	// Manifests are untagged, unreachable manifests.
+	Manifests []ManifestDeletion
+	// LayerLinks are _layers links nothing kept in the repository needs.
+	LayerLinks []BlobRef
+	// Blobs are blob-store entries nothing kept anywhere needs.
+	Blobs []BlobDeletion
+	// Uploads are abandoned upload directories.
+	Uploads []UploadRef
+	// EmptyRepos are repositories left with nothing (PruneEmptyRepos).
+	EmptyRepos []string
+	// Kept manifests gc did not understand.
+	Kept []KeptManifest
+
+	opts  Options
+	start time.Time
+	repos []string
+	// owner attributes a blob's bytes to a repository.
+	owner map[digest.Digest]string
+}
+
+// TagRef is a tag in a repository.
+type TagRef struct{ Repository, Tag string }
+
+// BlobRef is a digest in a repository.
+type BlobRef struct {
+	Repository string
+	Digest     digest.Digest
+}
+
+// ManifestDeletion is a manifest revision and the tag-history entries that
+// name it.
+type ManifestDeletion struct {
+	Repository string
+	Digest     digest.Digest
+	// HistoryTags are the tags whose index holds this digest.
+	HistoryTags []string
+}
+
+// BlobDeletion is a blob and the size of its data.
+type BlobDeletion struct {
+	Digest digest.Digest
+	Size   int64
+}
+
+// UploadRef is an upload directory.
+type UploadRef struct{ Repository, ID string }
+
+// Report is what the plan would do, as a dry run's report.
+func (p *Plan) Report() *Report {
+	r := &Report{DryRun: true, Kept: p.Kept, UploadsDeleted: len(p.Uploads), LayerLinksDeleted: len(p.LayerLinks),
+		TagsDeleted: len(p.Tags), RepositoriesDeleted: p.EmptyRepos}
+	acc := newAccount(p.owner)
+	for _, m := range p.Manifests {
+		acc.manifest(m.Repository)
+	}
+	for _, b := range p.Blobs {
+		acc.blob(b)
+	}
+	acc.fill(r)
+	r.DurationSeconds = p.opts.Now().Sub(p.start).Seconds()
+	return r
+}
+
+// account sums deletions per repository.
+type account struct {
+	owner     map[digest.Digest]string
+	repos     map[string]*RepoReport
+	manifests int
+	blobs     int
+	bytes     int64
+}
+
+func newAccount(owner map[digest.Digest]string) *account {
+	return &account{owner: owner, repos: map[string]*RepoReport{}}
+}
+
+func (a *account) repo(name string) *RepoReport {
+	r := a.repos[name]
+	if r == nil {
+		r = &RepoReport{Name: name}
+		a.repos[name] = r
+	}
+	return r
+}
+
+func (a *account) manifest(repo string) { a.manifests++; a.repo(repo).ManifestsDeleted++ }
+
+func (a *account) blob(b BlobDeletion) {
+	a.blobs++
+	a.bytes += b.Size
+	if o, ok := a.owner[b.Digest]; ok {
+		a.repo(o).BytesReclaimed += b.Size
+	}
+}
+
+func (a *account) fill(r *Report) {
+	r.ManifestsDeleted, r.BlobsDeleted, r.BytesReclaimed = a.manifests, a.blobs, a.bytes
+	r.Repositories = []RepoReport{}
+	for _, rr := range a.repos {
+		r.Repositories = append(r.Repositories, *rr)
+	}
+	sort.Slice(r.Repositories, func(i, j int) bool { return r.Repositories[i].Name < r.Repositories[j].Name })
+}
