@@ -30,6 +30,14 @@ const (
 	DefaultUploadsOlderThan = 7 * 24 * time.Hour
 	// DefaultStaleLock is the age after which another run's lock is ignored.
 	DefaultStaleLock = 6 * time.Hour
+	// DefaultSettle is how long an online run waits, after setting dead
+	// blobs aside, for requests that checked them before to have written
+	// what they were going to write. The gap it covers is the one inside a
+	// single registry request, between a check and the link written after
+	// it: milliseconds on a filesystem, a few storage round trips on an
+	// object store. Ten seconds is a hundred times that on a slow object
+	// store; raise it for a registry whose requests stall for longer.
+	DefaultSettle = 10 * time.Second
 )
 
 // Sentinel errors.
@@ -77,14 +85,33 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
+	// Offline says the registry is stopped or read-only: blobs are deleted
+	// at once, without quarantine, settle or re-scan (sweep.go).
+	Offline bool
+	// Settle is how long an online run waits between quarantining blobs and
+	// re-reading what pushes wrote (default DefaultSettle in
+	// DefaultOptions; zero waits not at all).
+	Settle time.Duration
+	// Registry holds the registry configuration's settings that decide the
+	// mode (ReadSettings): its blob-descriptor cache and read-only mode.
+	// The zero value is a registry without a cache (gc --root).
+	Registry RegistrySettings
+	// CacheDropped and RestartAfter accept an in-memory blob-descriptor
+	// cache (cache.go): the running registry was restarted without it, or
+	// will be restarted right after gc.
+	CacheDropped, RestartAfter bool
+
 	// beforeDelete, when set, is called before every storage deletion; an
 	// error stops the execution there (tests simulate crashes with it).
 	beforeDelete func(path string) error
+	// pause, when set, is called between the steps of an execution (and
+	// once during the re-scan) with the step's name; tests push there.
+	pause func(step string)
 }
 
 // DefaultOptions returns the options of a plain `regkeeper gc`.
 func DefaultOptions() Options {
-	return Options{Grace: DefaultGrace, UploadsOlderThan: DefaultUploadsOlderThan, StaleLock: DefaultStaleLock, Jobs: 1}
+	return Options{Grace: DefaultGrace, UploadsOlderThan: DefaultUploadsOlderThan, StaleLock: DefaultStaleLock, Jobs: 1, Settle: DefaultSettle}
 }
 
 func (o *Options) fill() {
@@ -110,6 +137,11 @@ type Report struct {
 	BytesReclaimed    int64        `json:"bytesReclaimed"`
 	LayerLinksDeleted int          `json:"layerLinksDeleted"`
 	UploadsDeleted    int          `json:"uploadsDeleted"`
+	// BlobsRestored counts blobs an online run put back from its
+	// quarantine because a push during the run needed them; LinksRestored
+	// the revision and layer links it wrote again for such pushes.
+	BlobsRestored int `json:"blobsRestored"`
+	LinksRestored int `json:"linksRestored"`
 	DurationSeconds   float64      `json:"durationSeconds"`
 	Repositories      []RepoReport `json:"repositories"`
 
@@ -140,25 +172,42 @@ type KeptManifest struct {
 	Reason     string
 }
 
-// Run locks the storage, plans, executes (unless DryRun) and unlocks.
+// Run locks the storage, opens the quarantine (online), plans, executes
+// (unless DryRun) and unlocks. With an in-memory blob-descriptor cache and
+// no way out in opts it refuses before touching anything
+// (ErrInMemoryCache).
 func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Report, error) {
 	opts.fill()
 	if err := checkRegistry(ctx, d); err != nil {
 		return nil, err
 	}
-	if !opts.DryRun {
-		unlock, err := Lock(ctx, d, opts)
+	mode, err := cacheRules(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer mode.cache.close()
+	if opts.DryRun {
+		p, err := PlanGC(ctx, d, opts)
 		if err != nil {
 			return nil, err
 		}
-		defer unlock()
+		return p.Report(), nil
+	}
+	unlock, err := Lock(ctx, d, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	rm := newRemover(d, opts)
+	// The quarantine is opened before the mark: its since file is the
+	// start of the window the re-scan reads (sweep.go).
+	q, err := openQuarantine(ctx, d, opts, rm, !mode.offline)
+	if err != nil {
+		return nil, err
 	}
 	p, err := PlanGC(ctx, d, opts)
 	if err != nil {
 		return nil, err
 	}
-	if opts.DryRun {
-		return p.Report(), nil
-	}
-	return p.Execute(ctx, d)
+	return p.execute(ctx, d, mode, q, rm)
 }

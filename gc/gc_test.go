@@ -37,6 +37,7 @@ func noGrace() Options {
 	o := DefaultOptions()
 	o.Grace = 0
 	o.Jobs = 4
+	o.Settle = 50 * time.Millisecond
 	return o
 }
 

@@ -184,6 +184,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		}
 	}
 
+	p.live = live
 	// Sweep the blob store.
 	blobs, err := listBlobs(ctx, d, opts)
 	if err != nil {
@@ -350,6 +351,12 @@ func readManifest(ctx context.Context, d storagedriver.StorageDriver, dg digest.
 		return nil, "invalid digest", nil
 	}
 	b, err := d.GetContent(ctx, pathFor(blobDataSpec{dg}))
+	if isNotFound(err) {
+		// A crashed online run may have left it in the quarantine.
+		if qb, qerr := d.GetContent(ctx, pathFor(quarantineDataSpec{dg})); qerr == nil {
+			b, err = qb, nil
+		}
+	}
 	if err != nil {
 		return nil, "blob missing", err
 	}

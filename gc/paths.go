@@ -13,6 +13,12 @@ import (
 //
 //	/docker/registry/v2
 //	├── regkeeper-gc.lock                      (ours: the gc lock)
+//	├── regkeeper-quarantine                   (ours: blobs an online run has set aside)
+//	│   ├── since                              written when the run starts: its mtime, on the
+//	│   │                                      storage's clock, is where the re-scan reads from
+//	│   └── <algorithm>
+//	│       └── <hex>
+//	│           └── data                       blob content, moved here from blobs/
 //	├── blobs
 //	│   └── <algorithm>
 //	│       └── <first two hex chars>
@@ -105,6 +111,21 @@ type (
 	startedAtSpec struct{ repo, id string }
 )
 
+// The quarantine of an online run (quarantine.go).
+type (
+	quarantineSpec      struct{}
+	quarantineSinceSpec struct{}
+	quarantineBlobsSpec struct{ alg digest.Algorithm }
+	quarantineBlobSpec  struct{ dgst digest.Digest }
+	quarantineDataSpec  struct{ dgst digest.Digest }
+)
+
+func (quarantineSpec) isPathSpec()      {}
+func (quarantineSinceSpec) isPathSpec() {}
+func (quarantineBlobsSpec) isPathSpec() {}
+func (quarantineBlobSpec) isPathSpec()  {}
+func (quarantineDataSpec) isPathSpec()  {}
+
 func (registryRootSpec) isPathSpec()  {}
 func (lockSpec) isPathSpec()          {}
 func (repositoriesSpec) isPathSpec()  {}
@@ -180,6 +201,16 @@ func pathFor(spec pathSpec) string {
 		return path.Join(repos, s.repo, "_uploads", s.id)
 	case startedAtSpec:
 		return path.Join(repos, s.repo, "_uploads", s.id, "startedat")
+	case quarantineSpec:
+		return path.Join(rootPath, "regkeeper-quarantine")
+	case quarantineSinceSpec:
+		return path.Join(rootPath, "regkeeper-quarantine", "since")
+	case quarantineBlobsSpec:
+		return path.Join(rootPath, "regkeeper-quarantine", s.alg.String())
+	case quarantineBlobSpec:
+		return path.Join(rootPath, "regkeeper-quarantine", dpath(s.dgst))
+	case quarantineDataSpec:
+		return path.Join(rootPath, "regkeeper-quarantine", dpath(s.dgst), "data")
 	}
 	panic(fmt.Sprintf("gc: unknown path spec %T", spec))
 }

@@ -36,6 +36,11 @@ func TestPathFor(t *testing.T) {
 		{uploadsSpec{"team-a/api"}, repo + "/_uploads"},
 		{uploadSpec{"team-a/api", "u1"}, repo + "/_uploads/u1"},
 		{startedAtSpec{"team-a/api", "u1"}, repo + "/_uploads/u1/startedat"},
+		{quarantineSpec{}, "/docker/registry/v2/regkeeper-quarantine"},
+		{quarantineSinceSpec{}, "/docker/registry/v2/regkeeper-quarantine/since"},
+		{quarantineBlobsSpec{digest.SHA256}, "/docker/registry/v2/regkeeper-quarantine/sha256"},
+		{quarantineBlobSpec{d}, "/docker/registry/v2/regkeeper-quarantine/sha256/" + hex},
+		{quarantineDataSpec{d}, "/docker/registry/v2/regkeeper-quarantine/sha256/" + hex + "/data"},
 	} {
 		if got := pathFor(tc.spec); got != tc.want {
 			t.Errorf("pathFor(%#v) = %s, want %s", tc.spec, got, tc.want)

@@ -32,6 +32,9 @@ type Plan struct {
 	repos []string
 	// owner attributes a blob's bytes to a repository.
 	owner map[digest.Digest]string
+	// live are the blobs (and manifests) the mark keeps; a blob a crashed
+	// run left in the quarantine is restored if it is here.
+	live map[digest.Digest]bool
 }
 
 // TagRef is a tag in a repository.

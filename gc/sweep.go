@@ -1,14 +1,108 @@
-// The sweep: carrying a plan out in crash-safe order.
+// The sweep: carrying a plan out on a live registry without losing a push.
+//
+// # The protocol
+//
+//	0. Open the quarantine (quarantine.go) and write its "since" file; its
+//	   modification time T0 is on the storage's clock, the clock that also
+//	   stamps the registry's own writes. Then mark (mark.go).
+//	1. Links: delete the tag-history entries and revision links of dead
+//	   manifests, repository by repository, then the layer links nothing
+//	   kept needs. Files only; a directory goes only when it is empty.
+//	2. Quarantine: move the data of every dead blob out of blobs/ into the
+//	   quarantine (StorageDriver.Move). Clear what was deleted from a redis
+//	   blob-descriptor cache.
+//	3. Settle: wait Options.Settle. With a redis cache: clear it again and
+//	   wait once more.
+//	4. Re-scan (rescan.go): read every tag link, revision link and layer
+//	   link whose modification time is T0 or later, in every repository.
+//	   For each manifest they name and its children in that repository:
+//	   restore its data and its configs' and layers' data from the
+//	   quarantine (unless blobs/ holds the blob again: a new upload's copy
+//	   is never overwritten), write again the revision link a young tag
+//	   needs and the layer links a young manifest needs. A young layer
+//	   link's blob is restored too.
+//	5. Purge the quarantine, then its since file.
+//
+// Offline (Options.Offline, or the registry configured read-only), steps 2
+// to 4 are replaced by deleting the blobs' data directly.
+//
+// # Why no accepted push is lost
+//
+// What the registry does (distribution v3.1.2, registry/storage): a manifest
+// PUT checks each config and layer in its repository (the layer link, then
+// the blob's data: linkedBlobStatter.Stat) and, for an index, each child's
+// revision link and data; then writes the manifest's data unless it exists
+// (blobStore.Put), then the revision link, then, for a tag, the tag's
+// history link and current link. It writes no layer link. A blob upload
+// commit checks whether the data exists, writes it only if not
+// (blobWriter.moveBlob), then writes the layer link; a mount checks the
+// source repository's link and data, then writes the layer link. So every
+// accepted push ends with link writes made after its last check, and each
+// check reads a link or a blob's data at a fixed path.
+//
+// What gc does to the registry's paths: it deletes link files (step 1),
+// moves blob data out of blobs/ (step 2), writes links and moves data back
+// (step 4). It deletes nothing from blobs/ after step 2 (the purge deletes
+// quarantine copies only), and never deletes a directory that holds a file.
+//
+// Take an accepted push P. Either:
+//
+//   - Every check of P came after step 2. Then what P found was not swept:
+//     a deleted link or a quarantined blob is absent, so P found it absent
+//     and either failed visibly (BLOB_UNKNOWN, MANIFEST_UNKNOWN: the client
+//     uploads again or reports the error) or wrote a new copy (an upload
+//     commit moves its data into blobs/, which the purge never touches).
+//     Nothing P found or wrote is deleted later. P pulls.
+//   - Some check of P came before step 2 ended. By the settle assumption
+//     (below) P's writes are done before step 4 starts. Writes made before
+//     T0 existed when the mark began, so the mark judged them as it judges
+//     everything: a tag keeps its manifest, --grace keeps what is young.
+//     Writes made at T0 or later carry a modification time ≥ T0, so the
+//     re-scan reads them, and for what they name it restores the data and
+//     the links P found at its checks and gc deleted since. P pulls.
+//
+// The window that remains is a check made before step 2 ended whose write
+// lands after step 4 has read that repository: a request that stalls for
+// longer than Settle between a check and its write. Settle is that
+// assumption, stated as a duration (DefaultSettle says why 10s).
+//
+// Two more conditions, met by what step 1 deletes:
+//
+//   - A write of P at T0 or later must still be there for the re-scan to
+//     read. gc deletes tag-history entries, revision links and layer links
+//     of what the mark found dead; a push that writes one of those again
+//     also writes a link gc never deletes (a tag's current link) or is
+//     caught by a check (a layer link it needs, rewritten by an upload and
+//     deleted, makes the manifest PUT fail visibly; a manifest PUT checked
+//     before the deletion writes a young revision link). The exception is an
+//     untagged push, by digest, of a manifest gc is deleting: its only
+//     record is the revision link. Before each repository's deletions gc
+//     re-reads its tags and skips manifests tagged since; the push that
+//     writes in the moment between that re-read and the delete is not
+//     protected (nothing names it; it would be collected after its grace).
+//   - The registry's blob-descriptor cache must not answer "present" for a
+//     swept blob or link after the check it replaces would have failed: an
+//     in-memory cache cannot be reached, so gc refuses to run online beside
+//     one (cache.go); a redis cache is cleared after step 2, then again
+//     after the settle (a request that read storage before step 2 may have
+//     put a stale entry back meanwhile), and the second settle lets a
+//     request that used such an entry write before the re-scan.
+//
+// A crash at any step leaves deleted links of dead things, blob data in the
+// quarantine, and the since file. The next run marks (reading a manifest
+// from the quarantine when its data is there), restores every quarantined
+// blob its mark keeps, re-scans from the crashed run's T0 (so the pushes
+// the crashed run never re-scanned are made whole), and purges the rest.
 
 package gc
 
 import (
 	"context"
-	"fmt"
 	"path"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
@@ -16,263 +110,408 @@ import (
 	"github.com/regkeeper/regkeeper/internal/progress"
 )
 
-// Execute carries the plan out in crash-safe order: orphan signature tags,
-// manifests (tag-history entries, then the revision), layer links, blobs,
-// uploads, empty repositories. Within a phase, deletions run opts.Jobs at a
-// time (on an object store each is a round trip or two); a phase starts
-// when the one before it has finished. It stops at the first failure and
-// returns what it did so far with the error; running gc again finishes the
-// job.
-func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Report, error) {
-	opts := p.opts
-	r := &Report{Kept: p.Kept, Repositories: []RepoReport{}}
-	acc := newAccount(p.owner)
-	var mu sync.Mutex // guards r and acc, and serialises beforeDelete
-	done := func() *Report {
-		mu.Lock()
-		defer mu.Unlock()
-		acc.fill(r)
-		sort.Strings(r.RepositoriesDeleted)
-		r.DurationSeconds = opts.Now().Sub(p.start).Seconds()
-		return r
-	}
-	del := func(path string) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if opts.beforeDelete != nil {
-			mu.Lock()
-			err := opts.beforeDelete(path)
-			mu.Unlock()
-			if err != nil {
-				return err
-			}
-		}
-		if err := d.Delete(ctx, path); err != nil && !isNotFound(err) {
-			return fmt.Errorf("deleting %s: %w", path, err)
-		}
-		return nil
-	}
-	// count runs f under the lock, for the report.
-	count := func(f func()) {
-		mu.Lock()
-		f()
-		mu.Unlock()
-	}
-	each := func(n int, fn func(i int) error) error { return forEach(ctx, opts.Jobs, n, fn) }
-	// On S3, links and blobs go 1,000 keys a request (not with the test
-	// hook, which must see every path).
-	var s3b *s3Batch
-	if opts.beforeDelete == nil {
-		s3b = newS3Batch(d)
-	}
-	bar := opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+len(p.LayerLinks)+len(p.Blobs)+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
-	defer bar.Done()
+// sweep is one execution of a plan.
+type sweep struct {
+	p    *Plan
+	d    storagedriver.StorageDriver
+	opts Options
+	mode runMode
+	q    *quarantine
+	rm   remover
+	dirs *dirRemover
 
-	err := each(len(p.Tags), func(i int) error {
-		t := p.Tags[i]
-		if err := del(pathFor(tagSpec{t.Repository, t.Tag})); err != nil {
-			return err
-		}
-		opts.Logger.Info("deleted orphan signature tag", "repository", t.Repository, "tag", t.Tag)
-		count(func() { r.TagsDeleted++ })
-		bar.Add(1)
-		return nil
-	})
-	if err != nil {
-		return done(), err
-	}
-	// Pushes since the plan was made are re-read before each phase that
-	// could hurt them: a tag moved back onto a planned manifest, a layer
-	// link or revision rewritten by a push that found its blobs present.
-	// Anything written within Grace before the plan was spared by the plan
-	// already; re-reading from there keeps the two views consistent.
-	// Manifests go one repository at a time: its tags are re-read, then its
-	// manifests deleted concurrently.
-	since := p.start.Add(-opts.Grace)
-	for start := 0; start < len(p.Manifests); {
-		repo := p.Manifests[start].Repository
-		end := start
-		for end < len(p.Manifests) && p.Manifests[end].Repository == repo {
-			end++
-		}
-		retagged, err := recentlyReferenced(ctx, d, repo, since, true)
-		if err != nil {
-			return done(), err
-		}
-		batch := p.Manifests[start:end]
-		if s3b != nil {
-			var files []string
-			var gone []ManifestDeletion
-			for _, m := range batch {
-				if retagged[m.Digest] {
-					opts.Logger.Warn("gc: manifest tagged again during the run, kept", "repository", m.Repository, "digest", m.Digest)
-					continue
-				}
-				for _, tag := range m.HistoryTags {
-					files = append(files, pathFor(tagIndexLinkSpec{m.Repository, tag, m.Digest}))
-				}
-				files = append(files, pathFor(revisionLinkSpec{m.Repository, m.Digest}))
-				gone = append(gone, m)
-			}
-			if err := s3b.deleteFiles(ctx, files, opts.Jobs); err != nil {
-				return done(), err
-			}
-			count(func() {
-				for _, m := range gone {
-					acc.manifest(m.Repository)
-				}
-			})
-			bar.Add(int64(len(batch)))
-			start = end
-			continue
-		}
-		err = each(len(batch), func(i int) error {
-			m := batch[i]
-			if retagged[m.Digest] {
-				opts.Logger.Warn("gc: manifest tagged again during the run, kept", "repository", m.Repository, "digest", m.Digest)
-				return nil
-			}
-			for _, tag := range m.HistoryTags {
-				if err := del(pathFor(tagIndexEntrySpec{m.Repository, tag, m.Digest})); err != nil {
-					return err
-				}
-			}
-			if err := del(pathFor(revisionSpec{m.Repository, m.Digest})); err != nil {
-				return err
-			}
-			opts.Logger.Info("deleted manifest", "repository", m.Repository, "digest", m.Digest)
-			count(func() { acc.manifest(m.Repository) })
-			bar.Add(1)
-			return nil
-		})
-		if err != nil {
-			return done(), err
-		}
-		start = end
-	}
-	fresh := map[digest.Digest]bool{}
-	repos := p.allRepos()
-	err = each(len(repos), func(i int) error {
-		refs, err := recentlyReferenced(ctx, d, repos[i], since, false)
-		if err != nil {
-			return err
-		}
-		count(func() {
-			for dg := range refs {
-				fresh[dg] = true
-			}
-		})
-		return nil
-	})
-	if err != nil {
-		return done(), err
-	}
-	if s3b != nil {
-		var files []string
-		for _, l := range p.LayerLinks {
-			if !fresh[l.Digest] {
-				files = append(files, pathFor(layerLinkSpec{l.Repository, l.Digest}))
-			}
-		}
-		if err := s3b.deleteFiles(ctx, files, opts.Jobs); err != nil {
-			return done(), err
-		}
-		count(func() { r.LayerLinksDeleted += len(files) })
-		bar.Add(int64(len(p.LayerLinks)))
-		files = files[:0]
-		var gone []BlobDeletion
-		for _, b := range p.Blobs {
-			if fresh[b.Digest] {
-				opts.Logger.Warn("gc: blob referenced by a push during the run, kept", "digest", b.Digest)
-				continue
-			}
-			files = append(files, pathFor(blobDataSpec{b.Digest}))
-			gone = append(gone, b)
-		}
-		if err := s3b.deleteFiles(ctx, files, opts.Jobs); err != nil {
-			return done(), err
-		}
-		count(func() {
-			for _, b := range gone {
-				acc.blob(b)
-			}
-		})
-		bar.Add(int64(len(p.Blobs)))
-		return p.executeRest(ctx, del, each, r, count, bar, done)
-	}
-	err = each(len(p.LayerLinks), func(i int) error {
-		l := p.LayerLinks[i]
-		if fresh[l.Digest] {
-			return nil
-		}
-		if err := del(pathFor(layerSpec{l.Repository, l.Digest})); err != nil {
-			return err
-		}
-		count(func() { r.LayerLinksDeleted++ })
-		bar.Add(1)
-		return nil
-	})
-	if err != nil {
-		return done(), err
-	}
-	err = each(len(p.Blobs), func(i int) error {
-		b := p.Blobs[i]
-		if fresh[b.Digest] {
-			opts.Logger.Warn("gc: blob referenced by a push during the run, kept", "digest", b.Digest)
-			return nil
-		}
-		if err := del(pathFor(blobSpec{b.Digest})); err != nil {
-			return err
-		}
-		opts.Logger.Debug("deleted blob", "digest", b.Digest, "size", b.Size)
-		count(func() { acc.blob(b) })
-		bar.Add(1)
-		return nil
-	})
-	if err != nil {
-		return done(), err
-	}
-	return p.executeRest(ctx, del, each, r, count, bar, done)
+	// since: pushes since then are re-read before each deletion phase to
+	// narrow what the re-scan must repair (not needed for safety).
+	since time.Time
+	// freshRefs are the digests referenced since then, re-read before the
+	// layer links go.
+	freshRefs map[digest.Digest]bool
+
+	mu  sync.Mutex // guards what follows
+	r   *Report
+	acc *account
+	// deleted are the revision links deleted, per repository.
+	deleted map[string]map[digest.Digest]bool
+	// scoped are the links deleted and global the blobs swept, for the
+	// registry's cache.
+	scoped []BlobRef
+	global []digest.Digest
+	bar    *progress.Bar
 }
 
-// executeRest deletes abandoned uploads and empty repositories, the last
-// phases of Execute.
-func (p *Plan) executeRest(ctx context.Context, del func(string) error, each func(int, func(int) error) error,
-	r *Report, count func(func()), bar *progress.Bar, done func() *Report) (*Report, error) {
+// execute carries the plan out (see the top of this file).
+func (p *Plan) execute(ctx context.Context, d storagedriver.StorageDriver, mode runMode, q *quarantine, rm remover) (*Report, error) {
 	opts := p.opts
-	err := each(len(p.Uploads), func(i int) error {
-		u := p.Uploads[i]
-		if err := del(pathFor(uploadSpec{u.Repository, u.ID})); err != nil {
+	s := &sweep{p: p, d: d, opts: opts, mode: mode, q: q, rm: rm, dirs: newDirRemover(d),
+		r: &Report{Kept: p.Kept, Repositories: []RepoReport{}}, acc: newAccount(p.owner),
+		deleted: map[string]map[digest.Digest]bool{}}
+	s.since = p.start.Add(-opts.Grace)
+	if mode.why != "" {
+		opts.Logger.Info("gc: mode", "offline", mode.offline, "because", mode.why)
+	}
+	s.bar = opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+len(p.LayerLinks)+len(p.Blobs)+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
+	defer s.bar.Done()
+	s.pause("marked")
+
+	steps := []func(context.Context) error{
+		s.restoreLeftovers,
+		s.deleteTags,
+		s.deleteManifests,
+		s.deleteLayerLinks,
+		func(context.Context) error { s.pause("links-deleted"); return nil },
+		s.sweepBlobs,
+		func(context.Context) error { s.pause("quarantined"); return nil },
+		s.settle,
+		s.rescan,
+		s.purge,
+		s.deleteUploads,
+		s.deleteEmptyRepos,
+	}
+	for _, step := range steps {
+		if err := ctx.Err(); err != nil {
+			return s.done(), err
+		}
+		if err := step(ctx); err != nil {
+			return s.done(), err
+		}
+	}
+	return s.done(), nil
+}
+
+func (s *sweep) pause(step string) {
+	if s.opts.pause != nil {
+		s.opts.pause(step)
+	}
+}
+
+func (s *sweep) count(f func()) {
+	s.mu.Lock()
+	f()
+	s.mu.Unlock()
+}
+
+func (s *sweep) done() *Report {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.acc.fill(s.r)
+	sort.Strings(s.r.RepositoriesDeleted)
+	s.r.DurationSeconds = s.opts.Now().Sub(s.p.start).Seconds()
+	return s.r
+}
+
+// restoreLeftovers puts back the blobs a crashed run left in the
+// quarantine that this run's mark keeps.
+func (s *sweep) restoreLeftovers(ctx context.Context) error {
+	if !s.q.leftover {
+		return nil
+	}
+	var live []digest.Digest
+	for _, dg := range s.q.leftovers() {
+		if s.p.live[dg] {
+			live = append(live, dg)
+		}
+	}
+	return forEach(ctx, s.opts.Jobs, len(live), func(i int) error {
+		ok, err := s.q.restore(ctx, live[i])
+		if ok {
+			s.count(func() { s.r.BlobsRestored++ })
+		}
+		return err
+	})
+}
+
+// deleteTags deletes orphan signature tags; a tag a push moved since the
+// run began keeps its current link.
+func (s *sweep) deleteTags(ctx context.Context) error {
+	return forEach(ctx, s.opts.Jobs, len(s.p.Tags), func(i int) error {
+		t := s.p.Tags[i]
+		gone, err := removeTree(ctx, s.d, s.rm, s.dirs, pathFor(tagSpec{t.Repository, t.Tag}), s.young)
+		if err != nil {
 			return err
 		}
-		count(func() { r.UploadsDeleted++ })
-		bar.Add(1)
+		if gone {
+			s.opts.Logger.Info("deleted orphan signature tag", "repository", t.Repository, "tag", t.Tag)
+			s.count(func() { s.r.TagsDeleted++ })
+		}
+		s.bar.Add(1)
 		return nil
 	})
-	if err != nil {
-		return done(), err
+}
+
+// young tells whether a file was written since the run's window began.
+func (s *sweep) young(fi storagedriver.FileInfo) bool {
+	return !fi.ModTime().Before(s.since)
+}
+
+// deleteManifests deletes dead manifests' tag-history entries and revision
+// links, one repository at a time: its tags are re-read first, and a
+// manifest tagged again since the run began is kept.
+func (s *sweep) deleteManifests(ctx context.Context) error {
+	ms := s.p.Manifests
+	for start := 0; start < len(ms); {
+		repo := ms[start].Repository
+		end := start
+		for end < len(ms) && ms[end].Repository == repo {
+			end++
+		}
+		retagged, err := recentlyReferenced(ctx, s.d, repo, s.since, true)
+		if err != nil {
+			return err
+		}
+		var history, revisions []string
+		var gone []ManifestDeletion
+		for _, m := range ms[start:end] {
+			if retagged[m.Digest] {
+				s.opts.Logger.Warn("gc: manifest tagged again during the run, kept", "repository", m.Repository, "digest", m.Digest)
+				continue
+			}
+			for _, tag := range m.HistoryTags {
+				history = append(history, pathFor(tagIndexLinkSpec{m.Repository, tag, m.Digest}))
+			}
+			revisions = append(revisions, pathFor(revisionLinkSpec{m.Repository, m.Digest}))
+			gone = append(gone, m)
+		}
+		// History entries first: a crash between leaves revisions that the
+		// next run finds and finishes, never history naming nothing.
+		err = s.rm.remove(ctx, history)
+		if err == nil {
+			err = s.rm.remove(ctx, revisions)
+		}
+		if err != nil {
+			// Count what did go, for the report of the run that stops here.
+			var done []ManifestDeletion
+			for _, m := range gone {
+				if _, serr := s.d.Stat(ctx, pathFor(revisionLinkSpec{m.Repository, m.Digest})); isNotFound(serr) {
+					done = append(done, m)
+				}
+			}
+			gone = done
+		}
+		s.count(func() {
+			for _, m := range gone {
+				s.acc.manifest(m.Repository)
+				if s.deleted[m.Repository] == nil {
+					s.deleted[m.Repository] = map[digest.Digest]bool{}
+				}
+				s.deleted[m.Repository][m.Digest] = true
+				s.scoped = append(s.scoped, BlobRef{m.Repository, m.Digest})
+			}
+		})
+		for _, m := range gone {
+			s.opts.Logger.Info("deleted manifest", "repository", m.Repository, "digest", m.Digest)
+		}
+		if err != nil {
+			return err
+		}
+		s.bar.Add(int64(end - start))
+		start = end
 	}
-	err = each(len(p.EmptyRepos), func(i int) error {
-		repo := p.EmptyRepos[i]
+	return nil
+}
+
+// fresh re-reads what every repository referenced since the window began,
+// so that the blobs and layer links a push already named are not swept.
+func (s *sweep) fresh(ctx context.Context) (map[digest.Digest]bool, error) {
+	out := map[digest.Digest]bool{}
+	repos := s.p.repos
+	err := forEach(ctx, s.opts.Jobs, len(repos), func(i int) error {
+		refs, err := recentlyReferenced(ctx, s.d, repos[i], s.since, false)
+		if err != nil {
+			return err
+		}
+		s.count(func() {
+			for dg := range refs {
+				out[dg] = true
+			}
+		})
+		return nil
+	})
+	return out, err
+}
+
+// deleteLayerLinks deletes the layer links nothing kept needs, except
+// those of blobs a push has referenced since the window began.
+func (s *sweep) deleteLayerLinks(ctx context.Context) error {
+	fresh, err := s.fresh(ctx)
+	if err != nil {
+		return err
+	}
+	s.freshRefs = fresh
+	var files []string
+	var gone []BlobRef
+	for _, l := range s.p.LayerLinks {
+		if !fresh[l.Digest] {
+			files = append(files, pathFor(layerLinkSpec{l.Repository, l.Digest}))
+			gone = append(gone, l)
+		}
+	}
+	if err := s.rm.remove(ctx, files); err != nil {
+		var done []BlobRef
+		for _, l := range gone {
+			if _, serr := s.d.Stat(ctx, pathFor(layerLinkSpec{l.Repository, l.Digest})); isNotFound(serr) {
+				done = append(done, l)
+			}
+		}
+		s.count(func() {
+			s.r.LayerLinksDeleted += len(done)
+			s.scoped = append(s.scoped, done...)
+		})
+		return err
+	}
+	s.count(func() {
+		s.r.LayerLinksDeleted += len(gone)
+		s.scoped = append(s.scoped, gone...)
+	})
+	s.bar.Add(int64(len(s.p.LayerLinks)))
+	return nil
+}
+
+// sweepBlobs quarantines dead blobs (online) or deletes them (offline),
+// except those a push has referenced since the window began, then clears
+// the registry's cache of what was swept so far.
+func (s *sweep) sweepBlobs(ctx context.Context) error {
+	var blobs []BlobDeletion
+	for _, b := range s.p.Blobs {
+		if s.freshRefs[b.Digest] {
+			s.opts.Logger.Warn("gc: blob referenced by a push during the run, kept", "digest", b.Digest)
+			continue
+		}
+		blobs = append(blobs, b)
+	}
+	if s.mode.offline {
+		files := make([]string, len(blobs))
+		for i, b := range blobs {
+			files[i] = pathFor(blobDataSpec{b.Digest})
+		}
+		if err := s.rm.remove(ctx, files); err != nil {
+			return err
+		}
+		s.count(func() {
+			for _, b := range blobs {
+				s.acc.blob(b)
+				s.global = append(s.global, b.Digest)
+			}
+		})
+	} else {
+		err := s.q.put(ctx, blobs, func(b BlobDeletion) {
+			s.count(func() { s.global = append(s.global, b.Digest) })
+			s.opts.Logger.Debug("quarantined blob", "digest", b.Digest, "size", b.Size)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	s.bar.Add(int64(len(s.p.Blobs)))
+	return s.clearCache(ctx)
+}
+
+// clearCache clears every link deleted and blob swept so far from the
+// registry's redis cache, if it has one.
+func (s *sweep) clearCache(ctx context.Context) error {
+	s.mu.Lock()
+	global, scoped := append([]digest.Digest(nil), s.global...), append([]BlobRef(nil), s.scoped...)
+	s.mu.Unlock()
+	return s.mode.cache.clear(ctx, s.opts.Jobs, global, scoped)
+}
+
+// settle waits for requests that checked what step 1 and 2 swept to write
+// what they were going to write; with a redis cache, it clears the cache
+// again and waits once more (see the top of this file).
+func (s *sweep) settle(ctx context.Context) error {
+	if s.mode.offline || !s.sweptAnything() {
+		return nil
+	}
+	wait := func() error {
+		if s.opts.Settle <= 0 {
+			return nil
+		}
+		s.opts.Logger.Info("gc: settling", "for", s.opts.Settle)
+		t := time.NewTimer(s.opts.Settle)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			return nil
+		}
+	}
+	if err := wait(); err != nil {
+		return err
+	}
+	if s.mode.cache == nil {
+		return nil
+	}
+	if err := s.clearCache(ctx); err != nil {
+		return err
+	}
+	return wait()
+}
+
+func (s *sweep) sweptAnything() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.scoped) > 0 || len(s.global) > 0 || s.r.TagsDeleted > 0
+}
+
+// purge deletes what is left in the quarantine and clears it from the
+// registry's cache.
+func (s *sweep) purge(ctx context.Context) error {
+	if !s.q.active() && len(s.q.leftovers()) == 0 {
+		return s.clearCache(ctx)
+	}
+	gone, err := s.q.purge(ctx)
+	s.count(func() {
+		for _, b := range gone {
+			s.acc.blob(b)
+			s.global = append(s.global, b.Digest)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return s.clearCache(ctx)
+}
+
+// deleteUploads deletes abandoned upload directories.
+func (s *sweep) deleteUploads(ctx context.Context) error {
+	return forEach(ctx, s.opts.Jobs, len(s.p.Uploads), func(i int) error {
+		u := s.p.Uploads[i]
+		if _, err := removeTree(ctx, s.d, s.rm, s.dirs, pathFor(uploadSpec{u.Repository, u.ID}), nil); err != nil {
+			return err
+		}
+		s.count(func() { s.r.UploadsDeleted++ })
+		s.bar.Add(1)
+		return nil
+	})
+}
+
+// deleteEmptyRepos deletes repositories left with nothing; a file a push
+// wrote into one since the window began keeps it.
+func (s *sweep) deleteEmptyRepos(ctx context.Context) error {
+	return forEach(ctx, s.opts.Jobs, len(s.p.EmptyRepos), func(i int) error {
+		repo := s.p.EmptyRepos[i]
 		// A repository can hold others (a and a/b): then only its own
 		// directories go.
 		paths := []string{pathFor(repositorySpec{repo})}
-		if p.hasNested(repo) {
+		if s.p.hasNested(repo) {
 			paths = []string{pathFor(tagsSpec{repo}), path.Dir(pathFor(revisionsSpec{repo, digest.SHA256})),
 				path.Dir(pathFor(layersSpec{repo, digest.SHA256})), pathFor(uploadsSpec{repo})}
 		}
+		all := true
 		for _, dp := range paths {
-			if err := del(dp); err != nil {
+			gone, err := removeTree(ctx, s.d, s.rm, s.dirs, dp, s.young)
+			if err != nil {
 				return err
 			}
+			all = all && gone
 		}
-		opts.Logger.Info("deleted empty repository", "repository", repo)
-		count(func() { r.RepositoriesDeleted = append(r.RepositoriesDeleted, repo) })
-		bar.Add(1)
+		if all {
+			s.opts.Logger.Info("deleted empty repository", "repository", repo)
+			s.count(func() { s.r.RepositoriesDeleted = append(s.r.RepositoriesDeleted, repo) })
+		}
+		s.bar.Add(1)
 		return nil
 	})
-	return done(), err
 }
 
 // hasNested tells whether the plan read a repository inside repo.
@@ -284,6 +523,3 @@ func (p *Plan) hasNested(repo string) bool {
 	}
 	return false
 }
-
-// allRepos are the repositories read by the plan.
-func (p *Plan) allRepos() []string { return p.repos }

@@ -74,6 +74,9 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 			ctx := cmd.Context()
 			log := ao.Inventory.Logger
 			drv, err := openStorage(cmd, config, root)
+			if err == nil {
+				err = readGCSettings(config, &gcOpts)
+			}
 			if err != nil {
 				return err
 			}

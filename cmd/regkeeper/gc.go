@@ -31,9 +31,20 @@ reachable (OCI referrers), and their configs and layers. Sweep, in this order:
 untagged manifests, then layer links, then blobs; a crash leaves every live
 tag servable and running gc again finishes the job.
 
---grace (default 1h) spares anything written within it, so pushes in flight
-survive a run on a live registry. Manifests of unknown media types are kept
-and reported. A lock in storage stops two runs at once.`,
+--grace (default 1h) spares anything written within it. Manifests of unknown
+media types are kept and reported. A lock in storage stops two runs at once.
+
+Online (the default): a push the registry accepts while gc runs still pulls
+afterwards. Dead blobs are first moved to a quarantine in the same storage,
+gc waits --settle (default 10s) for requests in flight, re-reads everything
+written since it began, puts back what those pushes need, and only then
+purges the quarantine. A quarantine left by a crashed run is resolved by the
+next run. With --config, gc reads the registry's blob-descriptor cache: a
+redis cache is cleared of what gc deleted; an in-memory cache makes gc refuse
+(the registry would keep answering that deleted blobs exist) unless one of
+--offline, --blob-cache-dropped or --restart-after says how that is handled.
+--offline (or storage.maintenance.readonly.enabled in the config) says the
+registry is stopped or read-only: blobs are deleted at once, no quarantine.`,
 		Example: `  # what would be deleted, without deleting
   regkeeper gc --config /etc/docker/registry/config.yml --dry-run
 
@@ -50,6 +61,9 @@ and reported. A lock in storage stops two runs at once.`,
 			ctx := cmd.Context()
 			opts.Jobs, opts.Logger, opts.Progress = g.jobs, g.logger(cmd), g.reporter(cmd)
 			drv, err := openStorage(cmd, config, root)
+			if err == nil {
+				err = readGCSettings(config, &opts)
+			}
 			if err != nil {
 				return mf.write(nil, "gc", err)
 			}
@@ -82,6 +96,24 @@ func registerGCFlags(f *pflag.FlagSet, opts *gc.Options) {
 	f.BoolVar(&opts.PruneOrphanSignatures, "prune-orphan-signatures", false, "delete sha256-<hex>.sig/.att/.sbom and referrers fallback tags whose subject is gone")
 	f.BoolVar(&opts.PruneEmptyRepos, "prune-empty-repos", false, "delete repositories left with no tag and no manifest")
 	f.DurationVar(&opts.StaleLock, "stale-lock", opts.StaleLock, "take over another run's lock older than this")
+	f.BoolVar(&opts.Offline, "offline", false, "the registry is stopped or read-only: delete blobs at once, without quarantine and settle")
+	f.DurationVar(&opts.Settle, "settle", opts.Settle, "online: wait this long after quarantining blobs for requests in flight to finish writing")
+	f.BoolVar(&opts.CacheDropped, "blob-cache-dropped", false, "the running registry was restarted without its in-memory blob-descriptor cache")
+	f.BoolVar(&opts.RestartAfter, "restart-after", false, "the registry (in-memory blob-descriptor cache) is restarted right after gc")
+}
+
+// readGCSettings reads the registry settings gc acts on (blob-descriptor
+// cache, read-only mode) from its config file, when there is one.
+func readGCSettings(config string, opts *gc.Options) error {
+	if config == "" {
+		return nil
+	}
+	s, err := gc.ReadSettings(config)
+	if err != nil {
+		return err
+	}
+	opts.Registry = s
+	return nil
 }
 
 func checkGCOptions(opts gc.Options) error {
@@ -90,6 +122,9 @@ func checkGCOptions(opts gc.Options) error {
 	}
 	if opts.KeepPrevious < 0 {
 		return usageError("--keep-previous must not be negative")
+	}
+	if opts.Settle < 0 {
+		return usageError("--settle must not be negative")
 	}
 	return nil
 }
@@ -125,6 +160,9 @@ func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
 	}
 	fmt.Fprintf(out, "\n%s: %d manifests, %d layer links, %d blobs (%s), %d uploads in %.1fs\n", verb,
 		rep.ManifestsDeleted, rep.LayerLinksDeleted, rep.BlobsDeleted, output.Bytes(rep.BytesReclaimed), rep.UploadsDeleted, rep.DurationSeconds)
+	if rep.BlobsRestored > 0 || rep.LinksRestored > 0 {
+		fmt.Fprintf(out, "pushes during the run: %d blobs restored from the quarantine, %d links written again\n", rep.BlobsRestored, rep.LinksRestored)
+	}
 	if rep.TagsDeleted > 0 || len(rep.RepositoriesDeleted) > 0 {
 		fmt.Fprintf(out, "%d orphan signature tags; empty repositories: %s\n", rep.TagsDeleted, strings.Join(rep.RepositoriesDeleted, ", "))
 	}

@@ -1,0 +1,244 @@
+// The quarantine: where an online run sets dead blobs aside until the
+// re-scan has said which of them a push made live again.
+
+package gc
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"sort"
+	"sync"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
+)
+
+// quarantine is the area regkeeper-quarantine/ of the registry's storage
+// (paths.go). A blob is quarantined by StorageDriver.Move of its data out
+// of blobs/ (a rename on the filesystem, a copy and a delete on object
+// stores): the registry no longer finds it, exactly as if it were deleted,
+// but gc can still put it back.
+//
+// The area outlives a crashed run: its "since" file says from when the
+// re-scan of the next run must read (the crashed run's start, on the
+// storage's clock), and the blobs left in it are resolved by the next run,
+// restored if its mark or its re-scan finds them referenced, purged if not.
+type quarantine struct {
+	d    storagedriver.StorageDriver
+	opts Options
+	rm   remover
+	dirs *dirRemover
+
+	// since is the storage-clock time of the oldest run whose quarantine
+	// this is; zero when there is none (offline, nothing left over).
+	since time.Time
+	// leftover: the area existed when the run started (a crashed run's).
+	leftover bool
+
+	mu       sync.Mutex
+	held     map[digest.Digest]int64 // in the quarantine, with sizes
+	restored map[digest.Digest]bool  // moved back to blobs/
+	redundant map[digest.Digest]bool // a new upload put the blob back: the copy here goes
+}
+
+// openQuarantine reads what a crashed run left in the quarantine and, for an
+// online run, opens it: the "since" file is written unless one is there
+// already, and its modification time is read back, so the re-scan compares
+// the registry's writes against a time from the same clock as theirs.
+func openQuarantine(ctx context.Context, d storagedriver.StorageDriver, opts Options, rm remover, online bool) (*quarantine, error) {
+	q := &quarantine{d: d, opts: opts, rm: rm, dirs: newDirRemover(d), held: map[digest.Digest]int64{},
+		restored: map[digest.Digest]bool{}, redundant: map[digest.Digest]bool{}}
+	since := pathFor(quarantineSinceSpec{})
+	t, err := modTime(ctx, d, since)
+	switch {
+	case err == nil:
+		q.since, q.leftover = t, true
+	case !isNotFound(err):
+		return nil, fmt.Errorf("reading %s: %w", since, err)
+	}
+	if err := q.list(ctx); err != nil {
+		return nil, err
+	}
+	if len(q.held) > 0 {
+		q.leftover = true
+	}
+	if q.leftover {
+		opts.Logger.Warn("gc: resolving the quarantine a previous run left", "blobs", len(q.held), "since", q.since)
+	}
+	if online && q.since.IsZero() {
+		if err := d.PutContent(ctx, since, []byte(opts.Now().UTC().Format(time.RFC3339Nano))); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", since, err)
+		}
+		t, err := modTime(ctx, d, since)
+		if err != nil {
+			return nil, fmt.Errorf("reading %s: %w", since, err)
+		}
+		q.since = t
+	}
+	if q.leftover && q.since.IsZero() {
+		// Blobs without a since file (it was lost): re-scan everything.
+		q.since = time.Unix(0, 0)
+	}
+	return q, nil
+}
+
+// modTime is a file's modification time as a listing gives it, which is
+// what the re-scan compares it with: on S3, a listing's times have
+// milliseconds where a HEAD (the driver's Stat) has seconds.
+func modTime(ctx context.Context, d storagedriver.StorageDriver, p string) (time.Time, error) {
+	fi, err := d.Stat(ctx, p)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t := fi.ModTime()
+	_ = d.Walk(ctx, path.Dir(p), func(w storagedriver.FileInfo) error {
+		if w.IsDir() {
+			return storagedriver.ErrSkipDir
+		}
+		if w.Path() == p {
+			t = w.ModTime()
+		}
+		return nil
+	})
+	return t, nil
+}
+
+// list reads the blobs in the quarantine.
+func (q *quarantine) list(ctx context.Context) error {
+	root := pathFor(quarantineBlobsSpec{digest.SHA256})
+	err := q.d.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
+		if fi.IsDir() || path.Base(fi.Path()) != "data" {
+			return nil
+		}
+		dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(path.Dir(fi.Path())))
+		if dg.Validate() == nil {
+			q.held[dg] = fi.Size()
+		}
+		return ctx.Err()
+	})
+	if err != nil && !isNotFound(err) {
+		return fmt.Errorf("listing the quarantine: %w", err)
+	}
+	return nil
+}
+
+// active tells whether the run must settle and re-scan before purging.
+func (q *quarantine) active() bool { return !q.since.IsZero() }
+
+// put moves the blobs into the quarantine, jobs at a time. A blob already
+// gone from blobs/ is skipped.
+func (q *quarantine) put(ctx context.Context, blobs []BlobDeletion, done func(BlobDeletion)) error {
+	return forEach(ctx, q.opts.Jobs, len(blobs), func(i int) error {
+		b := blobs[i]
+		from := pathFor(blobDataSpec{b.Digest})
+		if q.opts.beforeDelete != nil {
+			if err := q.opts.beforeDelete(from); err != nil {
+				return err
+			}
+		}
+		err := q.d.Move(ctx, from, pathFor(quarantineDataSpec{b.Digest}))
+		if isNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("quarantining %s: %w", b.Digest, err)
+		}
+		if err := q.dirs.removeEmpty(path.Dir(from)); err != nil {
+			return err
+		}
+		q.mu.Lock()
+		q.held[b.Digest] = b.Size
+		q.mu.Unlock()
+		done(b)
+		return nil
+	})
+}
+
+// holds tells whether dg is in the quarantine (and not restored).
+func (q *quarantine) holds(dg digest.Digest) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	_, ok := q.held[dg]
+	return ok && !q.restored[dg]
+}
+
+// restore makes dg present in blobs/ again if it is in the quarantine. It
+// never overwrites: when a new upload has put the blob back meanwhile, that
+// copy stays and the quarantined one is purged. It returns whether the
+// blob is now present in blobs/ (false: gc never held it).
+func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bool, err error) {
+	q.mu.Lock()
+	_, held := q.held[dg]
+	done := q.restored[dg] || q.redundant[dg]
+	q.mu.Unlock()
+	if !held || done {
+		return false, nil
+	}
+	to := pathFor(blobDataSpec{dg})
+	if _, err := q.d.Stat(ctx, to); err == nil {
+		q.mu.Lock()
+		q.redundant[dg] = true
+		q.mu.Unlock()
+		return false, nil
+	} else if !isNotFound(err) {
+		return false, fmt.Errorf("restoring %s: %w", dg, err)
+	}
+	if err := q.d.Move(ctx, pathFor(quarantineDataSpec{dg}), to); err != nil {
+		if isNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("restoring %s from the quarantine: %w", dg, err)
+	}
+	_ = q.dirs.removeEmpty(pathFor(quarantineBlobSpec{dg}))
+	q.mu.Lock()
+	q.restored[dg] = true
+	q.mu.Unlock()
+	q.opts.Logger.Info("gc: blob restored from the quarantine", "digest", dg)
+	return true, nil
+}
+
+// leftovers are the blobs a previous run left in the quarantine and that are
+// still there.
+func (q *quarantine) leftovers() []digest.Digest {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	var out []digest.Digest
+	for dg := range q.held {
+		if !q.restored[dg] {
+			out = append(out, dg)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// purge deletes every blob still in the quarantine, then the area itself
+// (its since file last), and returns what it deleted. Copies made redundant
+// by a new upload are deleted without counting: the blob was not freed.
+func (q *quarantine) purge(ctx context.Context) ([]BlobDeletion, error) {
+	q.mu.Lock()
+	var files []string
+	var gone []BlobDeletion
+	for _, dg := range sortedDigests(q.held) {
+		if q.restored[dg] {
+			continue
+		}
+		files = append(files, pathFor(quarantineDataSpec{dg}))
+		if !q.redundant[dg] {
+			gone = append(gone, BlobDeletion{Digest: dg, Size: q.held[dg]})
+		}
+	}
+	q.mu.Unlock()
+	if err := q.rm.remove(ctx, files); err != nil {
+		return nil, err
+	}
+	if _, err := removeTree(ctx, q.d, q.rm, q.dirs, pathFor(quarantineBlobsSpec{digest.SHA256}), nil); err != nil {
+		return gone, err
+	}
+	if err := q.rm.remove(ctx, []string{pathFor(quarantineSinceSpec{})}); err != nil {
+		return gone, err
+	}
+	return gone, q.dirs.removeEmpty(pathFor(quarantineSpec{}))
+}
