@@ -131,19 +131,19 @@ func (o *Options) fill() {
 
 // Report is the result of a run, as DESIGN.md's `gc -o json`.
 type Report struct {
-	DryRun            bool         `json:"dryRun"`
-	ManifestsDeleted  int          `json:"manifestsDeleted"`
-	BlobsDeleted      int          `json:"blobsDeleted"`
-	BytesReclaimed    int64        `json:"bytesReclaimed"`
-	LayerLinksDeleted int          `json:"layerLinksDeleted"`
-	UploadsDeleted    int          `json:"uploadsDeleted"`
+	DryRun            bool  `json:"dryRun"`
+	ManifestsDeleted  int   `json:"manifestsDeleted"`
+	BlobsDeleted      int   `json:"blobsDeleted"`
+	BytesReclaimed    int64 `json:"bytesReclaimed"`
+	LayerLinksDeleted int   `json:"layerLinksDeleted"`
+	UploadsDeleted    int   `json:"uploadsDeleted"`
 	// BlobsRestored counts blobs an online run put back from its
 	// quarantine because a push during the run needed them; LinksRestored
 	// the revision and layer links it wrote again for such pushes.
-	BlobsRestored int `json:"blobsRestored"`
-	LinksRestored int `json:"linksRestored"`
-	DurationSeconds   float64      `json:"durationSeconds"`
-	Repositories      []RepoReport `json:"repositories"`
+	BlobsRestored   int          `json:"blobsRestored"`
+	LinksRestored   int          `json:"linksRestored"`
+	DurationSeconds float64      `json:"durationSeconds"`
+	Repositories    []RepoReport `json:"repositories"`
 
 	// Kept lists manifests kept because gc could not tell what they
 	// reference (unknown media type, unreadable); not part of the JSON

@@ -37,10 +37,10 @@ type quarantine struct {
 	// leftover: the area existed when the run started (a crashed run's).
 	leftover bool
 
-	mu       sync.Mutex
-	held     map[digest.Digest]int64 // in the quarantine, with sizes
-	restored map[digest.Digest]bool  // moved back to blobs/
-	redundant map[digest.Digest]bool // a new upload put the blob back: the copy here goes
+	mu        sync.Mutex
+	held      map[digest.Digest]int64 // in the quarantine, with sizes
+	restored  map[digest.Digest]bool  // moved back to blobs/
+	redundant map[digest.Digest]bool  // a new upload put the blob back: the copy here goes
 }
 
 // openQuarantine reads what a crashed run left in the quarantine and, for an

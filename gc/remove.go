@@ -184,4 +184,3 @@ func removeTree(ctx context.Context, d storagedriver.StorageDriver, rm remover, 
 	}
 	return !kept, nil
 }
-
