@@ -1,0 +1,456 @@
+package gc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math/rand"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/pull"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+)
+
+// The online protocol's tests: a push storm during a run (filesystem and
+// MinIO), a push in each window between the steps, a crash in the middle
+// of the quarantine then a re-run. The registry serving the storage is the
+// real one (distribution's handlers.NewApp, in-process); the clients are
+// go-containerregistry's, as crane uses it.
+
+// stormImage is an image pushed to the registry, with its layers' bytes
+// kept in memory so that a client can push them again.
+type stormImage struct {
+	repo, tag string
+	digest    v1.Hash
+	img       v1.Image
+	live      bool
+}
+
+// stormEstate: repos x tags, each tag pushed versions times, so all but the
+// last version of each tag are dead (untagged), with their own layers.
+type stormEstate struct {
+	host   string
+	images []stormImage
+}
+
+func pushStormEstate(t *testing.T, host string, repos, tags, versions int) *stormEstate {
+	t.Helper()
+	e := &stormEstate{host: host}
+	for r := range repos {
+		for tg := range tags {
+			for v := range versions {
+				img, err := random.Image(512, 2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				im := stormImage{repo: fmt.Sprintf("storm/r%d", r), tag: fmt.Sprintf("t%d", tg), img: img, live: v == versions-1}
+				if im.digest, err = img.Digest(); err != nil {
+					t.Fatal(err)
+				}
+				if err := remote.Write(ref(t, host, im.repo+":"+im.tag), img); err != nil {
+					t.Fatal(err)
+				}
+				e.images = append(e.images, im)
+			}
+		}
+	}
+	return e
+}
+
+func ref(t testing.TB, host, s string) name.Reference {
+	t.Helper()
+	r, err := name.ParseReference(host+"/"+s, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (e *stormEstate) dead() []stormImage {
+	var out []stormImage
+	for _, im := range e.images {
+		if !im.live {
+			out = append(out, im)
+		}
+	}
+	return out
+}
+
+// pullTags pulls every live tag of the estate, in full.
+func (e *stormEstate) pullTags(t *testing.T) {
+	t.Helper()
+	for _, im := range e.images {
+		if im.live {
+			checkPull(t, e.host, im.repo+":"+im.tag, im.digest)
+		}
+	}
+}
+
+// checkPull pulls ref in full (every blob read and verified) and checks its
+// digest; it returns false (and fails the test) when it does not pull.
+func checkPull(t *testing.T, host, s string, want v1.Hash) bool {
+	t.Helper()
+	r := ref(t, host, s)
+	if err := pull.Pull(context.Background(), r); err != nil {
+		t.Errorf("pulling %s: %v", s, err)
+		return false
+	}
+	desc, err := remote.Head(r)
+	if err != nil || desc.Digest != want {
+		t.Errorf("%s: digest %v (%v), want %s", s, desc, err, want)
+		return false
+	}
+	return true
+}
+
+// A push a client makes while gc runs, in one of the three ways that race a
+// collector.
+const (
+	pushRollback = "rollback" // tag a dead manifest again, by digest (crane tag)
+	pushRebuild  = "rebuild"  // a new image on a dead image's layers; HEAD finds them, no upload
+	pushUpload   = "upload"   // upload a dead image's layers again, then an image on them
+)
+
+type accepted struct {
+	kind, ref string
+	digest    v1.Hash
+	at        time.Time
+}
+
+// pushLog records what the registry accepted.
+type pushLog struct {
+	mu       sync.Mutex
+	accepted []accepted
+	refused  map[string]int
+}
+
+func (l *pushLog) add(kind, ref string, dg v1.Hash, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.refused == nil {
+		l.refused = map[string]int{}
+	}
+	if err != nil {
+		l.refused[kind]++
+		return
+	}
+	l.accepted = append(l.accepted, accepted{kind, ref, dg, time.Now()})
+}
+
+// push makes one push of a kind on a dead image, under a new tag, and logs
+// whether the registry accepted it.
+func push(ctx context.Context, t testing.TB, host, kind string, d stormImage, tag string, log *pushLog) {
+	var dg v1.Hash
+	err := func() error {
+		switch kind {
+		case pushRollback:
+			desc, err := remote.Get(ref(t, host, d.repo+"@"+d.digest.String()), remote.WithContext(ctx))
+			if err != nil {
+				return err
+			}
+			dg = desc.Digest
+			return remote.Tag(ref(t, host, d.repo+":"+tag).(name.Tag), desc, remote.WithContext(ctx))
+		case pushUpload:
+			layers, err := d.img.Layers()
+			if err != nil {
+				return err
+			}
+			for _, l := range layers {
+				if err := uploadBlob(ctx, host, d.repo, l); err != nil {
+					return err
+				}
+			}
+			fallthrough
+		case pushRebuild:
+			layers, err := d.img.Layers()
+			if err != nil {
+				return err
+			}
+			img, err := mutate.AppendLayers(empty.Image, layers...)
+			if err != nil {
+				return err
+			}
+			if img, err = mutate.Config(img, v1.Config{Labels: map[string]string{"build": tag}}); err != nil {
+				return err
+			}
+			if dg, err = img.Digest(); err != nil {
+				return err
+			}
+			return remote.Write(ref(t, host, d.repo+":"+tag), img, remote.WithContext(ctx))
+		}
+		return fmt.Errorf("unknown push %s", kind)
+	}()
+	log.add(kind, d.repo+":"+tag, dg, err)
+}
+
+// uploadBlob uploads a layer whether or not the registry has it (a
+// monolithic POST then PUT), as a client that does not HEAD first does.
+func uploadBlob(ctx context.Context, host, repo string, l v1.Layer) error {
+	dg, err := l.Digest()
+	if err != nil {
+		return err
+	}
+	rc, err := l.Compressed()
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil {
+		return err
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+host+"/v2/"+repo+"/blobs/uploads/", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		return fmt.Errorf("starting an upload: %s", resp.Status)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		return err
+	}
+	loc = (&url.URL{Scheme: "http", Host: host}).ResolveReference(loc)
+	q := loc.Query()
+	q.Set("digest", dg.String())
+	loc.RawQuery = q.Encode()
+	req, _ = http.NewRequestWithContext(ctx, http.MethodPut, loc.String(), bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/octet-stream")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return fmt.Errorf("finishing the upload of %s: %s", dg, resp.Status)
+	}
+	return nil
+}
+
+// verify pulls every accepted push and every tag of the estate, and returns
+// the number of accepted pushes that do not pull.
+func verify(t *testing.T, e *stormEstate, log *pushLog) (lost int) {
+	t.Helper()
+	for _, a := range log.accepted {
+		if !checkPull(t, e.host, a.ref, a.digest) {
+			lost++
+			t.Errorf("lost: a %s push accepted at %s", a.kind, a.at.Format(time.StampMilli))
+		}
+	}
+	e.pullTags(t)
+	return lost
+}
+
+// aged are the options of a run with the CLI's defaults on storage older
+// than the grace: the clock says two hours later. Settle is shortened to
+// keep the suite fast (the registry here is in-process).
+func aged() Options {
+	o := DefaultOptions()
+	o.Jobs = 4
+	o.Settle = time.Second
+	o.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	return o
+}
+
+// storm runs gc while clients push, for the whole run.
+func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEstate, clients int) {
+	t.Helper()
+	dead := e.dead()
+	log := &pushLog{}
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rnd := rand.New(rand.NewSource(int64(c)))
+			kinds := []string{pushRollback, pushRebuild, pushUpload}
+			for i := 0; ctx.Err() == nil; i++ {
+				push(ctx, t, host, kinds[(c+i)%3], dead[rnd.Intn(len(dead))], fmt.Sprintf("c%d-%d", c, i), log)
+			}
+		}()
+	}
+	time.Sleep(100 * time.Millisecond)
+	start := time.Now()
+	rep, err := Run(context.Background(), d, aged())
+	end := time.Now()
+	time.Sleep(100 * time.Millisecond)
+	stop()
+	wg.Wait()
+	if err != nil {
+		t.Fatalf("gc during the storm: %v", err)
+	}
+	if rep.BlobsDeleted == 0 || rep.ManifestsDeleted == 0 {
+		t.Fatalf("gc deleted nothing: %+v", rep)
+	}
+	// Requests cancelled by stop() are neither accepted nor refused.
+	during := map[string]int{}
+	n := 0
+	for _, a := range log.accepted {
+		if !a.at.Before(start) && !a.at.After(end) {
+			during[a.kind]++
+			n++
+		}
+	}
+	lost := verify(t, e, log)
+	t.Logf("storm on %s: gc ran %.1fs (settle %s); %d pushes accepted during the run (%v), %d in all; refused (visibly): %v; lost: %d; "+
+		"gc deleted %d manifests, %d blobs, restored %d blobs and %d links from its quarantine",
+		d.Name(), end.Sub(start).Seconds(), aged().Settle, n, during, len(log.accepted), log.refused, lost,
+		rep.ManifestsDeleted, rep.BlobsDeleted, rep.BlobsRestored, rep.LinksRestored)
+	if n == 0 {
+		t.Error("no push was accepted during the run")
+	}
+}
+
+func TestGCStorm(t *testing.T) {
+	srv := regtest.Registry(t, embedded.Options{})
+	e := pushStormEstate(t, srv.Host, 3, 3, 3)
+	d, err := Open(context.Background(), srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storm(t, srv.Host, d, e, 4)
+}
+
+func TestGCStormS3(t *testing.T) {
+	const bucket = "registry"
+	m := startMinIO(t, bucket)
+	srv := regtest.Registry(t, embedded.Options{Storage: m.StorageYAML(bucket)})
+	e := pushStormEstate(t, srv.Host, 3, 3, 3)
+	d, err := Open(context.Background(), srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storm(t, srv.Host, d, e, 4)
+}
+
+// A push of each kind in each window between the steps of a run: each is
+// either refused by the registry or pulls afterwards.
+func TestGCPushInEachWindow(t *testing.T) {
+	for _, step := range []string{"marked", "links-deleted", "quarantined", "rescan"} {
+		t.Run(step, func(t *testing.T) {
+			srv := regtest.Registry(t, embedded.Options{})
+			e := pushStormEstate(t, srv.Host, 1, 2, 3)
+			d, err := Open(context.Background(), srv.ConfigFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			dead := e.dead()
+			log := &pushLog{}
+			opts := aged()
+			opts.Settle = 100 * time.Millisecond
+			paused := false
+			opts.pause = func(s string) {
+				if s != step {
+					return
+				}
+				paused = true
+				for i, kind := range []string{pushRollback, pushRebuild, pushUpload} {
+					push(context.Background(), t, srv.Host, kind, dead[i], "w-"+kind, log)
+				}
+			}
+			rep, err := Run(context.Background(), d, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !paused {
+				t.Fatalf("gc never reached step %s", step)
+			}
+			if lost := verify(t, e, log); lost > 0 {
+				t.Errorf("%d accepted pushes lost", lost)
+			}
+			kinds := map[string]bool{}
+			for _, a := range log.accepted {
+				kinds[a.kind] = true
+			}
+			// A rebuild always goes through: its client uploads what the
+			// registry no longer has.
+			if !kinds[pushRebuild] || !kinds[pushUpload] {
+				t.Errorf("accepted %v, want rebuild and upload at least", kinds)
+			}
+			t.Logf("window %s: accepted %d %v, refused %v; gc restored %d blobs, %d links", step, len(log.accepted), kinds, log.refused, rep.BlobsRestored, rep.LinksRestored)
+		})
+	}
+}
+
+// A run that crashes in the middle of its quarantine, after a push that
+// needs blobs it quarantined and links it deleted; the next run finishes
+// the job: what the push needs comes back, the rest is purged.
+func TestGCQuarantineCrashThenRerun(t *testing.T) {
+	srv := regtest.Registry(t, embedded.Options{})
+	e := pushStormEstate(t, srv.Host, 1, 2, 3)
+	d, err := Open(context.Background(), srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := e.dead()
+	log := &pushLog{}
+	opts := aged()
+	opts.Settle = 0
+	opts.pause = func(s string) {
+		if s == "marked" {
+			// HEAD finds the layers: the push validates against links the
+			// run is about to delete and blobs it is about to quarantine.
+			push(context.Background(), t, srv.Host, pushRebuild, dead[0], "before-crash", log)
+		}
+	}
+	moved := 0
+	opts.beforeDelete = func(p string) error {
+		if strings.HasSuffix(p, "/data") && strings.Contains(p, "/blobs/") {
+			if moved++; moved > 5 {
+				return errCrash
+			}
+		}
+		return nil
+	}
+	first, err := Run(context.Background(), d, opts)
+	if err == nil || !strings.Contains(err.Error(), errCrash.Error()) {
+		t.Fatalf("first run: %v, want the crash", err)
+	}
+	if len(log.accepted) != 1 {
+		t.Fatalf("the push before the crash was not accepted: %v", log.refused)
+	}
+	if _, err := d.Stat(context.Background(), pathFor(quarantineSinceSpec{})); err != nil {
+		t.Fatalf("the crashed run left no quarantine: %v", err)
+	}
+	second, err := Run(context.Background(), d, aged())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lost := verify(t, e, log); lost > 0 {
+		t.Errorf("%d accepted pushes lost", lost)
+	}
+	if _, err := d.Stat(context.Background(), pathFor(quarantineSpec{})); !isNotFound(err) {
+		t.Errorf("quarantine left after the second run: %v", err)
+	}
+	if second.BlobsRestored+second.LinksRestored == 0 {
+		t.Errorf("the second run restored nothing: %+v", second)
+	}
+	// Every dead blob nothing needs is gone from storage, once.
+	third, err := Run(context.Background(), d, aged())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if third.BlobsDeleted != 0 {
+		t.Errorf("a third run still deleted %d blobs", third.BlobsDeleted)
+	}
+	t.Logf("crashed run: %d manifests, %d layer links deleted; second: %d blobs deleted, %d blobs and %d links restored",
+		first.ManifestsDeleted, first.LayerLinksDeleted, second.BlobsDeleted, second.BlobsRestored, second.LinksRestored)
+}
