@@ -263,7 +263,6 @@ func verify(t *testing.T, e *stormEstate, log *pushLog) (lost int) {
 // keep the suite fast (the registry here is in-process).
 func aged() Options {
 	o := DefaultOptions()
-	o.Jobs = 4
 	o.Settle = time.Second
 	o.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
 	return o
@@ -321,7 +320,7 @@ func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEst
 
 func TestGCStorm(t *testing.T) {
 	srv := regtest.Registry(t, embedded.Options{})
-	e := pushStormEstate(t, srv.Host, 3, 3, 3)
+	e := pushStormEstate(t, srv.Host, 4, 4, 4)
 	d, err := Open(context.Background(), srv.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
@@ -333,7 +332,7 @@ func TestGCStormS3(t *testing.T) {
 	const bucket = "registry"
 	m := startMinIO(t, bucket)
 	srv := regtest.Registry(t, embedded.Options{Storage: m.StorageYAML(bucket)})
-	e := pushStormEstate(t, srv.Host, 3, 3, 3)
+	e := pushStormEstate(t, srv.Host, 4, 4, 4)
 	d, err := Open(context.Background(), srv.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
