@@ -20,6 +20,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/pull"
@@ -201,10 +202,6 @@ func push(ctx context.Context, t testing.TB, host, kind string, d stormImage, ta
 // uploadBlob uploads a layer whether or not the registry has it (a
 // monolithic POST then PUT), as a client that does not HEAD first does.
 func uploadBlob(ctx context.Context, host, repo string, l v1.Layer) error {
-	dg, err := l.Digest()
-	if err != nil {
-		return err
-	}
 	rc, err := l.Compressed()
 	if err != nil {
 		return err
@@ -214,6 +211,12 @@ func uploadBlob(ctx context.Context, host, repo string, l v1.Layer) error {
 	if err != nil {
 		return err
 	}
+	return uploadBytes(ctx, host, repo, body)
+}
+
+// uploadBytes uploads a blob (a monolithic POST then PUT).
+func uploadBytes(ctx context.Context, host, repo string, body []byte) error {
+	dg := digest.FromBytes(body)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+host+"/v2/"+repo+"/blobs/uploads/", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

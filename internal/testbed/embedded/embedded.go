@@ -55,6 +55,9 @@ type Options struct {
 	// Dir/storage. delete, maintenance and redirect stay as ConfigYAML sets
 	// them.
 	Storage string
+	// BlobDescriptorCache sets storage.cache.blobdescriptor: "inmemory" or
+	// "redis" (then RedisAddr is the redis, host:port). Default: no cache.
+	BlobDescriptorCache, RedisAddr string
 }
 
 // Server is a running embedded registry.
@@ -125,6 +128,19 @@ validation:
 	return b.String()
 }
 
+// withCache adds a blob-descriptor cache (and its redis) to a
+// configuration ConfigYAML wrote.
+func withCache(cfg, cache, redisAddr string) string {
+	if cache == "" {
+		return cfg
+	}
+	cfg = strings.Replace(cfg, "storage:\n", fmt.Sprintf("storage:\n  cache:\n    blobdescriptor: %s\n", cache), 1)
+	if redisAddr != "" {
+		cfg += fmt.Sprintf("redis:\n  addrs: [%q]\n", redisAddr)
+	}
+	return cfg
+}
+
 func indent(s, prefix string) string {
 	lines := strings.SplitAfter(strings.TrimRight(s, "\n")+"\n", "\n")
 	var b strings.Builder
@@ -171,6 +187,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Storage != "" {
 		cfgText = configYAML(opts.Storage, opts.CatalogMaxEntries, htpasswd)
 	}
+	cfgText = withCache(cfgText, opts.BlobDescriptorCache, opts.RedisAddr)
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfgText), 0o644); err != nil {
 		return nil, fmt.Errorf("writing registry config: %w", err)
