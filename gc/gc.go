@@ -10,6 +10,14 @@
 // re-run finishes the job: untagged manifests (revision links and tag-history
 // entries), then layer links nothing live in the repository needs, then
 // blobs nothing live anywhere needs.
+//
+// On a live registry (the default), blobs are not deleted but moved to a
+// quarantine, and only purged after a settle and a re-scan of everything
+// written since the run began have put back what pushes during the run
+// need: sweep.go states the protocol and why no accepted push is lost. The
+// files follow its steps: open.go (storage, lock), mark.go and plan.go,
+// sweep.go (links, then blobs), quarantine.go, rescan.go, cache.go (the
+// registry's blob-descriptor cache), remove.go (every bulk deletion).
 package gc
 
 import (

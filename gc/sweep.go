@@ -383,8 +383,16 @@ func (s *sweep) sweepBlobs(ctx context.Context) error {
 		for i, b := range blobs {
 			files[i] = pathFor(blobDataSpec{b.Digest})
 		}
-		if err := s.rm.remove(ctx, files); err != nil {
-			return err
+		err := s.rm.remove(ctx, files)
+		if err != nil {
+			// Count what did go, for the report of the run that stops here.
+			var done []BlobDeletion
+			for _, b := range blobs {
+				if _, serr := s.d.Stat(ctx, pathFor(blobDataSpec{b.Digest})); isNotFound(serr) {
+					done = append(done, b)
+				}
+			}
+			blobs = done
 		}
 		s.count(func() {
 			for _, b := range blobs {
@@ -392,6 +400,9 @@ func (s *sweep) sweepBlobs(ctx context.Context) error {
 				s.global = append(s.global, b.Digest)
 			}
 		})
+		if err != nil {
+			return err
+		}
 	} else {
 		err := s.q.put(ctx, blobs, func(b BlobDeletion) {
 			s.count(func() { s.global = append(s.global, b.Digest) })

@@ -44,7 +44,7 @@ func TestMetricsFiles(t *testing.T) {
 	dir := t.TempDir()
 
 	gcProm := filepath.Join(dir, "gc.prom")
-	if code, _, stderr := runCLI(t, "gc", "--root", srv.Root, "--grace", "0", "--metrics-file", gcProm); code != 0 {
+	if code, _, stderr := runCLI(t, "gc", "--root", srv.Root, "--grace", "0", "--settle", "100ms", "--metrics-file", gcProm); code != 0 {
 		t.Fatalf("gc: exit %d: %s", code, stderr)
 	}
 	raw, _ := os.ReadFile(gcProm)
