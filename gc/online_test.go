@@ -52,23 +52,40 @@ type stormEstate struct {
 func pushStormEstate(t *testing.T, host string, repos, tags, versions int) *stormEstate {
 	t.Helper()
 	e := &stormEstate{host: host}
+	perRepo := make([][]stormImage, repos)
+	errs := make([]error, repos)
+	var wg sync.WaitGroup
 	for r := range repos {
-		for tg := range tags {
-			for v := range versions {
-				img, err := random.Image(512, 2)
-				if err != nil {
-					t.Fatal(err)
+		wg.Add(1)
+		go func() { // one client per repository, as teams push
+			defer wg.Done()
+			for tg := range tags {
+				for v := range versions {
+					img, err := random.Image(512, 2)
+					if err != nil {
+						errs[r] = err
+						return
+					}
+					im := stormImage{repo: fmt.Sprintf("storm/r%d", r), tag: fmt.Sprintf("t%d", tg), img: img, live: v == versions-1}
+					if im.digest, err = img.Digest(); err != nil {
+						errs[r] = err
+						return
+					}
+					if err := remote.Write(ref(t, host, im.repo+":"+im.tag), img); err != nil {
+						errs[r] = err
+						return
+					}
+					perRepo[r] = append(perRepo[r], im)
 				}
-				im := stormImage{repo: fmt.Sprintf("storm/r%d", r), tag: fmt.Sprintf("t%d", tg), img: img, live: v == versions-1}
-				if im.digest, err = img.Digest(); err != nil {
-					t.Fatal(err)
-				}
-				if err := remote.Write(ref(t, host, im.repo+":"+im.tag), img); err != nil {
-					t.Fatal(err)
-				}
-				e.images = append(e.images, im)
 			}
+		}()
+	}
+	wg.Wait()
+	for r := range repos {
+		if errs[r] != nil {
+			t.Fatalf("pushing the estate: %v", errs[r])
 		}
+		e.images = append(e.images, perRepo[r]...)
 	}
 	return e
 }
@@ -272,7 +289,7 @@ func aged() Options {
 }
 
 // storm runs gc while clients push, for the whole run.
-func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEstate, clients int) {
+func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEstate, clients int, opts Options) {
 	t.Helper()
 	dead := e.dead()
 	log := &pushLog{}
@@ -291,7 +308,7 @@ func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEst
 	}
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
-	rep, err := Run(context.Background(), d, aged())
+	rep, err := Run(context.Background(), d, opts)
 	end := time.Now()
 	time.Sleep(100 * time.Millisecond)
 	stop()
@@ -314,7 +331,7 @@ func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEst
 	lost := verify(t, e, log)
 	t.Logf("storm on %s: gc ran %.1fs (settle %s); %d pushes accepted during the run (%v), %d in all; refused (visibly): %v; lost: %d; "+
 		"gc deleted %d manifests, %d blobs, restored %d blobs and %d links from its quarantine",
-		d.Name(), end.Sub(start).Seconds(), aged().Settle, n, during, len(log.accepted), log.refused, lost,
+		d.Name(), end.Sub(start).Seconds(), opts.Settle, n, during, len(log.accepted), log.refused, lost,
 		rep.ManifestsDeleted, rep.BlobsDeleted, rep.BlobsRestored, rep.LinksRestored)
 	if n == 0 {
 		t.Error("no push was accepted during the run")
@@ -328,19 +345,19 @@ func TestGCStorm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storm(t, srv.Host, d, e, 4)
+	storm(t, srv.Host, d, e, 4, aged())
 }
 
 func TestGCStormS3(t *testing.T) {
 	const bucket = "registry"
 	m := startMinIO(t, bucket)
 	srv := regtest.Registry(t, embedded.Options{Storage: m.StorageYAML(bucket)})
-	e := pushStormEstate(t, srv.Host, 4, 4, 4)
+	e := pushStormEstate(t, srv.Host, 3, 3, 3)
 	d, err := Open(context.Background(), srv.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	storm(t, srv.Host, d, e, 4)
+	storm(t, srv.Host, d, e, 4, aged())
 }
 
 // A push of each kind in each window between the steps of a run: each is
