@@ -464,23 +464,35 @@ func (s *sweep) sweptAnything() bool {
 	return len(s.scoped) > 0 || len(s.global) > 0 || s.r.TagsDeleted > 0
 }
 
-// purge deletes what is left in the quarantine and clears it from the
-// registry's cache.
+// purge deletes what is left in the quarantine. The registry's cache needs
+// no clearing for it: a blob in the quarantine was absent from blobs/ since
+// the first clear, so no request can have cached it since; only blobs a
+// crashed run quarantined are cleared here (that run may have stopped
+// before clearing them; the links it deleted are not known any more).
 func (s *sweep) purge(ctx context.Context) error {
 	if !s.q.active() && len(s.q.leftovers()) == 0 {
-		return s.clearCache(ctx)
+		return nil
 	}
+	mine := map[digest.Digest]bool{}
+	s.mu.Lock()
+	for _, dg := range s.global {
+		mine[dg] = true
+	}
+	s.mu.Unlock()
 	gone, err := s.q.purge(ctx)
+	var theirs []digest.Digest
 	s.count(func() {
 		for _, b := range gone {
 			s.acc.blob(b)
-			s.global = append(s.global, b.Digest)
+			if !mine[b.Digest] {
+				theirs = append(theirs, b.Digest)
+			}
 		}
 	})
 	if err != nil {
 		return err
 	}
-	return s.clearCache(ctx)
+	return s.mode.cache.clear(ctx, s.opts.Jobs, theirs, nil)
 }
 
 // deleteUploads deletes abandoned upload directories.
