@@ -139,6 +139,26 @@ type sweep struct {
 	bar    *progress.Bar
 }
 
+// Execute carries the plan out with the protocol above, deciding the mode
+// from the plan's options as Run does. Run is the entry point on a live
+// registry: it opens the quarantine before the mark, so that the re-scan
+// reads from before the plan was made; Execute opens it now, and a push
+// between PlanGC and Execute is covered only by the re-reads and --grace.
+// The caller holds the lock (Lock).
+func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Report, error) {
+	mode, err := cacheRules(p.opts)
+	if err != nil {
+		return nil, err
+	}
+	defer mode.cache.close()
+	rm := newRemover(d, p.opts)
+	q, err := openQuarantine(ctx, d, p.opts, rm, !mode.offline)
+	if err != nil {
+		return nil, err
+	}
+	return p.execute(ctx, d, mode, q, rm)
+}
+
 // execute carries the plan out (see the top of this file).
 func (p *Plan) execute(ctx context.Context, d storagedriver.StorageDriver, mode runMode, q *quarantine, rm remover) (*Report, error) {
 	opts := p.opts
