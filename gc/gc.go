@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -112,6 +113,7 @@ type Options struct {
 	// beforeDelete, when set, is called before every storage deletion; an
 	// error stops the execution there (tests simulate crashes with it).
 	beforeDelete func(path string) error
+	hookSerial   bool
 	// pause, when set, is called between the steps of an execution (and
 	// once during the re-scan) with the step's name; tests push there.
 	pause func(step string)
@@ -134,6 +136,16 @@ func (o *Options) fill() {
 	}
 	if o.StaleLock <= 0 {
 		o.StaleLock = DefaultStaleLock
+	}
+	if h := o.beforeDelete; h != nil && !o.hookSerial {
+		// Deletions run opts.Jobs at a time; the hook sees one at a time.
+		var mu sync.Mutex
+		o.beforeDelete = func(p string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return h(p)
+		}
+		o.hookSerial = true
 	}
 }
 
