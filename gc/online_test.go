@@ -288,8 +288,9 @@ func aged() Options {
 	return o
 }
 
-// storm runs gc while clients push, for the whole run.
-func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEstate, clients int, opts Options) {
+// storm runs gc while clients push, from before it starts until tail after
+// it ends.
+func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEstate, clients int, opts Options, tail time.Duration) {
 	t.Helper()
 	dead := e.dead()
 	log := &pushLog{}
@@ -310,7 +311,7 @@ func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEst
 	start := time.Now()
 	rep, err := Run(context.Background(), d, opts)
 	end := time.Now()
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(tail)
 	stop()
 	wg.Wait()
 	if err != nil {
@@ -345,7 +346,7 @@ func TestGCStorm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storm(t, srv.Host, d, e, 4, aged())
+	storm(t, srv.Host, d, e, 4, aged(), 100*time.Millisecond)
 }
 
 func TestGCStormS3(t *testing.T) {
@@ -357,7 +358,7 @@ func TestGCStormS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storm(t, srv.Host, d, e, 4, aged())
+	storm(t, srv.Host, d, e, 4, aged(), 100*time.Millisecond)
 }
 
 // A push of each kind in each window between the steps of a run: each is
