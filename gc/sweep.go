@@ -258,9 +258,15 @@ func (s *sweep) deleteTags(ctx context.Context) error {
 	})
 }
 
-// young tells whether a file was written since the run's window began.
+// young tells whether a file was written since the run's window began, by
+// gc's clock less the grace or by the storage's (the quarantine's since),
+// whichever is earlier.
 func (s *sweep) young(fi storagedriver.FileInfo) bool {
-	return !fi.ModTime().Before(s.since)
+	from := s.since
+	if !s.q.since.IsZero() && s.q.since.Before(from) {
+		from = s.q.since
+	}
+	return !fi.ModTime().Before(from)
 }
 
 // deleteManifests deletes dead manifests' tag-history entries and revision
