@@ -364,9 +364,23 @@ func TestGCStormS3(t *testing.T) {
 // A push of each kind in each window between the steps of a run: each is
 // either refused by the registry or pulls afterwards.
 func TestGCPushInEachWindow(t *testing.T) {
+	windows(t, func(t *testing.T, step string) embedded.Options { return embedded.Options{} })
+}
+
+func TestGCPushInEachWindowS3(t *testing.T) {
+	m := startMinIO(t, "setup")
+	windows(t, func(t *testing.T, step string) embedded.Options {
+		if err := m.CreateBucket(context.Background(), step); err != nil {
+			t.Fatal(err)
+		}
+		return embedded.Options{Storage: m.StorageYAML(step)}
+	})
+}
+
+func windows(t *testing.T, registry func(t *testing.T, step string) embedded.Options) {
 	for _, step := range []string{"marked", "links-deleted", "quarantined", "rescan"} {
 		t.Run(step, func(t *testing.T) {
-			srv := regtest.Registry(t, embedded.Options{})
+			srv := regtest.Registry(t, registry(t, step))
 			e := pushStormEstate(t, srv.Host, 1, 2, 3)
 			d, err := Open(context.Background(), srv.ConfigFile)
 			if err != nil {
