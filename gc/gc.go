@@ -119,6 +119,12 @@ type Options struct {
 	pause func(step string)
 }
 
+// simulatedCrash is an error of the test hook beforeDelete: the run stops
+// there as if killed, doing nothing more.
+type simulatedCrash struct{ error }
+
+func (c simulatedCrash) Unwrap() error { return c.error }
+
 // DefaultOptions returns the options of a plain `regkeeper gc`.
 func DefaultOptions() Options {
 	return Options{Grace: DefaultGrace, UploadsOlderThan: DefaultUploadsOlderThan, StaleLock: DefaultStaleLock, Jobs: 1, Settle: DefaultSettle}
@@ -143,7 +149,10 @@ func (o *Options) fill() {
 		o.beforeDelete = func(p string) error {
 			mu.Lock()
 			defer mu.Unlock()
-			return h(p)
+			if err := h(p); err != nil {
+				return simulatedCrash{err}
+			}
+			return nil
 		}
 		o.hookSerial = true
 	}

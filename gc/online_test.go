@@ -3,6 +3,7 @@ package gc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -487,4 +488,52 @@ func TestGCQuarantineCrashThenRerun(t *testing.T) {
 	}
 	t.Logf("crashed run: %d manifests, %d layer links deleted; second: %d blobs deleted, %d blobs and %d links restored",
 		first.ManifestsDeleted, first.LayerLinksDeleted, second.BlobsDeleted, second.BlobsRestored, second.LinksRestored)
+}
+
+// A run interrupted between its quarantine and its purge (Ctrl-C during the
+// settle) repairs the pushes it broke before it returns, and leaves its
+// quarantine for the next run.
+func TestGCInterruptedAfterQuarantineRepairs(t *testing.T) {
+	srv := regtest.Registry(t, embedded.Options{})
+	e := pushStormEstate(t, srv.Host, 1, 2, 3)
+	d, err := Open(context.Background(), srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	log := &pushLog{}
+	opts := aged()
+	opts.Settle = time.Minute
+	opts.pause = func(s string) {
+		switch s {
+		case "marked":
+			push(context.Background(), t, srv.Host, pushRebuild, e.dead()[0], "before-interrupt", log)
+		case "quarantined":
+			interrupt()
+		}
+	}
+	rep, err := Run(ctx, d, opts)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v, want it interrupted", err)
+	}
+	if len(log.accepted) != 1 || rep.BlobsRestored == 0 {
+		t.Fatalf("accepted %d pushes, restored %d blobs before leaving", len(log.accepted), rep.BlobsRestored)
+	}
+	if lost := verify(t, e, log); lost > 0 {
+		t.Errorf("%d accepted pushes do not pull after the interrupted run", lost)
+	}
+	if _, err := d.Stat(context.Background(), pathFor(quarantineSinceSpec{})); err != nil {
+		t.Errorf("the interrupted run did not leave its quarantine: %v", err)
+	}
+	next, err := Run(context.Background(), d, aged())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.BlobsDeleted == 0 {
+		t.Errorf("the next run purged nothing: %+v", next)
+	}
+	if lost := verify(t, e, log); lost > 0 {
+		t.Errorf("%d accepted pushes lost", lost)
+	}
 }

@@ -88,8 +88,10 @@
 //     put a stale entry back meanwhile), and the second settle lets a
 //     request that used such an entry write before the re-scan.
 //
-// A crash at any step leaves deleted links of dead things, blob data in the
-// quarantine, and the since file. The next run marks (reading a manifest
+// A run that stops on an error or an interrupt between the quarantine and
+// the purge re-scans once before it returns, so the pushes it broke pull
+// again at once. A crash at any step leaves deleted links of dead things,
+// blob data in the quarantine, and the since file. The next run marks (reading a manifest
 // from the quarantine when its data is there), restores every quarantined
 // blob its mark keeps, re-scans from the crashed run's T0 (so the pushes
 // the crashed run never re-scanned are made whole), and purges the rest.
@@ -98,6 +100,7 @@ package gc
 
 import (
 	"context"
+	"errors"
 	"path"
 	"sort"
 	"strings"
@@ -187,15 +190,36 @@ func (p *Plan) execute(ctx context.Context, d storagedriver.StorageDriver, mode 
 		s.deleteUploads,
 		s.deleteEmptyRepos,
 	}
-	for _, step := range steps {
-		if err := ctx.Err(); err != nil {
-			return s.done(), err
+	const quarantineStep, rescanStep = 5, 8
+	for i, step := range steps {
+		err := ctx.Err()
+		if err == nil {
+			err = step(ctx)
 		}
-		if err := step(ctx); err != nil {
+		if err != nil {
+			var crash simulatedCrash
+			if i >= quarantineStep && i <= rescanStep && !s.mode.offline && !errors.As(err, &crash) {
+				s.repairAfterFailure(ctx, err)
+			}
 			return s.done(), err
 		}
 	}
 	return s.done(), nil
+}
+
+// repairAfterFailure re-scans once more, briefly and regardless of ctx,
+// when a run stops (interrupted, or a storage error) between its
+// quarantine and its purge: pushes it may have broken meanwhile are
+// repaired now rather than at the next run. The quarantine and its since
+// file stay, so the next run re-scans from the same start whatever
+// happens here.
+func (s *sweep) repairAfterFailure(ctx context.Context, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	s.opts.Logger.Warn("gc: stopped after the quarantine; re-scanning once before leaving", "cause", cause)
+	if err := s.rescan(ctx); err != nil {
+		s.opts.Logger.Warn("gc: the re-scan after the failure failed too; the next run repairs", "error", err)
+	}
 }
 
 func (s *sweep) pause(step string) {
