@@ -17,7 +17,8 @@ import (
 //	│   ├── since                              written when the run starts: its mtime, on the
 //	│   │                                      storage's clock, is where the re-scan reads from
 //	│   └── <algorithm>
-//	│       └── <hex>                          blob content, moved here from blobs/<...>/data
+//	│       └── <hex>
+//	│           └── data                       blob content, moved here from blobs/
 //	├── blobs
 //	│   └── <algorithm>
 //	│       └── <first two hex chars>
@@ -115,12 +116,14 @@ type (
 	quarantineSpec      struct{}
 	quarantineSinceSpec struct{}
 	quarantineBlobsSpec struct{ alg digest.Algorithm }
+	quarantineBlobSpec  struct{ dgst digest.Digest }
 	quarantineDataSpec  struct{ dgst digest.Digest }
 )
 
 func (quarantineSpec) isPathSpec()      {}
 func (quarantineSinceSpec) isPathSpec() {}
 func (quarantineBlobsSpec) isPathSpec() {}
+func (quarantineBlobSpec) isPathSpec()  {}
 func (quarantineDataSpec) isPathSpec()  {}
 
 func (registryRootSpec) isPathSpec()  {}
@@ -204,10 +207,10 @@ func pathFor(spec pathSpec) string {
 		return path.Join(rootPath, "regkeeper-quarantine", "since")
 	case quarantineBlobsSpec:
 		return path.Join(rootPath, "regkeeper-quarantine", s.alg.String())
-	case quarantineDataSpec:
-		// One file per blob, no directory: a move into the quarantine is a
-		// rename, its purge an unlink.
+	case quarantineBlobSpec:
 		return path.Join(rootPath, "regkeeper-quarantine", dpath(s.dgst))
+	case quarantineDataSpec:
+		return path.Join(rootPath, "regkeeper-quarantine", dpath(s.dgst), "data")
 	}
 	panic(fmt.Sprintf("gc: unknown path spec %T", spec))
 }

@@ -109,10 +109,10 @@ func modTime(ctx context.Context, d storagedriver.StorageDriver, p string) (time
 func (q *quarantine) list(ctx context.Context) error {
 	root := pathFor(quarantineBlobsSpec{digest.SHA256})
 	err := q.d.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() {
+		if fi.IsDir() || path.Base(fi.Path()) != "data" {
 			return nil
 		}
-		dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(fi.Path()))
+		dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(path.Dir(fi.Path())))
 		if dg.Validate() == nil {
 			q.held[dg] = fi.Size()
 		}
@@ -191,6 +191,7 @@ func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bo
 		}
 		return false, fmt.Errorf("restoring %s from the quarantine: %w", dg, err)
 	}
+	_ = q.dirs.removeEmpty(pathFor(quarantineBlobSpec{dg}))
 	q.mu.Lock()
 	q.restored[dg] = true
 	q.mu.Unlock()
