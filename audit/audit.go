@@ -594,9 +594,13 @@ func (a *analyzer) datedByHistory(b *Base, p *inventory.Platform) time.Time {
 	if b.Confidence == High {
 		b.Confidence = Medium
 	}
-	how := fmt.Sprintf("its age is that of this image's first %d layers, from this image's history", n)
+	layers := "first layer"
+	if n > 1 {
+		layers = fmt.Sprintf("first %d layers", n)
+	}
+	how := "its age is that of this image's " + layers + ", from this image's history"
 	if bounded {
-		how = fmt.Sprintf("its age is at least that of this image's first %d layers, from this image's history (no build boundary seen)", n)
+		how = "its age is at least that of this image's " + layers + ", from this image's history (no build boundary seen)"
 	}
 	if b.Note != "" {
 		b.Note += "; "
