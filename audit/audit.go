@@ -6,7 +6,14 @@
 // org.opencontainers.image.base.name/.digest annotations, checked against
 // the layers; the longest proper prefix of the image's diff_ids that is the
 // complete layer list of another image in the registry (one index for the
-// whole registry); the image's own history timestamps.
+// whole registry); the image's own history timestamps. A base named by
+// annotation that cannot be read (collected by gc since, or on another
+// registry) is dated by the image's own history, so that a finding does not
+// depend on an untagged manifest surviving gc.
+//
+// The image rules judge the image itself (rules.go): its age, whether only
+// "latest" names it, its required labels, and whether a signature and an
+// SBOM are attached.
 package audit
 
 import (
@@ -231,8 +238,10 @@ type analyzer struct {
 	noReferrersAPI bool
 }
 
-// Analyze audits an inventory. It reads the registry only for bases named by
-// annotation that no tag points at (through f).
+// Analyze audits an inventory. It reads the registry (through f) only for
+// bases named by annotation that no tag points at, and, when f is a
+// ReferrersFetcher and the policy requires signatures or SBOMs, for the
+// referrers API.
 func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options) *Result {
 	a := &analyzer{inv: inv, fetch: f, opts: opts, now: opts.Now, log: opts.Inventory.Logger,
 		chains: map[string][]candidate{}, tags: map[string]*inventory.Image{},
