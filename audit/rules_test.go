@@ -1,9 +1,11 @@
 package audit_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -323,5 +325,17 @@ func TestReferrersAPI(t *testing.T) {
 	res = audit.Analyze(ctx, inv, none, opts)
 	if img := res.Images[0]; strings.Join(img.Reasons, ",") != "unsigned,no-sbom" || none.calls != 1 {
 		t.Errorf("without a referrers API: reasons %v after %d calls, want unsigned,no-sbom after 1", img.Reasons, none.calls)
+	}
+
+	// The real registry (distribution 3.1) has no referrers API: it says
+	// 404 once, and the audit stops asking.
+	var log bytes.Buffer
+	_, err = audit.Run(ctx, e.host, audit.Options{Policy: opts.Policy, Now: e.now, Inventory: inventory.Options{
+		Client: regtest.Client(), Logger: slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelDebug}))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(log.String(), "no referrers API"); n != 1 || strings.Contains(log.String(), "listing referrers") {
+		t.Errorf("the registry's lack of a referrers API noted %d times, want once; log:\n%s", n, log.String())
 	}
 }
