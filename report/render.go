@@ -184,8 +184,8 @@ pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
 <h2>Audit findings, worst first</h2>
 {{.Findings}}
 {{if .F}}<table>
-<tr><th>finding</th><th>image</th><th>platform</th><th>base</th><th>base age</th><th>detected by</th></tr>
-{{range .F}}<tr><td class="reason {{.Reason}}">{{.Reason}}</td><td>{{.Image.Repository}}:{{.Image.Tag}}</td><td>{{.Image.Platform}}</td><td>{{.Image.Base.Name}}</td><td class="n">{{age .Image.BaseAgeDays}}</td><td>{{.Image.Base.DetectedBy}} ({{.Image.Base.Confidence}})</td></tr>
+<tr><th>finding</th><th>image</th><th>platform</th><th>base</th><th>base age</th><th>detected by</th><th>detail</th></tr>
+{{range .F}}<tr><td class="reason {{.Reason}}">{{.Reason}}</td><td>{{.Image.Repository}}:{{.Image.Tag}}</td><td>{{.Image.Platform}}</td><td>{{.Image.Base.Name}}</td><td class="n">{{age .Image.BaseAgeDays}}</td><td>{{with .Image.Base}}{{.DetectedBy}} ({{.Confidence}}){{end}}</td><td>{{.Detail}}</td></tr>
 {{end}}</table>{{else}}<p>No findings.</p>{{end}}
 
 <h2>Base-image lineage</h2>
@@ -239,14 +239,17 @@ func (d *Data) WriteMarkdown(w io.Writer) error {
 	}
 	p("\n## Audit findings, worst first\n\n")
 	if fs := d.Findings(); len(fs) > 0 {
-		p("| finding | image | platform | base | base age | detected by |\n|---|---|---|---|---:|---|\n")
+		p("| finding | image | platform | base | base age | detected by | detail |\n|---|---|---|---|---:|---|---|\n")
 		for _, f := range fs {
-			age := ""
+			age, by := "", ""
 			if f.Image.BaseAgeDays != nil {
 				age = fmt.Sprintf("%dd", *f.Image.BaseAgeDays)
 			}
-			p("| %s | %s:%s | %s | %s | %s | %s (%s) |\n", f.Reason, output.MarkdownEscape(f.Image.Repository), output.MarkdownEscape(f.Image.Tag),
-				f.Image.Platform, output.MarkdownEscape(f.Image.Base.Name()), age, f.Image.Base.DetectedBy, f.Image.Base.Confidence)
+			if b := f.Image.Base; b != nil {
+				by = b.DetectedBy + " (" + b.Confidence + ")"
+			}
+			p("| %s | %s:%s | %s | %s | %s | %s | %s |\n", f.Reason, output.MarkdownEscape(f.Image.Repository), output.MarkdownEscape(f.Image.Tag),
+				f.Image.Platform, output.MarkdownEscape(f.Image.Base.Name()), age, by, output.MarkdownEscape(f.Detail()))
 		}
 	} else {
 		p("No findings.\n")

@@ -203,3 +203,36 @@ func TestHTMLInBrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestImageRuleFindings: the image rules' reasons (which an image without a
+// base can have) render in both formats, with what they are about.
+func TestImageRuleFindings(t *testing.T) {
+	age := 400
+	res := &audit.Result{Registry: "r.example.com", Images: []audit.Image{
+		{Repository: "team-d/tool", Tag: "latest", Platform: "linux/amd64", ImageAgeDays: &age, Created: "2025-09-27T00:00:00Z", CreatedFrom: audit.FromConfig,
+			MissingLabels: []string{"org.opencontainers.image.source"},
+			Reasons:       []string{audit.ReasonImageTooOld, audit.ReasonLatestOnly, audit.ReasonMissingLabel}},
+	}}
+	d := &report.Data{Registry: res.Registry, Generated: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Inventory: &inventory.Result{}, Audit: res}
+	var md, html bytes.Buffer
+	if err := d.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteHTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| image-too-old | team-d/tool:latest | linux/amd64 |  |  |  | built 400d ago (2025-09-27) |",
+		"| tag-latest-only | team-d/tool:latest |",
+		"| missing-label | team-d/tool:latest | linux/amd64 |  |  |  | lacks org.opencontainers.image.source |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	for _, want := range []string{`<td class="reason tag-latest-only">tag-latest-only</td>`, "<td>lacks org.opencontainers.image.source</td>"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("html lacks %q", want)
+		}
+	}
+}
