@@ -28,7 +28,7 @@ func ParseMapping(s string) (Mapping, error) {
 		return Mapping{}, fmt.Errorf("%q: want OLD=NEW, two repository prefixes", s)
 	}
 	for _, p := range []string{oldp, newp} {
-		if _, err := name.NewRepository(p, name.StrictValidation); err != nil {
+		if _, err := name.NewRepository("example.invalid/"+p, name.StrictValidation); err != nil {
 			return Mapping{}, fmt.Errorf("%q: %q is not a repository name", s, p)
 		}
 	}

@@ -71,7 +71,7 @@ restored too. --dry-run lists what would be pushed and contacts no registry.`,
 				opts.Map = append(opts.Map, mp)
 			}
 			if opts.Repository != "" {
-				if _, err := name.NewRepository(opts.Repository, name.StrictValidation); err != nil {
+				if _, err := name.NewRepository("example.invalid/"+opts.Repository, name.StrictValidation); err != nil {
 					return usageError("--repository: %q is not a repository name", opts.Repository)
 				}
 			}
