@@ -1,14 +1,18 @@
 // Package backup copies the images of a registry into one OCI image layout
 // (a shared, content-addressed blob store with an index.json naming every
-// image by repository and tag), restores such a layout to a registry digest
-// for digest, and verifies it.
+// image by repository and tag), restores such a layout (or one written by
+// crane, skopeo, regctl or oras) to a registry digest for digest, and
+// verifies it.
 //
 // Backups are incremental (an unchanged tag costs one HEAD request and no
 // transfer), resumable (blobs are written to temporary files, checked and
 // renamed; index.json is written last and atomically, so a killed run is
 // finished by running it again) and complete: the children of multi-arch
 // indexes, cosign signature tags, referrers fallback tags, and referrers
-// found through the referrers API where the registry has one.
+// found through the referrers API where the registry has one, and their
+// referrers in turn (referrers.go). Restore maintains the referrers
+// fallback tags on a registry without the API (referrers_tag.go) and
+// places the entries of any layout by the names it gives (place.go).
 package backup
 
 import (
