@@ -156,7 +156,7 @@ func (c *manifestCache) reach(d v1.Descriptor, absent map[v1.Hash]bool, fn func(
 func placeEntries(c *manifestCache, entries []Entry, opts RestoreOptions) ([]placed, []Error) {
 	var out []placed
 	var errs []Error
-	var unnamed []Entry
+	var unnamed, unplaced []Entry
 	for _, e := range entries {
 		p := placed{Entry: e}
 		refName := e.Annotations[AnnotationRefName]
@@ -176,13 +176,15 @@ func placeEntries(c *manifestCache, entries []Entry, opts RestoreOptions) ([]pla
 			repo, tag, err := parseRefName(refName)
 			if err != nil {
 				errs = append(errs, Error{Digest: e.Digest.String(), Error: err.Error()})
+				unplaced = append(unplaced, e)
 				continue
 			}
 			p.tag, p.kind = tag, KindTag
 			if repo == "" {
 				if opts.Repository == "" {
-					errs = append(errs, Error{Tag: tag, Digest: e.Digest.String(),
+					errs = append(errs, Error{Digest: e.Digest.String(),
 						Error: fmt.Sprintf("entry %q is a bare tag: give --repository to say which repository it belongs to", refName)})
+					unplaced = append(unplaced, e)
 					continue
 				}
 				p.source, p.repo = opts.Repository, opts.Repository
@@ -212,14 +214,19 @@ func placeEntries(c *manifestCache, entries []Entry, opts RestoreOptions) ([]pla
 	for _, p := range out {
 		mark(p)
 	}
+	// What only reported entries reach is not reported again.
+	reported := map[v1.Hash]bool{}
+	for _, e := range unplaced {
+		c.reach(e.Descriptor, nil, func(d v1.Hash) { reported[d] = true })
+	}
 	// Referrers of referrers: place level by level until nothing moves.
 	pending := unnamed
 	for {
 		var rest []Entry
 		moved := false
 		for _, e := range pending {
-			if len(where[e.Digest]) > 0 {
-				moved = true // restored with the entry that reaches it
+			if len(where[e.Digest]) > 0 || reported[e.Digest] {
+				moved = true // restored (or reported) with the entry that reaches it
 				continue
 			}
 			m := c.get(e.Descriptor)

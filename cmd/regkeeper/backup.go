@@ -112,9 +112,12 @@ func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) 
 func reportBackupErrors(cmd *cobra.Command, errs []backup.Error) error {
 	for _, e := range errs {
 		where := e.Repository
-		if e.Tag != "" {
+		switch {
+		case where == "":
+			where = e.Digest // an entry of a layout that names no repository
+		case e.Tag != "":
 			where += ":" + e.Tag
-		} else if e.Digest != "" {
+		case e.Digest != "":
 			where += "@" + e.Digest
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "error: %s: %s\n", where, e.Error)
