@@ -143,17 +143,34 @@ func checkChain(t *testing.T, host string, c chain) {
 	if diff := cmp.Diff([]v1.Hash{c.signature}, digestsOf(referrersOf(t, host, c.repo, c.sbom))); diff != "" {
 		t.Errorf("referrers of the SBOM (-want +got):\n%s", diff)
 	}
-	regctl := findClient(t, "regctl", false)
-	if regctl == "" {
-		t.Log("regctl not installed (scripts/setup-clients): checked with remote.Referrers only")
-		return
-	}
-	for subject, want := range map[v1.Hash]v1.Hash{c.image: c.sbom, c.sbom: c.signature} {
-		out := runClient(t, regctl, "--host", "reg="+host+",tls=disabled", "artifact", "list", host+"/"+c.repo+"@"+subject.String(),
-			"--format", "{{range .Descriptors}}{{println .Digest}}{{end}}")
-		if strings.TrimSpace(out) != want.String() {
-			t.Errorf("regctl artifact list %s: %q, want %s", subject, out, want)
+	if regctl := findClient(t, "regctl", false); regctl != "" {
+		for subject, want := range map[v1.Hash]v1.Hash{c.image: c.sbom, c.sbom: c.signature} {
+			out := runClient(t, regctl, "--host", "reg="+host+",tls=disabled", "artifact", "list", host+"/"+c.repo+"@"+subject.String(),
+				"--format", "{{range .Descriptors}}{{println .Digest}}{{end}}")
+			if strings.TrimSpace(out) != want.String() {
+				t.Errorf("regctl artifact list %s: %q, want %s", subject, out, want)
+			}
 		}
+	} else {
+		t.Log("regctl is not installed (scripts/setup-clients): not checked with regctl artifact list")
+	}
+	if oras := findClient(t, "oras", false); oras != "" {
+		// oras discover walks the whole tree of referrers.
+		out := runClient(t, oras, "discover", "--plain-http", "--format", "json", host+"/"+c.repo+"@"+c.image.String())
+		type node struct {
+			Digest    v1.Hash `json:"digest"`
+			Referrers []node  `json:"referrers"`
+		}
+		var got node
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatalf("oras discover: %v\n%s", err, out)
+		}
+		want := node{Digest: c.image, Referrers: []node{{Digest: c.sbom, Referrers: []node{{Digest: c.signature, Referrers: []node{}}}}}}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("oras discover (-want +got):\n%s", diff)
+		}
+	} else {
+		t.Log("oras is not installed (scripts/setup-clients): not checked with oras discover")
 	}
 }
 
