@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -179,10 +180,23 @@ func TestOtherToolsReadBackup(t *testing.T) {
 	srv, e := regtest.Seeded(t, embedded.Options{})
 	dir := filepath.Join(t.TempDir(), "backup")
 	opts := testOptions()
-	opts.Repo = regexp.MustCompile(`^team-a/api$`)
+	opts.Repo = regexp.MustCompile(`^team-(a/api|e/edge)$`)
 	backup(t, srv.Host, dir, opts)
-	api := e.Tags()["team-a/api:1.0"]
+	api, edge := e.Tags()["team-a/api:1.0"], e.Tags()["team-e/edge:1.0"]
 	att := attestation(t, e)
+	plainHTTP := func(tool, dst string, args []string) []string {
+		// Plain HTTP to the test registry, which the README's commands
+		// for a real registry do not need.
+		switch tool {
+		case "skopeo":
+			return append([]string{args[1], "--dest-tls-verify=false"}, args[2:]...)
+		case "regctl":
+			return append([]string{"--host", "reg=" + dst + ",tls=disabled"}, args[1:]...)
+		case "oras":
+			return append(args[1:], "--to-plain-http")
+		}
+		return append(args[1:], "--insecure")
+	}
 
 	for _, tool := range []string{"skopeo", "regctl", "oras", "crane"} {
 		t.Run(tool, func(t *testing.T) {
@@ -193,19 +207,7 @@ func TestOtherToolsReadBackup(t *testing.T) {
 			if args[0] != tool {
 				t.Fatalf("README row %s runs %q", tool, args[0])
 			}
-			// Plain HTTP to the test registry, which the README's
-			// commands for a real registry do not need.
-			switch tool {
-			case "skopeo":
-				args = append([]string{args[1], "--dest-tls-verify=false"}, args[2:]...)
-			case "regctl":
-				args = append([]string{"--host", "reg=" + dst + ",tls=disabled"}, args[1:]...)
-			case "oras":
-				args = append(args[1:], "--to-plain-http")
-			case "crane":
-				args = append(args[1:], "--insecure")
-			}
-			runClient(t, bin, args...)
+			runClient(t, bin, plainHTTP(tool, dst, args)...)
 			want := map[string]v1.Hash{"team-a/api@" + api.String(): api}
 			switch tool {
 			case "skopeo":
@@ -213,11 +215,30 @@ func TestOtherToolsReadBackup(t *testing.T) {
 			case "regctl", "oras":
 				want["team-a/api:1.0"] = api
 				want["team-a/api@"+att.String()] = att
+			case "crane": // everything, into the one repository
+				want["team-a/api@"+edge.String()] = edge
 			}
 			checkPulls(t, dst, want)
 			if tool == "regctl" || tool == "oras" {
 				if diff := cmp.Diff([]v1.Hash{att}, digestsOf(referrersOf(t, dst, "team-a/api", api))); diff != "" {
 					t.Errorf("referrers after %s (-want +got):\n%s", tool, diff)
+				}
+			}
+
+			// A multi-arch index, as the table's last column says.
+			switch tool {
+			case "regctl", "oras":
+				dst = distributionRegistry(t)
+				line = strings.NewReplacer("DIR", dir, "REGISTRY", dst, "DIGEST", edge.String()).Replace(cmds[tool])
+				runClient(t, bin, plainHTTP(tool, dst, strings.Fields(line))...)
+				checkPulls(t, dst, map[string]v1.Hash{"team-a/api:1.0": edge})
+			case "skopeo":
+				dst = distributionRegistry(t)
+				line = strings.NewReplacer("DIR", dir, "REGISTRY", dst, "team-a/api:1.0", "team-e/edge:1.0").Replace(cmds[tool])
+				args := plainHTTP(tool, dst, strings.Fields(line))
+				cmd := exec.Command(bin, append([]string{args[0], "--all"}, args[1:]...)...)
+				if out, err := cmd.CombinedOutput(); err == nil {
+					t.Errorf("skopeo copied an index with --preserve-digests: update the README\n%s", out)
 				}
 			}
 		})
