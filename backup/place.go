@@ -236,6 +236,12 @@ func placeEntries(c *manifestCache, entries []Entry, opts RestoreOptions) ([]pla
 				continue
 			}
 			ri, ok := parseReferrer(e.Descriptor, m.raw)
+			if ok && len(where[ri.Subject]) == 0 && reported[ri.Subject] {
+				// A referrer of a reported entry goes (or not) with it.
+				c.reach(e.Descriptor, nil, func(d v1.Hash) { reported[d] = true })
+				moved = true
+				continue
+			}
 			if !ok || len(where[ri.Subject]) == 0 {
 				rest = append(rest, e)
 				continue
