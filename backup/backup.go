@@ -1,14 +1,18 @@
 // Package backup copies the images of a registry into one OCI image layout
 // (a shared, content-addressed blob store with an index.json naming every
-// image by repository and tag), restores such a layout to a registry digest
-// for digest, and verifies it.
+// image by repository and tag), restores such a layout (or one written by
+// crane, skopeo, regctl or oras) to a registry digest for digest, and
+// verifies it.
 //
 // Backups are incremental (an unchanged tag costs one HEAD request and no
 // transfer), resumable (blobs are written to temporary files, checked and
 // renamed; index.json is written last and atomically, so a killed run is
 // finished by running it again) and complete: the children of multi-arch
 // indexes, cosign signature tags, referrers fallback tags, and referrers
-// found through the referrers API where the registry has one.
+// found through the referrers API where the registry has one, and their
+// referrers in turn (referrers.go). Restore maintains the referrers
+// fallback tags on a registry without the API (referrers_tag.go) and
+// places the entries of any layout by the names it gives (place.go).
 package backup
 
 import (
@@ -46,6 +50,11 @@ type Options struct {
 	// are reachable only through their fallback tags, which are ordinary
 	// tags and backed up as such.
 	Referrers bool
+	// ReferrersDepth limits how deep referrers of referrers are followed
+	// (through the API, and through the signature and fallback tags a tag
+	// filter brings along): 1 is the referrers of the images themselves
+	// only. Zero or less means DefaultReferrersDepth.
+	ReferrersDepth int
 	// KeepHistory keeps the previous entry of a tag that moved, under the
 	// name repo:tag@<time it was first backed up>.
 	KeepHistory bool
@@ -61,9 +70,10 @@ type Options struct {
 	Now time.Time
 }
 
-// DefaultOptions returns the defaults: referrers on, 30s checkpoints.
+// DefaultOptions returns the defaults: referrers on, followed
+// DefaultReferrersDepth deep; 30s checkpoints.
 func DefaultOptions() Options {
-	return Options{Referrers: true, Checkpoint: 30 * time.Second}
+	return Options{Referrers: true, ReferrersDepth: DefaultReferrersDepth, Checkpoint: 30 * time.Second}
 }
 
 // Result is the summary of a backup; the JSON field names are a contract
@@ -165,6 +175,7 @@ type runner struct {
 
 	refOnce sync.Once
 	refAPI  bool
+	listed  map[string]bool // repo@subject whose referrers were listed; under mu
 
 	mu        sync.Mutex
 	res       Result
@@ -230,18 +241,7 @@ func (r *runner) run(ctx context.Context) error {
 	// With a tag filter, the signature and fallback tags of what was
 	// selected are not selected by name: add them.
 	if r.opts.Tag != nil && r.opts.Referrers {
-		var attached []target
-		for _, repo := range repos {
-			for _, t := range tags[repo] {
-				if r.opts.Tag.MatchString(t) {
-					continue
-				}
-				if d, ok := attachedTo(t); ok && digests[repo][d] {
-					attached = append(attached, target{repo, t})
-				}
-			}
-		}
-		r.backupAll(ctx, attached)
+		r.backupAttached(ctx, repos, tags, digests)
 	}
 	return ctx.Err()
 }
@@ -590,35 +590,6 @@ func (r *runner) referrersAPI(repo name.Repository) bool {
 		r.mu.Unlock()
 	})
 	return r.refAPI
-}
-
-// backupReferrers backs up the referrers of the given manifests through
-// the referrers API, when the registry has it.
-func (r *runner) backupReferrers(ctx context.Context, repo name.Repository, subjects []v1.Hash) error {
-	if !r.opts.Referrers || !r.referrersAPI(repo) {
-		return nil
-	}
-	for _, s := range subjects {
-		idx, err := remote.Referrers(repo.Digest(s.String()), r.refOpts...)
-		if err != nil {
-			return fmt.Errorf("listing referrers of %s: %w", s, err)
-		}
-		im, err := idx.IndexManifest()
-		if err != nil {
-			return fmt.Errorf("listing referrers of %s: %w", s, err)
-		}
-		for _, desc := range im.Manifests {
-			if _, err := r.copyManifest(ctx, repo, desc, nil); err != nil {
-				return fmt.Errorf("referrer %s of %s: %w", desc.Digest, s, err)
-			}
-			if r.idx.addReferrer(repo.RepositoryStr(), desc, s, r.now) {
-				r.mu.Lock()
-				r.res.Referrers++
-				r.mu.Unlock()
-			}
-		}
-	}
-	return nil
 }
 
 func (r *runner) countWritten(d v1.Hash, n int64) {

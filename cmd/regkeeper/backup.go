@@ -42,9 +42,10 @@ registry does not have in that repository are recorded and reported). Cosign
 signature tags and referrers fallback tags (sha256-<hex>) are ordinary tags
 and are backed up; with --tag, those of the selected images come along.
 --referrers (default on) also asks the referrers API where the registry has
-one. Referrers pushed by digest with neither API nor fallback tag (possible
-on distribution, which has no referrers API) cannot be listed over HTTP and
-are not backed up.`,
+one. Referrers of referrers (a signature on an SBOM) are followed, through
+the API and through attached tags, to --referrers-depth. Referrers pushed by
+digest with neither API nor fallback tag (possible on distribution, which
+has no referrers API) cannot be listed over HTTP and are not backed up.`,
 		Example: `  # the weekly pre-GC backup
   regkeeper backup registry.example.com /backups/registry
 
@@ -58,6 +59,9 @@ are not backed up.`,
 			var err error
 			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
 				return err
+			}
+			if opts.ReferrersDepth < 1 {
+				return usageError("--referrers-depth must be at least 1, got %d", opts.ReferrersDepth)
 			}
 			log := g.logger(cmd)
 			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
@@ -79,6 +83,7 @@ are not backed up.`,
 	mf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
+	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are followed (1: those of the images only)")
 	f.BoolVar(&opts.KeepHistory, "keep-history", false, "keep the previous digest of a moved tag as repo:tag@<date>")
 	return cmd
 }
@@ -107,9 +112,12 @@ func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) 
 func reportBackupErrors(cmd *cobra.Command, errs []backup.Error) error {
 	for _, e := range errs {
 		where := e.Repository
-		if e.Tag != "" {
+		switch {
+		case where == "":
+			where = e.Digest // an entry of a layout that names no repository
+		case e.Tag != "":
 			where += ":" + e.Tag
-		} else if e.Digest != "" {
+		case e.Digest != "":
 			where += "@" + e.Digest
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "error: %s: %s\n", where, e.Error)
