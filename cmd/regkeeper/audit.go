@@ -122,7 +122,7 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 
   # which images are built on which base
   regkeeper audit registry.example.com --tree`,
-		Args: args(cobra.ExactArgs(1)),
+		Args: positional(argRegistry),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			ao, err := auditOptions(g, cmd, &filter, &af)
 			if err != nil {
@@ -160,6 +160,7 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 	mf.register(cmd)
 	cmd.Flags().IntVar(&af.exitCode, "exit-code", 0, "exit with this code when there are findings")
 	cmd.Flags().BoolVar(&tree, "tree", false, "print the lineage of the registry: which images are built on which base")
+	g.registerOutput(cmd)
 	return cmd
 }
 

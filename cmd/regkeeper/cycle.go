@@ -56,7 +56,7 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 
   # against the demo registry (regkeeper demo --serve --dir /tmp/demo)
   regkeeper cycle 127.0.0.1:5000 --insecure --config /tmp/demo/config.yml --backup /tmp/demo-backup --grace 0`,
-		Args: args(cobra.ExactArgs(1)),
+		Args: positional(argRegistry),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if (config == "") == (root == "") {
 				return usageError("give exactly one of --config or --root")
@@ -120,6 +120,7 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 	f.BoolVar(&bopts.KeepHistory, "keep-history", false, "backup: keep the previous digest of a moved tag as repo:tag@<date>")
 	f.BoolVar(&bopts.Referrers, "referrers", bopts.Referrers, "backup: also back up referrers listed by the referrers API")
 	registerGCFlags(f, &gcOpts)
+	g.registerOutput(cmd)
 	return cmd
 }
 

@@ -30,7 +30,7 @@ would be pushed and contacts no registry.`,
 
   # what one tag would push
   regkeeper restore /backups/registry registry.example.com --repo '^team-a/api$' --tag '^1\.0$' --dry-run`,
-		Args: args(cobra.ExactArgs(2)),
+		Args: positional(argRestoreDir, argTarget),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var err error
 			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
@@ -52,6 +52,7 @@ would be pushed and contacts no registry.`,
 	}
 	filter.register(cmd)
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "list what would be pushed; push nothing")
+	g.registerOutput(cmd)
 	return cmd
 }
 

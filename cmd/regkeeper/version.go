@@ -27,7 +27,7 @@ func newVersionCmd() *cobra.Command {
 		Use:     "version",
 		Short:   "Print the regkeeper version",
 		Example: "  regkeeper version",
-		Args:    args(cobra.NoArgs),
+		Args:    positional(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			fmt.Fprintf(cmd.OutOrStdout(), "regkeeper %s %s %s/%s\n", versionString(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 			return nil
