@@ -1,3 +1,5 @@
+//go:generate go test -run ^TestCLIDocs$ -update .
+
 package main
 
 import (
@@ -212,6 +214,8 @@ that deletes what tag replacement left behind, on the registry's own storage.`,
 		},
 	}
 	g.register(root)
+	root.Version = versionString()
+	root.SetVersionTemplate(versionLine()) // plain text: the same line as `regkeeper version`
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitCodeError{code: exitUsage, err: err}
 	})
