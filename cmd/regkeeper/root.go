@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -25,6 +26,22 @@ const (
 	exitError = 1
 	exitUsage = 2
 )
+
+// interrupted is the cause of the context's cancellation when a signal
+// stopped the run: the command unwinds (locks released, files closed) and
+// the exit code is 128 + the signal's number, as shells expect (130 after
+// SIGINT, 143 after SIGTERM).
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string {
+	switch i.sig {
+	case syscall.SIGINT:
+		return "interrupted (SIGINT)"
+	case syscall.SIGTERM:
+		return "interrupted (SIGTERM)"
+	}
+	return "interrupted by " + i.sig.String()
+}
 
 // exitCodeError carries an exit code other than 1 out of a command. When
 // silent, the command has already said what it had to say.
@@ -242,6 +259,15 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
+	who := "regkeeper"
+	if cmd != nil {
+		who = cmd.CommandPath()
+	}
+	var sig interrupted
+	if errors.As(context.Cause(ctx), &sig) {
+		fmt.Fprintf(stderr, "%s: %v\n", who, sig)
+		return 128 + int(sig.sig)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -255,10 +281,6 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 		}
 	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"):
 		code = exitUsage
-	}
-	who := "regkeeper"
-	if cmd != nil {
-		who = cmd.CommandPath()
 	}
 	fmt.Fprintf(stderr, "%s: %v\n", who, err)
 	if code == exitUsage {
