@@ -32,7 +32,7 @@ type bar struct {
 }
 
 // Chart geometry: a chart is drawn for 480 px (a phone held upright) and
-// scales with the page (CSS .chart: width 100%, up to 640 px), so it reads
+// scales with the page (CSS .chart: width 100%, up to 560 px), so it reads
 // at 480 px and on a desktop. Each row has its label above its bar, so
 // that long repository names take no width from the bars.
 const (
@@ -187,9 +187,9 @@ h1 { font-size: 1.6em; margin-bottom: 0; } h2 { margin-top: 2em; border-bottom: 
 .totals b { display: block; font-size: 1.4em; }
 table { border-collapse: collapse; margin: 1em 0; } th, td { padding: .25em .8em; border-bottom: 1px solid #eaeef2; text-align: left; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
-.chart { display: block; width: 100%; max-width: 640px; height: auto; margin: 1em 0; }
+.chart { display: block; width: 100%; max-width: 560px; height: auto; margin: 1em 0; }
 .chart text { font: 12px system-ui, sans-serif; fill: #1b1f24; } .chart .note { fill: #57606a; }
-.wide { overflow-x: auto; } .empty { color: #57606a; font-style: italic; }
+p, li { overflow-wrap: anywhere; } .wide { overflow-x: auto; } .empty { color: #57606a; font-style: italic; }
 @media (max-width: 600px) { body { margin: 1em auto; font-size: 13px; } th, td { padding: .2em .4em; } }
 .a-unique { fill: #0969da; } .b-shared { fill: #8cc4ff; } .c-reclaim { fill: #cf222e; } .d-finding { fill: #bf8700; }
 .reason { font-weight: 600; } .base-banned, .base-not-allowed { color: #cf222e; } .base-outdated, .base-too-old { color: #9a6700; }
