@@ -126,3 +126,58 @@ func TestInterruptedCycleExits130(t *testing.T) {
 		t.Errorf("cycle after the interrupted one: exit %d: %s", code, stderr)
 	}
 }
+
+// The real binary, interrupted with SIGINT in the middle of a gc's sweep
+// (a generated registry of 10 repositories, 300 untagged manifests): exit
+// 130, and the lock gc keeps in the storage is gone, so the next run
+// starts at once.
+func TestInterruptedGCExits130(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	gen := filepath.Join(dir, "gen")
+	if out, err := exec.Command("go", "build", "-o", gen, "../../bench/gc/gen").CombinedOutput(); err != nil {
+		t.Fatalf("go build bench/gc/gen: %v\n%s", err, out)
+	}
+	root := filepath.Join(dir, "storage")
+	config := filepath.Join(dir, "config.yml")
+	os.WriteFile(config, []byte("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: "+root+"\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n"), 0o644)
+	if out, err := exec.Command(gen, "-config", config, "-repos", "10", "-tags", "10", "-versions", "4").CombinedOutput(); err != nil {
+		t.Fatalf("generating the registry: %v\n%s", err, out)
+	}
+	lock := filepath.Join(root, "docker", "registry", "v2", "regkeeper-gc.lock")
+
+	cmd := exec.Command(bin, "gc", "--config", config, "--grace", "0", "--jobs", "1")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, err := os.Stat(lock); err == nil {
+			break
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // into the sweep
+	cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("still running 60s after SIGINT: %s", stderr.String())
+	}
+	code := cmd.ProcessState.ExitCode()
+	if code == 0 {
+		t.Skipf("gc finished before the interrupt reached it: %s", stderr.String())
+	}
+	if code != 130 || !strings.Contains(stderr.String(), "regkeeper gc: interrupted (SIGINT)") {
+		t.Errorf("exit %d after SIGINT, want 130: %s", code, stderr.String())
+	}
+	if _, err := os.Stat(lock); err == nil {
+		t.Errorf("gc left its lock %s after SIGINT", lock)
+	}
+	if code, _, stderr := runCLI(t, "gc", "--config", config, "--grace", "0", "--dry-run"); code != 0 {
+		t.Errorf("gc after the interrupted one: exit %d: %s", code, stderr)
+	}
+}
