@@ -77,7 +77,8 @@ func TestMetricsTableInREADME(t *testing.T) {
 	}
 }
 
-// regkeeper_cycle_success is 0 whenever the cycle's exit code is not.
+// regkeeper_cycle_success (and _audit_success) is 0 whenever the exit
+// code is not.
 func TestCycleSuccessMetricFollowsExitCode(t *testing.T) {
 	srv, _ := regtest.Seeded(t, embedded.Options{})
 	// A registry that refuses one repository: the cycle runs every step
@@ -102,5 +103,14 @@ func TestCycleSuccessMetricFollowsExitCode(t *testing.T) {
 	raw, _ := os.ReadFile(prom)
 	if !strings.Contains(string(raw), "\nregkeeper_cycle_success 0\n") {
 		t.Errorf("exit %d but:\n%s", code, raw)
+	}
+
+	// So does audit's.
+	prom = filepath.Join(t.TempDir(), "audit.prom")
+	if code, _, _ := runCLI(t, "audit", host, "--insecure", "--repo", "^(base|team)", "--metrics-file", prom); code != 1 {
+		t.Errorf("audit with an unreadable repository: exit %d, want 1", code)
+	}
+	if raw, _ := os.ReadFile(prom); !strings.Contains(string(raw), "\nregkeeper_audit_success 0\n") {
+		t.Errorf("audit exit 1 but:\n%s", raw)
 	}
 }
