@@ -10,6 +10,7 @@ import (
 	"github.com/regkeeper/regkeeper/cycle"
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/metrics"
+	"github.com/regkeeper/regkeeper/inventory"
 )
 
 // Every metric is regkeeper_<command>_<thing>. The things of each command
@@ -114,6 +115,11 @@ var auditMetricTable = []metric[auditRun]{
 	{name: "duration_seconds", help: "Duration of the audit.", value: func(a auditRun) float64 { return a.took.Seconds() }},
 }
 
+var inventoryMetricTable = []metric[*inventory.Result]{
+	{name: "tags", help: "Tags inventoried (the whole registry).", value: func(r *inventory.Result) float64 { return float64(len(r.Images)) }},
+	{name: "errors", help: "Repositories or tags that could not be read.", value: func(r *inventory.Result) float64 { return float64(len(r.Errors)) }},
+}
+
 var verifyMetricTable = []metric[*backup.VerifyResult]{
 	{name: "blobs", help: "Blobs of the backup re-hashed.", value: func(r *backup.VerifyResult) float64 { return float64(r.Blobs) }},
 	{name: "problems", help: "Corrupt, missing or mis-sized blobs found in the backup.", value: func(r *backup.VerifyResult) float64 { return float64(len(r.Problems)) }},
@@ -173,6 +179,9 @@ func cycleMetrics(set *metrics.Set, res *cycle.Result, took time.Duration) {
 			return time.Duration(st.DurationSeconds * float64(time.Second))
 		}
 		return 0
+	}
+	if res.Inventory != nil {
+		emit(set, cycle.StepInventory+"_", inventoryMetricTable, res.Inventory)
 	}
 	if res.Audit != nil {
 		emit(set, cycle.StepAudit+"_", auditMetricTable, auditRun{res.Audit, stepTook(cycle.StepAudit)})
