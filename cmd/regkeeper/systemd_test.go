@@ -31,6 +31,9 @@ func TestSystemdUnitSandbox(t *testing.T) {
 			t.Skipf("%s not installed (scripts/setup-bubblewrap installs it): %v", tool, err)
 		}
 	}
+	if out, err := exec.Command("bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "true").CombinedOutput(); err != nil {
+		t.Skipf("bwrap cannot make a sandbox here (no user namespaces or privileges): %v: %s", err, bytes.TrimSpace(out))
+	}
 	bin := buildBinary(t)
 	svc := unit(t, unitPath)["Service"]
 	if got := svc["ProtectSystem"]; len(got) != 1 || got[0] != "strict" {
