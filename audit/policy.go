@@ -7,12 +7,13 @@ import (
 	"io"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/regkeeper/regkeeper/internal/duration"
 )
 
 // DefaultMaxBaseAge is the base age above which an image is reported when
@@ -138,24 +139,10 @@ func (p Pattern) Match(registry, repo, tag string, digests ...string) bool {
 	return p.tag == nil || (tag != "" && p.tag.MatchString(tag))
 }
 
-// ParseAge parses an age: "180d", "26w", or a Go duration ("4320h"). Every
-// age or duration regkeeper reads (flags, policy file) goes through it.
+// ParseAge parses an age with the duration parser every regkeeper flag
+// uses: "180d", "26w", or a Go duration ("4320h").
 func ParseAge(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			v, err := strconv.ParseFloat(n, 64)
-			if err != nil || v < 0 {
-				return 0, fmt.Errorf("age %q: want a number of days (180d), weeks (26w) or a duration (4320h)", s)
-			}
-			return time.Duration(v * float64(unit)), nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("age %q: want a number of days (180d), weeks (26w) or a duration (4320h)", s)
-	}
-	return d, nil
+	return duration.Parse(s)
 }
 
 // policyFile is the YAML policy format:

@@ -51,6 +51,11 @@ type Options struct {
 	Storage storagedriver.StorageDriver
 	// BackupDir is the OCI layout the backup goes to.
 	BackupDir string
+	// LockFile is the file the cycle holds (flock) while it runs; empty
+	// means BackupDir/.regkeeper/cycle.lock, inside the backup directory,
+	// which is the one place a cycle must be able to write anyway (a
+	// systemd unit's ReadWritePaths, a Kubernetes volume).
+	LockFile string
 	// Inventory says how to reach the registry; its filters select what is
 	// audited and backed up (gc always works on the whole storage).
 	Inventory inventory.Options
@@ -108,7 +113,19 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	for _, name := range Steps {
 		res.Steps = append(res.Steps, Step{Name: name, Status: "skipped"})
 	}
-	unlock, err := lock(opts.BackupDir)
+	lockFile := opts.LockFile
+	if lockFile == "" {
+		// The lock lives in the layout's private directory: make the
+		// layout first (or refuse a directory that is not one, touching
+		// nothing), as the backup would.
+		if err := (backup.Layout{Root: opts.BackupDir}).Init(); err != nil {
+			st := res.Step(StepBackup)
+			st.Status, st.Error = "failed", err.Error()
+			return res, fmt.Errorf("%w: %v", ErrBackupFailed, err)
+		}
+		lockFile = DefaultLockFile(opts.BackupDir)
+	}
+	unlock, err := lock(lockFile)
 	if err != nil {
 		return res, err
 	}
@@ -210,18 +227,16 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// lock takes an exclusive flock on a file beside the backup directory, so
-// that two cycles on the same backup never overlap. The kernel releases it
-// when the process dies, so it never goes stale.
-func lock(backupDir string) (func(), error) {
-	if backupDir == "" {
-		return nil, errors.New("no backup directory")
-	}
-	abs, err := filepath.Abs(backupDir)
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".regkeeper-cycle.lock")
+// DefaultLockFile is where a cycle on backupDir holds its lock:
+// backupDir/.regkeeper/cycle.lock, beside the backup's own lock.
+func DefaultLockFile(backupDir string) string {
+	return filepath.Join(backup.Layout{Root: backupDir}.PrivateDir(), "cycle.lock")
+}
+
+// lock takes an exclusive flock on path, so that two cycles never overlap.
+// The kernel releases it when the process dies, so it never goes stale; the
+// file stays, holding the PID of the last cycle that took it.
+func lock(path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("cycle lock: %w", err)
@@ -229,11 +244,13 @@ func lock(backupDir string) (func(), error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w on %s (lock %s)", ErrLocked, backupDir, path)
+			return nil, fmt.Errorf("%w (lock %s)", ErrLocked, path)
 		}
 		return nil, fmt.Errorf("cycle lock %s: %w", path, err)
 	}
-	fmt.Fprintf(f, "%d\n", os.Getpid())
+	if err := f.Truncate(0); err == nil {
+		fmt.Fprintf(f, "%d\n", os.Getpid())
+	}
 	return func() {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()

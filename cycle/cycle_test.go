@@ -120,8 +120,17 @@ func TestCycleStopsBeforeGC(t *testing.T) {
 }
 
 func TestCycleLock(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "backup")
-	unlock, err := lock(dir)
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "backup")
+	// A cycle holds its lock inside the backup directory, so that a
+	// sandbox that lets it write only there (systemd ReadWritePaths) works.
+	if got, want := DefaultLockFile(dir), filepath.Join(dir, ".regkeeper", "cycle.lock"); got != want {
+		t.Errorf("DefaultLockFile = %s, want %s", got, want)
+	}
+	if err := (backup.Layout{Root: dir}).Init(); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lock(DefaultLockFile(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,9 +139,23 @@ func TestCycleLock(t *testing.T) {
 		t.Errorf("second cycle: err %v, want ErrLocked", err)
 	}
 	unlock()
-	if again, err := lock(dir); err != nil {
+	if again, err := lock(DefaultLockFile(dir)); err != nil {
 		t.Errorf("lock after unlock: %v", err)
 	} else {
 		again()
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 1 {
+		t.Errorf("the cycle wrote beside the backup directory: %v", entries)
+	}
+
+	// --lock-file puts it elsewhere.
+	custom := filepath.Join(t.TempDir(), "cycle.lock")
+	unlock, err = lock(custom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err = Run(context.Background(), Options{BackupDir: dir, LockFile: custom}); !errors.Is(err, ErrLocked) {
+		t.Errorf("cycle with a held --lock-file: err %v, want ErrLocked", err)
 	}
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/regkeeper/regkeeper/report"
 )
 
-var updateScreenshot = flag.Bool("update-screenshot", false, "rewrite docs/report.png from the sample estate's report")
+var updateScreenshot = flag.Bool("update-screenshot", false, "rewrite docs/report.png and docs/report-480.png (a phone's width) from the sample estate's report")
 
 // estateReport is the report of the sample estate, with a gc dry run.
 func estateReport(t *testing.T) *report.Data {
@@ -181,6 +181,55 @@ func TestHTMLInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	// A phone held upright: 480 px wide, as a mobile browser (the page's
+	// viewport meta applies). Nothing scrolls sideways but a table's own
+	// box, and chart text is drawn at 10 px or more.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(480, 900, chromedp.EmulateMobile), chromedp.Reload(), chromedp.WaitReady("body")); err != nil {
+		t.Fatalf("chromium at 480 px: %v", err)
+	}
+	narrow, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]float64](`(() => {
+		const out = {pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth};
+		for (const s of document.querySelectorAll("svg.chart")) {
+			const r = s.getBoundingClientRect();
+			out[s.id + ".right"] = r.right;
+			out[s.id + ".fontPx"] = 12 * r.width / s.viewBox.baseVal.width;
+		}
+		for (const e of document.body.querySelectorAll("*")) {
+			const r = e.getBoundingClientRect();
+			// a table or the lineage may scroll inside its own box
+			if (r.right > window.innerWidth && !e.parentElement.closest(".wide, pre")) out["wider: " + e.tagName] = r.right;
+		}
+		return out;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("at 480 px: %v", narrow)
+	if narrow["pageWidth"] > narrow["viewport"] || narrow["viewport"] > 480 {
+		t.Errorf("at 480 px the page is %v px wide (viewport %v): it scrolls sideways", narrow["pageWidth"], narrow["viewport"])
+	}
+	for k, right := range narrow {
+		if strings.HasPrefix(k, "wider: ") {
+			t.Errorf("at 480 px %s ends at %v px, past the screen", strings.TrimPrefix(k, "wider: "), right)
+		}
+	}
+	for _, id := range []string{"chart-storage", "chart-gc", "chart-findings"} {
+		if narrow[id+".right"] > narrow["viewport"] {
+			t.Errorf("at 480 px chart %s ends at %v px, past the screen", id, narrow[id+".right"])
+		}
+		if narrow[id+".fontPx"] < 10 {
+			t.Errorf("at 480 px chart %s draws its text at %.1f px", id, narrow[id+".fontPx"])
+		}
+	}
+	narrowShot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := os.Getenv("REGKEEPER_SCREENSHOT_DIR"); dir != "" {
+		os.WriteFile(filepath.Join(dir, "report.png"), shot, 0o644)
+		os.WriteFile(filepath.Join(dir, "report-480.png"), narrowShot, 0o644)
+	}
 	time.Sleep(300 * time.Millisecond) // let late console messages arrive
 	stopConsole()
 	<-done
@@ -198,7 +247,10 @@ func TestHTMLInBrowser(t *testing.T) {
 		}
 	}
 	if *updateScreenshot {
-		if err := os.WriteFile(filepath.Join("..", "..", "docs", "report.png"), shot, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join("..", "docs", "report.png"), shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("..", "docs", "report-480.png"), narrowShot, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}

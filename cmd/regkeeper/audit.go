@@ -182,7 +182,7 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 
   # which images are built on which base
   regkeeper audit registry.example.com --tree`,
-		Args: args(cobra.ExactArgs(1)),
+		Args: positional(argRegistry),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			ao, err := auditOptions(g, cmd, &filter, &af)
 			if err != nil {
@@ -193,20 +193,21 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 			}
 			start := time.Now()
 			res, err := audit.Run(cmd.Context(), argv[0], ao)
+			took := time.Since(start)
+			if err == nil {
+				if tree {
+					err = audit.WriteTree(cmd.OutOrStdout(), res.Lineage())
+				} else {
+					err = writeAudit(cmd, g.format(), res)
+				}
+				if err == nil {
+					err = reportErrors(cmd, res.Errors)
+				}
+			}
+			// regkeeper_audit_success follows the exit code (findings aside).
 			set := metrics.New("audit")
-			auditMetrics(set, res, time.Since(start))
+			auditMetrics(set, res, took)
 			if err := mf.write(set, "audit", err); err != nil {
-				return err
-			}
-			if tree {
-				err = audit.WriteTree(cmd.OutOrStdout(), res.Lineage())
-			} else {
-				err = writeAudit(cmd, g.format(), res)
-			}
-			if err != nil {
-				return err
-			}
-			if err := reportErrors(cmd, res.Errors); err != nil {
 				return err
 			}
 			if af.exitCode != 0 && findings(res) > 0 {
@@ -220,6 +221,7 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 	mf.register(cmd)
 	cmd.Flags().IntVar(&af.exitCode, "exit-code", 0, "exit with this code when there are findings")
 	cmd.Flags().BoolVar(&tree, "tree", false, "print the lineage of the registry: which images are built on which base")
+	g.registerOutput(cmd)
 	return cmd
 }
 

@@ -54,7 +54,7 @@ has no referrers API) cannot be listed over HTTP and are not backed up.`,
 
   # the embedded demo registry (plain HTTP)
   regkeeper backup 127.0.0.1:5000 ./backup --insecure`,
-		Args: args(cobra.ExactArgs(2)),
+		Args: positional(argRegistry, argBackupDir),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var err error
 			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
@@ -85,6 +85,7 @@ has no referrers API) cannot be listed over HTTP and are not backed up.`,
 	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
 	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are followed (1: those of the images only)")
 	f.BoolVar(&opts.KeepHistory, "keep-history", false, "keep the previous digest of a moved tag as repo:tag@<date>")
+	g.registerOutput(cmd)
 	return cmd
 }
 

@@ -10,6 +10,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 
 	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/duration"
 	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/internal/output"
 )
@@ -39,7 +40,7 @@ and reported. A lock in storage stops two runs at once.`,
 
   # collect, keeping the previous digest of every tag
   regkeeper gc --root /var/lib/registry --keep-previous 1 -o json`,
-		Args: args(cobra.NoArgs),
+		Args: positional(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (config == "") == (root == "") {
 				return usageError("give exactly one of --config or --root")
@@ -70,18 +71,19 @@ and reported. A lock in storage stops two runs at once.`,
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be deleted, delete nothing")
 	registerGCFlags(f, &opts)
 	mf.register(cmd)
+	g.registerOutput(cmd)
 	return cmd
 }
 
 // registerGCFlags declares the flags of a gc run, shared by gc and cycle.
 func registerGCFlags(f *pflag.FlagSet, opts *gc.Options) {
-	f.DurationVar(&opts.Grace, "grace", opts.Grace, "spare manifests, links and blobs written within this long")
+	duration.Var(f, &opts.Grace, "grace", "spare manifests, links and blobs written within this long")
 	f.BoolVar(&opts.KeepUntagged, "keep-untagged", false, "keep every manifest; only sweep links and blobs nothing references")
 	f.IntVar(&opts.KeepPrevious, "keep-previous", 0, "keep the N most recent earlier digests of every tag")
-	f.DurationVar(&opts.UploadsOlderThan, "uploads-older-than", opts.UploadsOlderThan, "delete uploads started longer ago than this (0: keep all)")
+	duration.Var(f, &opts.UploadsOlderThan, "uploads-older-than", "delete uploads started longer ago than this (0: keep all)")
 	f.BoolVar(&opts.PruneOrphanSignatures, "prune-orphan-signatures", false, "delete sha256-<hex>.sig/.att/.sbom and referrers fallback tags whose subject is gone")
 	f.BoolVar(&opts.PruneEmptyRepos, "prune-empty-repos", false, "delete repositories left with no tag and no manifest")
-	f.DurationVar(&opts.StaleLock, "stale-lock", opts.StaleLock, "take over another run's lock older than this")
+	duration.Var(f, &opts.StaleLock, "stale-lock", "take over another run's lock older than this")
 }
 
 func checkGCOptions(opts gc.Options) error {

@@ -33,7 +33,7 @@ JSON "errors", the walk goes on, and the exit code is 1.`,
 
   # the embedded demo registry (plain HTTP)
   regkeeper inventory 127.0.0.1:5000 --insecure -o json`,
-		Args: args(cobra.ExactArgs(1)),
+		Args: positional(argRegistry),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			repo, tag, err := filter.compile()
 			if err != nil {
@@ -54,6 +54,7 @@ JSON "errors", the walk goes on, and the exit code is 1.`,
 		},
 	}
 	filter.register(cmd)
+	g.registerOutput(cmd)
 	return cmd
 }
 

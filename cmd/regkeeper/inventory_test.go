@@ -70,7 +70,7 @@ func TestInventoryCommandErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"inventory"}, 2, "accepts 1 arg"},
+		{[]string{"inventory"}, 2, "missing REGISTRY"},
 		{[]string{"inventory", "127.0.0.1:1", "--repo", "("}, 2, "--repo: invalid regular expression"},
 		{[]string{"inventory", "not a host"}, 1, "invalid registry"},
 		{[]string{"inventory", "127.0.0.1:1", "--insecure"}, 1, "registry unreachable"},

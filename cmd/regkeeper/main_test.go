@@ -30,9 +30,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"version"}, 0, ""},
 		{[]string{"nonsense"}, 2, "unknown command"},
 		{[]string{"version", "--no-such-flag"}, 2, "unknown flag"},
-		{[]string{"version", "extra"}, 2, "unknown command"},
+		{[]string{"version", "extra"}, 2, "unexpected argument"},
 		{[]string{"demo", "--jobs", "0"}, 2, "--jobs must be at least 1"},
-		{[]string{"demo", "-o", "yaml"}, 2, "unknown output format"},
+		{[]string{"inventory", "127.0.0.1:1", "-o", "yaml"}, 2, "unknown output format"},
 		{[]string{"demo", "--progress", "sometimes"}, 2, "unknown progress mode"},
 	} {
 		code, _, stderr := runCLI(t, tc.argv...)

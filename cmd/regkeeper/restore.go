@@ -56,7 +56,7 @@ restored too. --dry-run lists what would be pushed and contacts no registry.`,
 
   # a backup into other repositories
   regkeeper restore /backups/registry registry.example.com --map team-a=archive/team-a`,
-		Args: args(cobra.ExactArgs(2)),
+		Args: positional(argRestoreDir, argTarget),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var err error
 			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
@@ -98,6 +98,7 @@ restored too. --dry-run lists what would be pushed and contacts no registry.`,
 	f.StringVar(&opts.Repository, "repository", "", "repository for entries named by a bare tag, and (by digest) for entries with no name")
 	f.StringArrayVar(&maps, "map", nil, "OLD=NEW: restore repositories under prefix OLD to NEW instead (repeatable)")
 	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are restored (1: those of the images only)")
+	g.registerOutput(cmd)
 	return cmd
 }
 
