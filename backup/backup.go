@@ -406,7 +406,8 @@ func (r *runner) copyManifest(ctx context.Context, repo name.Repository, desc v1
 			ca, err := r.copyManifest(ctx, repo, child, nil)
 			var nf *notFoundError
 			if errors.As(err, &nf) && nf.digest == child.Digest {
-				r.log.Warn("index child absent from its repository; recorded, not backed up",
+				// Reported once, among the problems of the result; logged only with -v.
+				r.log.Info("index child absent from its repository; recorded, not backed up",
 					"repository", repo.RepositoryStr(), "index", desc.Digest.String(), "child", child.Digest.String())
 				absent = append(absent, child.Digest)
 				continue
