@@ -85,6 +85,7 @@ func newAuditCmd(g *globalOptions) *cobra.Command {
 		af     auditFlags
 		tree   bool
 		mf     metricsFlag
+		pf     problemsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "audit REGISTRY",
@@ -138,6 +139,7 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 			if err := mf.write(set, "audit", err); err != nil {
 				return err
 			}
+			warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
 			if tree {
 				err = audit.WriteTree(cmd.OutOrStdout(), res.Lineage())
 			} else {
@@ -146,7 +148,13 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 			if err != nil {
 				return err
 			}
+			if err := writeProblems(cmd, g.format(), res.Problems); err != nil {
+				return err
+			}
 			if err := reportErrors(cmd, res.Errors); err != nil {
+				return err
+			}
+			if err := pf.check(res.Problems); err != nil {
 				return err
 			}
 			if af.exitCode != 0 && findings(res) > 0 {
@@ -158,6 +166,7 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 	filter.register(cmd)
 	af.register(cmd)
 	mf.register(cmd)
+	pf.register(cmd)
 	cmd.Flags().IntVar(&af.exitCode, "exit-code", 0, "exit with this code when there are findings")
 	cmd.Flags().BoolVar(&tree, "tree", false, "print the lineage of the registry: which images are built on which base")
 	return cmd

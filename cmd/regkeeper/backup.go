@@ -14,6 +14,7 @@ func newBackupCmd(g *globalOptions) *cobra.Command {
 	var (
 		filter filterOptions
 		mf     metricsFlag
+		pf     problemsFlag
 	)
 	opts := backup.DefaultOptions()
 	cmd := &cobra.Command{
@@ -63,12 +64,16 @@ are not backed up.`,
 			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
 			res, err := backup.Run(cmd.Context(), argv[0], argv[1], opts)
 			if res != nil {
+				warnUnmatched(cmd, &filter, res.Selection)
 				if werr := writeBackupResult(cmd, g.format(), res); werr != nil && err == nil {
 					err = werr
 				}
 			}
 			if err == nil {
 				err = reportBackupErrors(cmd, res.Errors)
+			}
+			if err == nil {
+				err = pf.check(res.Problems)
 			}
 			set := metrics.New("backup")
 			backupMetrics(set, res)
@@ -77,6 +82,7 @@ are not backed up.`,
 	}
 	filter.register(cmd)
 	mf.register(cmd)
+	pf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
 	f.BoolVar(&opts.KeepHistory, "keep-history", false, "keep the previous digest of a moved tag as repo:tag@<date>")
@@ -93,10 +99,10 @@ func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) 
 	if err := output.Write(out, f, rows, res); err != nil {
 		return err
 	}
+	if err := writeProblems(cmd, f, res.Problems); err != nil {
+		return err
+	}
 	if f == output.Table {
-		for _, a := range res.Absent {
-			fmt.Fprintf(out, "absent: %s: index %s names %s, which the registry does not have there\n", a.Repository, output.ShortDigest(a.Index), output.ShortDigest(a.Child))
-		}
 		fmt.Fprintf(out, "\n%d images in %.1fs\n", res.Images, res.DurationSeconds)
 	}
 	return nil

@@ -60,6 +60,7 @@ func backupMetrics(set *metrics.Set, res *backup.Result) {
 	set.Gauge("blobs_skipped", "Blobs the backup already had.", float64(res.BlobsSkipped))
 	set.Gauge("bytes_skipped", "Bytes the backup already had.", float64(res.BytesSkipped))
 	set.Gauge("errors", "Repositories or images that could not be backed up.", float64(len(res.Errors)))
+	set.Gauge("problems", "Problems in the registry (broken indexes, missing or corrupt manifests), not backed up.", float64(len(res.Problems)))
 	set.Gauge("duration_seconds", "Duration of the run.", res.DurationSeconds)
 }
 
@@ -73,5 +74,6 @@ func auditMetrics(set *metrics.Set, res *audit.Result, took time.Duration) {
 		set.Gauge("findings", "Images (tag and platform) with a finding, by reason.", float64(n), "reason", reason)
 	}
 	set.Gauge("errors", "Repositories or tags that could not be read.", float64(len(res.Errors)))
+	set.Gauge("problems", "Problems in the registry (broken indexes, missing or corrupt manifests).", float64(len(res.Problems)))
 	set.Gauge("duration_seconds", "Duration of the run.", took.Seconds())
 }
