@@ -16,9 +16,9 @@ import (
 
 	"github.com/regkeeper/regkeeper/internal/client"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
-	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/internal/testbed/estate"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 
