@@ -80,11 +80,11 @@ func TestInventoryCommand(t *testing.T) {
 	// then the problem; --fail-on-problems makes it fail the run.
 	code, out, _ = runCLI(t, "inventory", srv.Host, "--insecure", "--repo", "^mirror/")
 	if code != 0 || !strings.Contains(out, "linux/amd64(absent) linux/arm64(absent)") ||
-		!strings.Contains(out, "1 problems in the registry") || !strings.Contains(out, "children-absent") {
+		!strings.Contains(out, "1 problem in the registry") || !strings.Contains(out, "children-absent") {
 		t.Errorf("table with a problem: exit %d\n%s", code, out)
 	}
 	code, _, stderr = runCLI(t, "inventory", srv.Host, "--insecure", "--repo", "^mirror/", "--fail-on-problems")
-	if code != 1 || !strings.Contains(stderr, "1 problems in the registry (--fail-on-problems)") {
+	if code != 1 || !strings.Contains(stderr, "1 problem in the registry (--fail-on-problems)") {
 		t.Errorf("--fail-on-problems: exit %d, %s", code, stderr)
 	}
 

@@ -25,7 +25,7 @@ func (p *problemsFlag) check(ps []walk.Problem) error {
 	if !p.fail || len(ps) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%d problems in the registry (--fail-on-problems): %w", len(ps), errPartial)
+	return fmt.Errorf("%s in the registry (--fail-on-problems): %w", problemCount(len(ps)), errPartial)
 }
 
 // writeProblems writes what is broken in the registry after a command's
@@ -56,7 +56,7 @@ func writeProblems(cmd *cobra.Command, f output.Format, ps []walk.Problem) error
 	if f == output.Markdown {
 		fmt.Fprintf(out, "\n## Problems in the registry\n\n")
 	} else {
-		fmt.Fprintf(out, "\n%d problems in the registry (found and walked past; --fail-on-problems makes them fail the run):\n", len(ps))
+		fmt.Fprintf(out, "\n%s in the registry (found and walked past; --fail-on-problems makes them fail the run):\n", problemCount(len(ps)))
 	}
 	return output.Write(out, f, rows, nil)
 }
@@ -90,4 +90,11 @@ func selection(listed map[string][]string, repo, tag *regexp.Regexp) walk.Select
 		}
 	}
 	return s
+}
+
+func problemCount(n int) string {
+	if n == 1 {
+		return "1 problem"
+	}
+	return fmt.Sprintf("%d problems", n)
 }

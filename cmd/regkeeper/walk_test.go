@@ -74,7 +74,7 @@ func TestWalkingCommands(t *testing.T) {
 			}
 
 			argv := append(append([]string{}, tc.argv...), "--fail-on-problems")
-			if code, _, stderr := runCLI(t, argv...); code != 1 || !strings.Contains(stderr, "problems in the registry (--fail-on-problems)") {
+			if code, _, stderr := runCLI(t, argv...); code != 1 || !strings.Contains(stderr, "1 problem in the registry (--fail-on-problems)") {
 				t.Errorf("--fail-on-problems: exit %d, %s", code, stderr)
 			}
 		})
