@@ -149,3 +149,16 @@ func TestUntrustedTLSCommand(t *testing.T) {
 		}
 	}
 }
+
+// The demo estate keeps its broken mirror/alpine: a problem, not an error.
+// audit --exit-code 3 returns 3 for its findings.
+func TestDemoEstateExitCodes(t *testing.T) {
+	srv, _ := regtest.Seeded(t, embedded.Options{})
+	code, out, stderr := runCLI(t, "audit", srv.Host, "--insecure", "--exit-code", "3")
+	if code != 3 || !strings.Contains(out, "mirror/alpine:3.20") || strings.Contains(stderr, "error:") {
+		t.Errorf("audit --exit-code 3: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if code, _, _ := runCLI(t, "audit", srv.Host, "--insecure"); code != 0 {
+		t.Errorf("audit: exit %d, want 0", code)
+	}
+}
