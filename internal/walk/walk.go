@@ -209,15 +209,7 @@ func (w *Walker) Catalog(ctx context.Context) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		var out []string
-		for c.HasNext() {
-			page, err := c.Next(ctx)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, page.Repos...)
-		}
-		return out, nil
+		return drain(ctx, c.HasNext, c.Next, func(page *remote.Catalogs) []string { return page.Repos })
 	})
 	if err != nil {
 		return nil, fmt.Errorf("listing repositories of %s: %w", w.reg.RegistryStr(), client.Explain(err))
@@ -235,15 +227,7 @@ func (w *Walker) Tags(ctx context.Context, repo string) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		var out []string
-		for l.HasNext() {
-			page, err := l.Next(ctx)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, page.Tags...)
-		}
-		return out, nil
+		return drain(ctx, l.HasNext, l.Next, func(page *remote.Tags) []string { return page.Tags })
 	})
 	if isNotFound(err) {
 		w.log.Info("repository in the catalog has no tags", "repository", repo)
@@ -251,6 +235,19 @@ func (w *Walker) Tags(ctx context.Context, repo string) ([]string, error) {
 	}
 	slices.Sort(out)
 	return slices.Compact(out), err
+}
+
+// drain reads every page of a list, following the Link header.
+func drain[P any](ctx context.Context, hasNext func() bool, next func(context.Context) (P, error), items func(P) []string) ([]string, error) {
+	var out []string
+	for hasNext() {
+		page, err := next(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items(page)...)
+	}
+	return out, nil
 }
 
 // pages runs list with each page size of PageSizes until the registry
