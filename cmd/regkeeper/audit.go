@@ -114,7 +114,10 @@ digests, with or without the registry host. --policy reads them from YAML:
   allow: [base/debian:12, base/alpine:3.*]
 
 The table lists findings grouped by reason, worst first; -o json and -o csv
-list every tag and platform. --tree prints the lineage of the whole registry.`,
+list every tag and platform. What is broken in the registry itself
+(an index whose platform manifests are absent, a missing or unparseable
+manifest) is listed as a problem after the findings, and does not change the
+exit code unless --fail-on-problems. --tree prints the lineage of the whole registry.`,
 		Example: `  # stale or banned bases, failing a CI job when there are any
   regkeeper audit registry.example.com --max-base-age 90d --ban 'base/centos*' --exit-code 3
 

@@ -45,7 +45,15 @@ and are backed up; with --tag, those of the selected images come along.
 --referrers (default on) also asks the referrers API where the registry has
 one. Referrers pushed by digest with neither API nor fallback tag (possible
 on distribution, which has no referrers API) cannot be listed over HTTP and
-are not backed up.`,
+are not backed up.
+
+The registry is listed by the same walker as inventory (every page, whatever
+page size the registry allows), without reading configs. What is broken in
+the registry itself (an index whose platform manifests are absent, a tag
+whose manifest or blobs are missing, a manifest that does not parse) is
+listed as a problem and not backed up; the exit code stays 0 unless
+--fail-on-problems. A repository or tag that could not be read, or a write
+that failed, is an error: exit 1.`,
 		Example: `  # the weekly pre-GC backup
   regkeeper backup registry.example.com /backups/registry
 
