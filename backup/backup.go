@@ -718,8 +718,11 @@ func (e *problemError) Unwrap() error { return e.err }
 // registry does not have it.
 func tagError(ref name.Tag, err error) error {
 	err = fmt.Errorf("reading %s: %w", ref, err)
-	if isNotFound(err) {
+	switch {
+	case isNotFound(err):
 		return &problemError{kind: walk.KindManifestMissing, err: err}
+	case walk.StoredCorrupt(err):
+		return &problemError{kind: walk.KindManifestCorrupt, err: err}
 	}
 	return err
 }

@@ -232,7 +232,8 @@ func TestInventoryPagination(t *testing.T) {
 	}
 }
 
-// A manifest corrupted on disk is one error; every other tag is inventoried.
+// A manifest corrupted on disk is one problem (distribution answers it with
+// a 500 that says it does not parse); every other tag is inventoried.
 func TestInventoryCorruptManifest(t *testing.T) {
 	srv, e := regtest.Seeded(t, embedded.Options{})
 	dg := e.Tags()["team-c/worker:2.3"]
@@ -248,13 +249,13 @@ func TestInventoryCorruptManifest(t *testing.T) {
 		t.Errorf("the other tags (-want +got):\n%s", diff)
 	}
 	var hit bool
-	for _, er := range res.Errors {
-		if er.Repository == "team-c/worker" && er.Tag == "2.3" {
+	for _, p := range res.Problems {
+		if p.Repository == "team-c/worker" && p.Tag == "2.3" && p.Kind == walk.KindManifestCorrupt {
 			hit = true
 		}
 	}
-	if !hit {
-		t.Errorf("no error for the corrupt team-c/worker:2.3: %+v", res.Errors)
+	if !hit || len(res.Errors) != 0 {
+		t.Errorf("problems %+v, errors %+v; want the corrupt team-c/worker:2.3 among the problems", res.Problems, res.Errors)
 	}
 }
 

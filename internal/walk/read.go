@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/regkeeper/regkeeper/internal/client"
@@ -107,6 +109,10 @@ func (w *Walker) Read(ctx context.Context, repo, tag string) (*Image, []Problem,
 		return nil, []Problem{{Repository: repo, Tag: tag, Kind: KindManifestMissing,
 			Message: "the tag is listed but its manifest is not in the registry: " + client.Describe(err)}}, nil
 	}
+	if StoredCorrupt(err) {
+		return nil, []Problem{{Repository: repo, Tag: tag, Kind: KindManifestCorrupt,
+			Message: "the registry cannot parse the manifest it stores for this tag: " + client.Describe(err)}}, nil
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("reading manifest: %w", client.Explain(err))
 	}
@@ -167,6 +173,9 @@ func (w *Walker) platform(ctx context.Context, repo name.Repository, tag string,
 	if isNotFound(err) {
 		p.Absent = true
 		return p, nil, nil // reported once per index by Read
+	}
+	if StoredCorrupt(err) {
+		return p, problem(KindManifestCorrupt, d.Digest.String(), "platform %s: the registry cannot parse manifest %s: %s", pl, d.Digest, client.Describe(err)), nil
 	}
 	if err != nil {
 		return p, nil, fmt.Errorf("platform %s: reading manifest %s: %w", pl, d.Digest, client.Explain(err))
@@ -262,6 +271,26 @@ func (w *Walker) Config(ctx context.Context, repo string, dg v1.Hash) (*v1.Confi
 		w.configs.CompareAndDelete(dg, ce)
 	}
 	return ce.v, ce.err
+}
+
+// StoredCorrupt reports whether err is a registry's answer that what it
+// stores does not parse: distribution answers a manifest corrupted on disk
+// with a 500 whose UNKNOWN error carries the JSON decoder's message. That
+// is a fact about the registry, not a failure to reach it. (The 500 has
+// been retried by then.)
+func StoredCorrupt(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) || terr.StatusCode != http.StatusInternalServerError {
+		return false
+	}
+	for _, d := range terr.Errors {
+		detail := fmt.Sprint(d.Detail)
+		if d.Code == transport.UnknownErrorCode && (strings.Contains(detail, "invalid character") ||
+			strings.Contains(detail, "unexpected end of JSON input") || strings.Contains(detail, "cannot unmarshal")) {
+			return true
+		}
+	}
+	return false
 }
 
 // IsImageManifest reports whether a manifest is a single-platform image
