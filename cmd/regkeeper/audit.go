@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -139,8 +140,13 @@ exit code unless --fail-on-problems. --tree prints the lineage of the whole regi
 			res, err := audit.Run(cmd.Context(), argv[0], ao)
 			set := metrics.New("audit")
 			auditMetrics(set, res, time.Since(start))
-			if err := mf.write(set, "audit", err); err != nil {
-				return err
+			// --fail-on-problems fails the run: the metrics say so too.
+			var perr error
+			if err == nil {
+				perr = pf.check(res.Problems)
+			}
+			if werr := mf.write(set, "audit", cmp.Or(err, perr)); werr != nil && werr != perr {
+				return werr
 			}
 			warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
 			if tree {

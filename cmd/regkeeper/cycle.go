@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"time"
@@ -104,7 +105,12 @@ verify, gc not run; 5 gc failed.`,
 			}
 			set := metrics.New("cycle")
 			cycleMetrics(set, res, time.Since(start))
-			if err := mf.write(set, "cycle", runErr); err != nil {
+			// --fail-on-problems fails the run: the metrics say so too.
+			var perr error
+			if runErr == nil {
+				perr = pf.check(res.Problems)
+			}
+			if err := mf.write(set, "cycle", cmp.Or(runErr, perr)); err != nil && err != perr {
 				switch {
 				case errors.Is(err, cycle.ErrBackupFailed):
 					return &exitCodeError{code: exitBackupFailed, err: err}

@@ -47,9 +47,21 @@ func TestWalkingCommands(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			code, out, stderr := runCLI(t, tc.argv...)
+			argv := tc.argv
+			prom := filepath.Join(dir, tc.name+".prom")
+			metrics := tc.name == "audit" || tc.name == "backup" || tc.name == "cycle"
+			if metrics {
+				argv = append(append([]string{}, argv...), "--metrics-file", prom)
+			}
+			code, out, stderr := runCLI(t, argv...)
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			if metrics {
+				raw, err := os.ReadFile(prom)
+				if err != nil || !strings.Contains(string(raw), "_problems 1\n") {
+					t.Errorf("metrics file has no problems count of 1 (%v):\n%s", err, raw)
+				}
 			}
 			var d walkDoc
 			if tc.name != "report" {
@@ -73,9 +85,12 @@ func TestWalkingCommands(t *testing.T) {
 				t.Errorf("%s shows %d repositories, want %d", tc.name, len(got), len(e.Repositories()))
 			}
 
-			argv := append(append([]string{}, tc.argv...), "--fail-on-problems")
+			argv = append(append([]string{}, argv...), "--fail-on-problems")
 			if code, _, stderr := runCLI(t, argv...); code != 1 || !strings.Contains(stderr, "1 problem in the registry (--fail-on-problems)") {
 				t.Errorf("--fail-on-problems: exit %d, %s", code, stderr)
+			}
+			if raw, _ := os.ReadFile(prom); metrics && !strings.Contains(string(raw), "_success 0\n") {
+				t.Errorf("metrics of a run failed by --fail-on-problems do not say so:\n%s", raw)
 			}
 		})
 	}
