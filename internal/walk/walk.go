@@ -97,9 +97,6 @@ func (w *Walker) Registry() name.Registry { return w.reg }
 // it reuses the walker's authentication.
 func (w *Walker) Puller() *remote.Puller { return w.puller }
 
-// Options are the options the walker was made with.
-func (w *Walker) Options() Options { return w.opts }
-
 // Repository is one selected repository of a listing.
 type Repository struct {
 	Name string
