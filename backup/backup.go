@@ -152,6 +152,11 @@ func Run(ctx context.Context, host, dir string, opts Options) (*Result, error) {
 	}
 	res := r.result()
 	res.DurationSeconds = time.Since(start).Seconds()
+	if err != nil && ctx.Err() == nil {
+		// A run that could not do its job says so in its JSON too, not
+		// only on stderr: no "errors": [] beside 0 images.
+		res.Errors = append(res.Errors, Error{Error: err.Error()})
+	}
 	return res, err
 }
 
