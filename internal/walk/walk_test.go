@@ -71,6 +71,8 @@ func TestListPages(t *testing.T) {
 	if len(l.Errors) != 0 || l.Selection != (walk.Selection{Repositories: 10, MatchedRepositories: 10, Tags: 15, MatchedTags: 15}) {
 		t.Errorf("errors %v, selection %+v", l.Errors, l.Selection)
 	}
+	t.Logf("%d catalog requests (%d with n=1000), %d tag list requests for %d tags in %d repositories",
+		lists.catalog.Load(), lists.rejected.Load(), lists.tag.Load(), l.Selection.Tags, l.Selection.Repositories)
 	// 1 rejected at n=1000, then 2 pages of 5 and the empty last one at most.
 	if lists.rejected.Load() != 1 || lists.catalog.Load() > 4 {
 		t.Errorf("%d catalog requests, %d with n=1000", lists.catalog.Load(), lists.rejected.Load())
