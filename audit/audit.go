@@ -28,6 +28,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 
@@ -95,6 +96,7 @@ const (
 type Result struct {
 	Registry string            `json:"registry"`
 	Images   []Image           `json:"images"`
+	Problems []walk.Problem    `json:"problems"`
 	Errors   []inventory.Error `json:"errors"`
 
 	// Inventory is the walk of the whole registry the audit was made from
@@ -265,7 +267,12 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 		}
 	}
 	a.indexTags()
-	res := &Result{Registry: inv.Registry, Images: []Image{}, Errors: []inventory.Error{}, Inventory: inv}
+	res := &Result{Registry: inv.Registry, Images: []Image{}, Problems: []walk.Problem{}, Errors: []inventory.Error{}, Inventory: inv}
+	for _, p := range inv.Problems {
+		if selected(opts.Inventory, &inventory.Image{Repository: p.Repository, Tag: p.Tag}) {
+			res.Problems = append(res.Problems, p)
+		}
+	}
 	for _, e := range inv.Errors {
 		if selected(opts.Inventory, &inventory.Image{Repository: e.Repository, Tag: e.Tag}) {
 			res.Errors = append(res.Errors, e)

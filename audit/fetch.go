@@ -12,40 +12,35 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/regkeeper/regkeeper/internal/client"
+	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 
-// registryFetcher reads bases by digest over the registry API.
+// registryFetcher reads bases by digest through the registry walker.
 type registryFetcher struct {
-	opts   client.Options
-	host   string
-	puller *remote.Puller
+	w    *walk.Walker
+	opts client.Options
+	host string
 
 	mu      sync.Mutex
 	clients map[string]*http.Client // per repository, authorised to pull
 }
 
 func newFetcher(ctx context.Context, host string, o inventory.Options) (*registryFetcher, error) {
-	p, err := remote.NewPuller(o.Client.Remote(ctx)...)
+	w, err := walk.New(ctx, host, walk.Options{Client: o.Client, Logger: o.Logger})
 	if err != nil {
 		return nil, err
 	}
-	return &registryFetcher{opts: o.Client, host: host, puller: p}, nil
+	return &registryFetcher{w: w, opts: o.Client, host: host}, nil
 }
 
 // Platform reads the manifest digest in repo; an index resolves to its
 // child for want (or its only child).
 func (f *registryFetcher) Platform(ctx context.Context, repo, digest string, want *v1.Platform) (*inventory.Platform, error) {
-	reg, err := f.opts.Registry(f.host)
-	if err != nil {
-		return nil, err
-	}
-	r := reg.Repo(repo)
-	desc, err := f.puller.Get(ctx, r.Digest(digest))
+	desc, err := f.w.Manifest(ctx, repo, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -64,7 +59,7 @@ func (f *registryFetcher) Platform(ctx context.Context, repo, digest string, wan
 		if child == nil {
 			return nil, fmt.Errorf("index %s has no manifest for %v", digest, want)
 		}
-		if desc, err = f.puller.Get(ctx, r.Digest(child.Digest.String())); err != nil {
+		if desc, err = f.w.Manifest(ctx, repo, child.Digest.String()); err != nil {
 			return nil, err
 		}
 	}
@@ -72,20 +67,7 @@ func (f *registryFetcher) Platform(ctx context.Context, repo, digest string, wan
 	if err != nil {
 		return nil, err
 	}
-	l, err := f.puller.Layer(ctx, r.Digest(m.Config.Digest.String()))
-	if err != nil {
-		return nil, err
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	raw, err := io.ReadAll(io.LimitReader(rc, 32<<20))
-	if err != nil {
-		return nil, err
-	}
-	cf, err := v1.ParseConfigFile(bytes.NewReader(raw))
+	cf, err := f.w.Config(ctx, repo, m.Config.Digest)
 	if err != nil {
 		return nil, err
 	}

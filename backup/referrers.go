@@ -11,6 +11,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/regkeeper/regkeeper/internal/walk"
 )
 
 // DefaultReferrersDepth is how deep referrers are followed by default: a
@@ -157,17 +158,17 @@ func (r *runner) listReferrers(repo name.Repository, s v1.Hash) ([]v1.Descriptor
 // (sha256-<hex>), then those attached to these (a signature on an SBOM
 // listed in a fallback tag), down to the referrers depth limit. digests is
 // what backupAll returned for the selected tags and grows with each level.
-func (r *runner) backupAttached(ctx context.Context, repos []string, tags map[string][]string, digests map[string]map[string]bool) {
+func (r *runner) backupAttached(ctx context.Context, l *walk.Listing, digests map[string]map[string]bool) {
 	done := map[target]bool{}
 	for depth := 1; depth <= referrersDepth(r.opts.ReferrersDepth); depth++ {
 		var attached []target
-		for _, repo := range repos {
-			for _, t := range tags[repo] {
-				tg := target{repo, t}
+		for _, repo := range l.Repositories {
+			for _, t := range repo.All {
+				tg := target{repo.Name, t}
 				if r.opts.Tag.MatchString(t) || done[tg] {
 					continue
 				}
-				if d, ok := attachedTo(t); ok && digests[repo][d] {
+				if d, ok := attachedTo(t); ok && digests[repo.Name][d] {
 					attached = append(attached, tg)
 					done[tg] = true
 				}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/backup"
 	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 
@@ -86,6 +88,9 @@ type Result struct {
 	// Inventory is the walk of the whole registry; not in the JSON (the
 	// audit has every image).
 	Inventory *inventory.Result `json:"-"`
+	// Problems are what is broken in the registry (internal/walk), of what
+	// the filters select: reported, not a reason to skip gc.
+	Problems []walk.Problem `json:"problems"`
 	// Errors are the parts of the registry that could not be read, of
 	// those the filters select.
 	Errors []inventory.Error `json:"errors"`
@@ -109,7 +114,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	res := &Result{Errors: []inventory.Error{}}
+	res := &Result{Problems: []walk.Problem{}, Errors: []inventory.Error{}}
 	for _, name := range Steps {
 		res.Steps = append(res.Steps, Step{Name: name, Status: "skipped"})
 	}
@@ -158,7 +163,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		res.Inventory = inv
 		if len(inv.Errors) > 0 {
-			return fmt.Sprintf("%d repositories or tags could not be read", len(inv.Errors)), nil
+			return fmt.Sprintf("%d repositories or tags could not be read: %s", len(inv.Errors), whereList(inv.Errors)), nil
 		}
 		return "", nil
 	}); err != nil {
@@ -171,13 +176,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return "", err
 		}
-		res.Audit, res.Errors = a, a.Errors
+		res.Audit, res.Errors, res.Problems = a, a.Errors, a.Problems
 		return "", nil
 	}); err != nil {
 		return res, err
 	}
 
-	// 3. Backup; any failure stops the cycle before gc.
+	// 3. Backup; any failure stops the cycle before gc. What is broken in
+	// the registry (nothing there to back up) does not: it is reported.
 	bopts := opts.Backup
 	bopts.Client, bopts.Repo, bopts.Tag = opts.Inventory.Client, opts.Inventory.Repo, opts.Inventory.Tag
 	if bopts.Logger == nil {
@@ -192,6 +198,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return "", err
 		}
+		res.Problems = mergeProblems(res.Problems, b.Problems)
 		if len(b.Errors) > 0 {
 			return "", fmt.Errorf("%d images could not be backed up (first: %s)", len(b.Errors), b.Errors[0].Error)
 		}
@@ -225,6 +232,38 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return res, fmt.Errorf("%w: %v", ErrGCFailed, err)
 	}
 	return res, nil
+}
+
+// whereList names the repositories and tags of errs, the first few.
+func whereList(errs []inventory.Error) string {
+	const most = 5
+	var names []string
+	for i, e := range errs {
+		if i == most {
+			names = append(names, fmt.Sprintf("and %d more", len(errs)-most))
+			break
+		}
+		names = append(names, e.Where())
+	}
+	return strings.Join(names, ", ")
+}
+
+// mergeProblems adds to ps those of more that it does not have (the same
+// repository, tag and kind), sorted.
+func mergeProblems(ps, more []walk.Problem) []walk.Problem {
+	type key struct{ repo, tag, kind string }
+	seen := map[key]bool{}
+	for _, p := range ps {
+		seen[key{p.Repository, p.Tag, p.Kind}] = true
+	}
+	for _, p := range more {
+		if k := (key{p.Repository, p.Tag, p.Kind}); !seen[k] {
+			seen[k] = true
+			ps = append(ps, p)
+		}
+	}
+	walk.SortProblems(ps)
+	return ps
 }
 
 // DefaultLockFile is where a cycle on backupDir holds its lock:

@@ -231,6 +231,14 @@ pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
 
 <h2>Base-image lineage</h2>
 <pre>{{.Lineage}}</pre>
+{{with .D.Problems}}
+<h2>Problems in the registry</h2>
+<p>Broken in the registry itself, found and walked past (not failures of this run).</p>
+<table>
+<tr><th>image</th><th>kind</th><th>digest</th><th>what is wrong</th></tr>
+{{range .}}<tr><td>{{.Where}}</td><td>{{.Kind}}</td><td><code>{{.Digest}}</code></td><td>{{.Message}}</td></tr>
+{{end}}</table>
+{{end}}
 {{if .D.Inventory.Errors}}
 <h2>Could not be read</h2>
 <ul>{{range .D.Inventory.Errors}}<li>{{.Repository}}{{if .Tag}}:{{.Tag}}{{end}}: {{.Error}}</li>{{end}}</ul>
@@ -294,6 +302,12 @@ func (d *Data) WriteMarkdown(w io.Writer) error {
 		}
 	} else {
 		p("No findings.\n")
+	}
+	if ps := d.Problems(); len(ps) > 0 {
+		p("\n## Problems in the registry\n\nBroken in the registry itself, found and walked past (not failures of this run).\n\n| image | kind | digest | what is wrong |\n|---|---|---|---|\n")
+		for _, pr := range ps {
+			p("| %s | %s | `%s` | %s |\n", output.MarkdownEscape(pr.Where()), pr.Kind, pr.Digest, output.MarkdownEscape(pr.Message))
+		}
 	}
 	if d.Audit != nil {
 		p("\n## Base-image lineage\n\n```\n")

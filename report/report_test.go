@@ -93,6 +93,8 @@ func TestMarkdown(t *testing.T) {
 		"| base-banned | team-c/worker:2.3 | linux/amd64 | base/centos:7 |",
 		"## Base-image lineage\n\n```\n",
 		"| gc would reclaim |",
+		"## Problems in the registry\n",
+		"| mirror/alpine:3.20 | children-absent | `sha256:",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
@@ -100,6 +102,21 @@ func TestMarkdown(t *testing.T) {
 	}
 	if strings.Index(md, "base-banned") > strings.Index(md, "base-too-old |") {
 		t.Errorf("findings not worst first")
+	}
+}
+
+func TestHTMLProblems(t *testing.T) {
+	d := estateReport(t)
+	var b bytes.Buffer
+	if err := d.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	if !strings.Contains(page, "<h2>Problems in the registry</h2>") || !strings.Contains(page, "<td>mirror/alpine:3.20</td><td>children-absent</td>") {
+		t.Errorf("HTML report has no problems section naming mirror/alpine:3.20")
+	}
+	if strings.Contains(page, "Could not be read") {
+		t.Errorf("HTML report lists an index-only copy as unreadable")
 	}
 }
 

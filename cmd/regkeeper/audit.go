@@ -125,6 +125,7 @@ func newAuditCmd(g *globalOptions) *cobra.Command {
 		af     auditFlags
 		tree   bool
 		mf     metricsFlag
+		pf     problemsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "audit REGISTRY",
@@ -170,7 +171,10 @@ digests, with or without the registry host. --policy reads them from YAML:
   requireSBOM: true
 
 The table lists findings grouped by reason, worst first; -o json and -o csv
-list every tag and platform. --tree prints the lineage of the whole registry.`,
+list every tag and platform. What is broken in the registry itself
+(an index whose platform manifests are absent, a missing or unparseable
+manifest) is listed as a problem after the findings, and does not change the
+exit code unless --fail-on-problems. --tree prints the lineage of the whole registry.`,
 		Example: `  # stale or banned bases, failing a CI job when there are any
   regkeeper audit registry.example.com --max-base-age 90d --ban 'base/centos*' --exit-code 3
 
@@ -195,13 +199,21 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 			res, err := audit.Run(cmd.Context(), argv[0], ao)
 			took := time.Since(start)
 			if err == nil {
+				warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
 				if tree {
 					err = audit.WriteTree(cmd.OutOrStdout(), res.Lineage())
 				} else {
 					err = writeAudit(cmd, g.format(), res)
 				}
 				if err == nil {
+					err = writeProblems(cmd, g.format(), res.Problems)
+				}
+				if err == nil {
 					err = reportErrors(cmd, res.Errors)
+				}
+				if err == nil {
+					// --fail-on-problems fails the run: the metrics say so too.
+					err = pf.check(res.Problems)
 				}
 			}
 			// regkeeper_audit_success follows the exit code (findings aside).
@@ -219,6 +231,7 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 	filter.register(cmd)
 	af.register(cmd)
 	mf.register(cmd)
+	pf.register(cmd)
 	cmd.Flags().IntVar(&af.exitCode, "exit-code", 0, "exit with this code when there are findings")
 	cmd.Flags().BoolVar(&tree, "tree", false, "print the lineage of the registry: which images are built on which base")
 	g.registerOutput(cmd)

@@ -14,6 +14,7 @@ func newBackupCmd(g *globalOptions) *cobra.Command {
 	var (
 		filter filterOptions
 		mf     metricsFlag
+		pf     problemsFlag
 	)
 	opts := backup.DefaultOptions()
 	cmd := &cobra.Command{
@@ -45,7 +46,15 @@ and are backed up; with --tag, those of the selected images come along.
 one. Referrers of referrers (a signature on an SBOM) are followed, through
 the API and through attached tags, to --referrers-depth. Referrers pushed by
 digest with neither API nor fallback tag (possible on distribution, which
-has no referrers API) cannot be listed over HTTP and are not backed up.`,
+has no referrers API) cannot be listed over HTTP and are not backed up.
+
+The registry is listed by the same walker as inventory (every page, whatever
+page size the registry allows), without reading configs. What is broken in
+the registry itself (an index whose platform manifests are absent, a tag
+whose manifest or blobs are missing, a manifest that does not parse) is
+listed as a problem and not backed up; the exit code stays 0 unless
+--fail-on-problems. A repository or tag that could not be read, or a write
+that failed, is an error: exit 1.`,
 		Example: `  # the weekly pre-GC backup
   regkeeper backup registry.example.com /backups/registry
 
@@ -67,12 +76,16 @@ has no referrers API) cannot be listed over HTTP and are not backed up.`,
 			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
 			res, err := backup.Run(cmd.Context(), argv[0], argv[1], opts)
 			if res != nil {
+				warnUnmatched(cmd, &filter, res.Selection)
 				if werr := writeBackupResult(cmd, g.format(), res); werr != nil && err == nil {
 					err = werr
 				}
 			}
 			if err == nil {
 				err = reportBackupErrors(cmd, res.Errors)
+			}
+			if err == nil {
+				err = pf.check(res.Problems)
 			}
 			set := metrics.New("backup")
 			backupMetrics(set, res)
@@ -81,6 +94,7 @@ has no referrers API) cannot be listed over HTTP and are not backed up.`,
 	}
 	filter.register(cmd)
 	mf.register(cmd)
+	pf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
 	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are followed (1: those of the images only)")
@@ -99,10 +113,10 @@ func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) 
 	if err := output.Write(out, f, rows, res); err != nil {
 		return err
 	}
+	if err := writeProblems(cmd, f, res.Problems); err != nil {
+		return err
+	}
 	if f == output.Table {
-		for _, a := range res.Absent {
-			fmt.Fprintf(out, "absent: %s: index %s names %s, which the registry does not have there\n", a.Repository, output.ShortDigest(a.Index), output.ShortDigest(a.Child))
-		}
 		fmt.Fprintf(out, "\n%d images in %.1fs\n", res.Images, res.DurationSeconds)
 	}
 	return nil

@@ -28,6 +28,7 @@ func newCycleCmd(g *globalOptions) *cobra.Command {
 		filter            filterOptions
 		af                auditFlags
 		mf                metricsFlag
+		pf                problemsFlag
 		config, root, dir string
 		reportFile        string
 		lockFile          string
@@ -40,7 +41,11 @@ func newCycleCmd(g *globalOptions) *cobra.Command {
 		Long: `cycle runs, in order: inventory of the registry, audit of its base images,
 backup of every image into the OCI layout at --backup, verify of that backup,
 and only then gc on the registry's storage (--config or --root). If the
-backup or its verification fails, gc does not run.
+backup or its verification fails, gc does not run: a tag that could not be
+read is not backed up, so it stops gc. What is broken in the registry itself
+(an index whose platform manifests are absent, a missing or unparseable
+manifest: nothing there to back up) is listed under the steps and in the
+report, and gc still runs.
 
 The filters select what is audited and backed up; gc always works on the
 whole storage, and only deletes what no tag reaches. A lock inside the backup
@@ -48,9 +53,10 @@ directory (DIR/.regkeeper/cycle.lock, or --lock-file) keeps two cycles from
 overlapping; the kernel releases it when the process ends, however it ends. --report writes the HTML report
 (what gc reclaimed, findings, lineage); --metrics-file the Prometheus metrics.
 
-Exit codes: 0 every step succeeded; 1 an error, or parts of the registry
-could not be read (every step still ran); 2 usage; 3 the backup failed, gc
-not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
+Exit codes: 0 every step succeeded (problems in the registry included,
+unless --fail-on-problems); 1 an error, or parts of the registry could not
+be read; 2 usage; 3 the backup failed, gc not run; 4 the backup did not
+verify, gc not run; 5 gc failed.`,
 		Example: `  # the weekly cron
   regkeeper cycle registry.example.com --config /etc/docker/registry/config.yml \
     --backup /backups/registry --report /var/www/registry-report.html \
@@ -86,6 +92,9 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 				Inventory: ao.Inventory, Policy: ao.Policy,
 				Backup: bopts, GC: gcOpts, Logger: log,
 			})
+			if res.Backup != nil {
+				warnUnmatched(cmd, &filter, res.Backup.Selection)
+			}
 			if werr := writeCycle(cmd, g.format(), res); werr != nil && runErr == nil {
 				runErr = werr
 			}
@@ -101,6 +110,10 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 			if err == nil {
 				err = reportErrors(cmd, res.Errors)
 			}
+			if err == nil {
+				// --fail-on-problems fails the run: the metrics say so too.
+				err = pf.check(res.Problems)
+			}
 			set := metrics.New("cycle")
 			cycleMetrics(set, res, time.Since(start))
 			return mf.write(set, "cycle", err)
@@ -109,6 +122,7 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 	filter.register(cmd)
 	af.register(cmd)
 	mf.register(cmd)
+	pf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&config, "config", "", "the registry's configuration file (its storage section is used by gc)")
 	f.StringVar(&root, "root", "", "or a filesystem storage root")
@@ -150,7 +164,10 @@ func writeCycle(cmd *cobra.Command, f output.Format, res *cycle.Result) error {
 		}
 		rows.Add(st.Name, st.Status, fmt.Sprintf("%.1f", st.DurationSeconds), what)
 	}
-	return output.Write(out, f, rows, res)
+	if err := output.Write(out, f, rows, res); err != nil {
+		return err
+	}
+	return writeProblems(cmd, f, res.Problems)
 }
 
 func writeReportFile(path string, d *report.Data) error {

@@ -24,7 +24,7 @@ func cliDocs(t *testing.T) []byte {
 		"<!-- Generated from the command tree by `go generate ./cmd/regkeeper`\n" +
 		"     (go test ./cmd/regkeeper -run TestCLIDocs -update); do not edit. -->\n\n")
 	var cmds []*cobra.Command
-	walk(root, func(c *cobra.Command) {
+	eachCommand(root, func(c *cobra.Command) {
 		if c.IsAvailableCommand() || c == root {
 			cmds = append(cmds, c)
 		}

@@ -50,11 +50,11 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
-// walk calls fn for every command of the tree.
-func walk(c *cobra.Command, fn func(*cobra.Command)) {
+// eachCommand calls fn for every command of the tree.
+func eachCommand(c *cobra.Command, fn func(*cobra.Command)) {
 	fn(c)
 	for _, sub := range c.Commands() {
-		walk(sub, fn)
+		eachCommand(sub, fn)
 	}
 }
 
@@ -62,7 +62,7 @@ func walk(c *cobra.Command, fn func(*cobra.Command)) {
 // that --grace 7d works wherever --max-base-age 7d does.
 func TestDurationFlagsShareOneParser(t *testing.T) {
 	n := 0
-	walk(newRootCmd(), func(c *cobra.Command) {
+	eachCommand(newRootCmd(), func(c *cobra.Command) {
 		c.Flags().VisitAll(func(f *pflag.Flag) {
 			if f.Value.Type() != "duration" {
 				return
@@ -83,7 +83,7 @@ func TestDurationFlagsShareOneParser(t *testing.T) {
 
 // -o offers, in each command's help, only the formats that command writes.
 func TestOutputFlagHelp(t *testing.T) {
-	walk(newRootCmd(), func(c *cobra.Command) {
+	eachCommand(newRootCmd(), func(c *cobra.Command) {
 		f := c.Flags().Lookup("output")
 		if c.PersistentFlags().Lookup("output") != nil {
 			t.Errorf("%s: -o is persistent; its help cannot fit every command", c.CommandPath())

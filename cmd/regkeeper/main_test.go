@@ -60,10 +60,14 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo exit %d: %s", code, stderr)
 	}
 	for _, want := range []string{"team-a/api", "mirror/alpine", "untagged leftovers",
-		"gc         ok", "deleted 10 manifests, 24 blobs: 232.1 KiB reclaimed", "1 base-banned", "15 of 15 tags pulled back"} {
+		"gc         ok", "deleted 10 manifests, 24 blobs: 232.1 KiB reclaimed", "1 base-banned", "15 of 15 tags pulled back",
+		"1 problem in the registry", "mirror/alpine:3.20  children-absent"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(stderr, "index child absent") || strings.Contains(out, "could not be read") {
+		t.Errorf("demo reports the index-only copy as a failure:\n%s\n%s", out, stderr)
 	}
 }
 

@@ -92,6 +92,7 @@ var backupMetricTable = []metric[*backup.Result]{
 	{name: "blobs_skipped", help: "Blobs the backup already had.", value: func(r *backup.Result) float64 { return float64(r.BlobsSkipped) }},
 	{name: "bytes_skipped", help: "Bytes the backup already had.", value: func(r *backup.Result) float64 { return float64(r.BytesSkipped) }},
 	{name: "errors", help: "Repositories or images that could not be backed up.", value: func(r *backup.Result) float64 { return float64(len(r.Errors)) }},
+	{name: "problems", help: "Problems in the registry (broken indexes, missing or corrupt manifests), not backed up.", value: func(r *backup.Result) float64 { return float64(len(r.Problems)) }},
 	{name: "duration_seconds", help: "Duration of the backup.", value: func(r *backup.Result) float64 { return r.DurationSeconds }},
 }
 
@@ -112,12 +113,14 @@ var auditMetricTable = []metric[auditRun]{
 		return out
 	}},
 	{name: "errors", help: "Repositories or tags that could not be read.", value: func(a auditRun) float64 { return float64(len(a.res.Errors)) }},
+	{name: "problems", help: "Problems in the registry (broken indexes, missing or corrupt manifests) among the audited tags.", value: func(a auditRun) float64 { return float64(len(a.res.Problems)) }},
 	{name: "duration_seconds", help: "Duration of the audit.", value: func(a auditRun) float64 { return a.took.Seconds() }},
 }
 
 var inventoryMetricTable = []metric[*inventory.Result]{
 	{name: "tags", help: "Tags inventoried (the whole registry).", value: func(r *inventory.Result) float64 { return float64(len(r.Images)) }},
 	{name: "errors", help: "Repositories or tags that could not be read.", value: func(r *inventory.Result) float64 { return float64(len(r.Errors)) }},
+	{name: "problems", help: "Problems in the registry (broken indexes, missing or corrupt manifests).", value: func(r *inventory.Result) float64 { return float64(len(r.Problems)) }},
 }
 
 var verifyMetricTable = []metric[*backup.VerifyResult]{
@@ -146,6 +149,8 @@ var cycleMetricTable = []metric[cycleRun]{
 		}
 		return out
 	}},
+	{name: "errors", help: "Repositories or tags that could not be read.", value: func(c cycleRun) float64 { return float64(len(c.res.Errors)) }},
+	{name: "problems", help: "Problems in the registry (broken indexes, missing or corrupt manifests).", value: func(c cycleRun) float64 { return float64(len(c.res.Problems)) }},
 	{name: "duration_seconds", help: "Duration of the whole cycle.", value: func(c cycleRun) float64 { return c.took.Seconds() }},
 }
 

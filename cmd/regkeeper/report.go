@@ -24,6 +24,7 @@ func newReportCmd(g *globalOptions) *cobra.Command {
 		out          string
 		format       string // -o: report has its own formats
 		grace        = gc.DefaultOptions().Grace
+		pf           problemsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "report REGISTRY [--config registry.yml] [-o html|markdown] [--out FILE]",
@@ -33,6 +34,10 @@ review: registry totals; storage by repository, unique and shared bytes, as a
 chart; with --config (or --root), what gc would reclaim per repository (a dry
 run on the registry's storage, nothing deleted); the audit findings, worst
 first; and the base-image lineage.
+
+What is broken in the registry itself (an index whose platform manifests are
+absent, a missing or unparseable manifest) has its own section; it does not
+change the exit code unless --fail-on-problems.
 
 -o html (the default) is one self-contained page: inline styles and SVG
 charts, no scripts, nothing fetched from the network. -o markdown carries the
@@ -62,6 +67,7 @@ same tables. The policy flags are audit's.`,
 			if err != nil {
 				return err
 			}
+			warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
 			d := &report.Data{Registry: res.Registry, Generated: time.Now(), Audit: res, Inventory: res.Inventory}
 			if config != "" || root != "" {
 				drv, err := openStorage(cmd, config, root)
@@ -91,11 +97,15 @@ same tables. The policy flags are audit's.`,
 			if err != nil {
 				return err
 			}
-			return reportErrors(cmd, res.Errors)
+			if err := reportErrors(cmd, res.Errors); err != nil {
+				return err
+			}
+			return pf.check(res.Problems)
 		},
 	}
 	filter.register(cmd)
 	af.register(cmd)
+	pf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&config, "config", "", "the registry's configuration file, to report what gc would reclaim")
 	f.StringVar(&root, "root", "", "or a filesystem storage root")
