@@ -234,10 +234,10 @@ pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
 {{with .D.Problems}}
 <h2>Problems in the registry</h2>
 <p>Broken in the registry itself, found and walked past (not failures of this run).</p>
-<table>
+<div class="wide"><table>
 <tr><th>image</th><th>kind</th><th>digest</th><th>what is wrong</th></tr>
 {{range .}}<tr><td>{{.Where}}</td><td>{{.Kind}}</td><td><code>{{.Digest}}</code></td><td>{{.Message}}</td></tr>
-{{end}}</table>
+{{end}}</table></div>
 {{end}}
 {{if .D.Inventory.Errors}}
 <h2>Could not be read</h2>
