@@ -66,6 +66,12 @@ type Options struct {
 	PruneOrphanSignatures bool
 	// PruneEmptyRepos deletes repositories left with no tag and no manifest.
 	PruneEmptyRepos bool
+	// NoKeepBases applies the stock rule to bases: by default an untagged
+	// manifest that a live image names as its base (the
+	// org.opencontainers.image.base.digest annotation, in the repository
+	// of org.opencontainers.image.base.name) is kept with its config, so
+	// that audit can still read it (provenance.go).
+	NoKeepBases bool
 	// StaleLock: a lock older than this is taken over (default 6h).
 	StaleLock time.Duration
 	// Jobs is the number of concurrent storage reads (default 1).
@@ -113,10 +119,16 @@ type Report struct {
 	DurationSeconds   float64      `json:"durationSeconds"`
 	Repositories      []RepoReport `json:"repositories"`
 
+	// ManifestsKeptAsBase counts untagged manifests kept only because a
+	// live image names them (or what holds them) as its base.
+	ManifestsKeptAsBase int `json:"manifestsKeptAsBase"`
+
 	// Kept lists manifests kept because gc could not tell what they
 	// reference (unknown media type, unreadable); not part of the JSON
 	// contract.
 	Kept []KeptManifest `json:"-"`
+	// KeptAsBase lists the manifests ManifestsKeptAsBase counts.
+	KeptAsBase []BlobRef `json:"-"`
 	// TagsDeleted counts orphan signature tags pruned; RepositoriesDeleted
 	// lists empty repositories pruned.
 	TagsDeleted         int      `json:"-"`
@@ -160,5 +172,7 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 	if opts.DryRun {
 		return p.Report(), nil
 	}
-	return p.Execute(ctx, d)
+	rep, err := p.Execute(ctx, d)
+	p.annotate(rep)
+	return rep, err
 }

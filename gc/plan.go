@@ -32,6 +32,8 @@ type Plan struct {
 	repos []string
 	// owner attributes a blob's bytes to a repository.
 	owner map[digest.Digest]string
+	// keptAsBase are manifests kept only as the base of live images.
+	keptAsBase []BlobRef
 }
 
 // TagRef is a tag in a repository.
@@ -74,6 +76,7 @@ func (p *Plan) Report() *Report {
 	}
 	acc.fill(r)
 	r.DurationSeconds = p.opts.Now().Sub(p.start).Seconds()
+	p.annotate(r)
 	return r
 }
 

@@ -82,6 +82,7 @@ func registerGCFlags(f *pflag.FlagSet, opts *gc.Options) {
 	f.BoolVar(&opts.PruneOrphanSignatures, "prune-orphan-signatures", false, "delete sha256-<hex>.sig/.att/.sbom and referrers fallback tags whose subject is gone")
 	f.BoolVar(&opts.PruneEmptyRepos, "prune-empty-repos", false, "delete repositories left with no tag and no manifest")
 	f.DurationVar(&opts.StaleLock, "stale-lock", opts.StaleLock, "take over another run's lock older than this")
+	registerGuardFlags(f, opts)
 }
 
 func checkGCOptions(opts gc.Options) error {
@@ -131,6 +132,7 @@ func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
 	for _, k := range rep.Kept {
 		fmt.Fprintf(out, "kept %s@%s: %s\n", k.Repository, k.Digest, k.Reason)
 	}
+	writeGCKeptLines(out, rep)
 	return nil
 }
 

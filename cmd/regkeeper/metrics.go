@@ -43,6 +43,7 @@ func gcMetrics(set *metrics.Set, rep *gc.Report) {
 	set.Gauge("layer_links_deleted", "Repository layer links deleted.", float64(rep.LayerLinksDeleted))
 	set.Gauge("uploads_deleted", "Abandoned uploads deleted.", float64(rep.UploadsDeleted))
 	set.Gauge("duration_seconds", "Duration of the run.", rep.DurationSeconds)
+	gcGuardMetrics(set, rep)
 	dry := 0.0
 	if rep.DryRun {
 		dry = 1

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/pflag"
+
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/metrics"
+)
+
+// registerGuardFlags declares the gc flags of provenance and of the
+// guards, shared by gc and cycle.
+func registerGuardFlags(f *pflag.FlagSet, opts *gc.Options) {
+	f.BoolVar(&opts.NoKeepBases, "no-keep-bases", false, "the stock rule: delete an untagged manifest even when a live image names it as its base (org.opencontainers.image.base.digest)")
+}
+
+// writeGCKeptLines adds to the table what gc kept on purpose.
+func writeGCKeptLines(out io.Writer, rep *gc.Report) {
+	if rep.ManifestsKeptAsBase > 0 {
+		fmt.Fprintf(out, "kept as the base of live images: %d manifests (--no-keep-bases deletes them)\n", rep.ManifestsKeptAsBase)
+	}
+}
+
+// gcGuardMetrics are the gauges of what gc kept on purpose.
+func gcGuardMetrics(set *metrics.Set, rep *gc.Report) {
+	set.Gauge("manifests_kept_as_base", "Untagged manifests kept because a live image names them as its base.", float64(rep.ManifestsKeptAsBase))
+}
