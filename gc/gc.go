@@ -122,6 +122,13 @@ type Report struct {
 	// ManifestsKeptAsBase counts untagged manifests kept only because a
 	// live image names them (or what holds them) as its base.
 	ManifestsKeptAsBase int `json:"manifestsKeptAsBase"`
+	// ManifestsSparedByGrace, BlobsSparedByGrace and BytesSparedByGrace are
+	// what a run with no grace would have deleted beyond this one (grace.go).
+	ManifestsSparedByGrace int   `json:"manifestsSparedByGrace"`
+	BlobsSparedByGrace     int   `json:"blobsSparedByGrace"`
+	BytesSparedByGrace     int64 `json:"bytesSparedByGrace"`
+	// Grace is the grace of the run (Options.Grace).
+	Grace time.Duration `json:"-"`
 
 	// Kept lists manifests kept because gc could not tell what they
 	// reference (unknown media type, unreadable); not part of the JSON

@@ -34,6 +34,8 @@ type Plan struct {
 	owner map[digest.Digest]string
 	// keptAsBase are manifests kept only as the base of live images.
 	keptAsBase []BlobRef
+	// spared is what the grace kept (grace.go).
+	spared spared
 }
 
 // TagRef is a tag in a repository.

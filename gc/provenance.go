@@ -152,4 +152,6 @@ func (p *Plan) annotate(r *Report) {
 		return
 	}
 	r.ManifestsKeptAsBase, r.KeptAsBase = len(p.keptAsBase), p.keptAsBase
+	r.ManifestsSparedByGrace, r.BlobsSparedByGrace, r.BytesSparedByGrace = p.spared.manifests, p.spared.blobs, p.spared.bytes
+	r.Grace = p.opts.Grace
 }

@@ -16,8 +16,13 @@ func registerGuardFlags(f *pflag.FlagSet, opts *gc.Options) {
 	f.BoolVar(&opts.NoKeepBases, "no-keep-bases", false, "the stock rule: delete an untagged manifest even when a live image names it as its base (org.opencontainers.image.base.digest)")
 }
 
-// writeGCKeptLines adds to the table what gc kept on purpose.
+// writeGCKeptLines adds to the table what gc kept on purpose: what the
+// grace spared (saying so when it is why nothing was deleted) and the
+// bases of live images.
 func writeGCKeptLines(out io.Writer, rep *gc.Report) {
+	if n := rep.GraceNote(); n != "" {
+		fmt.Fprintln(out, n)
+	}
 	if rep.ManifestsKeptAsBase > 0 {
 		fmt.Fprintf(out, "kept as the base of live images: %d manifests (--no-keep-bases deletes them)\n", rep.ManifestsKeptAsBase)
 	}
@@ -26,4 +31,7 @@ func writeGCKeptLines(out io.Writer, rep *gc.Report) {
 // gcGuardMetrics are the gauges of what gc kept on purpose.
 func gcGuardMetrics(set *metrics.Set, rep *gc.Report) {
 	set.Gauge("manifests_kept_as_base", "Untagged manifests kept because a live image names them as its base.", float64(rep.ManifestsKeptAsBase))
+	set.Gauge("manifests_spared_by_grace", "Manifests a run with no grace would have deleted.", float64(rep.ManifestsSparedByGrace))
+	set.Gauge("blobs_spared_by_grace", "Blobs a run with no grace would have deleted.", float64(rep.BlobsSparedByGrace))
+	set.Gauge("bytes_spared_by_grace", "Bytes of the blobs a run with no grace would have deleted.", float64(rep.BytesSparedByGrace))
 }
