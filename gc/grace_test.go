@@ -23,8 +23,9 @@ func deletedOf(r *Report) totals { return totals{r.ManifestsDeleted, r.BlobsDele
 func sparedOf(r *Report) totals {
 	return totals{r.ManifestsSparedByGrace, r.BlobsSparedByGrace, r.BytesSparedByGrace}
 }
-func sum(a, b totals) totals { return totals{a.Manifests + b.Manifests, a.Blobs + b.Blobs, a.Bytes + b.Bytes} }
-
+func sum(a, b totals) totals {
+	return totals{a.Manifests + b.Manifests, a.Blobs + b.Blobs, a.Bytes + b.Bytes}
+}
 
 // What the grace spares plus what the run deletes is what a run with no
 // grace deletes: on a fresh estate (everything spared, and the note says
