@@ -1,0 +1,97 @@
+package gc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// deadPID is the PID of a process that has exited.
+func deadPID(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid
+}
+
+// A gc killed with SIGKILL leaves its lock: on the same host a run takes
+// it over at once, and says so; another host's lock, or a live holder's,
+// still stops the run until --stale-lock.
+func TestGCLockDeadHolder(t *testing.T) {
+	me := thisHolder()
+	dead := deadPID(t)
+	host, _ := os.Hostname()
+	other := me
+	other.Host = "another-host.example"
+	other.PID = dead
+	deadHere := me
+	deadHere.PID = dead
+	reused := me // our own PID, but the lock is older than this process
+	reused.Written = time.Now().Add(-time.Hour)
+	otherBoot := deadHere
+	otherBoot.BootID = "not-this-boot"
+	otherNS := deadHere
+	otherNS.PIDNamespace = "pid:[1]"
+	if me.PIDNamespace == "" {
+		otherNS.PIDNamespace = ""
+	}
+
+	srv, _, d := seeded(t) // one storage: each case leaves no lock behind
+	for _, tc := range []struct {
+		name     string
+		lock     lockFile
+		takeOver bool
+	}{
+		{"dead process on this host", lockFile{Holder: "x", lockHolder: deadHere}, true},
+		{"dead process, lock of an earlier version", lockFile{Holder: fmt.Sprintf("regkeeper gc pid %d on %s (1)", dead, host)}, true},
+		{"PID reused since the lock", lockFile{Holder: "x", lockHolder: reused}, true},
+		{"live process on this host", lockFile{Holder: "x", lockHolder: me}, false},
+		{"another host", lockFile{Holder: "x", lockHolder: other}, false},
+		{"another boot", lockFile{Holder: "x", lockHolder: otherBoot}, me.BootID == ""},
+		{"another PID namespace", lockFile{Holder: "x", lockHolder: otherNS}, me.PIDNamespace == ""},
+		{"no holder", lockFile{Holder: "someone"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.lock.Time = time.Now().Add(-time.Minute)
+			b, _ := json.Marshal(tc.lock)
+			lp := filepath.Join(srv.Root, filepath.FromSlash(pathFor(lockSpec{})))
+			if err := os.WriteFile(lp, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			defer os.Remove(lp)
+			var logs bytes.Buffer
+			opts := noGrace()
+			opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+			_, err := Run(context.Background(), d, opts)
+			if tc.takeOver {
+				if err != nil {
+					t.Fatalf("lock not taken over: %v", err)
+				}
+				if !strings.Contains(logs.String(), "taking over the gc lock of a dead run on this host") {
+					t.Errorf("the log does not say the lock was taken over:\n%s", logs.String())
+				}
+				if exists(t, srv, pathFor(lockSpec{})) {
+					t.Error("lock left behind")
+				}
+				return
+			}
+			if !errors.Is(err, ErrLocked) {
+				t.Fatalf("run: %v, want ErrLocked", err)
+			}
+			if back, _ := os.ReadFile(lp); !bytes.Equal(back, b) {
+				t.Errorf("lock changed: %s", back)
+			}
+		})
+	}
+}
