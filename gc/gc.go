@@ -40,6 +40,15 @@ var (
 	ErrNotRegistry = errors.New("not a registry storage")
 	// ErrNoDriver: the registry configuration names no storage driver.
 	ErrNoDriver = errors.New("no storage driver configured")
+	// ErrDeleteAll: the plan deletes every blob of the storage (a wrong
+	// --root?) and Options.AllowDeleteAll is not set (guard.go).
+	ErrDeleteAll = errors.New("refusing to delete every blob")
+	// ErrNoTags: the storage holds blobs but no tag at all, and the plan
+	// deletes some, without Options.AllowDeleteAll (guard.go).
+	ErrNoTags = errors.New("refusing to collect a storage that has blobs but no tag")
+	// ErrDeleteRatio: the plan deletes a larger share of the bytes than
+	// Options.MaxDeleteRatio (guard.go).
+	ErrDeleteRatio = errors.New("refusing a plan over the maximum delete ratio")
 )
 
 // Options of a gc run. The zero value means: no grace, no upload purging,
@@ -72,6 +81,16 @@ type Options struct {
 	// of org.opencontainers.image.base.name) is kept with its config, so
 	// that audit can still read it (provenance.go).
 	NoKeepBases bool
+	// AllowDeleteAll lets a plan delete every blob of the storage, or
+	// collect a storage with blobs but no tag; without it such a plan is
+	// refused (ErrDeleteAll, ErrNoTags), as it is what gc does on a wrong
+	// root.
+	AllowDeleteAll bool
+	// MaxDeleteRatio, when above zero, refuses a plan deleting more than
+	// this share (0 to 1) of the bytes of the blob store (ErrDeleteRatio).
+	// Zero (the default) sets no limit: a registry never collected can
+	// rightly lose most of its bytes on its first run.
+	MaxDeleteRatio float64
 	// StaleLock: a lock older than this is taken over (default 6h).
 	StaleLock time.Duration
 	// Jobs is the number of concurrent storage reads (default 1).
@@ -159,7 +178,9 @@ type KeptManifest struct {
 	Reason     string
 }
 
-// Run locks the storage, plans, executes (unless DryRun) and unlocks.
+// Run locks the storage, plans, executes (unless DryRun) and unlocks. A plan
+// the guards refuse (guard.go) is not executed: the error says why; a dry
+// run returns its report with that error.
 func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Report, error) {
 	opts.fill()
 	if err := checkRegistry(ctx, d); err != nil {
@@ -177,7 +198,10 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 		return nil, err
 	}
 	if opts.DryRun {
-		return p.Report(), nil
+		return p.Report(), p.guard()
+	}
+	if err := p.guard(); err != nil {
+		return nil, err
 	}
 	rep, err := p.Execute(ctx, d)
 	p.annotate(rep)

@@ -179,6 +179,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		p.Blobs = append(p.Blobs, BlobDeletion{Digest: b.digest, Size: b.size})
 	}
 	p.spared = p.graceSpared(ctx, cache, repos, blobs, young)
+	p.storage = storageTotals(repos, blobs)
 	sort.Slice(p.Tags, func(i, j int) bool {
 		return p.Tags[i].Repository+":"+p.Tags[i].Tag < p.Tags[j].Repository+":"+p.Tags[j].Tag
 	})

@@ -36,6 +36,8 @@ type Plan struct {
 	keptAsBase []BlobRef
 	// spared is what the grace kept (grace.go).
 	spared spared
+	// storage is what the storage holds, for the guards (guard.go).
+	storage storageSize
 }
 
 // TagRef is a tag in a repository.

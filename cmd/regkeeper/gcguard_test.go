@@ -65,3 +65,38 @@ func TestGCCommandGraceAndBases(t *testing.T) {
 		t.Errorf("--no-keep-bases after a run that kept the base: %s", out)
 	}
 }
+
+// gc --root on a tree with blobs but no repositories/ refuses, names the
+// numbers and exits 1; --allow-delete-all does it; --max-delete-ratio
+// refuses a plan over it and takes 0.5 or 50%.
+func TestGCCommandGuards(t *testing.T) {
+	srv, _ := regtest.Seeded(t, embedded.Options{})
+	for _, tc := range []struct {
+		argv []string
+		code int
+		msg  string
+	}{
+		{[]string{"--max-delete-ratio", "2"}, 2, "a ratio is from 0 to 1"},
+		{[]string{"--max-delete-ratio", "half"}, 2, "not a ratio"},
+		{[]string{"--grace", "0", "--max-delete-ratio", "1%"}, 1, "refusing a plan over the maximum delete ratio: the plan deletes"},
+		{[]string{"--grace", "0", "--max-delete-ratio", "0.01", "--dry-run"}, 1, "more than --max-delete-ratio 0.01"},
+	} {
+		code, _, stderr := runCLI(t, append([]string{"gc", "--root", srv.Root}, tc.argv...)...)
+		if code != tc.code || !strings.Contains(stderr, tc.msg) {
+			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.argv, code, stderr, tc.code, tc.msg)
+		}
+	}
+
+	if err := os.RemoveAll(filepath.Join(srv.Root, "docker/registry/v2/repositories")); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := runCLI(t, "gc", "--root", srv.Root, "--grace", "0")
+	if code != 1 || !strings.Contains(stderr, "refusing to delete every blob: the plan deletes all ") || !strings.Contains(stderr, "0 repositories and 0 tags") {
+		t.Errorf("wrong root: exit %d, stderr %q", code, stderr)
+	}
+	code, out, stderr := runCLI(t, "gc", "--root", srv.Root, "--grace", "0", "--allow-delete-all", "-o", "json")
+	var rep gc.Report
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.BlobsDeleted == 0 {
+		t.Errorf("--allow-delete-all: exit %d, stderr %q\n%s", code, stderr, out)
+	}
+}
