@@ -26,9 +26,11 @@ type baseAnnotations struct {
 }
 
 // baseRepositories are the repository paths an annotation's base name can
-// mean on this storage: the name without its tag or digest, and without
-// its registry host when it has one ("registry.example.com/base/debian:12"
-// is base/debian; "base/debian:12" is base/debian).
+// mean on this storage: the name without its tag or digest, without its
+// registry host when it has one, and with it ("registry.example.com/base/debian:12"
+// is base/debian, or registry.example.com/base/debian in a storage that
+// keeps hosts in paths); a one-part name is also library/NAME, as Docker
+// Hub's official images.
 func baseRepositories(name string) []string {
 	name, _, _ = strings.Cut(name, "@")
 	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
@@ -39,8 +41,16 @@ func baseRepositories(name string) []string {
 		return nil
 	}
 	out := []string{name}
-	if first, rest, ok := strings.Cut(name, "/"); ok && (strings.ContainsAny(first, ".:") || first == "localhost") {
+	host, rest, ok := strings.Cut(name, "/")
+	if ok && (strings.ContainsAny(host, ".:") || host == "localhost") {
 		out = []string{rest, name}
+	} else {
+		host, rest = "", name
+	}
+	// Docker Hub's official images: "debian" is library/debian (as a
+	// pull-through cache stores it).
+	if !strings.Contains(rest, "/") && (host == "" || host == "docker.io" || host == "index.docker.io" || host == "registry-1.docker.io") {
+		out = append(out, "library/"+rest)
 	}
 	return out
 }

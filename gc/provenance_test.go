@@ -19,8 +19,10 @@ func TestBaseRepositories(t *testing.T) {
 		{"registry.example.com/base/debian:12", []string{"base/debian", "registry.example.com/base/debian"}},
 		{"127.0.0.1:5000/base/debian@sha256:abc", []string{"base/debian", "127.0.0.1:5000/base/debian"}},
 		{"localhost/debian", []string{"debian", "localhost/debian"}},
+		{"localhost:5000/team/base:1", []string{"team/base", "localhost:5000/team/base"}},
 		{"docker.io/library/debian:12@sha256:abc", []string{"library/debian", "docker.io/library/debian"}},
-		{"debian", []string{"debian"}},
+		{"docker.io/debian:12", []string{"debian", "docker.io/debian", "library/debian"}},
+		{"debian:12", []string{"debian", "library/debian"}},
 		{"", nil},
 	} {
 		if diff := cmp.Diff(tc.want, baseRepositories(tc.name)); diff != "" {

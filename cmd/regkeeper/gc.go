@@ -33,7 +33,12 @@ tag servable and running gc again finishes the job.
 
 --grace (default 1h) spares anything written within it, so pushes in flight
 survive a run on a live registry. Manifests of unknown media types are kept
-and reported. A lock in storage stops two runs at once.`,
+and reported. A lock in storage stops two runs at once.
+
+An untagged manifest a live image names as its base (base.digest annotation)
+is kept with its config, unless --no-keep-bases. A plan that would delete
+every blob, or collect a storage with blobs but no tag (a wrong --root), is
+refused unless --allow-delete-all; --max-delete-ratio sets a limit of your own.`,
 		Example: `  # what would be deleted, without deleting
   regkeeper gc --config /etc/docker/registry/config.yml --dry-run
 
