@@ -95,3 +95,60 @@ func TestGCLockDeadHolder(t *testing.T) {
 		})
 	}
 }
+
+// TestLockHolderProcess is not a test: TestGCLockKilled runs the test
+// binary again to take the lock in another process, which then waits to be
+// killed.
+func TestLockHolderProcess(t *testing.T) {
+	root := os.Getenv("REGKEEPER_TEST_LOCK_ROOT")
+	if root == "" {
+		t.Skip("helper process of TestGCLockKilled")
+	}
+	d, err := OpenRoot(context.Background(), root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lock(context.Background(), d, DefaultOptions()); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("locked")
+	time.Sleep(time.Minute)
+}
+
+// A gc killed with SIGKILL while it holds the lock: the next run on this
+// host takes the lock over at once, not after --stale-lock.
+func TestGCLockKilled(t *testing.T) {
+	srv, _, d := seeded(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockHolderProcess$")
+	cmd.Env = append(os.Environ(), "REGKEEPER_TEST_LOCK_ROOT="+srv.Root)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 64)
+	n, _ := out.Read(line)
+	if !strings.Contains(string(line[:n]), "locked") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("helper did not take the lock: %q", line[:n])
+	}
+	if _, err := Run(context.Background(), d, noGrace()); !errors.Is(err, ErrLocked) {
+		t.Fatalf("run while the holder lives: %v, want ErrLocked", err)
+	}
+	if err := cmd.Process.Kill(); err != nil { // SIGKILL
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	var logs bytes.Buffer
+	opts := noGrace()
+	opts.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	if _, err := Run(context.Background(), d, opts); err != nil {
+		t.Fatalf("run after the holder was killed: %v", err)
+	}
+	if !strings.Contains(logs.String(), fmt.Sprintf("pid=%d", cmd.Process.Pid)) {
+		t.Errorf("the log does not name the dead holder %d:\n%s", cmd.Process.Pid, logs.String())
+	}
+}
