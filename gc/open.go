@@ -101,10 +101,10 @@ type lockFile struct {
 // Lock takes the gc lock in storage, refusing with ErrLocked when another
 // run holds a lock younger than opts.StaleLock; the lock of a run on this
 // host whose process is gone (killed) is taken over at once (lock.go). The
-// returned func releases
-// it. Object stores have no atomic create, so the lock is written, read
-// back and compared: two runs starting in the same instant are caught by
-// the read-back in all but the most adversarial timing.
+// returned func releases it. Object stores have no atomic create, so the
+// lock is written, read back and compared: two runs starting in the same
+// instant are caught by the read-back in all but the most adversarial
+// timing.
 func Lock(ctx context.Context, d storagedriver.StorageDriver, opts Options) (func(), error) {
 	opts.fill()
 	p := pathFor(lockSpec{})
