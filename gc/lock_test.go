@@ -28,7 +28,7 @@ func deadPID(t *testing.T) int {
 // A gc killed with SIGKILL leaves its lock: on the same host a run takes
 // it over at once, and says so; another host's lock, or a live holder's,
 // still stops the run until --stale-lock.
-func TestGCLockDeadHolder(t *testing.T) {
+func TestGCLockDeadHolderCases(t *testing.T) {
 	me := thisHolder()
 	dead := deadPID(t)
 	host, _ := os.Hostname()
