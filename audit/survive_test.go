@@ -68,6 +68,7 @@ func TestAuditSurvivesGC(t *testing.T) {
 	}
 	opts := gc.DefaultOptions()
 	opts.Grace = 0
+	opts.NoKeepBases = true // the stock rule: gc keeps bases by default
 	rep, err := gc.Run(ctx, d, opts)
 	if err != nil {
 		t.Fatalf("gc: %v", err)

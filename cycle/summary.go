@@ -55,7 +55,11 @@ func (r *Result) Summary(step string) string {
 			if g.DryRun {
 				verb = "would delete"
 			}
-			return fmt.Sprintf("%s %d manifests, %d blobs: %s reclaimed", verb, g.ManifestsDeleted, g.BlobsDeleted, output.Bytes(g.BytesReclaimed))
+			s := fmt.Sprintf("%s %d manifests, %d blobs: %s reclaimed", verb, g.ManifestsDeleted, g.BlobsDeleted, output.Bytes(g.BytesReclaimed))
+			if n := g.GraceNote(); n != "" {
+				s += "; " + n
+			}
+			return s
 		}
 	}
 	return ""

@@ -32,6 +32,12 @@ type Plan struct {
 	repos []string
 	// owner attributes a blob's bytes to a repository.
 	owner map[digest.Digest]string
+	// keptAsBase are manifests kept only as the base of live images.
+	keptAsBase []BlobRef
+	// spared is what the grace kept (grace.go).
+	spared spared
+	// storage is what the storage holds, for the guards (guard.go).
+	storage storageSize
 }
 
 // TagRef is a tag in a repository.
@@ -74,6 +80,7 @@ func (p *Plan) Report() *Report {
 	}
 	acc.fill(r)
 	r.DurationSeconds = p.opts.Now().Sub(p.start).Seconds()
+	p.annotate(r)
 	return r
 }
 

@@ -220,6 +220,7 @@ pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
 <h2>What gc would reclaim</h2>
 {{if .D.GC}}{{if .Reclaim}}{{.Reclaim}}{{else}}<p class="empty" id="gc-nothing">Nothing to reclaim: every manifest is reachable from a tag and every blob is referenced (what was written within gc's <code>--grace</code> window does not count).</p>{{end}}
 <p>{{.D.GC.ManifestsDeleted}} untagged manifests, {{.D.GC.BlobsDeleted}} blobs, {{bytes .D.GC.BytesReclaimed}} (a dry run of <code>regkeeper gc</code> on the registry's storage).</p>
+{{with .D.GC.GraceNote}}<p>{{.}}</p>{{end}}
 {{else}}<p>Not computed: give <code>--config</code> with the registry's configuration file.</p>{{end}}
 
 <h2>Audit findings, worst first</h2>
@@ -285,6 +286,9 @@ func (d *Data) WriteMarkdown(w io.Writer) error {
 			p(" %s |", output.Bytes(r.Reclaimable))
 		}
 		p("\n")
+	}
+	if d.GC != nil && d.GC.GraceNote() != "" {
+		p("\n%s\n", output.MarkdownEscape(d.GC.GraceNote()))
 	}
 	p("\n## Audit findings, worst first\n\n")
 	if fs := d.Findings(); len(fs) > 0 {

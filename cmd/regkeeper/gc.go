@@ -34,7 +34,12 @@ tag servable and running gc again finishes the job.
 
 --grace (default 1h) spares anything written within it, so pushes in flight
 survive a run on a live registry. Manifests of unknown media types are kept
-and reported. A lock in storage stops two runs at once.`,
+and reported. A lock in storage stops two runs at once.
+
+An untagged manifest a live image names as its base (base.digest annotation)
+is kept with its config, unless --no-keep-bases. A plan that would delete
+every blob, or collect a storage with blobs but no tag (a wrong --root), is
+refused unless --allow-delete-all; --max-delete-ratio sets a limit of your own.`,
 		Example: `  # what would be deleted, without deleting
   regkeeper gc --config /etc/docker/registry/config.yml --dry-run
 
@@ -84,6 +89,7 @@ func registerGCFlags(f *pflag.FlagSet, opts *gc.Options) {
 	f.BoolVar(&opts.PruneOrphanSignatures, "prune-orphan-signatures", false, "delete sha256-<hex>.sig/.att/.sbom and referrers fallback tags whose subject is gone")
 	f.BoolVar(&opts.PruneEmptyRepos, "prune-empty-repos", false, "delete repositories left with no tag and no manifest")
 	duration.Var(f, &opts.StaleLock, "stale-lock", "take over another run's lock older than this")
+	registerGuardFlags(f, opts)
 }
 
 func checkGCOptions(opts gc.Options) error {
@@ -133,6 +139,7 @@ func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
 	for _, k := range rep.Kept {
 		fmt.Fprintf(out, "kept %s@%s: %s\n", k.Repository, k.Digest, k.Reason)
 	}
+	writeGCKeptLines(out, rep)
 	return nil
 }
 

@@ -83,6 +83,10 @@ var gcMetricTable = []metric[*gc.Report]{
 	{name: "uploads_deleted", help: "Abandoned uploads deleted.", value: func(r *gc.Report) float64 { return float64(r.UploadsDeleted) }},
 	{name: "duration_seconds", help: "Duration of the gc run.", value: func(r *gc.Report) float64 { return r.DurationSeconds }},
 	{name: "dry_run", help: "1 if the run deleted nothing (--dry-run).", value: func(r *gc.Report) float64 { return b2f(r.DryRun) }},
+	{name: "manifests_kept_as_base", help: "Untagged manifests kept because a live image names them as its base.", value: func(r *gc.Report) float64 { return float64(r.ManifestsKeptAsBase) }},
+	{name: "manifests_spared_by_grace", help: "Manifests a run with no grace would have deleted.", value: func(r *gc.Report) float64 { return float64(r.ManifestsSparedByGrace) }},
+	{name: "blobs_spared_by_grace", help: "Blobs a run with no grace would have deleted.", value: func(r *gc.Report) float64 { return float64(r.BlobsSparedByGrace) }},
+	{name: "bytes_spared_by_grace", help: "Bytes of the blobs a run with no grace would have deleted.", value: func(r *gc.Report) float64 { return float64(r.BytesSparedByGrace) }},
 }
 
 var backupMetricTable = []metric[*backup.Result]{
