@@ -6,7 +6,14 @@
 // org.opencontainers.image.base.name/.digest annotations, checked against
 // the layers; the longest proper prefix of the image's diff_ids that is the
 // complete layer list of another image in the registry (one index for the
-// whole registry); the image's own history timestamps.
+// whole registry); the image's own history timestamps. A base named by
+// annotation that cannot be read (collected by gc since, or on another
+// registry) is dated by the image's own history, so that a finding does not
+// depend on an untagged manifest surviving gc.
+//
+// The image rules judge the image itself (rules.go): its age, whether only
+// "latest" names it, its required labels, and whether a signature and an
+// SBOM are attached.
 package audit
 
 import (
@@ -21,6 +28,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 
@@ -30,17 +38,45 @@ const (
 	ReasonNotAllowed = "base-not-allowed"
 	ReasonOutdated   = "base-outdated"
 	ReasonTooOld     = "base-too-old"
-	ReasonUnknown    = "base-unknown"
+	// ReasonImageTooOld: the image itself was built longer ago than
+	// Policy.MaxImageAge.
+	ReasonImageTooOld = "image-too-old"
+	// ReasonUnsigned: Policy.RequireSignature and no signature is attached.
+	ReasonUnsigned = "unsigned"
+	// ReasonNoSBOM: Policy.RequireSBOM and no SBOM is attached.
+	ReasonNoSBOM = "no-sbom"
+	// ReasonLatestOnly: the image is reachable only through the tag
+	// "latest" of its repository (Policy.TagLatestOnly).
+	ReasonLatestOnly = "tag-latest-only"
+	// ReasonMissingLabel: a label of Policy.RequireLabels is absent from
+	// the image config.
+	ReasonMissingLabel = "missing-label"
+	ReasonUnknown      = "base-unknown"
+	// ReasonUndated: Policy.MaxImageAge is set and the image carries no
+	// date that is an age (only reproducible-build epochs, or none), so its
+	// age cannot be judged.
+	ReasonUndated = "image-undated"
 )
 
 // Severity orders reasons, worst first.
-var Severity = []string{ReasonBanned, ReasonNotAllowed, ReasonOutdated, ReasonTooOld, ReasonUnknown}
+var Severity = []string{ReasonBanned, ReasonNotAllowed, ReasonOutdated, ReasonTooOld, ReasonImageTooOld,
+	ReasonUnsigned, ReasonNoSBOM, ReasonLatestOnly, ReasonMissingLabel, ReasonUnknown, ReasonUndated}
 
 // How a base was found.
 const (
 	ByAnnotation = "annotation"
 	ByLayers     = "layers"
 	ByHistory    = "history"
+	// ByAnnotationHistory: the annotations name the base, which could not
+	// be read (deleted by gc, or on another registry); its age comes from
+	// this image's own history.
+	ByAnnotationHistory = "annotation+history"
+)
+
+// Where an image's date came from (Image.CreatedFrom).
+const (
+	FromConfig  = "config"
+	FromHistory = "history"
 )
 
 // Confidence in a detection.
@@ -60,6 +96,7 @@ const (
 type Result struct {
 	Registry string            `json:"registry"`
 	Images   []Image           `json:"images"`
+	Problems []walk.Problem    `json:"problems"`
 	Errors   []inventory.Error `json:"errors"`
 
 	// Inventory is the walk of the whole registry the audit was made from
@@ -79,8 +116,25 @@ type Image struct {
 	Base *Base `json:"base"`
 	// BaseAgeDays is null when the base's age is unknown (reproducible
 	// timestamps, or no base).
-	BaseAgeDays *int     `json:"baseAgeDays"`
-	Reasons     []string `json:"reasons"`
+	BaseAgeDays *int `json:"baseAgeDays"`
+	// Created is the date the image's age is counted from (RFC 3339): its
+	// config's created time, or, when that is a reproducible-build epoch
+	// (1970, 1980, 0001) or in the future, the newest dated entry of its
+	// history. Empty when the image has no such date (undated).
+	Created string `json:"created,omitempty"`
+	// CreatedFrom says which: "config" or "history"; empty when undated.
+	CreatedFrom string `json:"createdFrom,omitempty"`
+	// ImageAgeDays is null when the image is undated.
+	ImageAgeDays *int `json:"imageAgeDays"`
+	// MissingLabels are the labels of Policy.RequireLabels absent from the
+	// image config; omitted when none are required or none is missing.
+	MissingLabels []string `json:"missingLabels,omitempty"`
+	// Signed and SBOM say whether a signature and an SBOM are attached to
+	// the image (its tag's manifest or its platform manifest); null when
+	// the policy does not ask for them (they are then not looked up).
+	Signed  *bool    `json:"signed"`
+	SBOM    *bool    `json:"sbom"`
+	Reasons []string `json:"reasons"`
 }
 
 // Base is what an image was built on.
@@ -175,13 +229,25 @@ type analyzer struct {
 	log    *slog.Logger
 	chains map[string][]candidate // hash of a complete diff_ids list -> images with it
 	tags   map[string]*inventory.Image
+	// tagsOf: "repo@digest" -> the tags naming that manifest (or an index
+	// holding it).
+	tagsOf map[string][]string
+	// attached: "repo@digest" -> what the inventory's cosign-style and
+	// referrers fallback tags attach to that manifest.
+	attached map[string]attachment
+	// asked: what the referrers API listed, per "repo@digest".
+	asked          map[string]attachment
+	noReferrersAPI bool
 }
 
-// Analyze audits an inventory. It reads the registry only for bases named by
-// annotation that no tag points at (through f).
+// Analyze audits an inventory. It reads the registry (through f) only for
+// bases named by annotation that no tag points at, and, when f is a
+// ReferrersFetcher and the policy requires signatures or SBOMs, for the
+// referrers API.
 func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options) *Result {
 	a := &analyzer{inv: inv, fetch: f, opts: opts, now: opts.Now, log: opts.Inventory.Logger,
-		chains: map[string][]candidate{}, tags: map[string]*inventory.Image{}}
+		chains: map[string][]candidate{}, tags: map[string]*inventory.Image{},
+		tagsOf: map[string][]string{}, attached: map[string]attachment{}, asked: map[string]attachment{}}
 	if a.now.IsZero() {
 		a.now = time.Now()
 	}
@@ -200,7 +266,13 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 			a.chains[k] = append(a.chains[k], candidate{img.Repository, img.Tag, img, p})
 		}
 	}
-	res := &Result{Registry: inv.Registry, Images: []Image{}, Errors: []inventory.Error{}, Inventory: inv}
+	a.indexTags()
+	res := &Result{Registry: inv.Registry, Images: []Image{}, Problems: []walk.Problem{}, Errors: []inventory.Error{}, Inventory: inv}
+	for _, p := range inv.Problems {
+		if selected(opts.Inventory, &inventory.Image{Repository: p.Repository, Tag: p.Tag}) {
+			res.Problems = append(res.Problems, p)
+		}
+	}
 	for _, e := range inv.Errors {
 		if selected(opts.Inventory, &inventory.Image{Repository: e.Repository, Tag: e.Tag}) {
 			res.Errors = append(res.Errors, e)
@@ -256,22 +328,35 @@ func (a *analyzer) judge(ctx context.Context, img *inventory.Image, p *inventory
 	out := Image{Repository: img.Repository, Tag: img.Tag, Digest: p.Digest, Platform: p.Platform, Reasons: []string{}}
 	base, created := a.detect(ctx, img, p)
 	out.Base = base
-	if base == nil {
-		return out
+	if base != nil {
+		if !created.IsZero() {
+			base.Created = created.UTC().Format(time.RFC3339)
+			out.BaseAgeDays = a.days(created)
+		}
+		out.Reasons = a.reasons(img, p, base, out.BaseAgeDays)
 	}
-	if !created.IsZero() {
-		base.Created = created.UTC().Format(time.RFC3339)
-		days := int(a.now.Sub(created).Hours() / 24)
-		out.BaseAgeDays = &days
-	}
-	out.Reasons = a.reasons(img, p, base, out.BaseAgeDays)
+	out.Reasons = append(out.Reasons, a.imageRules(ctx, img, p, &out)...)
+	slices.SortStableFunc(out.Reasons, func(x, y string) int {
+		return cmp.Compare(slices.Index(Severity, x), slices.Index(Severity, y))
+	})
 	return out
+}
+
+// days is the age of t in whole days.
+func (a *analyzer) days(t time.Time) *int {
+	d := int(a.now.Sub(t).Hours() / 24)
+	return &d
 }
 
 // detect finds the base of one platform image and the time its age is
 // counted from (zero when unknown).
 func (a *analyzer) detect(ctx context.Context, img *inventory.Image, p *inventory.Platform) (*Base, time.Time) {
 	if b, bp, ok := a.byAnnotation(ctx, img, p); ok {
+		if bp == nil {
+			// Named but unreadable (collected since, or on another
+			// registry): the image's history still dates its base layers.
+			return b, a.datedByHistory(b, p)
+		}
 		return b, baseTime(bp, a.now)
 	}
 	if b, bp := a.byLayers(p); b != nil {
@@ -445,17 +530,39 @@ func (a *analyzer) byLayers(p *inventory.Platform) (*Base, *inventory.Platform) 
 // before the image's last build session, when the history shows one. It
 // names no image; the base's time is the newest of its layers'.
 func byHistory(cf *v1.ConfigFile, now time.Time) (*Base, time.Time) {
-	var times []time.Time // one per layer
+	times, split := historySplit(cf, now)
+	if split < 1 {
+		return nil, time.Time{}
+	}
+	return &Base{DetectedBy: ByHistory, Confidence: Low,
+		Note: fmt.Sprintf("the first %d of %d layers predate the image's build; no image of the registry has exactly those layers", split, len(times))}, newestValid(times[:split], now)
+}
+
+// layerTimes returns the history time of each layer (empty-layer entries
+// skipped), or nil when the history does not describe every layer.
+func layerTimes(cf *v1.ConfigFile) []time.Time {
+	var times []time.Time
 	for _, h := range cf.History {
 		if !h.EmptyLayer {
 			times = append(times, h.Created.Time)
 		}
 	}
-	if len(times) < 2 || len(times) != len(cf.RootFS.DiffIDs) {
-		return nil, time.Time{}
+	if len(times) != len(cf.RootFS.DiffIDs) {
+		return nil
 	}
-	// The last build session: the trailing layers whose times are within an
-	// hour of the last valid one. The base is what comes before.
+	return times
+}
+
+// historySplit returns the layers' history times and the number of leading
+// layers that predate the image's last build session: the trailing layers
+// whose times are within an hour of the last valid one are that session,
+// and the base is what comes before. split is 0 when the history shows no
+// such boundary.
+func historySplit(cf *v1.ConfigFile, now time.Time) (times []time.Time, split int) {
+	times = layerTimes(cf)
+	if len(times) < 2 {
+		return times, 0
+	}
 	last := -1
 	for i := len(times) - 1; i >= 0; i-- {
 		if validTime(times[i], now) {
@@ -464,26 +571,68 @@ func byHistory(cf *v1.ConfigFile, now time.Time) (*Base, time.Time) {
 		}
 	}
 	if last < 1 {
-		return nil, time.Time{}
+		return times, 0
 	}
-	split := -1
 	for i := last - 1; i >= 0; i-- {
 		if validTime(times[i], now) && times[last].Sub(times[i]) > time.Hour {
-			split = i + 1
-			break
+			return times, i + 1
 		}
 	}
-	if split < 1 {
-		return nil, time.Time{}
+	return times, 0
+}
+
+// historyBaseTime dates the base of an image whose base is named (by
+// annotation) but cannot be read, from the image's own history: the newest
+// time of the layers before the image's last build session; when the
+// history shows no session boundary, the newest time of every layer but the
+// last (a base is a proper prefix, so its newest layer is no newer: the age
+// is then a lower bound). It returns how many layers it dated and whether
+// the bound is exact; zero when the history has no usable time.
+func historyBaseTime(cf *v1.ConfigFile, now time.Time) (t time.Time, layers int, bounded bool) {
+	times, split := historySplit(cf, now)
+	if split >= 1 {
+		return newestValid(times[:split], now), split, false
 	}
-	var created time.Time
-	for _, t := range times[:split] {
-		if validTime(t, now) && t.After(created) {
-			created = t
+	if len(times) < 2 {
+		return time.Time{}, 0, false
+	}
+	return newestValid(times[:len(times)-1], now), len(times) - 1, true
+}
+
+// datedByHistory gives a base that is named but cannot be read the age that
+// the image's own history shows for its base layers, and says so.
+func (a *analyzer) datedByHistory(b *Base, p *inventory.Platform) time.Time {
+	t, n, bounded := historyBaseTime(p.Config, a.now)
+	if t.IsZero() {
+		return t
+	}
+	b.DetectedBy = ByAnnotationHistory
+	if b.Confidence == High {
+		b.Confidence = Medium
+	}
+	layers := "first layer"
+	if n > 1 {
+		layers = fmt.Sprintf("first %d layers", n)
+	}
+	how := "its age is that of this image's " + layers + ", from this image's history"
+	if bounded {
+		how = "its age is at least that of this image's " + layers + ", from this image's history (no build boundary seen)"
+	}
+	if b.Note != "" {
+		b.Note += "; "
+	}
+	b.Note += how
+	return t
+}
+
+func newestValid(times []time.Time, now time.Time) time.Time {
+	var newest time.Time
+	for _, t := range times {
+		if validTime(t, now) && t.After(newest) {
+			newest = t
 		}
 	}
-	return &Base{DetectedBy: ByHistory, Confidence: Low,
-		Note: fmt.Sprintf("the first %d of %d layers predate the image's build; no image of the registry has exactly those layers", split, len(times))}, created
+	return newest
 }
 
 // validTime reports whether t can be an age: not the zero time, not a
@@ -502,8 +651,13 @@ func baseTime(bp *inventory.Platform, now time.Time) time.Time {
 	if c := bp.Config.Created.Time; validTime(c, now) {
 		return c
 	}
+	return historyNewest(bp.Config, now)
+}
+
+// historyNewest is the newest valid time of any history entry.
+func historyNewest(cf *v1.ConfigFile, now time.Time) time.Time {
 	var newest time.Time
-	for _, h := range bp.Config.History {
+	for _, h := range cf.History {
 		if t := h.Created.Time; validTime(t, now) && t.After(newest) {
 			newest = t
 		}

@@ -3,40 +3,44 @@ package audit
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"sync"
 
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 
 	"github.com/regkeeper/regkeeper/internal/client"
+	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 
-// registryFetcher reads bases by digest over the registry API.
+// registryFetcher reads bases by digest through the registry walker.
 type registryFetcher struct {
-	opts   client.Options
-	host   string
-	puller *remote.Puller
+	w    *walk.Walker
+	opts client.Options
+	host string
+
+	mu      sync.Mutex
+	clients map[string]*http.Client // per repository, authorised to pull
 }
 
 func newFetcher(ctx context.Context, host string, o inventory.Options) (*registryFetcher, error) {
-	p, err := remote.NewPuller(o.Client.Remote(ctx)...)
+	w, err := walk.New(ctx, host, walk.Options{Client: o.Client, Logger: o.Logger})
 	if err != nil {
 		return nil, err
 	}
-	return &registryFetcher{opts: o.Client, host: host, puller: p}, nil
+	return &registryFetcher{w: w, opts: o.Client, host: host}, nil
 }
 
 // Platform reads the manifest digest in repo; an index resolves to its
 // child for want (or its only child).
 func (f *registryFetcher) Platform(ctx context.Context, repo, digest string, want *v1.Platform) (*inventory.Platform, error) {
-	reg, err := f.opts.Registry(f.host)
-	if err != nil {
-		return nil, err
-	}
-	r := reg.Repo(repo)
-	desc, err := f.puller.Get(ctx, r.Digest(digest))
+	desc, err := f.w.Manifest(ctx, repo, digest)
 	if err != nil {
 		return nil, err
 	}
@@ -55,7 +59,7 @@ func (f *registryFetcher) Platform(ctx context.Context, repo, digest string, wan
 		if child == nil {
 			return nil, fmt.Errorf("index %s has no manifest for %v", digest, want)
 		}
-		if desc, err = f.puller.Get(ctx, r.Digest(child.Digest.String())); err != nil {
+		if desc, err = f.w.Manifest(ctx, repo, child.Digest.String()); err != nil {
 			return nil, err
 		}
 	}
@@ -63,20 +67,7 @@ func (f *registryFetcher) Platform(ctx context.Context, repo, digest string, wan
 	if err != nil {
 		return nil, err
 	}
-	l, err := f.puller.Layer(ctx, r.Digest(m.Config.Digest.String()))
-	if err != nil {
-		return nil, err
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, err
-	}
-	defer rc.Close()
-	raw, err := io.ReadAll(io.LimitReader(rc, 32<<20))
-	if err != nil {
-		return nil, err
-	}
-	cf, err := v1.ParseConfigFile(bytes.NewReader(raw))
+	cf, err := f.w.Config(ctx, repo, m.Config.Digest)
 	if err != nil {
 		return nil, err
 	}
@@ -85,4 +76,70 @@ func (f *registryFetcher) Platform(ctx context.Context, repo, digest string, wan
 		p.Platform = pl.String()
 	}
 	return p, nil
+}
+
+// Referrers lists the referrers of digest in repo through the referrers API
+// alone (OCI distribution spec 1.1): unlike remote.Referrers it does not
+// fall back to the sha256-<hex> tag, which the inventory already has, and
+// it reports a 404 as "no referrers API".
+func (f *registryFetcher) Referrers(ctx context.Context, repo, digest string) ([]v1.Descriptor, bool, error) {
+	reg, err := f.opts.Registry(f.host)
+	if err != nil {
+		return nil, false, err
+	}
+	client, err := f.client(ctx, reg.Repo(repo))
+	if err != nil {
+		return nil, false, err
+	}
+	u := fmt.Sprintf("%s://%s/v2/%s/referrers/%s", reg.Scheme(), reg.RegistryStr(), repo, digest)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, false, fmt.Errorf("listing referrers of %s in %s: %w", digest, repo, err)
+	}
+	defer resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		return nil, false, nil
+	default:
+		return nil, false, fmt.Errorf("listing referrers of %s in %s: %s", digest, repo, resp.Status)
+	}
+	var idx v1.IndexManifest
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&idx); err != nil {
+		return nil, false, fmt.Errorf("listing referrers of %s in %s: %w", digest, repo, err)
+	}
+	return idx.Manifests, true, nil
+}
+
+// client returns an HTTP client authorised to pull from r, made once per
+// repository (the token exchange is not repeated for each manifest).
+func (f *registryFetcher) client(ctx context.Context, r name.Repository) (*http.Client, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c := f.clients[r.String()]; c != nil {
+		return c, nil
+	}
+	kc := f.opts.Keychain
+	if kc == nil {
+		kc = authn.DefaultKeychain
+	}
+	auth, err := kc.Resolve(r)
+	if err != nil {
+		return nil, fmt.Errorf("resolving credentials for %s: %w", r, err)
+	}
+	t, err := transport.NewWithContext(ctx, r.Registry, auth, f.opts.RoundTripper(), []string{r.Scope(transport.PullScope)})
+	if err != nil {
+		return nil, err
+	}
+	if f.clients == nil {
+		f.clients = map[string]*http.Client{}
+	}
+	c := &http.Client{Transport: t}
+	f.clients[r.String()] = c
+	return c, nil
 }

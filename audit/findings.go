@@ -24,7 +24,11 @@ func (r *Result) Findings() []Finding {
 				hit = append(hit, img)
 			}
 		}
-		slices.SortStableFunc(hit, func(a, b Image) int { return cmp.Compare(ageOf(b), ageOf(a)) })
+		age := ageOf
+		if reason == ReasonImageTooOld {
+			age = imageAgeOf
+		}
+		slices.SortStableFunc(hit, func(a, b Image) int { return cmp.Compare(age(b), age(a)) })
 		for _, img := range hit {
 			out = append(out, Finding{Reason: reason, Image: img})
 		}
@@ -37,6 +41,46 @@ func ageOf(img Image) int {
 		return -1
 	}
 	return *img.BaseAgeDays
+}
+
+func imageAgeOf(img Image) int {
+	if img.ImageAgeDays == nil {
+		return -1
+	}
+	return *img.ImageAgeDays
+}
+
+// Detail says, in a few words, what a finding is about when the base
+// columns of a table do not: the image's age and where it came from, the
+// labels missing, what is not attached.
+func (f Finding) Detail() string {
+	img := f.Image
+	switch f.Reason {
+	case ReasonImageTooOld:
+		if img.ImageAgeDays == nil {
+			return ""
+		}
+		s := fmt.Sprintf("built %dd ago (%s)", *img.ImageAgeDays, img.Created[:min(len(img.Created), 10)])
+		if img.CreatedFrom == FromHistory {
+			s += ", from its history: created is a reproducible-build date"
+		}
+		return s
+	case ReasonUndated:
+		return "no date: created and history hold only reproducible-build dates, or none"
+	case ReasonMissingLabel:
+		return "lacks " + strings.Join(img.MissingLabels, ", ")
+	case ReasonUnsigned:
+		return "no signature attached (referrers, .sig tag)"
+	case ReasonNoSBOM:
+		return "no SBOM attached (referrers, .sbom tag, SBOM attestation)"
+	case ReasonLatestOnly:
+		return "no tag but latest names it: no rollback"
+	case ReasonTooOld, ReasonOutdated, ReasonUnknown, ReasonBanned, ReasonNotAllowed:
+		if img.Base != nil && img.Base.DetectedBy == ByAnnotationHistory {
+			return "base dated by this image's history"
+		}
+	}
+	return ""
 }
 
 // Counts returns the number of images with each reason (every reason of

@@ -7,19 +7,22 @@ import (
 	"io"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/regkeeper/regkeeper/internal/duration"
 )
 
 // DefaultMaxBaseAge is the base age above which an image is reported when
 // no policy says otherwise.
 const DefaultMaxBaseAge = 180 * 24 * time.Hour
 
-// Policy is what the audit judges bases against.
+// Policy is what the audit judges images and their bases against. The
+// zero value judges nothing; DefaultPolicy is what the command line and an
+// empty policy file start from.
 type Policy struct {
 	// MaxBaseAge: a base older than this is base-too-old; 0 disables.
 	MaxBaseAge time.Duration
@@ -27,6 +30,27 @@ type Policy struct {
 	Ban []Pattern
 	// Allow: when not empty, a base matching none is base-not-allowed.
 	Allow []Pattern
+
+	// MaxImageAge: an image built longer ago than this is image-too-old,
+	// and one with no date that is an age is image-undated; 0 disables.
+	MaxImageAge time.Duration
+	// TagLatestOnly: an image that no tag but "latest" of its repository
+	// names is tag-latest-only.
+	TagLatestOnly bool
+	// RequireLabels: an image whose config lacks any of these labels (or
+	// has it empty) is missing-label.
+	RequireLabels []string
+	// RequireSignature: an image with no signature attached is unsigned.
+	RequireSignature bool
+	// RequireSBOM: an image with no SBOM attached is no-sbom.
+	RequireSBOM bool
+}
+
+// DefaultPolicy is the policy when nothing says otherwise: bases older than
+// DefaultMaxBaseAge, and images reachable only through "latest" (see the
+// README for why these two and no other rule are on by default).
+func DefaultPolicy() Policy {
+	return Policy{MaxBaseAge: DefaultMaxBaseAge, TagLatestOnly: true}
 }
 
 // Pattern names bases: a repository glob ("base/*"), a repo:tag glob
@@ -115,23 +139,10 @@ func (p Pattern) Match(registry, repo, tag string, digests ...string) bool {
 	return p.tag == nil || (tag != "" && p.tag.MatchString(tag))
 }
 
-// ParseAge parses an age: "180d", "26w", or a Go duration ("4320h").
+// ParseAge parses an age with the duration parser every regkeeper flag
+// uses: "180d", "26w", or a Go duration ("4320h").
 func ParseAge(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	for suffix, unit := range map[string]time.Duration{"d": 24 * time.Hour, "w": 7 * 24 * time.Hour} {
-		if n, ok := strings.CutSuffix(s, suffix); ok {
-			v, err := strconv.ParseFloat(n, 64)
-			if err != nil || v < 0 {
-				return 0, fmt.Errorf("age %q: want a number of days (180d), weeks (26w) or a duration (4320h)", s)
-			}
-			return time.Duration(v * float64(unit)), nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("age %q: want a number of days (180d), weeks (26w) or a duration (4320h)", s)
-	}
-	return d, nil
+	return duration.Parse(s)
 }
 
 // policyFile is the YAML policy format:
@@ -142,10 +153,21 @@ func ParseAge(s string) (time.Duration, error) {
 //	  - docker.io/library/debian:9*
 //	allow:
 //	  - base/*
+//	maxImageAge: 90d
+//	tagLatestOnly: true
+//	requireLabels:
+//	  - org.opencontainers.image.revision
+//	requireSignature: true
+//	requireSBOM: true
 type policyFile struct {
-	MaxBaseAge yaml.Node `yaml:"maxBaseAge"`
-	Ban        yaml.Node `yaml:"ban"`
-	Allow      yaml.Node `yaml:"allow"`
+	MaxBaseAge       yaml.Node `yaml:"maxBaseAge"`
+	Ban              yaml.Node `yaml:"ban"`
+	Allow            yaml.Node `yaml:"allow"`
+	MaxImageAge      yaml.Node `yaml:"maxImageAge"`
+	TagLatestOnly    yaml.Node `yaml:"tagLatestOnly"`
+	RequireLabels    yaml.Node `yaml:"requireLabels"`
+	RequireSignature yaml.Node `yaml:"requireSignature"`
+	RequireSBOM      yaml.Node `yaml:"requireSBOM"`
 }
 
 // LoadPolicy reads a YAML policy file. Errors name the file and line.
@@ -164,7 +186,7 @@ func LoadPolicy(path string) (Policy, error) {
 // ParsePolicy parses the YAML policy format (see policyFile). Keys it does
 // not know are errors, so that a typo does not silently disable a rule.
 func ParsePolicy(raw []byte) (Policy, error) {
-	pol := Policy{MaxBaseAge: DefaultMaxBaseAge}
+	pol := DefaultPolicy()
 	var f policyFile
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
@@ -174,17 +196,45 @@ func ParsePolicy(raw []byte) (Policy, error) {
 		}
 		return pol, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
-	if n := f.MaxBaseAge; n.Kind != 0 {
-		if n.Kind != yaml.ScalarNode {
-			return pol, fmt.Errorf("line %d: maxBaseAge: want an age such as 180d", n.Line)
-		}
-		d, err := ParseAge(n.Value)
-		if err != nil {
-			return pol, fmt.Errorf("line %d: maxBaseAge: %v", n.Line, err)
-		}
-		pol.MaxBaseAge = d
-	}
 	var err error
+	for _, age := range []struct {
+		key string
+		n   yaml.Node
+		out *time.Duration
+	}{{"maxBaseAge", f.MaxBaseAge, &pol.MaxBaseAge}, {"maxImageAge", f.MaxImageAge, &pol.MaxImageAge}} {
+		if age.n.Kind == 0 {
+			continue
+		}
+		if age.n.Kind != yaml.ScalarNode {
+			return pol, fmt.Errorf("line %d: %s: want an age such as 180d", age.n.Line, age.key)
+		}
+		if *age.out, err = ParseAge(age.n.Value); err != nil {
+			return pol, fmt.Errorf("line %d: %s: %v", age.n.Line, age.key, err)
+		}
+	}
+	for _, b := range []struct {
+		key string
+		n   yaml.Node
+		out *bool
+	}{{"tagLatestOnly", f.TagLatestOnly, &pol.TagLatestOnly}, {"requireSignature", f.RequireSignature, &pol.RequireSignature}, {"requireSBOM", f.RequireSBOM, &pol.RequireSBOM}} {
+		if b.n.Kind == 0 {
+			continue
+		}
+		if b.n.Kind != yaml.ScalarNode || b.n.Decode(b.out) != nil {
+			return pol, fmt.Errorf("line %d: %s: want true or false", b.n.Line, b.key)
+		}
+	}
+	if n := f.RequireLabels; n.Kind != 0 {
+		if n.Kind != yaml.SequenceNode {
+			return pol, fmt.Errorf("line %d: requireLabels: want a list of label keys", n.Line)
+		}
+		for _, item := range n.Content {
+			if item.Kind != yaml.ScalarNode || strings.TrimSpace(item.Value) == "" {
+				return pol, fmt.Errorf("line %d: requireLabels: want a label key", item.Line)
+			}
+			pol.RequireLabels = append(pol.RequireLabels, strings.TrimSpace(item.Value))
+		}
+	}
 	if pol.Ban, err = patternList("ban", f.Ban); err != nil {
 		return pol, err
 	}

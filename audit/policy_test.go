@@ -58,12 +58,17 @@ func TestPolicyFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pol.MaxBaseAge != 90*24*time.Hour || len(pol.Ban) != 2 || len(pol.Allow) != 3 {
+	if pol.MaxBaseAge != 90*24*time.Hour || len(pol.Ban) != 2 || len(pol.Allow) != 3 ||
+		pol.MaxImageAge != 365*24*time.Hour || !pol.TagLatestOnly || len(pol.RequireLabels) != 3 || !pol.RequireSignature || !pol.RequireSBOM {
 		t.Errorf("testdata/policy.yaml: %+v", pol)
 	}
 	empty, err := ParsePolicy(nil)
-	if err != nil || empty.MaxBaseAge != DefaultMaxBaseAge {
+	if err != nil || empty.MaxBaseAge != DefaultMaxBaseAge || !empty.TagLatestOnly || empty.MaxImageAge != 0 || empty.RequireSignature || empty.RequireSBOM {
 		t.Errorf("empty policy: %+v, %v", empty, err)
+	}
+	off, err := ParsePolicy([]byte("tagLatestOnly: false\nmaxImageAge: 13w\n"))
+	if err != nil || off.TagLatestOnly || off.MaxImageAge != 13*7*24*time.Hour {
+		t.Errorf("tagLatestOnly: false, maxImageAge: 13w: %+v, %v", off, err)
 	}
 
 	for _, tc := range []struct{ yaml, msg string }{
@@ -72,6 +77,12 @@ func TestPolicyFile(t *testing.T) {
 		{"allow: base/*\n", "line 1: allow: want a list"},
 		{"bans:\n  - x\n", "line 1: field bans not found"},
 		{"ban: [unclosed\n", "line"},
+		{"maxImageAge: soon\n", "line 1: maxImageAge"},
+		{"maxBaseAge: 90d\ntagLatestOnly: maybe\n", "line 2: tagLatestOnly: want true or false"},
+		{"requireSignature: [true]\n", "line 1: requireSignature"},
+		{"requireLabels: org.opencontainers.image.source\n", "line 1: requireLabels: want a list"},
+		{"requireLabels:\n  - ''\n", "line 2: requireLabels: want a label key"},
+		{"requireSbom: true\n", "field requireSbom not found"},
 	} {
 		dir := t.TempDir()
 		f := filepath.Join(dir, "p.yaml")

@@ -1,14 +1,18 @@
 // Package backup copies the images of a registry into one OCI image layout
 // (a shared, content-addressed blob store with an index.json naming every
-// image by repository and tag), restores such a layout to a registry digest
-// for digest, and verifies it.
+// image by repository and tag), restores such a layout (or one written by
+// crane, skopeo, regctl or oras) to a registry digest for digest, and
+// verifies it.
 //
 // Backups are incremental (an unchanged tag costs one HEAD request and no
 // transfer), resumable (blobs are written to temporary files, checked and
 // renamed; index.json is written last and atomically, so a killed run is
 // finished by running it again) and complete: the children of multi-arch
 // indexes, cosign signature tags, referrers fallback tags, and referrers
-// found through the referrers API where the registry has one.
+// found through the referrers API where the registry has one, and their
+// referrers in turn (referrers.go). Restore maintains the referrers
+// fallback tags on a registry without the API (referrers_tag.go) and
+// places the entries of any layout by the names it gives (place.go).
 package backup
 
 import (
@@ -31,6 +35,7 @@ import (
 
 	"github.com/regkeeper/regkeeper/internal/client"
 	"github.com/regkeeper/regkeeper/internal/progress"
+	"github.com/regkeeper/regkeeper/internal/walk"
 )
 
 // Options for Run. Start from DefaultOptions.
@@ -46,6 +51,11 @@ type Options struct {
 	// are reachable only through their fallback tags, which are ordinary
 	// tags and backed up as such.
 	Referrers bool
+	// ReferrersDepth limits how deep referrers of referrers are followed
+	// (through the API, and through the signature and fallback tags a tag
+	// filter brings along): 1 is the referrers of the images themselves
+	// only. Zero or less means DefaultReferrersDepth.
+	ReferrersDepth int
 	// KeepHistory keeps the previous entry of a tag that moved, under the
 	// name repo:tag@<time it was first backed up>.
 	KeepHistory bool
@@ -61,9 +71,10 @@ type Options struct {
 	Now time.Time
 }
 
-// DefaultOptions returns the defaults: referrers on, 30s checkpoints.
+// DefaultOptions returns the defaults: referrers on, followed
+// DefaultReferrersDepth deep; 30s checkpoints.
 func DefaultOptions() Options {
-	return Options{Referrers: true, Checkpoint: 30 * time.Second}
+	return Options{Referrers: true, ReferrersDepth: DefaultReferrersDepth, Checkpoint: 30 * time.Second}
 }
 
 // Result is the summary of a backup; the JSON field names are a contract
@@ -90,9 +101,18 @@ type Result struct {
 	// Absent are the children of the selected indexes that the registry
 	// did not have in the index's repository when the index was backed up;
 	// they are recorded in index.json, not backed up.
-	Absent          []Absent `json:"absent"`
-	Errors          []Error  `json:"errors"`
-	DurationSeconds float64  `json:"durationSeconds"`
+	Absent []Absent `json:"absent"`
+	// Problems are what is broken in the registry (internal/walk): the
+	// indexes with absent children, tags whose manifest or blobs the
+	// registry does not have, manifests that do not parse. They are not
+	// backed up and do not fail the run.
+	Problems []walk.Problem `json:"problems"`
+	// Errors are what could not be read or written: the run failed there.
+	Errors          []Error `json:"errors"`
+	DurationSeconds float64 `json:"durationSeconds"`
+
+	// Selection counts what the filters selected; not in the JSON.
+	Selection walk.Selection `json:"-"`
 }
 
 // Absent is an index child missing from the index's repository.
@@ -142,6 +162,11 @@ func Run(ctx context.Context, host, dir string, opts Options) (*Result, error) {
 	}
 	res := r.result()
 	res.DurationSeconds = time.Since(start).Seconds()
+	if err != nil && ctx.Err() == nil {
+		// A run that could not do its job says so in its JSON too, not
+		// only on stderr: no "errors": [] beside 0 images.
+		res.Errors = append(res.Errors, Error{Error: err.Error()})
+	}
 	return res, err
 }
 
@@ -150,6 +175,7 @@ type runner struct {
 	reg    name.Registry
 	layout Layout
 	idx    *index
+	walker *walk.Walker
 	puller *remote.Puller
 	// refOpts list referrers through the API only: fallback tags are
 	// ordinary tags, backed up as such.
@@ -165,6 +191,7 @@ type runner struct {
 
 	refOnce sync.Once
 	refAPI  bool
+	listed  map[string]bool // repo@subject whose referrers were listed; under mu
 
 	mu        sync.Mutex
 	res       Result
@@ -175,7 +202,7 @@ type runner struct {
 
 func newRunner(ctx context.Context, reg name.Registry, l Layout, idx *index, opts Options) (*runner, error) {
 	ropts := opts.Client.Remote(ctx)
-	p, err := remote.NewPuller(ropts...)
+	w, err := walk.New(ctx, reg.RegistryStr(), walk.Options{Client: opts.Client, Repo: opts.Repo, Tag: opts.Tag, Logger: opts.Logger})
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +222,7 @@ func newRunner(ctx context.Context, reg name.Registry, l Layout, idx *index, opt
 		return nil, err
 	}
 	jobs := opts.Client.JobCount()
-	return &runner{opts: opts, reg: reg, layout: l, idx: idx, puller: p, refOpts: append(ropts, remote.Reuse(rp)),
+	return &runner{opts: opts, reg: reg, layout: l, idx: idx, walker: w, puller: w.Puller(), refOpts: append(ropts, remote.Reuse(rp)),
 		log: log, now: now, bar: opts.Progress.Bytes(-1, "backup"), jobs: jobs,
 		blobSem: make(chan struct{}, jobs), counted: map[v1.Hash]bool{}, complete: map[v1.Hash]bool{},
 		lastSaved: time.Now()}, nil
@@ -207,21 +234,20 @@ type target struct {
 }
 
 func (r *runner) run(ctx context.Context) error {
-	repos, err := r.listRepositories(ctx)
+	// Listing only: an unchanged tag then costs one HEAD, no config read.
+	l, err := r.walker.List(ctx)
 	if err != nil {
 		return err
 	}
-	tags := r.listTags(ctx, repos)
-	if err := ctx.Err(); err != nil {
-		return err
+	r.mu.Lock()
+	r.res.Selection = l.Selection
+	r.mu.Unlock()
+	for _, e := range l.Errors {
+		r.addError(Error{Repository: e.Repository, Error: e.Error})
 	}
 	var selected []target
-	for _, repo := range repos {
-		for _, t := range tags[repo] {
-			if r.opts.Tag == nil || r.opts.Tag.MatchString(t) {
-				selected = append(selected, target{repo, t})
-			}
-		}
+	for _, ref := range l.Refs() {
+		selected = append(selected, target{ref.Repository, ref.Tag})
 	}
 	digests := r.backupAll(ctx, selected)
 	if err := ctx.Err(); err != nil {
@@ -230,18 +256,7 @@ func (r *runner) run(ctx context.Context) error {
 	// With a tag filter, the signature and fallback tags of what was
 	// selected are not selected by name: add them.
 	if r.opts.Tag != nil && r.opts.Referrers {
-		var attached []target
-		for _, repo := range repos {
-			for _, t := range tags[repo] {
-				if r.opts.Tag.MatchString(t) {
-					continue
-				}
-				if d, ok := attachedTo(t); ok && digests[repo][d] {
-					attached = append(attached, target{repo, t})
-				}
-			}
-		}
-		r.backupAll(ctx, attached)
+		r.backupAttached(ctx, l, digests)
 	}
 	return ctx.Err()
 }
@@ -260,44 +275,6 @@ func attachedTo(tag string) (string, bool) {
 	return hex, true
 }
 
-// listRepositories walks the catalog. This is the only listing the backup
-// needs: inventory.Run would also read every config, which an incremental
-// run must not pay for.
-func (r *runner) listRepositories(ctx context.Context) ([]string, error) {
-	all, err := r.puller.Catalog(ctx, r.reg)
-	if err != nil {
-		return nil, fmt.Errorf("listing repositories of %s: %s", r.reg.RegistryStr(), client.Describe(err))
-	}
-	var repos []string
-	for _, repo := range all {
-		if r.opts.Repo == nil || r.opts.Repo.MatchString(repo) {
-			repos = append(repos, repo)
-		}
-	}
-	sort.Strings(repos)
-	return repos, nil
-}
-
-// listTags lists the tags of every repository, jobs at a time.
-func (r *runner) listTags(ctx context.Context, repos []string) map[string][]string {
-	out := make(map[string][]string, len(repos))
-	var mu sync.Mutex
-	forEach(ctx, r.jobs, repos, func(repo string) {
-		tags, err := r.puller.List(ctx, r.reg.Repo(repo))
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			if ctx.Err() == nil {
-				r.addError(Error{Repository: repo, Error: "listing tags: " + client.Describe(err)})
-			}
-			return
-		}
-		sort.Strings(tags)
-		out[repo] = tags
-	})
-	return out
-}
-
 // backupAll backs up targets, jobs at a time, and returns the manifest
 // digests (hex) backed up per repository.
 func (r *runner) backupAll(ctx context.Context, targets []target) map[string]map[string]bool {
@@ -305,7 +282,12 @@ func (r *runner) backupAll(ctx context.Context, targets []target) map[string]map
 	var mu sync.Mutex
 	forEach(ctx, r.jobs, targets, func(t target) {
 		ds, err := r.backupTag(ctx, t)
-		if err != nil {
+		var pe *problemError
+		switch {
+		case err != nil && errors.As(err, &pe):
+			r.addProblem(walk.Problem{Repository: t.repo, Tag: t.tag, Digest: pe.digest, Kind: pe.kind, Message: client.Describe(err) + "; not backed up"})
+			return
+		case err != nil:
 			if ctx.Err() == nil {
 				r.addError(Error{Repository: t.repo, Tag: t.tag, Error: client.Describe(err)})
 			}
@@ -349,7 +331,7 @@ func (r *runner) backupTag(ctx context.Context, t target) ([]v1.Hash, error) {
 	if prev, ok := r.idx.tag(t.repo, t.tag); ok {
 		head, err := r.puller.Head(ctx, ref)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", ref, err)
+			return nil, tagError(ref, err)
 		}
 		if head.Digest == prev.Digest && r.isComplete(prev.Digest, Entry{prev}.Absent()) {
 			r.mu.Lock()
@@ -365,7 +347,7 @@ func (r *runner) backupTag(ctx context.Context, t target) ([]v1.Hash, error) {
 	}
 	got, err := r.puller.Get(ctx, getRef)
 	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", ref, err)
+		return nil, tagError(ref, err)
 	}
 	desc := got.Descriptor
 	absent, err := r.copyManifest(ctx, repo, desc, got.Manifest)
@@ -421,14 +403,16 @@ func (r *runner) copyManifest(ctx context.Context, repo name.Repository, desc v1
 		}
 		rf, err := parseRefs(desc.MediaType, raw)
 		if err != nil {
-			return nil, fmt.Errorf("manifest %s in %s: %w", desc.Digest, repo.RepositoryStr(), err)
+			return nil, &problemError{kind: walk.KindManifestCorrupt, digest: desc.Digest.String(),
+				err: fmt.Errorf("manifest %s in %s does not parse: %w", desc.Digest, repo.RepositoryStr(), err)}
 		}
 		var absent []v1.Hash
 		for _, child := range rf.Children {
 			ca, err := r.copyManifest(ctx, repo, child, nil)
 			var nf *notFoundError
 			if errors.As(err, &nf) && nf.digest == child.Digest {
-				r.log.Warn("index child absent from its repository; recorded, not backed up",
+				// Reported once, among the problems of the result; logged only with -v.
+				r.log.Info("index child absent from its repository; recorded, not backed up",
 					"repository", repo.RepositoryStr(), "index", desc.Digest.String(), "child", child.Digest.String())
 				absent = append(absent, child.Digest)
 				continue
@@ -521,6 +505,10 @@ func (r *runner) copyBlob(ctx context.Context, repo name.Repository, b v1.Descri
 		return nil
 	}
 	layer, err := r.puller.Layer(ctx, repo.Digest(b.Digest.String()))
+	if isNotFound(err) {
+		return &problemError{kind: KindBlobMissing, digest: b.Digest.String(),
+			err: fmt.Errorf("blob %s is not in %s: %w", b.Digest, repo.RepositoryStr(), err)}
+	}
 	if err != nil {
 		return fmt.Errorf("blob %s in %s: %w", b.Digest, repo.RepositoryStr(), err)
 	}
@@ -592,35 +580,6 @@ func (r *runner) referrersAPI(repo name.Repository) bool {
 	return r.refAPI
 }
 
-// backupReferrers backs up the referrers of the given manifests through
-// the referrers API, when the registry has it.
-func (r *runner) backupReferrers(ctx context.Context, repo name.Repository, subjects []v1.Hash) error {
-	if !r.opts.Referrers || !r.referrersAPI(repo) {
-		return nil
-	}
-	for _, s := range subjects {
-		idx, err := remote.Referrers(repo.Digest(s.String()), r.refOpts...)
-		if err != nil {
-			return fmt.Errorf("listing referrers of %s: %w", s, err)
-		}
-		im, err := idx.IndexManifest()
-		if err != nil {
-			return fmt.Errorf("listing referrers of %s: %w", s, err)
-		}
-		for _, desc := range im.Manifests {
-			if _, err := r.copyManifest(ctx, repo, desc, nil); err != nil {
-				return fmt.Errorf("referrer %s of %s: %w", desc.Digest, s, err)
-			}
-			if r.idx.addReferrer(repo.RepositoryStr(), desc, s, r.now) {
-				r.mu.Lock()
-				r.res.Referrers++
-				r.mu.Unlock()
-			}
-		}
-	}
-	return nil
-}
-
 func (r *runner) countWritten(d v1.Hash, n int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -641,6 +600,12 @@ func (r *runner) countSkipped(d v1.Hash, n int64) {
 	r.counted[d] = true
 	r.res.BlobsSkipped++
 	r.res.BytesSkipped += n
+}
+
+func (r *runner) addProblem(p walk.Problem) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Problems = append(r.res.Problems, p)
 }
 
 func (r *runner) addError(e Error) {
@@ -669,6 +634,16 @@ func (r *runner) result() *Result {
 			continue
 		}
 		res.Images++
+		if absent := e.Absent(); len(absent) > 0 {
+			var cs []string
+			for c := range absent {
+				cs = append(cs, c.String())
+			}
+			sort.Strings(cs)
+			res.Problems = append(res.Problems, walk.Problem{Repository: e.Repository(), Tag: e.Tag(), Digest: e.Digest.String(),
+				Kind: walk.KindChildrenAbsent, Message: fmt.Sprintf("index names %d platform manifests that are not in %s (an index copied without its children?); recorded in the backup, not backed up: %s",
+					len(cs), e.Repository(), strings.Join(cs, ", "))})
+		}
 		for c := range e.Absent() {
 			a := Absent{Repository: e.Repository(), Index: e.Digest.String(), Child: c.String()}
 			if !seen[a] {
@@ -684,6 +659,10 @@ func (r *runner) result() *Result {
 		}
 		return a.Child < b.Child
 	})
+	if res.Problems == nil {
+		res.Problems = []walk.Problem{}
+	}
+	walk.SortProblems(res.Problems)
 	if res.Errors == nil {
 		res.Errors = []Error{}
 	}
@@ -695,6 +674,33 @@ func (r *runner) result() *Result {
 		return a.Tag < b.Tag
 	})
 	return &res
+}
+
+// KindBlobMissing: a blob a manifest references that its repository does
+// not have.
+const KindBlobMissing = "blob-missing"
+
+// problemError is something broken in the registry that stops the backup
+// of one tag: reported among the problems, not the errors.
+type problemError struct {
+	kind, digest string
+	err          error
+}
+
+func (e *problemError) Error() string { return e.err.Error() }
+func (e *problemError) Unwrap() error { return e.err }
+
+// tagError wraps a failure to read a tag's manifest: a problem when the
+// registry does not have it.
+func tagError(ref name.Tag, err error) error {
+	err = fmt.Errorf("reading %s: %w", ref, err)
+	switch {
+	case isNotFound(err):
+		return &problemError{kind: walk.KindManifestMissing, err: err}
+	case walk.StoredCorrupt(err):
+		return &problemError{kind: walk.KindManifestCorrupt, err: err}
+	}
+	return err
 }
 
 // notFoundError is a manifest the registry does not have in a repository.

@@ -115,6 +115,11 @@ func TestBackupRestoreEstate(t *testing.T) {
 	if len(res.Absent) != 2 || res.Absent[0].Repository != "mirror/alpine" {
 		t.Errorf("absent children: %+v", res.Absent)
 	}
+	// It is a problem in the registry, reported once; nothing failed.
+	if len(res.Problems) != 1 || res.Problems[0].Repository != "mirror/alpine" || res.Problems[0].Tag != "3.20" ||
+		res.Problems[0].Kind != "children-absent" || len(res.Errors) != 0 {
+		t.Errorf("problems %+v, errors %+v; want mirror/alpine:3.20's absent children, no error", res.Problems, res.Errors)
+	}
 
 	// Everything live is in the backup, except the SBOMs pushed by digest
 	// with a subject and no fallback tag: distribution v3.1.2 has no
@@ -208,6 +213,9 @@ func TestBackupRestoreEstate(t *testing.T) {
 	wantRequests := map[string]int{"HEAD manifests": len(want), "GET tags": len(e.Repositories()), "GET catalog": 1, "GET referrers": 1}
 	if diff := cmp.Diff(wantRequests, counter.counts); diff != "" {
 		t.Errorf("requests of an unchanged run (-want +got):\n%s", diff)
+	}
+	if len(again.Problems) != 1 {
+		t.Errorf("second run: problems %+v, want the index-only copy again", again.Problems)
 	}
 	if again.BlobsWritten != 0 || again.BytesWritten != 0 || again.Unchanged != len(want) || again.Updated != 0 {
 		t.Errorf("second run: %+v", again)

@@ -31,6 +31,7 @@ import (
 //	                             whatever number of images and repositories share it
 //	  .regkeeper/                not part of the OCI layout; readers ignore it
 //	    lock                     held (flock) by a running backup
+//	    cycle.lock               held (flock) by a running regkeeper cycle
 //	    tmp/<hex>.<random>       a blob being written: hashed as it streams in,
 //	                             checked, fsynced, then renamed to blobs/<alg>/<hex>
 //	    index.json.<random>      the next index.json, renamed over it when complete

@@ -28,9 +28,24 @@ import (
 // RestoreOptions for Restore.
 type RestoreOptions struct {
 	Client client.Options
-	// Repo and Tag select what is restored; nil selects everything. With a
-	// tag filter, the referrers of the selected images are restored too.
+	// Repo and Tag select what is restored, by the names the layout gives;
+	// nil selects everything. With a tag filter, the referrers of the
+	// selected images, and the signature and referrers fallback tags
+	// attached to them, are restored too.
 	Repo, Tag *regexp.Regexp
+	// Repository is where entries whose org.opencontainers.image.ref.name
+	// is a bare tag (as regctl and oras write it) are restored, and where
+	// entries with no name at all are pushed by digest. Empty: such
+	// entries are reported, not restored.
+	Repository string
+	// Map moves repositories (by prefix) from the names the layout gives
+	// to others; the longest matching prefix wins.
+	Map []Mapping
+	// ReferrersDepth limits how deep referrers of referrers of what is
+	// selected are restored: 1 is the referrers of the images themselves.
+	// Zero or less means DefaultReferrersDepth. Referrers whose subject is
+	// not in the layout at all are restored when no tag filter is given.
+	ReferrersDepth int
 	// DryRun plans and lists, and contacts no registry.
 	DryRun   bool
 	Progress *progress.Reporter
@@ -40,10 +55,15 @@ type RestoreOptions struct {
 // RestoreResult is what Restore did, or with DryRun would do.
 type RestoreResult struct {
 	DryRun bool `json:"dryRun"`
-	// Images, Referrers and History count the index.json entries selected.
+	// Images, Referrers and History count the index.json entries selected;
+	// Attached, the signature and fallback tags a tag filter brought
+	// along; Untagged, entries with no name pushed by digest into
+	// --repository.
 	Images           int `json:"images"`
 	Referrers        int `json:"referrers"`
 	History          int `json:"history"`
+	Attached         int `json:"attached"`
+	Untagged         int `json:"untagged"`
 	ManifestsPushed  int `json:"manifestsPushed"`
 	ManifestsSkipped int `json:"manifestsSkipped"`
 	// BlobsPushed and BytesPushed: blobs uploaded; BlobsMounted: blobs
@@ -53,18 +73,23 @@ type RestoreResult struct {
 	BytesPushed  int64 `json:"bytesPushed"`
 	BlobsMounted int   `json:"blobsMounted"`
 	// BlobsSkipped and BytesSkipped: blobs the registry already had.
-	BlobsSkipped    int            `json:"blobsSkipped"`
-	BytesSkipped    int64          `json:"bytesSkipped"`
-	Entries         []RestoreEntry `json:"entries"`
-	Errors          []Error        `json:"errors"`
-	DurationSeconds float64        `json:"durationSeconds"`
+	BlobsSkipped int   `json:"blobsSkipped"`
+	BytesSkipped int64 `json:"bytesSkipped"`
+	// ReferrersTagsWritten counts the referrers fallback tags
+	// (sha256-<hex>) created or extended on a registry without the
+	// referrers API, so that clients find the restored referrers there.
+	ReferrersTagsWritten int            `json:"referrersTagsWritten"`
+	Entries              []RestoreEntry `json:"entries"`
+	Errors               []Error        `json:"errors"`
+	DurationSeconds      float64        `json:"durationSeconds"`
 }
 
 // RestoreEntry is one index.json entry selected for restore.
 type RestoreEntry struct {
+	// Repository the entry is restored to.
 	Repository string `json:"repository"`
-	// Tag is empty for referrers; history entries are pushed by digest
-	// only.
+	// Tag is empty for referrers and untagged entries; history entries
+	// are pushed by digest only.
 	Tag       string `json:"tag,omitempty"`
 	Kind      string `json:"kind"`
 	Digest    string `json:"digest"`
@@ -76,13 +101,22 @@ type RestoreEntry struct {
 	Bytes     int64 `json:"bytes"`
 }
 
-// repoPlan is what one repository receives, in push order: blobs, then
-// manifests children first, then the tags.
+// repoPlan is what one repository receives, in push order: blobs;
+// manifests by digest, children before parents; tags; referrers by digest,
+// subjects before their referrers; then the referrers lists.
 type repoPlan struct {
 	repo      string
 	blobs     []v1.Descriptor
-	manifests []planManifest // by digest, children before parents, referrers last
-	tags      []planManifest // tag entries: PUT by tag
+	manifests []planManifest
+	tags      []planManifest
+	referrers []planManifest
+	// fallback holds the referrers fallback tags (sha256-<hex>) of the
+	// layout, by subject: pushed as they are to a registry with the
+	// referrers API, merged into the registry's own otherwise.
+	fallback map[v1.Hash]planManifest
+	// listed is, by subject, the referrers list entry of every manifest
+	// with a subject that this repository receives.
+	listed map[v1.Hash][]v1.Descriptor
 }
 
 type planManifest struct {
@@ -91,10 +125,11 @@ type planManifest struct {
 	raw  []byte
 }
 
-// Restore pushes the backup at dir (or what opts select) to the registry at
-// host. Every manifest is pushed as its stored bytes with its media type,
-// so it keeps its digest; blobs and manifests the registry already has are
-// not pushed again.
+// Restore pushes the OCI image layout at dir (a regkeeper backup or one
+// written by another tool), or what opts select, to the registry at host.
+// Every manifest is pushed as its stored bytes with its media type, so it
+// keeps its digest; blobs and manifests the registry already has are not
+// pushed again.
 func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*RestoreResult, error) {
 	start := time.Now()
 	l := Layout{Root: dir}
@@ -110,14 +145,17 @@ func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*Resto
 		return nil, err
 	}
 	res := &RestoreResult{DryRun: opts.DryRun, Entries: []RestoreEntry{}, Errors: []Error{}}
-	plans := planRestore(l, entries, opts, res)
-	if opts.DryRun || len(plans) == 0 {
-		res.DurationSeconds = time.Since(start).Seconds()
-		return res, nil
-	}
+	cache := &manifestCache{l: l}
+	placements, errs := placeEntries(cache, entries, opts)
+	res.Errors = append(res.Errors, errs...)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	plans := planRestore(cache, placements, opts, res, log)
+	if opts.DryRun || len(plans) == 0 {
+		res.DurationSeconds = time.Since(start).Seconds()
+		return res, nil
 	}
 	ropts := opts.Client.Remote(ctx)
 	pusher, err := remote.NewPusher(ropts...)
@@ -142,66 +180,60 @@ func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*Resto
 			rs.addError(Error{Repository: p.repo, Error: client.Describe(err)})
 		}
 	})
-	sort.Slice(res.Errors, func(i, j int) bool { return res.Errors[i].Repository < res.Errors[j].Repository })
+	sort.SliceStable(res.Errors, func(i, j int) bool { return res.Errors[i].Repository < res.Errors[j].Repository })
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, ctx.Err()
 }
 
-// planRestore selects entries and orders what each repository needs.
-func planRestore(l Layout, entries []Entry, opts RestoreOptions, res *RestoreResult) []*repoPlan {
+// planRestore selects entries and orders what each repository needs:
+// first the tag, history and untagged entries the filters select, then,
+// level by level down to the depth limit, the referrers and attached tags
+// (signatures, fallback tags) of what is selected so far.
+func planRestore(c *manifestCache, placements []placed, opts RestoreOptions, res *RestoreResult, log *slog.Logger) []*repoPlan {
 	plans := map[string]*repoPlan{}
 	seenManifest := map[string]map[v1.Hash]bool{}
 	seenBlob := map[string]map[v1.Hash]bool{}
-	// digests covered by selected tag entries, per repository, for the
-	// referrers of a tag-filtered restore.
+	// manifests reached by the selected entries, per repository.
 	covered := map[string]map[v1.Hash]bool{}
 
-	add := func(e Entry) {
-		repo := e.Repository()
-		if repo == "" {
-			res.Errors = append(res.Errors, Error{Digest: e.Digest.String(),
-				Error: fmt.Sprintf("entry %q was not written by regkeeper backup (no %s annotation): no repository to restore it to", e.Annotations[AnnotationRefName], AnnotationRepository)})
-			return
-		}
+	add := func(pl placed, attached bool) {
+		repo := pl.repo
 		p := plans[repo]
 		if p == nil {
-			p = &repoPlan{repo: repo}
+			p = &repoPlan{repo: repo, fallback: map[v1.Hash]planManifest{}, listed: map[v1.Hash][]v1.Descriptor{}}
 			plans[repo] = p
 			seenManifest[repo] = map[v1.Hash]bool{}
 			seenBlob[repo] = map[v1.Hash]bool{}
 			covered[repo] = map[v1.Hash]bool{}
 		}
-		re := RestoreEntry{Repository: repo, Kind: e.Kind(), Digest: e.Digest.String(), MediaType: string(e.MediaType)}
-		if e.Kind() != KindReferrer {
-			re.Tag = e.Tag()
+		re := RestoreEntry{Repository: repo, Tag: pl.tag, Kind: pl.kind, Digest: pl.Digest.String(), MediaType: string(pl.MediaType)}
+		if pl.kind == KindReferrer || pl.kind == KindUntagged {
+			re.Tag = ""
 		}
 		var ms []planManifest
+		var top planManifest
 		var bs []v1.Descriptor
 		entryBlobs := map[v1.Hash]bool{}
-		var walk func(d v1.Descriptor, absent map[v1.Hash]bool, top bool) error
-		walk = func(d v1.Descriptor, absent map[v1.Hash]bool, top bool) error {
-			raw, err := l.ReadBlob(d.Digest)
-			if err != nil {
-				return fmt.Errorf("manifest %s: %w", d.Digest, err)
+		var walk func(d v1.Descriptor, absent map[v1.Hash]bool, isTop bool) error
+		walk = func(d v1.Descriptor, absent map[v1.Hash]bool, isTop bool) error {
+			m := c.get(d)
+			if m.err != nil {
+				return m.err
 			}
-			rf, err := parseRefs(d.MediaType, raw)
-			if err != nil {
-				return fmt.Errorf("manifest %s: %w", d.Digest, err)
-			}
-			for _, c := range rf.Children {
-				if absent[c.Digest] {
+			for _, ch := range m.refs.Children {
+				if absent[ch.Digest] {
 					continue
 				}
-				if err := walk(c, nil, false); err != nil {
+				if err := walk(ch, nil, false); err != nil {
 					return err
 				}
 			}
-			for _, b := range rf.Blobs {
+			for _, b := range m.refs.Blobs {
 				if !distributable(b) || entryBlobs[b.Digest] {
 					continue
 				}
-				if !l.HasBlob(b.Digest, b.Size) {
-					return fmt.Errorf("blob %s of %s is not in the backup (run regkeeper verify)", b.Digest, d.Digest)
+				if !c.l.HasBlob(b.Digest, b.Size) {
+					return fmt.Errorf("blob %s of %s is not in the layout (run regkeeper verify)", b.Digest, d.Digest)
 				}
 				entryBlobs[b.Digest] = true
 				re.Blobs++
@@ -209,17 +241,17 @@ func planRestore(l Layout, entries []Entry, opts RestoreOptions, res *RestoreRes
 				bs = append(bs, b)
 			}
 			re.Manifests++
-			re.Bytes += int64(len(raw))
-			if !top || e.Kind() != KindTag {
-				ms = append(ms, planManifest{desc: v1.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}, raw: raw})
+			re.Bytes += int64(len(m.raw))
+			pm := planManifest{desc: v1.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}, raw: m.raw}
+			if isTop {
+				top = pm
 			} else {
-				p.tags = append(p.tags, planManifest{desc: v1.Descriptor{MediaType: d.MediaType, Digest: d.Digest, Size: d.Size}, tag: e.Tag(), raw: raw})
+				ms = append(ms, pm)
 			}
-			covered[repo][d.Digest] = true
 			return nil
 		}
-		if err := walk(e.Descriptor, e.Absent(), true); err != nil {
-			res.Errors = append(res.Errors, Error{Repository: repo, Tag: re.Tag, Digest: e.Digest.String(), Error: err.Error()})
+		if err := walk(pl.Descriptor, pl.Absent(), true); err != nil {
+			res.Errors = append(res.Errors, Error{Repository: repo, Tag: re.Tag, Digest: pl.Digest.String(), Error: err.Error()})
 			return
 		}
 		for _, b := range bs {
@@ -228,45 +260,124 @@ func planRestore(l Layout, entries []Entry, opts RestoreOptions, res *RestoreRes
 				p.blobs = append(p.blobs, b)
 			}
 		}
+		note := func(m planManifest) {
+			covered[repo][m.desc.Digest] = true
+			if ri, ok := parseReferrer(m.desc, m.raw); ok {
+				for _, d := range p.listed[ri.Subject] {
+					if d.Digest == m.desc.Digest {
+						return
+					}
+				}
+				p.listed[ri.Subject] = append(p.listed[ri.Subject], ri.Descriptor)
+			}
+		}
 		for _, m := range ms {
 			if !seenManifest[repo][m.desc.Digest] {
 				seenManifest[repo][m.desc.Digest] = true
 				p.manifests = append(p.manifests, m)
+				note(m)
 			}
 		}
-		switch e.Kind() {
+		switch pl.kind {
 		case KindTag:
-			res.Images++
-		case KindHistory:
-			res.History++
+			top.tag = pl.tag
+			if s, ok := fallbackSubject(pl.tag); ok && top.desc.MediaType == types.OCIImageIndex {
+				p.fallback[s] = top
+			} else {
+				p.tags = append(p.tags, top)
+			}
+			note(top)
 		case KindReferrer:
+			if !seenManifest[repo][top.desc.Digest] {
+				seenManifest[repo][top.desc.Digest] = true
+				p.referrers = append(p.referrers, top)
+				note(top)
+			}
+		default: // history, untagged: by digest
+			if !seenManifest[repo][top.desc.Digest] {
+				seenManifest[repo][top.desc.Digest] = true
+				p.manifests = append(p.manifests, top)
+				note(top)
+			}
+		}
+		switch {
+		case attached:
+			res.Attached++
+		case pl.kind == KindTag:
+			res.Images++
+		case pl.kind == KindHistory:
+			res.History++
+		case pl.kind == KindReferrer:
 			res.Referrers++
+		case pl.kind == KindUntagged:
+			res.Untagged++
 		}
 		res.Entries = append(res.Entries, re)
 	}
 
-	repoOK := func(e Entry) bool { return opts.Repo == nil || opts.Repo.MatchString(e.Repository()) }
-	tagOK := func(e Entry) bool { return opts.Tag == nil || opts.Tag.MatchString(e.Tag()) }
-	// Tags first, then history (pushed by digest), then referrers, whose
-	// subjects are then in place.
-	for _, kind := range []string{KindTag, KindHistory} {
-		for _, e := range entries {
-			if e.Kind() == kind && repoOK(e) && tagOK(e) {
-				add(e)
+	repoOK := func(p placed) bool { return opts.Repo == nil || opts.Repo.MatchString(p.source) }
+	tagOK := func(p placed) bool { return opts.Tag == nil || opts.Tag.MatchString(p.tag) }
+	added := make([]bool, len(placements))
+	for _, kind := range []string{KindTag, KindHistory, KindUntagged} {
+		for i, p := range placements {
+			if p.kind == kind && repoOK(p) && tagOK(p) {
+				add(p, false)
+				added[i] = true
 			}
 		}
 	}
-	for _, e := range entries {
-		if e.Kind() != KindReferrer || !repoOK(e) {
-			continue
-		}
-		if opts.Tag != nil {
-			s, err := v1.NewHash(e.Annotations[AnnotationSubject])
-			if err != nil || !covered[e.Repository()][s] {
-				continue
+	// attachedSubject is what a referrer or attached tag hangs from.
+	attachedSubject := func(p placed) (v1.Hash, bool) {
+		switch p.kind {
+		case KindReferrer:
+			return p.subject, true
+		case KindTag:
+			if hex, ok := attachedTo(p.tag); ok {
+				return v1.Hash{Algorithm: "sha256", Hex: hex}, true
 			}
 		}
-		add(e)
+		return v1.Hash{}, false
+	}
+	for depth := 1; depth <= referrersDepth(opts.ReferrersDepth); depth++ {
+		var level []int
+		for i, p := range placements {
+			if added[i] || !repoOK(p) {
+				continue
+			}
+			if s, ok := attachedSubject(p); ok && covered[p.repo][s] {
+				level = append(level, i)
+			}
+		}
+		if len(level) == 0 {
+			break
+		}
+		for _, i := range level {
+			add(placements[i], placements[i].kind == KindTag)
+			added[i] = true
+		}
+	}
+	// Without a tag filter, referrers whose subject the layout does not
+	// hold are restored too (there is no chain to measure); those deeper
+	// than the limit are not.
+	if opts.Tag == nil {
+		var inLayout map[v1.Hash]bool
+		for i, p := range placements {
+			if added[i] || p.kind != KindReferrer || !repoOK(p) {
+				continue
+			}
+			if inLayout == nil {
+				inLayout = map[v1.Hash]bool{}
+				for _, q := range placements {
+					c.reach(q.Descriptor, q.Absent(), func(d v1.Hash) { inLayout[d] = true })
+				}
+			}
+			if inLayout[p.subject] {
+				log.Info("referrer deeper than the referrers depth limit: not restored", "repository", p.repo, "digest", p.Digest.String())
+				continue
+			}
+			add(p, false)
+			added[i] = true
+		}
 	}
 	out := make([]*repoPlan, 0, len(plans))
 	for _, p := range plans {
@@ -330,7 +441,12 @@ func (rs *restorer) push(ctx context.Context, p *repoPlan) error {
 			rs.addError(Error{Repository: p.repo, Tag: m.tag, Digest: m.desc.Digest.String(), Error: client.Describe(err)})
 		}
 	}
-	return nil
+	for _, m := range p.referrers {
+		if err := rs.pushManifest(ctx, hc, repo, m.desc.Digest.String(), m); err != nil {
+			return err
+		}
+	}
+	return rs.pushReferrersLists(ctx, hc, repo, p)
 }
 
 func (rs *restorer) pushBlob(ctx context.Context, hc *http.Client, repo name.Repository, b v1.Descriptor) error {
@@ -393,26 +509,34 @@ func (rs *restorer) pushManifest(ctx context.Context, hc *http.Client, repo name
 		rs.mu.Unlock()
 		return nil
 	}
+	if err := putManifest(ctx, hc, repo, ref, m.desc.MediaType, m.raw, m.desc.Digest); err != nil {
+		return err
+	}
+	rs.mu.Lock()
+	rs.res.ManifestsPushed++
+	rs.mu.Unlock()
+	return nil
+}
+
+// putManifest PUTs raw under ref and checks the registry kept digest want.
+func putManifest(ctx context.Context, hc *http.Client, repo name.Repository, ref string, mt types.MediaType, raw []byte, want v1.Hash) error {
 	u := fmt.Sprintf("%s://%s/v2/%s/manifests/%s", repo.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), ref)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(m.raw))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPut, u, bytes.NewReader(raw))
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", string(m.desc.MediaType))
+	req.Header.Set("Content-Type", string(mt))
 	resp, err := hc.Do(req)
 	if err != nil {
 		return fmt.Errorf("pushing manifest %s:%s: %w", repo.RepositoryStr(), ref, err)
 	}
 	defer resp.Body.Close()
 	if err := transport.CheckError(resp, http.StatusCreated, http.StatusOK, http.StatusAccepted); err != nil {
-		return fmt.Errorf("pushing manifest %s (%s): %w", ref, m.desc.Digest, err)
+		return fmt.Errorf("pushing manifest %s (%s): %w", ref, want, err)
 	}
-	if d := resp.Header.Get("Docker-Content-Digest"); d != "" && d != m.desc.Digest.String() {
-		return fmt.Errorf("pushing manifest %s: registry stored it as %s, not %s", ref, d, m.desc.Digest)
+	if d := resp.Header.Get("Docker-Content-Digest"); d != "" && d != want.String() {
+		return fmt.Errorf("pushing manifest %s: registry stored it as %s, not %s", ref, d, want)
 	}
-	rs.mu.Lock()
-	rs.res.ManifestsPushed++
-	rs.mu.Unlock()
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/backup"
 	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 
@@ -51,6 +53,11 @@ type Options struct {
 	Storage storagedriver.StorageDriver
 	// BackupDir is the OCI layout the backup goes to.
 	BackupDir string
+	// LockFile is the file the cycle holds (flock) while it runs; empty
+	// means BackupDir/.regkeeper/cycle.lock, inside the backup directory,
+	// which is the one place a cycle must be able to write anyway (a
+	// systemd unit's ReadWritePaths, a Kubernetes volume).
+	LockFile string
 	// Inventory says how to reach the registry; its filters select what is
 	// audited and backed up (gc always works on the whole storage).
 	Inventory inventory.Options
@@ -81,6 +88,9 @@ type Result struct {
 	// Inventory is the walk of the whole registry; not in the JSON (the
 	// audit has every image).
 	Inventory *inventory.Result `json:"-"`
+	// Problems are what is broken in the registry (internal/walk), of what
+	// the filters select: reported, not a reason to skip gc.
+	Problems []walk.Problem `json:"problems"`
 	// Errors are the parts of the registry that could not be read, of
 	// those the filters select.
 	Errors []inventory.Error `json:"errors"`
@@ -104,11 +114,23 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	res := &Result{Errors: []inventory.Error{}}
+	res := &Result{Problems: []walk.Problem{}, Errors: []inventory.Error{}}
 	for _, name := range Steps {
 		res.Steps = append(res.Steps, Step{Name: name, Status: "skipped"})
 	}
-	unlock, err := lock(opts.BackupDir)
+	lockFile := opts.LockFile
+	if lockFile == "" {
+		// The lock lives in the layout's private directory: make the
+		// layout first (or refuse a directory that is not one, touching
+		// nothing), as the backup would.
+		if err := (backup.Layout{Root: opts.BackupDir}).Init(); err != nil {
+			st := res.Step(StepBackup)
+			st.Status, st.Error = "failed", err.Error()
+			return res, fmt.Errorf("%w: %v", ErrBackupFailed, err)
+		}
+		lockFile = DefaultLockFile(opts.BackupDir)
+	}
+	unlock, err := lock(lockFile)
 	if err != nil {
 		return res, err
 	}
@@ -141,7 +163,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		}
 		res.Inventory = inv
 		if len(inv.Errors) > 0 {
-			return fmt.Sprintf("%d repositories or tags could not be read", len(inv.Errors)), nil
+			return fmt.Sprintf("%d repositories or tags could not be read: %s", len(inv.Errors), whereList(inv.Errors)), nil
 		}
 		return "", nil
 	}); err != nil {
@@ -154,13 +176,14 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return "", err
 		}
-		res.Audit, res.Errors = a, a.Errors
+		res.Audit, res.Errors, res.Problems = a, a.Errors, a.Problems
 		return "", nil
 	}); err != nil {
 		return res, err
 	}
 
-	// 3. Backup; any failure stops the cycle before gc.
+	// 3. Backup; any failure stops the cycle before gc. What is broken in
+	// the registry (nothing there to back up) does not: it is reported.
 	bopts := opts.Backup
 	bopts.Client, bopts.Repo, bopts.Tag = opts.Inventory.Client, opts.Inventory.Repo, opts.Inventory.Tag
 	if bopts.Logger == nil {
@@ -175,6 +198,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		if err != nil {
 			return "", err
 		}
+		res.Problems = mergeProblems(res.Problems, b.Problems)
 		if len(b.Errors) > 0 {
 			return "", fmt.Errorf("%d images could not be backed up (first: %s)", len(b.Errors), b.Errors[0].Error)
 		}
@@ -210,18 +234,48 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
-// lock takes an exclusive flock on a file beside the backup directory, so
-// that two cycles on the same backup never overlap. The kernel releases it
-// when the process dies, so it never goes stale.
-func lock(backupDir string) (func(), error) {
-	if backupDir == "" {
-		return nil, errors.New("no backup directory")
+// whereList names the repositories and tags of errs, the first few.
+func whereList(errs []inventory.Error) string {
+	const most = 5
+	var names []string
+	for i, e := range errs {
+		if i == most {
+			names = append(names, fmt.Sprintf("and %d more", len(errs)-most))
+			break
+		}
+		names = append(names, e.Where())
 	}
-	abs, err := filepath.Abs(backupDir)
-	if err != nil {
-		return nil, err
+	return strings.Join(names, ", ")
+}
+
+// mergeProblems adds to ps those of more that it does not have (the same
+// repository, tag and kind), sorted.
+func mergeProblems(ps, more []walk.Problem) []walk.Problem {
+	type key struct{ repo, tag, kind string }
+	seen := map[key]bool{}
+	for _, p := range ps {
+		seen[key{p.Repository, p.Tag, p.Kind}] = true
 	}
-	path := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".regkeeper-cycle.lock")
+	for _, p := range more {
+		if k := (key{p.Repository, p.Tag, p.Kind}); !seen[k] {
+			seen[k] = true
+			ps = append(ps, p)
+		}
+	}
+	walk.SortProblems(ps)
+	return ps
+}
+
+// DefaultLockFile is where a cycle on backupDir holds its lock:
+// backupDir/.regkeeper/cycle.lock, beside the backup's own lock.
+func DefaultLockFile(backupDir string) string {
+	return filepath.Join(backup.Layout{Root: backupDir}.PrivateDir(), "cycle.lock")
+}
+
+// lock takes an exclusive flock on path, so that two cycles never overlap.
+// The kernel releases it when the process dies, so it never goes stale; the
+// file stays, holding the PID of the last cycle that took it.
+func lock(path string) (func(), error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("cycle lock: %w", err)
@@ -229,11 +283,13 @@ func lock(backupDir string) (func(), error) {
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("%w on %s (lock %s)", ErrLocked, backupDir, path)
+			return nil, fmt.Errorf("%w (lock %s)", ErrLocked, path)
 		}
 		return nil, fmt.Errorf("cycle lock %s: %w", path, err)
 	}
-	fmt.Fprintf(f, "%d\n", os.Getpid())
+	if err := f.Truncate(0); err == nil {
+		fmt.Fprintf(f, "%d\n", os.Getpid())
+	}
 	return func() {
 		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 		f.Close()

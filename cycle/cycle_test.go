@@ -3,8 +3,10 @@ package cycle
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/distribution/distribution/v3/registry/storage/driver"
@@ -15,6 +17,7 @@ import (
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/estate"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 
@@ -51,8 +54,10 @@ func deadCount(t *testing.T, d driver.StorageDriver, e *estate.Estate) int {
 	return n
 }
 
+// A registry with a catalog page limit of 5 and an index-only copy: every
+// step runs, the copy is a problem in the registry (once), and gc runs.
 func TestCycle(t *testing.T) {
-	srv, e := regtest.Seeded(t, embedded.Options{})
+	srv, e := regtest.Seeded(t, embedded.Options{CatalogMaxEntries: 5})
 	opts := options(t, srv, e, filepath.Join(t.TempDir(), "backup"))
 	res, err := Run(context.Background(), opts)
 	if err != nil {
@@ -60,20 +65,51 @@ func TestCycle(t *testing.T) {
 	}
 	for _, st := range res.Steps {
 		want := "ok"
-		if st.Name == StepInventory {
-			want = "partial" // mirror/alpine's children are not in its repository
-		}
 		if st.Status != want {
 			t.Errorf("step %s: %s (%s), want %s", st.Name, st.Status, st.Error, want)
 		}
 	}
-	if res.Backup.Images != len(e.Tags()) || !res.Verify.OK() || res.GC.ManifestsDeleted != 10 || res.GC.BytesReclaimed == 0 {
+	if res.Backup.Images != len(e.Tags()) || !res.Verify.OK() || res.GC.ManifestsDeleted != 9 || res.GC.ManifestsKeptAsBase != 1 || res.GC.BytesReclaimed == 0 {
 		t.Errorf("backup %d images (want %d), verify ok %v, gc %+v", res.Backup.Images, len(e.Tags()), res.Verify.OK(), res.GC)
 	}
-	if n := deadCount(t, opts.Storage, e); n != 0 {
-		t.Errorf("%d untagged manifests left after the cycle", n)
+	// Of the estate's 10 untagged manifests, gc keeps one: the debian
+	// team-b/web:prod names as its base.
+	if n := deadCount(t, opts.Storage, e); n != 1 {
+		t.Errorf("%d untagged manifests left after the cycle, want 1 (team-b/web's base)", n)
+	}
+	if len(res.Problems) != 1 || res.Problems[0].Where() != "mirror/alpine:3.20" || res.Problems[0].Kind != walk.KindChildrenAbsent || len(res.Errors) != 0 {
+		t.Errorf("problems %+v, errors %+v; want mirror/alpine:3.20's absent children once", res.Problems, res.Errors)
+	}
+	if s := res.Summary(StepInventory); !strings.Contains(s, "in 10 repositories") || !strings.Contains(s, "1 problem in the registry") {
+		t.Errorf("inventory summary %q", s)
 	}
 	regtest.PullAll(t, srv.Host, e)
+}
+
+// A tag that cannot be read (the registry fails on it, after retries) is
+// not covered by the backup: gc does not run, and the summary says which.
+func TestCycleUnreadableTagStopsGC(t *testing.T) {
+	srv, e := regtest.Seeded(t, embedded.Options{})
+	inner := srv.Handler()
+	srv.SetHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v2/team-b/web/manifests/") {
+			http.Error(w, "storage backend unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		inner.ServeHTTP(w, r)
+	}))
+	opts := options(t, srv, e, filepath.Join(t.TempDir(), "backup"))
+	opts.Inventory.Client.MaxRetries = -1
+	res, err := Run(context.Background(), opts)
+	if !errors.Is(err, ErrBackupFailed) || res.Step(StepGC).Status != "skipped" {
+		t.Errorf("err %v, steps %+v; want the backup failed and gc skipped", err, res.Steps)
+	}
+	if n := deadCount(t, opts.Storage, e); n != 10 {
+		t.Errorf("gc ran with a tag not backed up: %d of 10 untagged manifests left", n)
+	}
+	if s := res.Summary(StepInventory); !strings.Contains(s, "1 could not be read: team-b/web:prod") {
+		t.Errorf("inventory summary %q does not say which tag could not be read", s)
+	}
 }
 
 // A backup that fails, or that does not verify, stops the cycle before gc:
@@ -120,8 +156,17 @@ func TestCycleStopsBeforeGC(t *testing.T) {
 }
 
 func TestCycleLock(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "backup")
-	unlock, err := lock(dir)
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "backup")
+	// A cycle holds its lock inside the backup directory, so that a
+	// sandbox that lets it write only there (systemd ReadWritePaths) works.
+	if got, want := DefaultLockFile(dir), filepath.Join(dir, ".regkeeper", "cycle.lock"); got != want {
+		t.Errorf("DefaultLockFile = %s, want %s", got, want)
+	}
+	if err := (backup.Layout{Root: dir}).Init(); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := lock(DefaultLockFile(dir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,9 +175,23 @@ func TestCycleLock(t *testing.T) {
 		t.Errorf("second cycle: err %v, want ErrLocked", err)
 	}
 	unlock()
-	if again, err := lock(dir); err != nil {
+	if again, err := lock(DefaultLockFile(dir)); err != nil {
 		t.Errorf("lock after unlock: %v", err)
 	} else {
 		again()
+	}
+	if entries, _ := os.ReadDir(parent); len(entries) != 1 {
+		t.Errorf("the cycle wrote beside the backup directory: %v", entries)
+	}
+
+	// --lock-file puts it elsewhere.
+	custom := filepath.Join(t.TempDir(), "cycle.lock")
+	unlock, err = lock(custom)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	if _, err = Run(context.Background(), Options{BackupDir: dir, LockFile: custom}); !errors.Is(err, ErrLocked) {
+		t.Errorf("cycle with a held --lock-file: err %v, want ErrLocked", err)
 	}
 }

@@ -20,8 +20,11 @@ func (r *Result) Summary(step string) string {
 			bytes += img.Size
 		}
 		s := fmt.Sprintf("%d tags in %d repositories, %s as pulled", len(r.Inventory.Images), len(repos), output.Bytes(bytes))
+		if n := len(r.Inventory.Problems); n > 0 {
+			s += fmt.Sprintf("; %s in the registry (listed below)", plural(n, "problem"))
+		}
 		if n := len(r.Inventory.Errors); n > 0 {
-			s += fmt.Sprintf("; %d could not be read", n)
+			s += fmt.Sprintf("; %d could not be read: %s", n, whereList(r.Inventory.Errors))
 		}
 		return s
 	case StepAudit:
@@ -31,8 +34,12 @@ func (r *Result) Summary(step string) string {
 		return r.Audit.Summary()
 	case StepBackup:
 		if b := r.Backup; b != nil {
-			return fmt.Sprintf("%d images; %d blobs written (%s), %d already there (%s)",
+			s := fmt.Sprintf("%d images; %d blobs written (%s), %d already there (%s)",
 				b.Images, b.BlobsWritten, output.Bytes(b.BytesWritten), b.BlobsSkipped, output.Bytes(b.BytesSkipped))
+			if n := len(b.Problems); n > 0 {
+				s += fmt.Sprintf("; %s in the registry not backed up", plural(n, "problem"))
+			}
+			return s
 		}
 	case StepVerify:
 		if v := r.Verify; v != nil {
@@ -48,8 +55,19 @@ func (r *Result) Summary(step string) string {
 			if g.DryRun {
 				verb = "would delete"
 			}
-			return fmt.Sprintf("%s %d manifests, %d blobs: %s reclaimed", verb, g.ManifestsDeleted, g.BlobsDeleted, output.Bytes(g.BytesReclaimed))
+			s := fmt.Sprintf("%s %d manifests, %d blobs: %s reclaimed", verb, g.ManifestsDeleted, g.BlobsDeleted, output.Bytes(g.BytesReclaimed))
+			if n := g.GraceNote(); n != "" {
+				s += "; " + n
+			}
+			return s
 		}
 	}
 	return ""
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

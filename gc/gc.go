@@ -57,6 +57,15 @@ var (
 	ErrNotRegistry = errors.New("not a registry storage")
 	// ErrNoDriver: the registry configuration names no storage driver.
 	ErrNoDriver = errors.New("no storage driver configured")
+	// ErrDeleteAll: the plan deletes every blob of the storage (a wrong
+	// --root?) and Options.AllowDeleteAll is not set (guard.go).
+	ErrDeleteAll = errors.New("refusing to delete every blob")
+	// ErrNoTags: the storage holds blobs but no tag at all, and the plan
+	// deletes some, without Options.AllowDeleteAll (guard.go).
+	ErrNoTags = errors.New("refusing to collect a storage that has blobs but no tag")
+	// ErrDeleteRatio: the plan deletes a larger share of the bytes than
+	// Options.MaxDeleteRatio (guard.go).
+	ErrDeleteRatio = errors.New("refusing a plan over the maximum delete ratio")
 )
 
 // Options of a gc run. The zero value means: no grace, no upload purging,
@@ -83,6 +92,22 @@ type Options struct {
 	PruneOrphanSignatures bool
 	// PruneEmptyRepos deletes repositories left with no tag and no manifest.
 	PruneEmptyRepos bool
+	// NoKeepBases applies the stock rule to bases: by default an untagged
+	// manifest that a live image names as its base (the
+	// org.opencontainers.image.base.digest annotation, in the repository
+	// of org.opencontainers.image.base.name) is kept with its config, so
+	// that audit can still read it (provenance.go).
+	NoKeepBases bool
+	// AllowDeleteAll lets a plan delete every blob of the storage, or
+	// collect a storage with blobs but no tag; without it such a plan is
+	// refused (ErrDeleteAll, ErrNoTags), as it is what gc does on a wrong
+	// root.
+	AllowDeleteAll bool
+	// MaxDeleteRatio, when above zero, refuses a plan deleting more than
+	// this share (0 to 1) of the bytes of the blob store (ErrDeleteRatio).
+	// Zero (the default) sets no limit: a registry never collected can
+	// rightly lose most of its bytes on its first run.
+	MaxDeleteRatio float64
 	// StaleLock: a lock older than this is taken over (default 6h).
 	StaleLock time.Duration
 	// Jobs is the number of concurrent storage reads (default 1).
@@ -174,10 +199,23 @@ type Report struct {
 	DurationSeconds float64      `json:"durationSeconds"`
 	Repositories    []RepoReport `json:"repositories"`
 
+	// ManifestsKeptAsBase counts untagged manifests kept only because a
+	// live image names them (or what holds them) as its base.
+	ManifestsKeptAsBase int `json:"manifestsKeptAsBase"`
+	// ManifestsSparedByGrace, BlobsSparedByGrace and BytesSparedByGrace are
+	// what a run with no grace would have deleted beyond this one (grace.go).
+	ManifestsSparedByGrace int   `json:"manifestsSparedByGrace"`
+	BlobsSparedByGrace     int   `json:"blobsSparedByGrace"`
+	BytesSparedByGrace     int64 `json:"bytesSparedByGrace"`
+	// Grace is the grace of the run (Options.Grace).
+	Grace time.Duration `json:"-"`
+
 	// Kept lists manifests kept because gc could not tell what they
 	// reference (unknown media type, unreadable); not part of the JSON
 	// contract.
 	Kept []KeptManifest `json:"-"`
+	// KeptAsBase lists the manifests ManifestsKeptAsBase counts.
+	KeptAsBase []BlobRef `json:"-"`
 	// TagsDeleted counts orphan signature tags pruned; RepositoriesDeleted
 	// lists empty repositories pruned.
 	TagsDeleted         int      `json:"-"`
@@ -204,7 +242,8 @@ type KeptManifest struct {
 // Run locks the storage, opens the quarantine (online), plans, executes
 // (unless DryRun) and unlocks. With an in-memory blob-descriptor cache and
 // no way out in opts it refuses before touching anything
-// (ErrInMemoryCache).
+// (ErrInMemoryCache). A plan the guards refuse (guard.go) is not executed:
+// the error says why; a dry run returns its report with that error.
 func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Report, error) {
 	opts.fill()
 	if err := checkRegistry(ctx, d); err != nil {
@@ -220,7 +259,7 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 		if err != nil {
 			return nil, err
 		}
-		return p.Report(), nil
+		return p.Report(), p.guard()
 	}
 	unlock, err := Lock(ctx, d, opts)
 	if err != nil {
@@ -238,5 +277,11 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
-	return p.execute(ctx, d, mode, q, rm)
+	if err := p.guard(); err != nil {
+		q.abandon(ctx)
+		return nil, err
+	}
+	rep, err := p.execute(ctx, d, mode, q, rm)
+	p.annotate(rep)
+	return rep, err
 }

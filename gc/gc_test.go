@@ -72,6 +72,21 @@ func blobSizes(t *testing.T, srv *embedded.Server) map[digest.Digest]int64 {
 	return out
 }
 
+// baseManifests are the untagged manifests (repository@digest) that live
+// images of the estate name as their base by annotation: gc keeps them.
+func baseManifests(e *estate.Estate) map[string]bool {
+	out := map[string]bool{}
+	for _, b := range e.Builds {
+		if !b.Annotated {
+			continue
+		}
+		if m, ok := e.Find(b.BaseRepository, b.BaseDigest); ok && !m.Live {
+			out[m.Repository+"@"+m.Digest.String()] = true
+		}
+	}
+	return out
+}
+
 func TestGCEstate(t *testing.T) {
 	srv, e, d := seeded(t)
 	checkGCEstate(t, srv.Host, e, d,
@@ -105,28 +120,43 @@ func checkGCEstate(t *testing.T, host string, e *estate.Estate, d storagedriver.
 	}
 	after := blobSizes()
 
-	// Dead manifests gone, live manifests kept, in each repository.
+	// Dead manifests gone, live manifests and the bases of live images
+	// kept, in each repository.
+	bases := baseManifests(e)
 	wantDeleted := 0
 	for _, m := range e.Manifests {
 		rev := pathFor(revisionSpec{m.Repository, dg(m.Digest)})
-		if got := exists(rev); got != m.Live {
-			t.Errorf("%s@%s (%s, live=%v): revision exists=%v", m.Repository, m.Digest, m.Role, m.Live, got)
+		live := m.Live || bases[m.Repository+"@"+m.Digest.String()]
+		if got := exists(rev); got != live {
+			t.Errorf("%s@%s (%s, live=%v): revision exists=%v", m.Repository, m.Digest, m.Role, live, got)
 		}
-		if !m.Live {
+		if !live {
 			wantDeleted++
 		}
 	}
 	if rep.ManifestsDeleted != wantDeleted {
 		t.Errorf("manifestsDeleted = %d, want %d", rep.ManifestsDeleted, wantDeleted)
 	}
+	if rep.ManifestsKeptAsBase != len(bases) {
+		t.Errorf("manifestsKeptAsBase = %d, want %d", rep.ManifestsKeptAsBase, len(bases))
+	}
 	// Live blobs kept, dead blobs gone.
-	for b := range e.LiveBlobs() {
+	liveBlobs := e.LiveBlobs()
+	for _, m := range e.Manifests {
+		if bases[m.Repository+"@"+m.Digest.String()] {
+			liveBlobs[m.Digest] = true
+			for _, b := range m.Blobs {
+				liveBlobs[b] = true
+			}
+		}
+	}
+	for b := range liveBlobs {
 		if _, ok := after[dg(b)]; !ok {
 			t.Errorf("live blob %s deleted", b)
 		}
 	}
 	for b := range e.DeadBlobs() {
-		if _, ok := after[dg(b)]; ok {
+		if _, ok := after[dg(b)]; ok && !liveBlobs[b] {
 			t.Errorf("dead blob %s kept", b)
 		}
 	}
@@ -217,11 +247,14 @@ var errCrash = errors.New("simulated crash")
 
 func TestGCCrashResumes(t *testing.T) {
 	_, _, clean := seeded(t)
-	want, err := Run(context.Background(), clean, noGrace())
+	deletions := 0
+	count := noGrace()
+	count.beforeDelete = func(string) error { deletions++; return nil }
+	want, err := Run(context.Background(), clean, count)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, budget := range []int{3, 40, 55} {
+	for _, budget := range []int{3, deletions / 2, deletions - 1} {
 		t.Run(fmt.Sprintf("after %d deletions", budget), func(t *testing.T) {
 			srv, e, d := seeded(t)
 			opts := noGrace()
@@ -299,6 +332,7 @@ func TestGCKeepPrevious(t *testing.T) {
 	srv, e, d := seeded(t)
 	opts := noGrace()
 	opts.KeepPrevious = 1
+	opts.NoKeepBases = true // the first debian is team-b/web's base
 	if _, err := Run(context.Background(), d, opts); err != nil {
 		t.Fatal(err)
 	}

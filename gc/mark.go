@@ -33,6 +33,8 @@ type parsedManifest struct {
 	Manifests     []descriptor `json:"manifests"`
 	Blobs         []descriptor `json:"blobs"`
 	Subject       *descriptor  `json:"subject"`
+	// Annotations naming the image's base (provenance.go).
+	Annotations baseAnnotations `json:"annotations"`
 }
 
 type descriptor struct {
@@ -75,6 +77,9 @@ type repoState struct {
 	marked     map[digest.Digest]bool // manifests
 	markedBlob map[digest.Digest]bool // configs, layers, manifests, children
 	kept       []KeptManifest
+	// baseRoots are untagged manifests live images name as their base
+	// (provenance.go): roots of the next mark.
+	baseRoots map[digest.Digest]bool
 }
 
 // PlanGC reads the storage and decides what a run deletes. It deletes
@@ -102,31 +107,9 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	now := opts.Now()
 	young := func(t time.Time) bool { return opts.Grace > 0 && now.Sub(t) < opts.Grace }
 
-	// Mark each repository. Pruning orphan signature tags can unroot
-	// manifests, which can orphan more tags: repeat until nothing changes.
-	pruned := map[string]map[string]bool{}
-	for _, r := range repos {
-		pruned[r.name] = map[string]bool{}
-		for {
-			mark(ctx, cache, r, pruned[r.name], opts, young)
-			if !opts.PruneOrphanSignatures {
-				break
-			}
-			more := false
-			for tag := range r.tags {
-				if pruned[r.name][tag] {
-					continue
-				}
-				if subj, ok := signatureSubject(tag); ok && !r.marked[subj] {
-					pruned[r.name][tag] = true
-					more = true
-				}
-			}
-			if !more {
-				break
-			}
-		}
-	}
+	// Mark each repository, then the bases of live images (provenance.go).
+	pruned, keptAsBase := markAll(ctx, cache, repos, opts, young)
+	p.keptAsBase = keptAsBase
 
 	live := map[digest.Digest]bool{}
 	for _, r := range repos {
@@ -196,6 +179,8 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		}
 		p.Blobs = append(p.Blobs, BlobDeletion{Digest: b.digest, Size: b.size})
 	}
+	p.spared = p.graceSpared(ctx, cache, repos, blobs, young)
+	p.storage = storageTotals(repos, blobs)
 	sort.Slice(p.Tags, func(i, j int) bool {
 		return p.Tags[i].Repository+":"+p.Tags[i].Tag < p.Tags[j].Repository+":"+p.Tags[j].Tag
 	})
@@ -279,6 +264,9 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 				push(prev[i].d)
 			}
 		}
+	}
+	for dg := range r.baseRoots {
+		push(dg)
 	}
 	for dg, mi := range r.revisions {
 		switch {

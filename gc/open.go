@@ -95,28 +95,37 @@ func checkRegistry(ctx context.Context, d storagedriver.StorageDriver) error {
 type lockFile struct {
 	Holder string    `json:"holder"`
 	Time   time.Time `json:"time"`
+	lockHolder
 }
 
 // Lock takes the gc lock in storage, refusing with ErrLocked when another
-// run holds a lock younger than opts.StaleLock. The returned func releases
-// it. Object stores have no atomic create, so the lock is written, read
-// back and compared: two runs starting in the same instant are caught by
-// the read-back in all but the most adversarial timing.
+// run holds a lock younger than opts.StaleLock; the lock of a run on this
+// host whose process is gone (killed) is taken over at once (lock.go). The
+// returned func releases it. Object stores have no atomic create, so the
+// lock is written, read back and compared: two runs starting in the same
+// instant are caught by the read-back in all but the most adversarial
+// timing.
 func Lock(ctx context.Context, d storagedriver.StorageDriver, opts Options) (func(), error) {
 	opts.fill()
 	p := pathFor(lockSpec{})
 	now := opts.Now()
 	if b, err := d.GetContent(ctx, p); err == nil {
 		var lf lockFile
-		if json.Unmarshal(b, &lf) == nil && now.Sub(lf.Time) < opts.StaleLock {
-			return nil, fmt.Errorf("%w: %s since %s (lock %s; remove it if that run is dead)", ErrLocked, lf.Holder, lf.Time.Format(time.RFC3339), p)
+		switch {
+		case json.Unmarshal(b, &lf) != nil || now.Sub(lf.Time) >= opts.StaleLock:
+			opts.Logger.Warn("taking over a stale gc lock", "path", p, "content", string(b))
+		default:
+			pid, dead := lf.deadHere() // lock.go
+			if !dead {
+				return nil, fmt.Errorf("%w: %s since %s (lock %s; taken over after --stale-lock %s, or at once on its host once that process is gone)",
+					ErrLocked, lf.Holder, lf.Time.Format(time.RFC3339), p, opts.StaleLock)
+			}
+			opts.Logger.Warn("taking over the gc lock of a dead run on this host", "path", p, "pid", pid, "since", lf.Time, "content", string(b))
 		}
-		opts.Logger.Warn("taking over a stale gc lock", "path", p, "content", string(b))
 	} else if !isNotFound(err) {
 		return nil, fmt.Errorf("reading gc lock %s: %w", p, err)
 	}
-	host, _ := os.Hostname()
-	me := lockFile{Holder: fmt.Sprintf("regkeeper gc pid %d on %s (%d)", os.Getpid(), host, now.UnixNano()), Time: now}
+	me := newLockFile(now)
 	b, _ := json.Marshal(me)
 	if err := d.PutContent(ctx, p, b); err != nil {
 		return nil, fmt.Errorf("writing gc lock %s: %w", p, err)

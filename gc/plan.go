@@ -35,6 +35,12 @@ type Plan struct {
 	// live are the blobs (and manifests) the mark keeps; a blob a crashed
 	// run left in the quarantine is restored if it is here.
 	live map[digest.Digest]bool
+	// keptAsBase are manifests kept only as the base of live images.
+	keptAsBase []BlobRef
+	// spared is what the grace kept (grace.go).
+	spared spared
+	// storage is what the storage holds, for the guards (guard.go).
+	storage storageSize
 }
 
 // TagRef is a tag in a repository.
@@ -77,6 +83,7 @@ func (p *Plan) Report() *Report {
 	}
 	acc.fill(r)
 	r.DurationSeconds = p.opts.Now().Sub(p.start).Seconds()
+	p.annotate(r)
 	return r
 }
 

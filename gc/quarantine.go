@@ -124,6 +124,17 @@ func (q *quarantine) list(ctx context.Context) error {
 	return nil
 }
 
+// abandon removes the since file a run wrote when it stops before deleting
+// anything (a guard refused the plan), so that the next run does not take
+// it for a crashed run's.
+func (q *quarantine) abandon(ctx context.Context) {
+	if q.leftover || q.since.IsZero() {
+		return
+	}
+	_ = q.rm.remove(ctx, []string{pathFor(quarantineSinceSpec{})})
+	_ = q.dirs.removeEmpty(pathFor(quarantineSpec{}))
+}
+
 // active tells whether the run must settle and re-scan before purging.
 func (q *quarantine) active() bool { return !q.since.IsZero() }
 

@@ -14,13 +14,23 @@ import (
 
 	"github.com/regkeeper/regkeeper/internal/client"
 	"github.com/regkeeper/regkeeper/internal/progress"
+	"github.com/regkeeper/regkeeper/internal/walk"
 )
 
 // Result is an inventory of one registry.
 type Result struct {
 	Registry string  `json:"registry"`
 	Images   []Image `json:"images"`
-	Errors   []Error `json:"errors"`
+	// Problems are what is broken in the registry (internal/walk); the
+	// tags concerned are still in Images as far as they could be read.
+	Problems []walk.Problem `json:"problems"`
+	// Errors are the repositories and tags that could not be read.
+	Errors []Error `json:"errors"`
+
+	// Selection counts what the filters selected; Listed is every tag of
+	// every selected repository, before the tag filter. Not in the JSON.
+	Selection walk.Selection      `json:"-"`
+	Listed    map[string][]string `json:"-"`
 }
 
 // Image is one tag of one repository.
@@ -47,6 +57,9 @@ type Platform struct {
 	Digest   string `json:"digest"`
 	Size     int64  `json:"size"`
 	Created  string `json:"created,omitempty"`
+	// Absent: the index names this platform manifest but its repository
+	// does not have it (see Result.Problems).
+	Absent bool `json:"absent,omitempty"`
 
 	// Manifest and Config are the parsed platform manifest and image config,
 	// kept for the packages that build on an inventory (audit) so that they
@@ -56,11 +69,7 @@ type Platform struct {
 }
 
 // Error is a repository, tag or manifest the walk could not read.
-type Error struct {
-	Repository string `json:"repository"`
-	Tag        string `json:"tag,omitempty"`
-	Error      string `json:"error"`
-}
+type Error = walk.Error
 
 // Options for Run. The zero value walks every repository and tag with
 // client.DefaultJobs concurrent requests.

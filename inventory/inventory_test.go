@@ -18,6 +18,7 @@ import (
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/estate"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 
@@ -159,19 +160,23 @@ func TestInventoryMultiArch(t *testing.T) {
 	}
 
 	// The index-only copy names platforms its repository does not hold: the
-	// tag is listed with its platforms and each missing child is an error.
+	// tag is listed with its digest and platforms, each marked absent, and
+	// the registry's problem is reported once; nothing failed to be read.
 	mirror := find(t, res, "mirror/alpine", "3.20")
-	if len(mirror.Platforms) != 2 {
-		t.Errorf("mirror/alpine:3.20 has %d platforms, want 2", len(mirror.Platforms))
+	if len(mirror.Platforms) != 2 || mirror.Digest != e.Tags()["mirror/alpine:3.20"].String() {
+		t.Errorf("mirror/alpine:3.20: digest %s, %d platforms, want the index and 2", mirror.Digest, len(mirror.Platforms))
 	}
-	var mirrorErrs int
-	for _, er := range res.Errors {
-		if er.Repository == "mirror/alpine" && strings.Contains(er.Error, "not in this repository") {
-			mirrorErrs++
+	for _, p := range mirror.Platforms {
+		if !p.Absent || p.Platform == "" || p.Digest == "" {
+			t.Errorf("mirror/alpine:3.20 platform %+v: want it named and marked absent", p)
 		}
 	}
-	if mirrorErrs != 2 {
-		t.Errorf("mirror/alpine: %d missing-child errors, want 2: %+v", mirrorErrs, res.Errors)
+	if len(res.Errors) != 0 {
+		t.Errorf("errors %+v, want none", res.Errors)
+	}
+	if len(res.Problems) != 1 || res.Problems[0].Kind != walk.KindChildrenAbsent || res.Problems[0].Repository != "mirror/alpine" ||
+		res.Problems[0].Tag != "3.20" || res.Problems[0].Digest != mirror.Digest || !strings.Contains(res.Problems[0].Message, "2 of 2 platform manifests") {
+		t.Errorf("problems %+v, want mirror/alpine:3.20's children absent", res.Problems)
 	}
 }
 
@@ -227,7 +232,8 @@ func TestInventoryPagination(t *testing.T) {
 	}
 }
 
-// A manifest corrupted on disk is one error; every other tag is inventoried.
+// A manifest corrupted on disk is one problem (distribution answers it with
+// a 500 that says it does not parse); every other tag is inventoried.
 func TestInventoryCorruptManifest(t *testing.T) {
 	srv, e := regtest.Seeded(t, embedded.Options{})
 	dg := e.Tags()["team-c/worker:2.3"]
@@ -243,13 +249,13 @@ func TestInventoryCorruptManifest(t *testing.T) {
 		t.Errorf("the other tags (-want +got):\n%s", diff)
 	}
 	var hit bool
-	for _, er := range res.Errors {
-		if er.Repository == "team-c/worker" && er.Tag == "2.3" {
+	for _, p := range res.Problems {
+		if p.Repository == "team-c/worker" && p.Tag == "2.3" && p.Kind == walk.KindManifestCorrupt {
 			hit = true
 		}
 	}
-	if !hit {
-		t.Errorf("no error for the corrupt team-c/worker:2.3: %+v", res.Errors)
+	if !hit || len(res.Errors) != 0 {
+		t.Errorf("problems %+v, errors %+v; want the corrupt team-c/worker:2.3 among the problems", res.Problems, res.Errors)
 	}
 }
 
@@ -264,8 +270,8 @@ func TestInventoryCredentials(t *testing.T) {
 	}
 
 	good := run(t, srv.Host, inventory.Options{Client: client.Options{Insecure: true, Keychain: keychain("ops", "s3cret")}})
-	if len(good.Images) == 0 || len(good.Errors) != 2 { // mirror/alpine's two missing children
-		t.Errorf("with good credentials: %d images, errors %+v", len(good.Images), good.Errors)
+	if len(good.Images) == 0 || len(good.Errors) != 0 || len(good.Problems) != 1 { // mirror/alpine's missing children
+		t.Errorf("with good credentials: %d images, errors %+v, problems %+v", len(good.Images), good.Errors, good.Problems)
 	}
 
 	_, err := inventory.Run(context.Background(), srv.Host, inventory.Options{Client: client.Options{Insecure: true, Keychain: keychain("ops", "wrong")}})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
 
@@ -120,6 +121,18 @@ func (d *Data) Storage() ([]RepoStorage, Totals) {
 		return cmp.Compare(a.Repository, b.Repository)
 	})
 	return out, t
+}
+
+// Problems lists what is broken in the registry, of what the audit
+// selected (or, without an audit, of the whole inventory).
+func (d *Data) Problems() []walk.Problem {
+	if d.Audit != nil {
+		return d.Audit.Problems
+	}
+	if d.Inventory != nil {
+		return d.Inventory.Problems
+	}
+	return nil
 }
 
 // Findings lists the audit's findings, worst first (none without an audit).

@@ -22,7 +22,7 @@ import (
 	"github.com/regkeeper/regkeeper/report"
 )
 
-var updateScreenshot = flag.Bool("update-screenshot", false, "rewrite docs/report.png from the sample estate's report")
+var updateScreenshot = flag.Bool("update-screenshot", false, "rewrite docs/report.png and docs/report-480.png (a phone's width) from the sample estate's report")
 
 // estateReport is the report of the sample estate, with a gc dry run.
 func estateReport(t *testing.T) *report.Data {
@@ -93,6 +93,8 @@ func TestMarkdown(t *testing.T) {
 		"| base-banned | team-c/worker:2.3 | linux/amd64 | base/centos:7 |",
 		"## Base-image lineage\n\n```\n",
 		"| gc would reclaim |",
+		"## Problems in the registry\n",
+		"| mirror/alpine:3.20 | children-absent | `sha256:",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
@@ -100,6 +102,21 @@ func TestMarkdown(t *testing.T) {
 	}
 	if strings.Index(md, "base-banned") > strings.Index(md, "base-too-old |") {
 		t.Errorf("findings not worst first")
+	}
+}
+
+func TestHTMLProblems(t *testing.T) {
+	d := estateReport(t)
+	var b bytes.Buffer
+	if err := d.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	page := b.String()
+	if !strings.Contains(page, "<h2>Problems in the registry</h2>") || !strings.Contains(page, "<td>mirror/alpine:3.20</td><td>children-absent</td>") {
+		t.Errorf("HTML report has no problems section naming mirror/alpine:3.20")
+	}
+	if strings.Contains(page, "Could not be read") {
+		t.Errorf("HTML report lists an index-only copy as unreadable")
 	}
 }
 
@@ -181,6 +198,55 @@ func TestHTMLInBrowser(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	// A phone held upright: 480 px wide, as a mobile browser (the page's
+	// viewport meta applies). Nothing scrolls sideways but a table's own
+	// box, and chart text is drawn at 10 px or more.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(480, 900, chromedp.EmulateMobile), chromedp.Reload(), chromedp.WaitReady("body")); err != nil {
+		t.Fatalf("chromium at 480 px: %v", err)
+	}
+	narrow, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]float64](`(() => {
+		const out = {pageWidth: document.documentElement.scrollWidth, viewport: window.innerWidth};
+		for (const s of document.querySelectorAll("svg.chart")) {
+			const r = s.getBoundingClientRect();
+			out[s.id + ".right"] = r.right;
+			out[s.id + ".fontPx"] = 12 * r.width / s.viewBox.baseVal.width;
+		}
+		for (const e of document.body.querySelectorAll("*")) {
+			const r = e.getBoundingClientRect();
+			// a table or the lineage may scroll inside its own box
+			if (r.right > window.innerWidth && !e.parentElement.closest(".wide, pre")) out["wider: " + e.tagName] = r.right;
+		}
+		return out;
+	})()`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("at 480 px: %v", narrow)
+	if narrow["pageWidth"] > narrow["viewport"] || narrow["viewport"] > 480 {
+		t.Errorf("at 480 px the page is %v px wide (viewport %v): it scrolls sideways", narrow["pageWidth"], narrow["viewport"])
+	}
+	for k, right := range narrow {
+		if strings.HasPrefix(k, "wider: ") {
+			t.Errorf("at 480 px %s ends at %v px, past the screen", strings.TrimPrefix(k, "wider: "), right)
+		}
+	}
+	for _, id := range []string{"chart-storage", "chart-gc", "chart-findings"} {
+		if narrow[id+".right"] > narrow["viewport"] {
+			t.Errorf("at 480 px chart %s ends at %v px, past the screen", id, narrow[id+".right"])
+		}
+		if narrow[id+".fontPx"] < 10 {
+			t.Errorf("at 480 px chart %s draws its text at %.1f px", id, narrow[id+".fontPx"])
+		}
+	}
+	narrowShot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dir := os.Getenv("REGKEEPER_SCREENSHOT_DIR"); dir != "" {
+		os.WriteFile(filepath.Join(dir, "report.png"), shot, 0o644)
+		os.WriteFile(filepath.Join(dir, "report-480.png"), narrowShot, 0o644)
+	}
 	time.Sleep(300 * time.Millisecond) // let late console messages arrive
 	stopConsole()
 	<-done
@@ -198,8 +264,44 @@ func TestHTMLInBrowser(t *testing.T) {
 		}
 	}
 	if *updateScreenshot {
-		if err := os.WriteFile(filepath.Join("..", "..", "docs", "report.png"), shot, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join("..", "docs", "report.png"), shot, 0o644); err != nil {
 			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join("..", "docs", "report-480.png"), narrowShot, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestImageRuleFindings: the image rules' reasons (which an image without a
+// base can have) render in both formats, with what they are about.
+func TestImageRuleFindings(t *testing.T) {
+	age := 400
+	res := &audit.Result{Registry: "r.example.com", Images: []audit.Image{
+		{Repository: "team-d/tool", Tag: "latest", Platform: "linux/amd64", ImageAgeDays: &age, Created: "2025-09-27T00:00:00Z", CreatedFrom: audit.FromConfig,
+			MissingLabels: []string{"org.opencontainers.image.source"},
+			Reasons:       []string{audit.ReasonImageTooOld, audit.ReasonLatestOnly, audit.ReasonMissingLabel}},
+	}}
+	d := &report.Data{Registry: res.Registry, Generated: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Inventory: &inventory.Result{}, Audit: res}
+	var md, html bytes.Buffer
+	if err := d.WriteMarkdown(&md); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.WriteHTML(&html); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| image-too-old | team-d/tool:latest | linux/amd64 |  |  |  | built 400d ago (2025-09-27) |",
+		"| tag-latest-only | team-d/tool:latest |",
+		"| missing-label | team-d/tool:latest | linux/amd64 |  |  |  | lacks org.opencontainers.image.source |",
+	} {
+		if !strings.Contains(md.String(), want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md.String())
+		}
+	}
+	for _, want := range []string{`<td class="reason tag-latest-only">tag-latest-only</td>`, "<td>lacks org.opencontainers.image.source</td>"} {
+		if !strings.Contains(html.String(), want) {
+			t.Errorf("html lacks %q", want)
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/internal/metrics"
@@ -15,23 +16,40 @@ import (
 
 // auditFlags are the policy flags, shared with cycle and report.
 type auditFlags struct {
-	policyFile string
-	maxAge     string
-	ban, allow []string
-	exitCode   int
+	policyFile    string
+	maxAge        string
+	ban, allow    []string
+	maxImageAge   string
+	latestOnly    bool
+	requireLabels []string
+	requireSig    bool
+	requireSBOM   bool
+	exitCode      int
+
+	flags *pflag.FlagSet // to tell a flag given from its default
 }
 
 func (a *auditFlags) register(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&a.policyFile, "policy", "", "YAML policy file (maxBaseAge, ban, allow); flags add to it")
+	a.flags = f
+	f.StringVar(&a.policyFile, "policy", "", "YAML policy file (maxBaseAge, ban, allow, maxImageAge, tagLatestOnly, requireLabels, requireSignature, requireSBOM); flags add to it")
 	f.StringVar(&a.maxAge, "max-base-age", "", "report bases older than this: 180d, 26w, 4320h (default 180d; 0 disables)")
 	f.StringArrayVar(&a.ban, "ban", nil, "report bases matching this pattern (repeatable): repo glob, repo:tag glob or digest")
 	f.StringArrayVar(&a.allow, "allow", nil, "report bases matching none of these patterns (repeatable)")
+	f.StringVar(&a.maxImageAge, "max-image-age", "", "report images built longer ago than this (image-too-old), and images with no date (image-undated): 90d, 13w, 2160h (default off)")
+	f.BoolVar(&a.latestOnly, "tag-latest-only", true, "report images that no tag but latest names (--tag-latest-only=false turns it off)")
+	f.StringArrayVar(&a.requireLabels, "require-label", nil, "report images whose config lacks this label (repeatable), e.g. org.opencontainers.image.revision")
+	f.BoolVar(&a.requireSig, "require-signature", false, "report images with no signature attached (OCI referrer or cosign .sig tag)")
+	f.BoolVar(&a.requireSBOM, "require-sbom", false, "report images with no SBOM attached (OCI referrer, cosign .sbom tag, or an SPDX/CycloneDX attestation)")
 }
 
-// policy builds the policy: the file, then the flags on top.
+// changed reports whether a flag was given on the command line.
+func (a *auditFlags) changed(name string) bool { return a.flags != nil && a.flags.Changed(name) }
+
+// policy builds the policy: the defaults, then the file, then the flags on
+// top (a boolean flag given as =false turns off what the file turned on).
 func (a *auditFlags) policy() (audit.Policy, error) {
-	pol := audit.Policy{MaxBaseAge: audit.DefaultMaxBaseAge}
+	pol := audit.DefaultPolicy()
 	if a.policyFile != "" {
 		var err error
 		if pol, err = audit.LoadPolicy(a.policyFile); err != nil {
@@ -44,6 +62,28 @@ func (a *auditFlags) policy() (audit.Policy, error) {
 			return pol, usageError("--max-base-age: %v", err)
 		}
 		pol.MaxBaseAge = d
+	}
+	if a.maxImageAge != "" {
+		d, err := audit.ParseAge(a.maxImageAge)
+		if err != nil {
+			return pol, usageError("--max-image-age: %v", err)
+		}
+		pol.MaxImageAge = d
+	}
+	if a.changed("tag-latest-only") {
+		pol.TagLatestOnly = a.latestOnly
+	}
+	if a.changed("require-signature") {
+		pol.RequireSignature = a.requireSig
+	}
+	if a.changed("require-sbom") {
+		pol.RequireSBOM = a.requireSBOM
+	}
+	for _, l := range a.requireLabels {
+		if l = strings.TrimSpace(l); l == "" {
+			return pol, usageError("--require-label: empty label key")
+		}
+		pol.RequireLabels = append(pol.RequireLabels, l)
 	}
 	for _, list := range []struct {
 		flag string
@@ -85,18 +125,31 @@ func newAuditCmd(g *globalOptions) *cobra.Command {
 		af     auditFlags
 		tree   bool
 		mf     metricsFlag
+		pf     problemsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "audit REGISTRY",
-		Short: "Find images on stale, banned or replaced base images",
+		Short: "Find images on stale, banned or replaced base images, and other hygiene findings",
 		Long: `audit finds, for every tag and platform of a registry, the base image it was
-built on, and reports:
+built on, and reports, worst first:
 
   base-banned       the base matches --ban
   base-not-allowed  --allow is given and the base matches none of it
   base-outdated     the base's tag now points at a different (rebuilt) image
   base-too-old      the base is older than --max-base-age (default 180d)
+  image-too-old     the image was built longer ago than --max-image-age (off by default)
+  unsigned          --require-signature and no signature is attached
+  no-sbom           --require-sbom and no SBOM is attached
+  tag-latest-only   no tag but latest names the image (on by default)
+  missing-label     a --require-label label is absent from the image config
   base-unknown      the history shows a base that no image of the registry matches
+  image-undated     --max-image-age is set and the image has no date that is an age
+
+An image's date is its config's created time, or, when that is a
+reproducible-build date (1970, 1980, 0001), the newest dated entry of its
+history (the JSON says which: createdFrom). A base named by annotation that
+can no longer be read (collected by gc, or on another registry) is dated by
+the image's own history (detectedBy annotation+history).
 
 Bases are found, strongest evidence first, by the
 org.opencontainers.image.base.name/.digest annotations (checked against the
@@ -111,18 +164,29 @@ digests, with or without the registry host. --policy reads them from YAML:
   maxBaseAge: 180d
   ban: [base/centos]
   allow: [base/debian:12, base/alpine:3.*]
+  maxImageAge: 90d
+  tagLatestOnly: true
+  requireLabels: [org.opencontainers.image.revision, org.opencontainers.image.source]
+  requireSignature: true
+  requireSBOM: true
 
 The table lists findings grouped by reason, worst first; -o json and -o csv
-list every tag and platform. --tree prints the lineage of the whole registry.`,
+list every tag and platform. What is broken in the registry itself
+(an index whose platform manifests are absent, a missing or unparseable
+manifest) is listed as a problem after the findings, and does not change the
+exit code unless --fail-on-problems. --tree prints the lineage of the whole registry.`,
 		Example: `  # stale or banned bases, failing a CI job when there are any
   regkeeper audit registry.example.com --max-base-age 90d --ban 'base/centos*' --exit-code 3
+
+  # images not rebuilt for a quarter, unsigned, or without their source label
+  regkeeper audit registry.example.com --max-image-age 90d --require-signature --require-label org.opencontainers.image.source
 
   # with a policy file, as JSON
   regkeeper audit registry.example.com --policy testdata/policy.yaml -o json
 
   # which images are built on which base
   regkeeper audit registry.example.com --tree`,
-		Args: args(cobra.ExactArgs(1)),
+		Args: positional(argRegistry),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			ao, err := auditOptions(g, cmd, &filter, &af)
 			if err != nil {
@@ -133,20 +197,29 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 			}
 			start := time.Now()
 			res, err := audit.Run(cmd.Context(), argv[0], ao)
+			took := time.Since(start)
+			if err == nil {
+				warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
+				if tree {
+					err = audit.WriteTree(cmd.OutOrStdout(), res.Lineage())
+				} else {
+					err = writeAudit(cmd, g.format(), res)
+				}
+				if err == nil {
+					err = writeProblems(cmd, g.format(), res.Problems)
+				}
+				if err == nil {
+					err = reportErrors(cmd, res.Errors)
+				}
+				if err == nil {
+					// --fail-on-problems fails the run: the metrics say so too.
+					err = pf.check(res.Problems)
+				}
+			}
+			// regkeeper_audit_success follows the exit code (findings aside).
 			set := metrics.New("audit")
-			auditMetrics(set, res, time.Since(start))
+			auditMetrics(set, res, took)
 			if err := mf.write(set, "audit", err); err != nil {
-				return err
-			}
-			if tree {
-				err = audit.WriteTree(cmd.OutOrStdout(), res.Lineage())
-			} else {
-				err = writeAudit(cmd, g.format(), res)
-			}
-			if err != nil {
-				return err
-			}
-			if err := reportErrors(cmd, res.Errors); err != nil {
 				return err
 			}
 			if af.exitCode != 0 && findings(res) > 0 {
@@ -158,8 +231,10 @@ list every tag and platform. --tree prints the lineage of the whole registry.`,
 	filter.register(cmd)
 	af.register(cmd)
 	mf.register(cmd)
+	pf.register(cmd)
 	cmd.Flags().IntVar(&af.exitCode, "exit-code", 0, "exit with this code when there are findings")
 	cmd.Flags().BoolVar(&tree, "tree", false, "print the lineage of the registry: which images are built on which base")
+	g.registerOutput(cmd)
 	return cmd
 }
 
@@ -174,16 +249,27 @@ func writeAudit(cmd *cobra.Command, f output.Format, res *audit.Result) error {
 	case output.JSON:
 		return output.WriteJSON(out, res)
 	case output.CSV:
-		rows := output.Rows{Header: []string{"REPOSITORY", "TAG", "PLATFORM", "DIGEST", "BASE", "BASE DIGEST", "DETECTED BY", "CONFIDENCE", "BASE AGE DAYS", "REASONS"}}
+		rows := output.Rows{Header: []string{"REPOSITORY", "TAG", "PLATFORM", "DIGEST", "BASE", "BASE DIGEST", "DETECTED BY", "CONFIDENCE", "BASE AGE DAYS", "REASONS",
+			"CREATED", "CREATED FROM", "IMAGE AGE DAYS", "MISSING LABELS", "SIGNED", "SBOM"}}
+		opt := func(p *bool) string {
+			if p == nil {
+				return ""
+			}
+			return fmt.Sprint(*p)
+		}
 		for _, img := range res.Images {
-			var base, bd, by, conf, age string
+			var base, bd, by, conf, age, imgAge string
 			if b := img.Base; b != nil {
 				base, bd, by, conf = b.Name(), b.Digest, b.DetectedBy, b.Confidence
 			}
 			if img.BaseAgeDays != nil {
 				age = fmt.Sprint(*img.BaseAgeDays)
 			}
-			rows.Add(img.Repository, img.Tag, img.Platform, img.Digest, base, bd, by, conf, age, strings.Join(img.Reasons, " "))
+			if img.ImageAgeDays != nil {
+				imgAge = fmt.Sprint(*img.ImageAgeDays)
+			}
+			rows.Add(img.Repository, img.Tag, img.Platform, img.Digest, base, bd, by, conf, age, strings.Join(img.Reasons, " "),
+				img.Created, img.CreatedFrom, imgAge, strings.Join(img.MissingLabels, " "), opt(img.Signed), opt(img.SBOM))
 		}
 		return output.Write(out, f, rows, res)
 	}
@@ -201,7 +287,7 @@ func writeAudit(cmd *cobra.Command, f output.Format, res *audit.Result) error {
 // findingRows lists each finding under its reason, worst reason first, the
 // oldest bases first within a reason.
 func findingRows(res *audit.Result) output.Rows {
-	rows := output.Rows{Header: []string{"FINDING", "IMAGE", "PLATFORM", "BASE", "BASE AGE", "DETECTED BY"}}
+	rows := output.Rows{Header: []string{"FINDING", "IMAGE", "PLATFORM", "BASE", "BASE AGE", "DETECTED BY", "DETAIL"}}
 	for _, f := range res.Findings() {
 		img := f.Image
 		var base, by, days string
@@ -211,7 +297,7 @@ func findingRows(res *audit.Result) output.Rows {
 		if img.BaseAgeDays != nil {
 			days = fmt.Sprintf("%dd", *img.BaseAgeDays)
 		}
-		rows.Add(f.Reason, img.Repository+":"+img.Tag, img.Platform, base, days, by)
+		rows.Add(f.Reason, img.Repository+":"+img.Tag, img.Platform, base, days, by, f.Detail())
 	}
 	return rows
 }

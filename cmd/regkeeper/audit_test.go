@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -56,8 +57,36 @@ func TestAuditCommand(t *testing.T) {
 			t.Errorf("base lacks %q: %v", k, b)
 		}
 	}
-	if r := web["reasons"].([]any); len(r) != 2 {
-		t.Errorf("team-b/web reasons %v", r)
+	// The policy file's image rules: web is unsigned, has no SBOM and none
+	// of the required labels (and, as the clock moves on from the estate's
+	// dates, it becomes image-too-old: not asserted).
+	var reasons []string
+	for _, r := range web["reasons"].([]any) {
+		if r != "image-too-old" {
+			reasons = append(reasons, fmt.Sprint(r))
+		}
+	}
+	if r := strings.Join(reasons, " "); r != "base-outdated base-too-old unsigned no-sbom missing-label" {
+		t.Errorf("team-b/web reasons %v", web["reasons"])
+	}
+	for _, k := range []string{"created", "createdFrom", "imageAgeDays", "missingLabels", "signed", "sbom"} {
+		if _, ok := web[k]; !ok {
+			t.Errorf("team-b/web lacks %q: %v", k, web)
+		}
+	}
+
+	// The image rules by flag; the table says what each finding is about.
+	code, out, stderr = runCLI(t, append(base, "--max-image-age", "50w", "--require-label", "org.opencontainers.image.source", "--require-signature", "--max-base-age", "0")...)
+	if code != 0 {
+		t.Fatalf("image rules: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"image-too-old", "team-b/web:prod", "built 3", "unsigned", "missing-label", "lacks org.opencontainers.image.source"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("image rules: table lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "base-too-old") || strings.Contains(out, "no-sbom") {
+		t.Errorf("image rules: --max-base-age 0 and no --require-sbom, yet:\n%s", out)
 	}
 
 	code, out, _ = runCLI(t, append(base, "--tree")...)
@@ -75,6 +104,8 @@ func TestAuditCommandBadInput(t *testing.T) {
 		{[]string{"--ban", "base/centos:"}, "--ban: pattern"},
 		{[]string{"--policy", "/no/such/policy.yaml"}, "reading policy"},
 		{[]string{"--exit-code", "300"}, "--exit-code"},
+		{[]string{"--max-image-age", "7x"}, "--max-image-age"},
+		{[]string{"--require-label", " "}, "--require-label"},
 	} {
 		code, _, stderr := runCLI(t, append([]string{"audit", "127.0.0.1:1", "--insecure"}, tc.argv...)...)
 		if code != 2 || !strings.Contains(stderr, tc.msg) {

@@ -14,6 +14,7 @@ func newBackupCmd(g *globalOptions) *cobra.Command {
 	var (
 		filter filterOptions
 		mf     metricsFlag
+		pf     problemsFlag
 	)
 	opts := backup.DefaultOptions()
 	cmd := &cobra.Command{
@@ -42,9 +43,18 @@ registry does not have in that repository are recorded and reported). Cosign
 signature tags and referrers fallback tags (sha256-<hex>) are ordinary tags
 and are backed up; with --tag, those of the selected images come along.
 --referrers (default on) also asks the referrers API where the registry has
-one. Referrers pushed by digest with neither API nor fallback tag (possible
-on distribution, which has no referrers API) cannot be listed over HTTP and
-are not backed up.`,
+one. Referrers of referrers (a signature on an SBOM) are followed, through
+the API and through attached tags, to --referrers-depth. Referrers pushed by
+digest with neither API nor fallback tag (possible on distribution, which
+has no referrers API) cannot be listed over HTTP and are not backed up.
+
+The registry is listed by the same walker as inventory (every page, whatever
+page size the registry allows), without reading configs. What is broken in
+the registry itself (an index whose platform manifests are absent, a tag
+whose manifest or blobs are missing, a manifest that does not parse) is
+listed as a problem and not backed up; the exit code stays 0 unless
+--fail-on-problems. A repository or tag that could not be read, or a write
+that failed, is an error: exit 1.`,
 		Example: `  # the weekly pre-GC backup
   regkeeper backup registry.example.com /backups/registry
 
@@ -53,22 +63,29 @@ are not backed up.`,
 
   # the embedded demo registry (plain HTTP)
   regkeeper backup 127.0.0.1:5000 ./backup --insecure`,
-		Args: args(cobra.ExactArgs(2)),
+		Args: positional(argRegistry, argBackupDir),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var err error
 			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
 				return err
 			}
+			if opts.ReferrersDepth < 1 {
+				return usageError("--referrers-depth must be at least 1, got %d", opts.ReferrersDepth)
+			}
 			log := g.logger(cmd)
 			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
 			res, err := backup.Run(cmd.Context(), argv[0], argv[1], opts)
 			if res != nil {
+				warnUnmatched(cmd, &filter, res.Selection)
 				if werr := writeBackupResult(cmd, g.format(), res); werr != nil && err == nil {
 					err = werr
 				}
 			}
 			if err == nil {
 				err = reportBackupErrors(cmd, res.Errors)
+			}
+			if err == nil {
+				err = pf.check(res.Problems)
 			}
 			set := metrics.New("backup")
 			backupMetrics(set, res)
@@ -77,9 +94,12 @@ are not backed up.`,
 	}
 	filter.register(cmd)
 	mf.register(cmd)
+	pf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
+	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are followed (1: those of the images only)")
 	f.BoolVar(&opts.KeepHistory, "keep-history", false, "keep the previous digest of a moved tag as repo:tag@<date>")
+	g.registerOutput(cmd)
 	return cmd
 }
 
@@ -93,10 +113,10 @@ func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) 
 	if err := output.Write(out, f, rows, res); err != nil {
 		return err
 	}
+	if err := writeProblems(cmd, f, res.Problems); err != nil {
+		return err
+	}
 	if f == output.Table {
-		for _, a := range res.Absent {
-			fmt.Fprintf(out, "absent: %s: index %s names %s, which the registry does not have there\n", a.Repository, output.ShortDigest(a.Index), output.ShortDigest(a.Child))
-		}
 		fmt.Fprintf(out, "\n%d images in %.1fs\n", res.Images, res.DurationSeconds)
 	}
 	return nil
@@ -107,9 +127,12 @@ func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) 
 func reportBackupErrors(cmd *cobra.Command, errs []backup.Error) error {
 	for _, e := range errs {
 		where := e.Repository
-		if e.Tag != "" {
+		switch {
+		case where == "":
+			where = e.Digest // an entry of a layout that names no repository
+		case e.Tag != "":
 			where += ":" + e.Tag
-		} else if e.Digest != "" {
+		case e.Digest != "":
 			where += "@" + e.Digest
 		}
 		fmt.Fprintf(cmd.ErrOrStderr(), "error: %s: %s\n", where, e.Error)

@@ -128,7 +128,7 @@ func TestBackupCommandErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"backup", "127.0.0.1:1"}, 2, "accepts 2 arg(s)"},
+		{[]string{"backup", "127.0.0.1:1"}, 2, "missing DIR (where the backup goes)"},
 		{[]string{"backup", "127.0.0.1:1", t.TempDir(), "--repo", "("}, 2, "--repo: invalid regular expression"},
 		{[]string{"backup", "127.0.0.1:1", foreign}, 1, "not empty and has no oci-layout file"},
 		{[]string{"backup", "127.0.0.1:1", t.TempDir(), "--insecure"}, 1, "registry unreachable"},
@@ -136,7 +136,7 @@ func TestBackupCommandErrors(t *testing.T) {
 		{[]string{"restore", foreign, "127.0.0.1:1"}, 1, "no oci-layout file"},
 		{[]string{"verify", foreign}, 1, "no oci-layout file"},
 		{[]string{"verify", filepath.Join(foreign, "nope")}, 1, "no such file"},
-		{[]string{"verify"}, 2, "accepts 1 arg(s)"},
+		{[]string{"verify"}, 2, "missing DIR (the backup to verify)"},
 	} {
 		code, _, stderr := runCLI(t, tc.argv...)
 		if code != tc.code || !strings.Contains(stderr, tc.msg) {

@@ -28,8 +28,10 @@ func newCycleCmd(g *globalOptions) *cobra.Command {
 		filter            filterOptions
 		af                auditFlags
 		mf                metricsFlag
+		pf                problemsFlag
 		config, root, dir string
 		reportFile        string
+		lockFile          string
 		gcOpts            = gc.DefaultOptions()
 		bopts             = backup.DefaultOptions()
 	)
@@ -39,16 +41,22 @@ func newCycleCmd(g *globalOptions) *cobra.Command {
 		Long: `cycle runs, in order: inventory of the registry, audit of its base images,
 backup of every image into the OCI layout at --backup, verify of that backup,
 and only then gc on the registry's storage (--config or --root). If the
-backup or its verification fails, gc does not run.
+backup or its verification fails, gc does not run: a tag that could not be
+read is not backed up, so it stops gc. What is broken in the registry itself
+(an index whose platform manifests are absent, a missing or unparseable
+manifest: nothing there to back up) is listed under the steps and in the
+report, and gc still runs.
 
 The filters select what is audited and backed up; gc always works on the
-whole storage, and only deletes what no tag reaches. A lock beside the backup
-directory keeps two cycles from overlapping. --report writes the HTML report
+whole storage, and only deletes what no tag reaches. A lock inside the backup
+directory (DIR/.regkeeper/cycle.lock, or --lock-file) keeps two cycles from
+overlapping; the kernel releases it when the process ends, however it ends. --report writes the HTML report
 (what gc reclaimed, findings, lineage); --metrics-file the Prometheus metrics.
 
-Exit codes: 0 every step succeeded; 1 an error, or parts of the registry
-could not be read (every step still ran); 2 usage; 3 the backup failed, gc
-not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
+Exit codes: 0 every step succeeded (problems in the registry included,
+unless --fail-on-problems); 1 an error, or parts of the registry could not
+be read; 2 usage; 3 the backup failed, gc not run; 4 the backup did not
+verify, gc not run; 5 gc failed.`,
 		Example: `  # the weekly cron
   regkeeper cycle registry.example.com --config /etc/docker/registry/config.yml \
     --backup /backups/registry --report /var/www/registry-report.html \
@@ -56,7 +64,7 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 
   # against the demo registry (regkeeper demo --serve --dir /tmp/demo)
   regkeeper cycle 127.0.0.1:5000 --insecure --config /tmp/demo/config.yml --backup /tmp/demo-backup --grace 0`,
-		Args: args(cobra.ExactArgs(1)),
+		Args: positional(argRegistry),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			if (config == "") == (root == "") {
 				return usageError("give exactly one of --config or --root")
@@ -83,10 +91,13 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 			start := time.Now()
 			gcOpts.Jobs, gcOpts.Logger, gcOpts.Progress = g.jobs, log, g.reporter(cmd)
 			res, runErr := cycle.Run(ctx, cycle.Options{
-				Host: argv[0], Storage: drv, BackupDir: dir,
+				Host: argv[0], Storage: drv, BackupDir: dir, LockFile: lockFile,
 				Inventory: ao.Inventory, Policy: ao.Policy,
 				Backup: bopts, GC: gcOpts, Logger: log,
 			})
+			if res.Backup != nil {
+				warnUnmatched(cmd, &filter, res.Backup.Selection)
+			}
 			if werr := writeCycle(cmd, g.format(), res); werr != nil && runErr == nil {
 				runErr = werr
 			}
@@ -96,34 +107,51 @@ not run; 4 the backup did not verify, gc not run; 5 gc failed.`,
 					runErr = werr
 				}
 			}
+			// The error that decides the exit code also decides
+			// regkeeper_cycle_success: 0 whenever the exit code is not 0.
+			err = cycleExit(runErr)
+			if err == nil {
+				err = reportErrors(cmd, res.Errors)
+			}
+			if err == nil {
+				// --fail-on-problems fails the run: the metrics say so too.
+				err = pf.check(res.Problems)
+			}
 			set := metrics.New("cycle")
 			cycleMetrics(set, res, time.Since(start))
-			if err := mf.write(set, "cycle", runErr); err != nil {
-				switch {
-				case errors.Is(err, cycle.ErrBackupFailed):
-					return &exitCodeError{code: exitBackupFailed, err: err}
-				case errors.Is(err, cycle.ErrVerifyFailed):
-					return &exitCodeError{code: exitVerifyFailed, err: err}
-				case errors.Is(err, cycle.ErrGCFailed):
-					return &exitCodeError{code: exitGCFailed, err: err}
-				}
-				return err
-			}
-			return reportErrors(cmd, res.Errors)
+			return mf.write(set, "cycle", err)
 		},
 	}
 	filter.register(cmd)
 	af.register(cmd)
 	mf.register(cmd)
+	pf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&config, "config", "", "the registry's configuration file (its storage section is used by gc)")
 	f.StringVar(&root, "root", "", "or a filesystem storage root")
 	f.StringVar(&dir, "backup", "", "the OCI layout to back up into (required)")
 	f.StringVar(&reportFile, "report", "", "write the HTML report here (atomically)")
+	f.StringVar(&lockFile, "lock-file", "", "the lock that keeps two cycles from overlapping (default DIR/.regkeeper/cycle.lock, inside --backup)")
 	f.BoolVar(&bopts.KeepHistory, "keep-history", false, "backup: keep the previous digest of a moved tag as repo:tag@<date>")
 	f.BoolVar(&bopts.Referrers, "referrers", bopts.Referrers, "backup: also back up referrers listed by the referrers API")
 	registerGCFlags(f, &gcOpts)
+	g.registerOutput(cmd)
 	return cmd
+}
+
+// cycleExit maps the cycle's safety stops to their exit codes.
+func cycleExit(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, cycle.ErrBackupFailed):
+		return &exitCodeError{code: exitBackupFailed, err: err}
+	case errors.Is(err, cycle.ErrVerifyFailed):
+		return &exitCodeError{code: exitVerifyFailed, err: err}
+	case errors.Is(err, cycle.ErrGCFailed):
+		return &exitCodeError{code: exitGCFailed, err: err}
+	}
+	return err
 }
 
 func writeCycle(cmd *cobra.Command, f output.Format, res *cycle.Result) error {
@@ -139,7 +167,10 @@ func writeCycle(cmd *cobra.Command, f output.Format, res *cycle.Result) error {
 		}
 		rows.Add(st.Name, st.Status, fmt.Sprintf("%.1f", st.DurationSeconds), what)
 	}
-	return output.Write(out, f, rows, res)
+	if err := output.Write(out, f, rows, res); err != nil {
+		return err
+	}
+	return writeProblems(cmd, f, res.Problems)
 }
 
 func writeReportFile(path string, d *report.Data) error {
@@ -148,35 +179,4 @@ func writeReportFile(path string, d *report.Data) error {
 		return err
 	}
 	return writeFileAtomic(path, buf.Bytes())
-}
-
-func cycleMetrics(set *metrics.Set, res *cycle.Result, took time.Duration) {
-	if res == nil {
-		return
-	}
-	for _, st := range res.Steps {
-		ok := 0.0
-		if st.Status == "ok" || st.Status == "partial" {
-			ok = 1
-		}
-		set.Gauge("step_success", "1 if the step ran to its end, else 0 (failed or skipped).", ok, "step", st.Name)
-		set.Gauge("step_duration_seconds", "Duration of each step.", st.DurationSeconds, "step", st.Name)
-	}
-	if res.Inventory != nil {
-		set.Gauge("tags", "Tags inventoried.", float64(len(res.Inventory.Images)))
-	}
-	if res.Audit != nil {
-		auditMetrics(set, res.Audit, 0)
-	}
-	if b := res.Backup; b != nil {
-		set.Gauge("backup_images", "Images in the backup.", float64(b.Images))
-		set.Gauge("backup_bytes_written", "Bytes this backup wrote.", float64(b.BytesWritten))
-		set.Gauge("backup_bytes_skipped", "Bytes the backup already had.", float64(b.BytesSkipped))
-	}
-	if res.GC != nil {
-		set.Gauge("gc_bytes_reclaimed", "Bytes of blob files gc deleted.", float64(res.GC.BytesReclaimed))
-		set.Gauge("gc_blobs_deleted", "Blobs gc deleted.", float64(res.GC.BlobsDeleted))
-		set.Gauge("gc_manifests_deleted", "Untagged manifests gc deleted.", float64(res.GC.ManifestsDeleted))
-	}
-	set.Gauge("duration_seconds", "Duration of the whole cycle.", took.Seconds())
 }

@@ -40,7 +40,7 @@ cycle, so that crane, regctl, docker or regkeeper itself can be pointed at it.`,
   regkeeper demo --serve --addr 127.0.0.1:5000 --dir /tmp/regkeeper-demo
   crane catalog --insecure 127.0.0.1:5000
   regkeeper inventory --insecure 127.0.0.1:5000`,
-		Args: args(cobra.NoArgs),
+		Args: positional(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			env, err := demo.Start(ctx, opts)

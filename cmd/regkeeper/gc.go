@@ -10,6 +10,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 
 	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/duration"
 	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/internal/output"
 )
@@ -34,6 +35,11 @@ tag servable and running gc again finishes the job.
 --grace (default 1h) spares anything written within it. Manifests of unknown
 media types are kept and reported. A lock in storage stops two runs at once.
 
+An untagged manifest a live image names as its base (base.digest annotation)
+is kept with its config, unless --no-keep-bases. A plan that would delete
+every blob, or collect a storage with blobs but no tag (a wrong --root), is
+refused unless --allow-delete-all; --max-delete-ratio sets a limit of your own.
+
 Online (the default): a push the registry accepts while gc runs still pulls
 afterwards. Dead blobs are first moved to a quarantine in the same storage,
 gc waits --settle (default 10s) for requests in flight, re-reads everything
@@ -50,7 +56,7 @@ registry is stopped or read-only: blobs are deleted at once, no quarantine.`,
 
   # collect, keeping the previous digest of every tag
   regkeeper gc --root /var/lib/registry --keep-previous 1 -o json`,
-		Args: args(cobra.NoArgs),
+		Args: positional(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if (config == "") == (root == "") {
 				return usageError("give exactly one of --config or --root")
@@ -84,20 +90,22 @@ registry is stopped or read-only: blobs are deleted at once, no quarantine.`,
 	f.BoolVar(&opts.DryRun, "dry-run", false, "print what would be deleted, delete nothing")
 	registerGCFlags(f, &opts)
 	mf.register(cmd)
+	g.registerOutput(cmd)
 	return cmd
 }
 
 // registerGCFlags declares the flags of a gc run, shared by gc and cycle.
 func registerGCFlags(f *pflag.FlagSet, opts *gc.Options) {
-	f.DurationVar(&opts.Grace, "grace", opts.Grace, "spare manifests, links and blobs written within this long")
+	duration.Var(f, &opts.Grace, "grace", "spare manifests, links and blobs written within this long")
 	f.BoolVar(&opts.KeepUntagged, "keep-untagged", false, "keep every manifest; only sweep links and blobs nothing references")
 	f.IntVar(&opts.KeepPrevious, "keep-previous", 0, "keep the N most recent earlier digests of every tag")
-	f.DurationVar(&opts.UploadsOlderThan, "uploads-older-than", opts.UploadsOlderThan, "delete uploads started longer ago than this (0: keep all)")
+	duration.Var(f, &opts.UploadsOlderThan, "uploads-older-than", "delete uploads started longer ago than this (0: keep all)")
 	f.BoolVar(&opts.PruneOrphanSignatures, "prune-orphan-signatures", false, "delete sha256-<hex>.sig/.att/.sbom and referrers fallback tags whose subject is gone")
 	f.BoolVar(&opts.PruneEmptyRepos, "prune-empty-repos", false, "delete repositories left with no tag and no manifest")
-	f.DurationVar(&opts.StaleLock, "stale-lock", opts.StaleLock, "take over another run's lock older than this")
+	duration.Var(f, &opts.StaleLock, "stale-lock", "take over another run's lock older than this")
+	registerGuardFlags(f, opts)
 	f.BoolVar(&opts.Offline, "offline", false, "the registry is stopped or read-only: delete blobs at once, without quarantine and settle")
-	f.DurationVar(&opts.Settle, "settle", opts.Settle, "online: wait this long after quarantining blobs for requests in flight to finish writing")
+	duration.Var(f, &opts.Settle, "settle", "online: wait this long after quarantining blobs for requests in flight to finish writing")
 	f.BoolVar(&opts.CacheDropped, "blob-cache-dropped", false, "the running registry was restarted without its in-memory blob-descriptor cache")
 	f.BoolVar(&opts.RestartAfter, "restart-after", false, "the registry (in-memory blob-descriptor cache) is restarted right after gc")
 }
@@ -169,6 +177,7 @@ func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
 	for _, k := range rep.Kept {
 		fmt.Fprintf(out, "kept %s@%s: %s\n", k.Repository, k.Digest, k.Reason)
 	}
+	writeGCKeptLines(out, rep)
 	return nil
 }
 

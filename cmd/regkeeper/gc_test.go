@@ -23,10 +23,10 @@ func TestGCCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &dry); err != nil {
 		t.Fatalf("dry run output is not the report: %v\n%s", err, out)
 	}
-	if !dry.DryRun || dry.ManifestsDeleted == 0 || dry.BytesReclaimed == 0 {
+	if !dry.DryRun || dry.ManifestsDeleted == 0 || dry.BytesReclaimed == 0 || dry.ManifestsKeptAsBase == 0 {
 		t.Errorf("dry run report: %+v", dry)
 	}
-	for _, key := range []string{"dryRun", "manifestsDeleted", "blobsDeleted", "bytesReclaimed", "layerLinksDeleted", "uploadsDeleted", "durationSeconds", "repositories"} {
+	for _, key := range []string{"dryRun", "manifestsDeleted", "blobsDeleted", "bytesReclaimed", "layerLinksDeleted", "uploadsDeleted", "durationSeconds", "repositories", "manifestsKeptAsBase"} {
 		if !strings.Contains(out, `"`+key+`"`) {
 			t.Errorf("JSON lacks %q", key)
 		}

@@ -11,7 +11,10 @@ import (
 )
 
 func newInventoryCmd(g *globalOptions) *cobra.Command {
-	var filter filterOptions
+	var (
+		filter filterOptions
+		pf     problemsFlag
+	)
 	cmd := &cobra.Command{
 		Use:   "inventory REGISTRY",
 		Short: "List every repository and tag: digests, platforms, sizes, dates, labels",
@@ -23,8 +26,14 @@ SIZE is the compressed bytes a pull of the tag transfers, each blob once.
 CREATED is the image config's date as recorded; reproducible builds record
 1970-01-01 or nothing. -o json adds labels and annotations.
 
-A repository or tag that cannot be read is reported on stderr and in the
-JSON "errors", the walk goes on, and the exit code is 1.`,
+What is broken in the registry itself (an index whose platform manifests are
+absent from its repository, a tag whose manifest is missing, a manifest that
+does not parse) is a problem: listed after the table and in the JSON
+"problems"; the tag is still listed as far as it can be read (an absent
+platform is marked "(absent)"), and the exit code stays 0 unless
+--fail-on-problems. A repository or tag that cannot be read (unreachable,
+refused, failing after retries) is reported on stderr and in the JSON
+"errors", the walk goes on, and the exit code is 1.`,
 		Example: `  # every tag of a registry
   regkeeper inventory registry.example.com
 
@@ -33,7 +42,7 @@ JSON "errors", the walk goes on, and the exit code is 1.`,
 
   # the embedded demo registry (plain HTTP)
   regkeeper inventory 127.0.0.1:5000 --insecure -o json`,
-		Args: args(cobra.ExactArgs(1)),
+		Args: positional(argRegistry),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			repo, tag, err := filter.compile()
 			if err != nil {
@@ -47,13 +56,22 @@ JSON "errors", the walk goes on, and the exit code is 1.`,
 			if err != nil {
 				return err
 			}
+			warnUnmatched(cmd, &filter, res.Selection)
 			if err := writeInventory(cmd, g.format(), res); err != nil {
 				return err
 			}
-			return reportErrors(cmd, res.Errors)
+			if err := writeProblems(cmd, g.format(), res.Problems); err != nil {
+				return err
+			}
+			if err := reportErrors(cmd, res.Errors); err != nil {
+				return err
+			}
+			return pf.check(res.Problems)
 		},
 	}
 	filter.register(cmd)
+	pf.register(cmd)
+	g.registerOutput(cmd)
 	return cmd
 }
 
@@ -62,7 +80,10 @@ func writeInventory(cmd *cobra.Command, f output.Format, res *inventory.Result) 
 	for _, img := range res.Images {
 		var plats []string
 		for _, p := range img.Platforms {
-			if p.Platform != "" {
+			switch {
+			case p.Absent:
+				plats = append(plats, orUnknown(p.Platform)+"(absent)")
+			case p.Platform != "":
 				plats = append(plats, p.Platform)
 			}
 		}
@@ -108,4 +129,11 @@ func reportErrors(cmd *cobra.Command, errs []inventory.Error) error {
 		return fmt.Errorf("%d repositories or tags could not be read: %w", len(errs), errPartial)
 	}
 	return nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "(unknown)"
+	}
+	return s
 }

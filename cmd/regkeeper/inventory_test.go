@@ -14,18 +14,31 @@ func TestInventoryCommand(t *testing.T) {
 	srv, e := regtest.Seeded(t, embedded.Options{})
 
 	// The whole estate: its index-only copy cannot be pulled for any
-	// platform, which is reported, and the exit code says so.
+	// platform, a problem in the registry, reported; the run did its job.
 	code, out, stderr := runCLI(t, "inventory", srv.Host, "--insecure", "-o", "json")
-	if code != 1 || !strings.Contains(stderr, "error: mirror/alpine:3.20: platform linux/amd64: manifest sha256:") {
-		t.Errorf("exit %d, stderr %q; want 1 and the index-only copy's missing children", code, stderr)
+	if code != 0 || stderr != "" {
+		t.Errorf("exit %d, stderr %q; want 0 and nothing on stderr", code, stderr)
 	}
 	var doc map[string]any
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("-o json: %v\n%s", err, out)
 	}
 	images, _ := doc["images"].([]any)
-	if len(images) != len(e.Tags()) || doc["registry"] != srv.Host || len(doc["errors"].([]any)) != 2 {
+	if len(images) != len(e.Tags()) || doc["registry"] != srv.Host || len(doc["errors"].([]any)) != 0 {
 		t.Errorf("json: %d images (want %d), registry %v, errors %v", len(images), len(e.Tags()), doc["registry"], doc["errors"])
+	}
+	problems, _ := doc["problems"].([]any)
+	if len(problems) != 1 {
+		t.Fatalf("json problems %v, want mirror/alpine:3.20's", doc["problems"])
+	}
+	want := map[string]any{"repository": "mirror/alpine", "tag": "3.20", "digest": e.Tags()["mirror/alpine:3.20"].String(), "kind": "children-absent"}
+	for k, v := range want {
+		if problems[0].(map[string]any)[k] != v {
+			t.Errorf("problem %s = %v, want %v", k, problems[0].(map[string]any)[k], v)
+		}
+	}
+	if msg, _ := problems[0].(map[string]any)["message"].(string); !strings.Contains(msg, "not in mirror/alpine") {
+		t.Errorf("problem message %q", msg)
 	}
 	first := images[0].(map[string]any)
 	for _, key := range []string{"repository", "tag", "digest", "mediaType", "size", "created", "platforms", "labels", "annotations"} {
@@ -62,6 +75,28 @@ func TestInventoryCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "linux/amd64 linux/arm64") || !strings.Contains(out, "1 tags in 1 repositories") {
 		t.Errorf("table: exit %d\n%s", code, out)
 	}
+
+	// The table lists the index-only copy with its platforms marked absent,
+	// then the problem; --fail-on-problems makes it fail the run.
+	code, out, _ = runCLI(t, "inventory", srv.Host, "--insecure", "--repo", "^mirror/")
+	if code != 0 || !strings.Contains(out, "linux/amd64(absent) linux/arm64(absent)") ||
+		!strings.Contains(out, "1 problem in the registry") || !strings.Contains(out, "children-absent") {
+		t.Errorf("table with a problem: exit %d\n%s", code, out)
+	}
+	code, _, stderr = runCLI(t, "inventory", srv.Host, "--insecure", "--repo", "^mirror/", "--fail-on-problems")
+	if code != 1 || !strings.Contains(stderr, "1 problem in the registry (--fail-on-problems)") {
+		t.Errorf("--fail-on-problems: exit %d, %s", code, stderr)
+	}
+
+	// A filter that matches nothing says so.
+	code, _, stderr = runCLI(t, "inventory", srv.Host, "--insecure", "--repo", "^taem-a/")
+	if code != 0 || !strings.Contains(stderr, `warning: --repo "^taem-a/" matches none of the 10 repositories`) {
+		t.Errorf("--repo typo: exit %d, stderr %q", code, stderr)
+	}
+	code, _, stderr = runCLI(t, "inventory", srv.Host, "--insecure", "--repo", "^team-a/", "--tag", "^v9")
+	if code != 0 || !strings.Contains(stderr, `warning: --tag "^v9" matches none of the 6 tags in the 1 repositories selected`) {
+		t.Errorf("--tag typo: exit %d, stderr %q", code, stderr)
+	}
 }
 
 func TestInventoryCommandErrors(t *testing.T) {
@@ -70,7 +105,7 @@ func TestInventoryCommandErrors(t *testing.T) {
 		code int
 		msg  string
 	}{
-		{[]string{"inventory"}, 2, "accepts 1 arg"},
+		{[]string{"inventory"}, 2, "missing REGISTRY"},
 		{[]string{"inventory", "127.0.0.1:1", "--repo", "("}, 2, "--repo: invalid regular expression"},
 		{[]string{"inventory", "not a host"}, 1, "invalid registry"},
 		{[]string{"inventory", "127.0.0.1:1", "--insecure"}, 1, "registry unreachable"},

@@ -30,9 +30,9 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"version"}, 0, ""},
 		{[]string{"nonsense"}, 2, "unknown command"},
 		{[]string{"version", "--no-such-flag"}, 2, "unknown flag"},
-		{[]string{"version", "extra"}, 2, "unknown command"},
+		{[]string{"version", "extra"}, 2, "unexpected argument"},
 		{[]string{"demo", "--jobs", "0"}, 2, "--jobs must be at least 1"},
-		{[]string{"demo", "-o", "yaml"}, 2, "unknown output format"},
+		{[]string{"inventory", "127.0.0.1:1", "-o", "yaml"}, 2, "unknown output format"},
 		{[]string{"demo", "--progress", "sometimes"}, 2, "unknown progress mode"},
 	} {
 		code, _, stderr := runCLI(t, tc.argv...)
@@ -60,10 +60,14 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo exit %d: %s", code, stderr)
 	}
 	for _, want := range []string{"team-a/api", "mirror/alpine", "untagged leftovers",
-		"gc         ok", "deleted 10 manifests, 24 blobs: 232.1 KiB reclaimed", "1 base-banned", "15 of 15 tags pulled back"} {
+		"gc         ok", "deleted 9 manifests, 22 blobs: 231.4 KiB reclaimed", "1 base-banned", "15 of 15 tags pulled back",
+		"1 problem in the registry", "mirror/alpine:3.20  children-absent"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
 		}
+	}
+	if strings.Contains(stderr, "index child absent") || strings.Contains(out, "could not be read") {
+		t.Errorf("demo reports the index-only copy as a failure:\n%s\n%s", out, stderr)
 	}
 }
 

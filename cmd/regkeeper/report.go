@@ -12,6 +12,7 @@ import (
 
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/duration"
 	"github.com/regkeeper/regkeeper/report"
 )
 
@@ -21,7 +22,9 @@ func newReportCmd(g *globalOptions) *cobra.Command {
 		af           auditFlags
 		config, root string
 		out          string
+		format       string // -o: report has its own formats
 		grace        = gc.DefaultOptions().Grace
+		pf           problemsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "report REGISTRY [--config registry.yml] [-o html|markdown] [--out FILE]",
@@ -32,6 +35,10 @@ chart; with --config (or --root), what gc would reclaim per repository (a dry
 run on the registry's storage, nothing deleted); the audit findings, worst
 first; and the base-image lineage.
 
+What is broken in the registry itself (an index whose platform manifests are
+absent, a missing or unparseable manifest) has its own section; it does not
+change the exit code unless --fail-on-problems.
+
 -o html (the default) is one self-contained page: inline styles and SVG
 charts, no scripts, nothing fetched from the network. -o markdown carries the
 same tables. The policy flags are audit's.`,
@@ -41,15 +48,11 @@ same tables. The policy flags are audit's.`,
   # Markdown for a wiki page
   regkeeper report registry.example.com --policy policy.yaml -o markdown > report.md`,
 		Annotations: map[string]string{ownOutput: "html|markdown"},
-		Args:        args(cobra.ExactArgs(1)),
+		Args:        positional(argRegistry),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			var markdown bool
-			switch strings.ToLower(g.output) {
-			case "", "table", "html":
-			case "markdown", "md":
-				markdown = true
-			default:
-				return usageError("-o: report writes html or markdown, not %q", g.output)
+			markdown, err := reportFormat(format, out)
+			if err != nil {
+				return err
 			}
 			if config != "" && root != "" {
 				return usageError("give at most one of --config or --root")
@@ -64,6 +67,7 @@ same tables. The policy flags are audit's.`,
 			if err != nil {
 				return err
 			}
+			warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
 			d := &report.Data{Registry: res.Registry, Generated: time.Now(), Audit: res, Inventory: res.Inventory}
 			if config != "" || root != "" {
 				drv, err := openStorage(cmd, config, root)
@@ -93,17 +97,49 @@ same tables. The policy flags are audit's.`,
 			if err != nil {
 				return err
 			}
-			return reportErrors(cmd, res.Errors)
+			if err := reportErrors(cmd, res.Errors); err != nil {
+				return err
+			}
+			return pf.check(res.Problems)
 		},
 	}
 	filter.register(cmd)
 	af.register(cmd)
+	pf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&config, "config", "", "the registry's configuration file, to report what gc would reclaim")
 	f.StringVar(&root, "root", "", "or a filesystem storage root")
-	f.DurationVar(&grace, "grace", grace, "as gc --grace: what was written this recently does not count as reclaimable")
-	f.StringVar(&out, "out", "", "write the report to this file (atomically) instead of stdout")
+	duration.Var(f, &grace, "grace", "as gc --grace: what was written this recently does not count as reclaimable")
+	f.StringVar(&out, "out", "", "write the report to this file (atomically) instead of stdout; .html or .md chooses the format")
+	f.StringVarP(&format, "output", "o", "", "report format: html or markdown (default: from --out's extension, else html)")
 	return cmd
+}
+
+// reportFormat says whether the report is Markdown (else HTML): -o when
+// given, else the extension of --out, else HTML. A format report cannot
+// write, or an extension it does not know, is a usage error: a report must
+// not silently come out in another format than the one asked for.
+func reportFormat(o, out string) (markdown bool, err error) {
+	switch strings.ToLower(o) {
+	case "html":
+		return false, nil
+	case "markdown", "md":
+		return true, nil
+	case "":
+	default:
+		return false, usageError("-o: report writes html or markdown, not %q", o)
+	}
+	if out == "" {
+		return false, nil
+	}
+	switch ext := strings.ToLower(filepath.Ext(out)); ext {
+	case ".html", ".htm":
+		return false, nil
+	case ".md", ".markdown":
+		return true, nil
+	default:
+		return false, usageError("--out %s: cannot tell the format from %q; name the file .html or .md, or give -o html or -o markdown", out, ext)
+	}
 }
 
 // writeFileAtomic writes data to a temporary file beside path and renames it

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/spf13/cobra"
 
 	"github.com/regkeeper/regkeeper/backup"
@@ -11,30 +12,71 @@ import (
 
 func newRestoreCmd(g *globalOptions) *cobra.Command {
 	var filter filterOptions
-	var opts backup.RestoreOptions
+	var maps []string
+	opts := backup.RestoreOptions{ReferrersDepth: backup.DefaultReferrersDepth}
 	cmd := &cobra.Command{
 		Use:   "restore DIR REGISTRY",
-		Short: "Push a backup (or part of it) to a registry, digests unchanged",
-		Long: `restore pushes the images of a backup made by regkeeper backup to the same or
-another registry, into the repositories they came from. Every manifest is
-pushed as the bytes that were backed up, with its media type, so every digest
-(and every signature over it) stays valid. Blobs first, then manifests
-children before indexes, then tags, then referrers. Blobs and manifests the
-registry already has are not pushed again.
+		Short: "Push a backup or any OCI image layout (or part of it) to a registry, digests unchanged",
+		Long: `restore pushes the images of an OCI image layout to a registry: a backup made
+by regkeeper backup, or a layout written by crane pull --format oci, skopeo
+copy ... oci:, regctl image copy ... ocidir:// or oras cp --to-oci-layout.
+Every manifest is pushed as the bytes in the layout, with its media type, so
+every digest (and every signature over it) stays valid. Blobs first, then
+manifests children before indexes, then tags, then referrers. Blobs and
+manifests the registry already has are not pushed again.
+
+Where each entry of the layout's index.json goes:
+  - regkeeper's own annotations (io.regkeeper.repository, .tag), when present;
+  - else org.opencontainers.image.ref.name: a full reference (host/repo:tag,
+    the host is dropped), a repo:tag, or a bare tag, which goes to
+    --repository;
+  - an entry with no name at all that an index names is pushed with it; one
+    whose subject is restored is a referrer and goes beside its subject;
+    anything else goes by digest to --repository, or is reported, not
+    guessed.
+--map OLD=NEW moves repositories by prefix (team-a/api to archive/team-a/api
+with --map team-a=archive/team-a).
+
+Referrers of referrers (a signature on an SBOM) are restored to
+--referrers-depth. On a registry without the referrers API, the referrers
+tag sha256-<hex> of each subject is written or extended, as the OCI
+distribution spec describes, so that clients find the referrers there.
 
 History entries (--keep-history) are pushed by digest, untagged. With --tag,
-the referrers of the selected images are restored too. --dry-run lists what
-would be pushed and contacts no registry.`,
+the referrers, signature and fallback tags of the selected images are
+restored too. --dry-run lists what would be pushed and contacts no registry.`,
 		Example: `  # everything, to a new registry
   regkeeper restore /backups/registry registry2.example.com
 
   # what one tag would push
-  regkeeper restore /backups/registry registry.example.com --repo '^team-a/api$' --tag '^1\.0$' --dry-run`,
-		Args: args(cobra.ExactArgs(2)),
+  regkeeper restore /backups/registry registry.example.com --repo '^team-a/api$' --tag '^1\.0$' --dry-run
+
+  # a layout from regctl or oras (bare tags) into one repository
+  regkeeper restore ./api-layout registry.example.com --repository team-a/api
+
+  # a backup into other repositories
+  regkeeper restore /backups/registry registry.example.com --map team-a=archive/team-a`,
+		Args: positional(argRestoreDir, argTarget),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var err error
 			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
 				return err
+			}
+			opts.Map = nil
+			for _, m := range maps {
+				mp, err := backup.ParseMapping(m)
+				if err != nil {
+					return usageError("--map: %v", err)
+				}
+				opts.Map = append(opts.Map, mp)
+			}
+			if opts.Repository != "" {
+				if _, err := name.NewRepository("example.invalid/"+opts.Repository, name.StrictValidation); err != nil {
+					return usageError("--repository: %q is not a repository name", opts.Repository)
+				}
+			}
+			if opts.ReferrersDepth < 1 {
+				return usageError("--referrers-depth must be at least 1, got %d", opts.ReferrersDepth)
 			}
 			log := g.logger(cmd)
 			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
@@ -51,7 +93,12 @@ would be pushed and contacts no registry.`,
 		},
 	}
 	filter.register(cmd)
-	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "list what would be pushed; push nothing")
+	f := cmd.Flags()
+	f.BoolVar(&opts.DryRun, "dry-run", false, "list what would be pushed; push nothing")
+	f.StringVar(&opts.Repository, "repository", "", "repository for entries named by a bare tag, and (by digest) for entries with no name")
+	f.StringArrayVar(&maps, "map", nil, "OLD=NEW: restore repositories under prefix OLD to NEW instead (repeatable)")
+	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are restored (1: those of the images only)")
+	g.registerOutput(cmd)
 	return cmd
 }
 
@@ -75,10 +122,10 @@ func writeRestoreResult(cmd *cobra.Command, f output.Format, res *backup.Restore
 		return nil
 	}
 	if res.DryRun {
-		fmt.Fprintf(out, "\ndry run: would push %d images, %d history entries, %d referrers\n", res.Images, res.History, res.Referrers)
+		fmt.Fprintf(out, "\ndry run: would push %d images, %d history entries, %d referrers, %d attached tags, %d untagged\n", res.Images, res.History, res.Referrers, res.Attached, res.Untagged)
 		return nil
 	}
-	fmt.Fprintf(out, "\npushed %d manifests and %d blobs (%s), mounted %d blobs across repositories; already there: %d manifests, %d blobs (%s); %.1fs\n",
-		res.ManifestsPushed, res.BlobsPushed, output.Bytes(res.BytesPushed), res.BlobsMounted, res.ManifestsSkipped, res.BlobsSkipped, output.Bytes(res.BytesSkipped), res.DurationSeconds)
+	fmt.Fprintf(out, "\npushed %d manifests and %d blobs (%s), mounted %d blobs across repositories; already there: %d manifests, %d blobs (%s); %d referrers tags written; %.1fs\n",
+		res.ManifestsPushed, res.BlobsPushed, output.Bytes(res.BytesPushed), res.BlobsMounted, res.ManifestsSkipped, res.BlobsSkipped, output.Bytes(res.BytesSkipped), res.ReferrersTagsWritten, res.DurationSeconds)
 	return nil
 }

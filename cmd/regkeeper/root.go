@@ -1,3 +1,5 @@
+//go:generate go test -run ^TestCLIDocs$ -update .
+
 package main
 
 import (
@@ -8,6 +10,7 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -23,6 +26,22 @@ const (
 	exitError = 1
 	exitUsage = 2
 )
+
+// interrupted is the cause of the context's cancellation when a signal
+// stopped the run: the command unwinds (locks released, files closed) and
+// the exit code is 128 + the signal's number, as shells expect (130 after
+// SIGINT, 143 after SIGTERM).
+type interrupted struct{ sig syscall.Signal }
+
+func (i interrupted) Error() string {
+	switch i.sig {
+	case syscall.SIGINT:
+		return "interrupted (SIGINT)"
+	case syscall.SIGTERM:
+		return "interrupted (SIGTERM)"
+	}
+	return "interrupted by " + i.sig.String()
+}
 
 // exitCodeError carries an exit code other than 1 out of a command. When
 // silent, the command has already said what it had to say.
@@ -58,7 +77,6 @@ func (g *globalOptions) register(cmd *cobra.Command) {
 	f := cmd.PersistentFlags()
 	f.BoolVar(&g.insecure, "insecure", false, "allow plain HTTP and unverified TLS to the registry")
 	f.IntVar(&g.jobs, "jobs", client.DefaultJobs, "concurrent requests or storage operations")
-	f.StringVarP(&g.output, "output", "o", "table", "output format: table, json, csv or markdown")
 	f.StringVar(&g.progress, "progress", "auto", "progress bars on stderr: auto (only on a terminal), always or never")
 	f.CountVarP(&g.verbose, "verbose", "v", "more logging on stderr (repeat for debug)")
 	f.StringVar(&g.logFormat, "log-format", "text", "log format on stderr: text or json")
@@ -68,13 +86,21 @@ func (g *globalOptions) register(cmd *cobra.Command) {
 // html or markdown).
 const ownOutput = "regkeeper/own-output"
 
+// registerOutput declares -o on a command that writes the common formats.
+// -o is declared per command, not on the root, so that each command's help
+// offers only the formats it can write.
+func (g *globalOptions) registerOutput(cmd *cobra.Command) {
+	g.output = "table"
+	cmd.Flags().StringVarP(&g.output, "output", "o", g.output, "output format: table, json, csv or markdown")
+}
+
 // validate checks the shared flags once, before any command runs.
 func (g *globalOptions) validate(cmd *cobra.Command) error {
 	if g.jobs < 1 {
 		return usageError("--jobs must be at least 1, got %d", g.jobs)
 	}
-	if _, own := cmd.Annotations[ownOutput]; own {
-		// checked by the command
+	if _, own := cmd.Annotations[ownOutput]; own || cmd.Flags().Lookup("output") == nil {
+		// checked by the command, or none
 	} else if _, err := output.ParseFormat(g.output); err != nil {
 		return usageError("-o: %v", err)
 	}
@@ -142,11 +168,42 @@ func (f *filterOptions) compile() (repo, tag *regexp.Regexp, err error) {
 	return repo, tag, nil
 }
 
-// args wraps a cobra argument validator so that its failure is a usage error.
-func args(v cobra.PositionalArgs) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, a []string) error {
-		if err := v(cmd, a); err != nil {
-			return &exitCodeError{code: exitUsage, err: err}
+// arg names a positional argument and says what it is, for the message
+// when it is missing: "regkeeper backup: missing DIR (where the backup goes)".
+type arg struct{ name, what string }
+
+// The arguments the commands take.
+var (
+	argRegistry   = arg{"REGISTRY", "the registry's host, e.g. registry.example.com or 127.0.0.1:5000"}
+	argBackupDir  = arg{"DIR", "where the backup goes"}
+	argRestoreDir = arg{"DIR", "the backup to restore"}
+	argVerifyDir  = arg{"DIR", "the backup to verify"}
+	argTarget     = arg{"REGISTRY", "the registry to push to"}
+)
+
+// positional is the one argument check of every command: exactly the
+// arguments named, each missing one named with what it is, and a usage
+// error (exit 2) otherwise.
+func positional(want ...arg) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, got []string) error {
+		if len(got) < len(want) {
+			missing := want[len(got):]
+			var parts []string
+			for _, a := range missing {
+				parts = append(parts, fmt.Sprintf("%s (%s)", a.name, a.what))
+			}
+			return &exitCodeError{code: exitUsage, err: fmt.Errorf("missing %s", strings.Join(parts, " and "))}
+		}
+		if len(got) > len(want) {
+			var names []string
+			for _, a := range want {
+				names = append(names, a.name)
+			}
+			takes := "no arguments"
+			if len(names) > 0 {
+				takes = strings.Join(names, " ")
+			}
+			return &exitCodeError{code: exitUsage, err: fmt.Errorf("unexpected argument %q (%s takes %s)", got[len(want)], cmd.Name(), takes)}
 		}
 		return nil
 	}
@@ -174,6 +231,8 @@ that deletes what tag replacement left behind, on the registry's own storage.`,
 		},
 	}
 	g.register(root)
+	root.Version = versionString()
+	root.SetVersionTemplate(versionLine()) // plain text: the same line as `regkeeper version`
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error {
 		return &exitCodeError{code: exitUsage, err: err}
 	})
@@ -200,6 +259,15 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
+	who := "regkeeper"
+	if cmd != nil {
+		who = cmd.CommandPath()
+	}
+	var sig interrupted
+	if errors.As(context.Cause(ctx), &sig) {
+		fmt.Fprintf(stderr, "%s: %v\n", who, sig)
+		return 128 + int(sig.sig)
+	}
 	if err == nil {
 		return exitOK
 	}
@@ -214,7 +282,7 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"):
 		code = exitUsage
 	}
-	fmt.Fprintf(stderr, "regkeeper: %v\n", err)
+	fmt.Fprintf(stderr, "%s: %v\n", who, err)
 	if code == exitUsage {
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 	}

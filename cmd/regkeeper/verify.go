@@ -27,7 +27,7 @@ run backup again to fetch missing blobs.`,
 
   # in a script
   regkeeper verify /backups/registry -o json || alert "backup is damaged"`,
-		Args: args(cobra.ExactArgs(1)),
+		Args: positional(argVerifyDir),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			log := g.logger(cmd)
 			res, err := backup.Verify(cmd.Context(), argv[0], backup.VerifyOptions{Jobs: g.jobs, Progress: g.reporter(cmd), Logger: log})
@@ -43,6 +43,7 @@ run backup again to fetch missing blobs.`,
 			return nil
 		},
 	}
+	g.registerOutput(cmd)
 	return cmd
 }
 

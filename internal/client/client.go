@@ -7,6 +7,7 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -210,7 +211,15 @@ func retryAfter(v string, now time.Time) time.Duration {
 // Describe turns an error from go-containerregistry into one line that says
 // what went wrong in the user's terms: unreachable, refused credentials, or
 // the registry's own error text.
+//
+// A TLS failure is named first, even when the error also holds the answer
+// to a plain-HTTP fallback (go-containerregistry tries http:// on loopback
+// and private addresses after https:// fails, and an HTTPS server answers
+// that with a 400 which would otherwise hide the certificate error).
 func Describe(err error) string {
+	if tlsErr := tlsCause(err); tlsErr != nil {
+		return "TLS failure: " + tlsErr.Error() + " (to trust the registry's certificate, add its CA to the system's trust store or SSL_CERT_FILE; --insecure skips verification)"
+	}
 	var terr *transport.Error
 	if errors.As(err, &terr) {
 		switch terr.StatusCode {
@@ -227,6 +236,34 @@ func Describe(err error) string {
 		return "registry unreachable: " + err.Error()
 	}
 	return err.Error()
+}
+
+// IsTLS reports whether err holds a TLS failure: an untrusted or invalid
+// certificate, or a TLS handshake with a server that does not speak TLS.
+func IsTLS(err error) bool { return tlsCause(err) != nil }
+
+func tlsCause(err error) error {
+	var verr *tls.CertificateVerificationError
+	var uerr x509.UnknownAuthorityError
+	var herr x509.HostnameError
+	var cerr x509.CertificateInvalidError
+	var rerr tls.RecordHeaderError
+	var aerr tls.AlertError
+	switch {
+	case errors.As(err, &verr):
+		return verr
+	case errors.As(err, &uerr):
+		return uerr
+	case errors.As(err, &herr):
+		return herr
+	case errors.As(err, &cerr):
+		return cerr
+	case errors.As(err, &rerr):
+		return rerr
+	case errors.As(err, &aerr):
+		return aerr
+	}
+	return nil
 }
 
 // Unauthorized reports whether err is a refusal of credentials.

@@ -1,7 +1,7 @@
 // Package output renders command results as a table, JSON, CSV or Markdown.
 // Commands build a Table (header and string rows) for the tabular formats and
 // hand their typed result to JSON, so that the JSON field names stay the
-// contract of DESIGN.md.
+// contract the README documents.
 package output
 
 import (

@@ -44,6 +44,10 @@ type Options struct {
 	// CatalogMaxEntries is the registry's page limit for /v2/_catalog;
 	// default 1000, as in distribution.
 	CatalogMaxEntries int
+	// TagsMaxTags is the registry's page limit for tag lists (a larger n is
+	// clamped to it, with a Link to the next page); default 1000, as in
+	// distribution.
+	TagsMaxTags int
 	// Username and Password, when set, protect the registry with htpasswd
 	// basic auth.
 	Username, Password string
@@ -186,6 +190,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	cfgText := ConfigYAML(root, opts.CatalogMaxEntries, htpasswd)
 	if opts.Storage != "" {
 		cfgText = configYAML(opts.Storage, opts.CatalogMaxEntries, htpasswd)
+	}
+	if opts.TagsMaxTags > 0 {
+		cfgText += fmt.Sprintf("tags:\n  maxtags: %d\n", opts.TagsMaxTags)
 	}
 	cfgText = withCache(cfgText, opts.BlobDescriptorCache, opts.RedisAddr)
 	cfgFile := filepath.Join(dir, "config.yml")
