@@ -66,7 +66,7 @@ func TestGCCommandErrors(t *testing.T) {
 		{[]string{"gc", "--root", dir, "--config", bad}, 2, "exactly one of"},
 		{[]string{"gc", "--root", dir, "--grace", "soon"}, 2, "invalid argument"},
 		{[]string{"gc", "--root", dir, "--keep-previous", "-1"}, 2, "must not be negative"},
-		{[]string{"gc", "--root", dir, "--settle", "-1s"}, 2, "must not be negative"},
+		{[]string{"gc", "--root", dir, "--settle", "-1s"}, 2, "invalid argument"},
 		{[]string{"gc", "--config", bad}, 1, "parsing registry config"},
 		{[]string{"gc", "--root", dir}, 1, "not a registry storage"},
 		{[]string{"gc", "--root", filepath.Join(dir, "nope")}, 1, "opening storage root"},
