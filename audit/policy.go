@@ -170,6 +170,12 @@ type policyFile struct {
 	RequireSBOM      yaml.Node `yaml:"requireSBOM"`
 }
 
+// unknownKeyRe matches yaml's error for a key policyFile lacks.
+var unknownKeyRe = regexp.MustCompile(`field (.+) not found in type \S+`)
+
+// policyKeys lists the keys of policyFile, for the unknown-key error.
+const policyKeys = "maxBaseAge, ban, allow, maxImageAge, tagLatestOnly, requireLabels, requireSignature, requireSBOM"
+
 // LoadPolicy reads a YAML policy file. Errors name the file and line.
 func LoadPolicy(path string) (Policy, error) {
 	raw, err := os.ReadFile(path)
@@ -193,6 +199,16 @@ func ParsePolicy(raw []byte) (Policy, error) {
 	if err := dec.Decode(&f); err != nil {
 		if errors.Is(err, io.EOF) {
 			return pol, nil
+		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			// yaml says "line 2: field foo not found in type audit.policyFile":
+			// say which keys there are instead of naming a Go type.
+			msgs := make([]string, len(te.Errors))
+			for i, m := range te.Errors {
+				msgs[i] = unknownKeyRe.ReplaceAllString(m, "unknown key ${1} (the keys are "+policyKeys+")")
+			}
+			return pol, errors.New(strings.Join(msgs, "; "))
 		}
 		return pol, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}

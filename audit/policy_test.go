@@ -75,14 +75,14 @@ func TestPolicyFile(t *testing.T) {
 		{"maxBaseAge: 180x\n", "line 1: maxBaseAge"},
 		{"ban:\n  - base/centos\n  - 'base/centos:'\n", "line 3: ban"},
 		{"allow: base/*\n", "line 1: allow: want a list"},
-		{"bans:\n  - x\n", "line 1: field bans not found"},
+		{"bans:\n  - x\n", "line 1: unknown key bans (the keys are maxBaseAge, ban, allow,"},
 		{"ban: [unclosed\n", "line"},
 		{"maxImageAge: soon\n", "line 1: maxImageAge"},
 		{"maxBaseAge: 90d\ntagLatestOnly: maybe\n", "line 2: tagLatestOnly: want true or false"},
 		{"requireSignature: [true]\n", "line 1: requireSignature"},
 		{"requireLabels: org.opencontainers.image.source\n", "line 1: requireLabels: want a list"},
 		{"requireLabels:\n  - ''\n", "line 2: requireLabels: want a label key"},
-		{"requireSbom: true\n", "field requireSbom not found"},
+		{"requireSbom: true\n", "unknown key requireSbom (the keys are"},
 	} {
 		dir := t.TempDir()
 		f := filepath.Join(dir, "p.yaml")
@@ -90,6 +90,9 @@ func TestPolicyFile(t *testing.T) {
 		_, err := LoadPolicy(f)
 		if err == nil || !strings.Contains(err.Error(), tc.msg) || !strings.Contains(err.Error(), f) {
 			t.Errorf("%q: err %v, want the file and %q", tc.yaml, err, tc.msg)
+		}
+		if err != nil && strings.Contains(err.Error(), "policyFile") {
+			t.Errorf("%q: err %v names a Go type", tc.yaml, err)
 		}
 	}
 }
