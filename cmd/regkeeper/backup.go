@@ -75,7 +75,11 @@ that failed, is an error: exit 1.`,
 			log := g.logger(cmd)
 			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
 			res, err := backup.Run(cmd.Context(), argv[0], argv[1], opts)
-			if res != nil {
+			// A run that failed before it backed anything up (registry
+			// unreachable, credentials refused) is the one line on stderr,
+			// as in inventory, not a table of zeros; JSON still says it.
+			failedEmpty := err != nil && res != nil && res.Images == 0 && res.BlobsWritten == 0 && g.format() != output.JSON
+			if res != nil && !failedEmpty {
 				warnUnmatched(cmd, &filter, res.Selection)
 				if werr := writeBackupResult(cmd, g.format(), res); werr != nil && err == nil {
 					err = werr

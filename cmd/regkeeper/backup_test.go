@@ -143,6 +143,14 @@ func TestBackupCommandErrors(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d mentioning %q", tc.argv, code, stderr, tc.code, tc.msg)
 		}
 	}
+	// An unreachable registry is one line on stderr, not a table of zeros
+	// on stdout; -o json still records the error.
+	if code, stdout, _ := runCLI(t, "backup", "127.0.0.1:1", t.TempDir(), "--insecure"); code != 1 || stdout != "" {
+		t.Errorf("backup of an unreachable registry: exit %d, stdout %q; want 1 and nothing", code, stdout)
+	}
+	if code, stdout, _ := runCLI(t, "backup", "127.0.0.1:1", t.TempDir(), "--insecure", "-o", "json"); code != 1 || !strings.Contains(stdout, "registry unreachable") {
+		t.Errorf("backup -o json of an unreachable registry: exit %d, stdout %q; want 1 and the error in errors", code, stdout)
+	}
 	if b, err := os.ReadFile(filepath.Join(foreign, "notes.txt")); err != nil || string(b) != "x" {
 		t.Error("a foreign directory was modified")
 	}
