@@ -195,6 +195,10 @@ exit code unless --fail-on-problems. --tree prints the lineage of the whole regi
 			if af.exitCode < 0 || af.exitCode > 125 {
 				return usageError("--exit-code must be between 0 and 125")
 			}
+			if tree && g.format() != output.Table {
+				// The tree is text only: not text where JSON was asked for.
+				return usageError("--tree prints a text tree; it takes no -o %s", g.output)
+			}
 			start := time.Now()
 			res, err := audit.Run(cmd.Context(), argv[0], ao)
 			took := time.Since(start)

@@ -42,6 +42,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"report", "127.0.0.1:1", "--out", "r.txt"}, `cannot tell the format from ".txt"`},
 		{[]string{"inventory", "127.0.0.1:1", "-o", "html"}, "unknown output format"},
 		{[]string{"demo", "-o", "json"}, "unknown shorthand flag: 'o'"},
+		{[]string{"audit", "127.0.0.1:1", "--tree", "-o", "json"}, "--tree prints a text tree; it takes no -o json"},
 	} {
 		code, _, stderr := runCLI(t, tc.argv...)
 		if code != exitUsage || !strings.Contains(stderr, tc.msg) {
