@@ -56,6 +56,10 @@ func writeGCKeptLines(out io.Writer, rep *gc.Report) {
 		fmt.Fprintln(out, n)
 	}
 	if rep.ManifestsKeptAsBase > 0 {
-		fmt.Fprintf(out, "kept as the base of live images: %d manifests (--no-keep-bases deletes them)\n", rep.ManifestsKeptAsBase)
+		what := fmt.Sprintf("%d manifests", rep.ManifestsKeptAsBase)
+		if rep.ManifestsKeptAsBase == 1 {
+			what = "1 manifest"
+		}
+		fmt.Fprintf(out, "kept as the base of live images: %s (--no-keep-bases deletes them)\n", what)
 	}
 }

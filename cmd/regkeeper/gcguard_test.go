@@ -50,7 +50,7 @@ func TestGCCommandGraceAndBases(t *testing.T) {
 	}
 
 	code, out, stderr = runCLI(t, "gc", "--root", srv.Root, "--grace", "0")
-	if code != 0 || !strings.Contains(out, "kept as the base of live images: 1 manifests") {
+	if code != 0 || !strings.Contains(out, "kept as the base of live images: 1 manifest ") {
 		t.Errorf("exit %d, stderr %s; table does not count the kept base:\n%s", code, stderr, out)
 	}
 	code, out, stderr = runCLI(t, "gc", "--root", srv.Root, "--grace", "0", "--no-keep-bases", "-o", "json")
