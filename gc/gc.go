@@ -104,6 +104,9 @@ type Options struct {
 	// beforeDelete, when set, is called before every storage deletion; an
 	// error stops the execution there (tests simulate crashes with it).
 	beforeDelete func(path string) error
+	// driverDelete makes the filesystem sweep go through the driver's
+	// Delete, as on other storage (tests and benchmarks compare the two).
+	driverDelete bool
 	// pause, when set, is called between the steps of an execution (and
 	// once during the re-scan) with the step's name; tests push there.
 	pause func(step string)

@@ -33,10 +33,15 @@ type remover interface {
 	remove(ctx context.Context, paths []string) error
 }
 
-// newRemover picks the remover for a driver: S3's batched DeleteObjects,
-// otherwise the driver's own Delete, jobs at a time. With the test hook
-// beforeDelete set, always the driver's, which calls the hook per path.
+// newRemover picks the remover for a driver: on the filesystem unlinkat
+// relative to each parent directory (fs_linux.go), S3's batched
+// DeleteObjects, otherwise the driver's own Delete, jobs at a time. With
+// the test hook beforeDelete set, S3 uses the driver's, which calls the
+// hook per path; the filesystem's calls it too.
 func newRemover(d storagedriver.StorageDriver, opts Options) remover {
+	if fr := newFSRemover(d, opts); fr != nil && !opts.driverDelete {
+		return fr
+	}
 	dr := &driverRemover{d: d, jobs: opts.Jobs, hook: opts.beforeDelete, dirs: newDirRemover(d)}
 	if opts.beforeDelete == nil {
 		if b := newS3Batch(d); b != nil {

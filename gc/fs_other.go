@@ -1,0 +1,30 @@
+//go:build !linux
+
+package gc
+
+import (
+	"context"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+)
+
+// newFSRemover: the unlinkat remover is Linux's; elsewhere the filesystem
+// driver's Delete is used.
+func newFSRemover(storagedriver.StorageDriver, Options) remover { return nil }
+
+// fsReader reads the filesystem directly on Linux only.
+type fsReader struct{}
+
+func fsReaderFor(storagedriver.StorageDriver) *fsReader { return nil }
+
+func (*fsReader) scanRepository(context.Context, string, bool) (*repoScan, error) {
+	panic("gc: no direct filesystem reader on this system")
+}
+
+func (*fsReader) listBlobs(context.Context, Options) ([]blobInfo, error) {
+	panic("gc: no direct filesystem reader on this system")
+}
+
+func (*fsReader) readFile(string) ([]byte, error) {
+	panic("gc: no direct filesystem reader on this system")
+}
