@@ -55,7 +55,9 @@ func writeShape(b *testing.B, root string, repos, tags, versions int) int {
 				cfg := blob([]byte(`{"architecture":"amd64","os":"linux","config":{"Labels":{"v":"` + seed + `"}}}`))
 				l1 := blob([]byte(seed + "/layer1"))
 				l2 := blob([]byte(seed + "/layer2"))
-				desc := func(d digest.Digest) string { return `{"mediaType":"application/octet-stream","digest":"` + d.String() + `","size":1}` }
+				desc := func(d digest.Digest) string {
+					return `{"mediaType":"application/octet-stream","digest":"` + d.String() + `","size":1}`
+				}
 				m := blob([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":` + desc(cfg) + `,"layers":[` + desc(l1) + `,` + desc(l2) + `]}`))
 				for _, l := range []digest.Digest{cfg, l1, l2} {
 					put(pathFor(layerLinkSpec{repo, l}), []byte(l.String()))

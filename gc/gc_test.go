@@ -2,9 +2,12 @@ package gc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
@@ -552,5 +555,47 @@ func TestGCPruneEmptyRepoKeepsNested(t *testing.T) {
 	}
 	if err := regtest.Pull(context.Background(), regtest.Ref(t, srv, "team-d/tool/nested:1")); err != nil {
 		t.Errorf("pulling the nested repository after pruning its parent: %v", err)
+	}
+}
+
+// A lock left by a killed run on this host is taken over at once, and the
+// log says so; a lock of another host waits for --stale-lock, even when
+// its PID is not running here.
+func TestGCLockDeadHolder(t *testing.T) {
+	_, _, d := seeded(t)
+	ctx := context.Background()
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Skip("no true(1):", err)
+	}
+	dead := cmd.Process.Pid
+	host, _ := os.Hostname()
+	write := func(h string) {
+		b, _ := json.Marshal(lockFile{Holder: "killed", Time: time.Now(), Host: h, PID: dead})
+		if err := d.PutContent(ctx, pathFor(lockSpec{}), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("elsewhere.example")
+	if _, err := Run(ctx, d, noGrace()); !errors.Is(err, ErrLocked) {
+		t.Fatalf("another host's fresh lock: %v, want ErrLocked", err)
+	}
+	write(host)
+	var log strings.Builder
+	opts := noGrace()
+	opts.Logger = slog.New(slog.NewTextHandler(&log, nil))
+	if _, err := Run(ctx, d, opts); err != nil {
+		t.Fatalf("dead holder's lock not taken over: %v", err)
+	}
+	if !strings.Contains(log.String(), "no longer running on this host") || !strings.Contains(log.String(), fmt.Sprint(dead)) {
+		t.Errorf("log does not say the lock was taken over:\n%s", log.String())
+	}
+	// A live holder on this host keeps it.
+	b, _ := json.Marshal(lockFile{Holder: "me", Time: time.Now(), Host: host, PID: os.Getpid()})
+	if err := d.PutContent(ctx, pathFor(lockSpec{}), b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Run(ctx, d, noGrace()); !errors.Is(err, ErrLocked) {
+		t.Fatalf("a live holder's lock: %v, want ErrLocked", err)
 	}
 }

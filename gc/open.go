@@ -95,28 +95,41 @@ func checkRegistry(ctx context.Context, d storagedriver.StorageDriver) error {
 type lockFile struct {
 	Holder string    `json:"holder"`
 	Time   time.Time `json:"time"`
+	// Host and PID name the process holding the lock; a lock written by
+	// an older regkeeper has neither.
+	Host string `json:"host,omitempty"`
+	PID  int    `json:"pid,omitempty"`
 }
 
 // Lock takes the gc lock in storage, refusing with ErrLocked when another
-// run holds a lock younger than opts.StaleLock. The returned func releases
-// it. Object stores have no atomic create, so the lock is written, read
-// back and compared: two runs starting in the same instant are caught by
-// the read-back in all but the most adversarial timing.
+// run holds it. A lock written on this host by a process that is no longer
+// running (a run killed with SIGKILL) is taken over at once, and the log
+// says so; a lock from another host, whose process gc cannot see, is taken
+// over only once it is older than opts.StaleLock. The returned func
+// releases it. Object stores have no atomic create, so the lock is written,
+// read back and compared: two runs starting in the same instant are caught
+// by the read-back in all but the most adversarial timing.
 func Lock(ctx context.Context, d storagedriver.StorageDriver, opts Options) (func(), error) {
 	opts.fill()
 	p := pathFor(lockSpec{})
 	now := opts.Now()
+	host, _ := os.Hostname()
 	if b, err := d.GetContent(ctx, p); err == nil {
 		var lf lockFile
-		if json.Unmarshal(b, &lf) == nil && now.Sub(lf.Time) < opts.StaleLock {
+		parsed := json.Unmarshal(b, &lf) == nil
+		switch {
+		case parsed && lf.Host != "" && lf.Host == host && lf.PID > 0 && !processAlive(lf.PID):
+			opts.Logger.Warn("gc: taking over the lock of a run that is no longer running on this host", "path", p, "pid", lf.PID, "since", lf.Time)
+		case parsed && now.Sub(lf.Time) < opts.StaleLock:
 			return nil, fmt.Errorf("%w: %s since %s (lock %s; remove it if that run is dead)", ErrLocked, lf.Holder, lf.Time.Format(time.RFC3339), p)
+		default:
+			opts.Logger.Warn("taking over a stale gc lock", "path", p, "content", string(b))
 		}
-		opts.Logger.Warn("taking over a stale gc lock", "path", p, "content", string(b))
 	} else if !isNotFound(err) {
 		return nil, fmt.Errorf("reading gc lock %s: %w", p, err)
 	}
-	host, _ := os.Hostname()
-	me := lockFile{Holder: fmt.Sprintf("regkeeper gc pid %d on %s (%d)", os.Getpid(), host, now.UnixNano()), Time: now}
+	me := lockFile{Holder: fmt.Sprintf("regkeeper gc pid %d on %s (%d)", os.Getpid(), host, now.UnixNano()), Time: now,
+		Host: host, PID: os.Getpid()}
 	b, _ := json.Marshal(me)
 	if err := d.PutContent(ctx, p, b); err != nil {
 		return nil, fmt.Errorf("writing gc lock %s: %w", p, err)
