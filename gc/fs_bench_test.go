@@ -76,18 +76,19 @@ func writeShape(b *testing.B, root string, repos, tags, versions int) int {
 // BenchmarkSweep runs an offline gc --grace 0 on a generated filesystem
 // storage and reports the cost per deleted file (mark included): "unlinkat"
 // is the filesystem sweep, "driver" the same run deleting through the
-// driver's Delete as on other storage.
+// driver's Delete as on other storage; "online" the default mode without
+// its settle (quarantine, re-scan, purge).
 //
 //	go test ./gc -run - -bench Sweep -benchtime 5x
 //	REGKEEPER_BENCH_SHAPE=200:10:4 go test ./gc -run - -bench Sweep -benchtime 3x
 func BenchmarkSweep(b *testing.B) {
 	repos, tags, versions := benchShape(b)
-	for _, driver := range []bool{false, true} {
-		name := "unlinkat"
-		if driver {
-			name = "driver"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name            string
+		driver, offline bool
+	}{{"offline/unlinkat", false, true}, {"offline/driver", true, true}, {"online/unlinkat", false, false}} {
+		driver := c.driver
+		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()
 			var deleted int
 			for range b.N {
@@ -99,7 +100,7 @@ func BenchmarkSweep(b *testing.B) {
 					b.Fatal(err)
 				}
 				opts := DefaultOptions()
-				opts.Grace, opts.Offline, opts.Jobs, opts.driverDelete = 0, true, 8, driver
+				opts.Grace, opts.Offline, opts.Jobs, opts.driverDelete, opts.Settle = 0, c.offline, 8, driver, 0
 				b.StartTimer()
 				rep, err := Run(ctx, d, opts)
 				if err != nil {

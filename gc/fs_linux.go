@@ -20,21 +20,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
-
-// fsWorkersMin is the least number of directories deleted from at once.
-// Deletion on the filesystem is bound by how many unlinks are in flight
-// (on a disk mounted with discard each freed block is a synchronous
-// discard), not by the CPU: measured on the benchmark disk, 8 to 16 workers
-// each in its own parent directory are at the floor.
-const fsWorkersMin = 16
 
 // fsRemover is the remover for the filesystem driver (remove.go's
 // contract): files are grouped by the directory that holds their holder
@@ -91,10 +86,26 @@ func groupByParent(paths []string) []fsGroup {
 	return groups
 }
 
+// splitLarge splits a parent holding more than its share of the work
+// (the quarantine is one directory) into chunks, so that it is not left to
+// one worker; workers then share that directory.
+func splitLarge(groups []fsGroup, total, workers int) []fsGroup {
+	chunk := max(256, (total+workers-1)/workers)
+	var out []fsGroup
+	for _, g := range groups {
+		for len(g.rel) > chunk {
+			out = append(out, fsGroup{parent: g.parent, rel: g.rel[:chunk]})
+			g.rel = g.rel[chunk:]
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
 func (r *fsRemover) abs(p string) string { return filepath.Join(r.root, filepath.FromSlash(p)) }
 
 func (r *fsRemover) remove(ctx context.Context, paths []string) error {
-	groups := groupByParent(paths)
+	groups := splitLarge(groupByParent(paths), len(paths), r.workers)
 	return forEach(ctx, r.workers, len(groups), func(i int) error { return r.removeGroup(ctx, groups[i]) })
 }
 
@@ -144,7 +155,7 @@ func (r *fsRemover) removeGroup(ctx context.Context, g fsGroup) error {
 			return fmt.Errorf("removing empty directory %s: %w", path.Join(g.parent, holder), err)
 		}
 	}
-	if removedAll && removableParent(g.parent) {
+	if removedAll && removableParent(g.parent) && !strings.HasPrefix(g.parent, pathFor(quarantineSpec{})) {
 		switch err := unix.Rmdir(r.abs(g.parent)); {
 		case err == nil, errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST):
 		default:
@@ -184,4 +195,43 @@ func (r *fsRemover) fallbackAll(ctx context.Context, g fsGroup) error {
 		}
 	}
 	return nil
+}
+
+// fsQuarantine moves a blob's directory into the quarantine with one
+// rename(2): blobs/sha256/ab/<hex> becomes regkeeper-quarantine/sha256/<hex>
+// with its data, the layout quarantine.go reads. The prefix directory ab
+// stays, so that a concurrent upload's mkdir -p of blobs/sha256/ab/<hex2>
+// never races with its removal. A push committing the same blob at that
+// instant either lands in the directory before the rename (the re-scan
+// restores it, as for a data move) or finds the directory gone and fails
+// visibly.
+type fsQuarantine struct{ root string }
+
+func newFSQuarantine(d storagedriver.StorageDriver) *fsQuarantine {
+	if root, ok := fsRoot(d); ok {
+		return &fsQuarantine{root: root}
+	}
+	return nil
+}
+
+func (f *fsQuarantine) abs(p string) string { return filepath.Join(f.root, filepath.FromSlash(p)) }
+
+// prepare creates the quarantine's sha256 directory.
+func (f *fsQuarantine) prepare() error {
+	return os.MkdirAll(f.abs(pathFor(quarantineBlobsSpec{"sha256"})), 0o777)
+}
+
+// move renames dg's blob directory into the quarantine. moved is false,
+// without error, when that is not the shape (the blob is gone, the
+// quarantine holds it already): the caller then moves its data through the
+// driver.
+func (f *fsQuarantine) move(dg digest.Digest) (moved bool, err error) {
+	err = unix.Rename(f.abs(pathFor(blobSpec{dg})), f.abs(pathFor(quarantineBlobSpec{dg})))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR):
+		return false, nil
+	}
+	return false, err
 }
