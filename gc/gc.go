@@ -46,6 +46,9 @@ var (
 	ErrLocked = errors.New("another regkeeper gc holds the storage lock")
 	// ErrNotRegistry: the storage has no /docker/registry/v2.
 	ErrNotRegistry = errors.New("not a registry storage")
+	// ErrRefused: the plan looks like a wrong root (every blob deleted, or
+	// blobs but no tag at all) or deletes more than MaxDeleteRatio.
+	ErrRefused = errors.New("gc refused")
 	// ErrNoDriver: the registry configuration names no storage driver.
 	ErrNoDriver = errors.New("no storage driver configured")
 )
@@ -74,6 +77,18 @@ type Options struct {
 	PruneOrphanSignatures bool
 	// PruneEmptyRepos deletes repositories left with no tag and no manifest.
 	PruneEmptyRepos bool
+	// DropBaseImages deletes untagged manifests that live images name as
+	// their base (org.opencontainers.image.base.digest), as the stock
+	// collector does. By default they are kept, with their configs, so that
+	// an audit after gc still reads the base (provenance).
+	DropBaseImages bool
+	// AllowDeleteAll lets a plan delete every blob, or run on a storage
+	// that holds blobs but no tag; without it such a plan is refused
+	// (ErrRefused), as a wrong --root looks exactly like that.
+	AllowDeleteAll bool
+	// MaxDeleteRatio refuses a plan that deletes more than this fraction of
+	// the blob store's bytes (0 < r < 1); zero sets no limit.
+	MaxDeleteRatio float64
 	// StaleLock: a lock older than this is taken over (default 6h).
 	StaleLock time.Duration
 	// Jobs is the number of concurrent storage reads (default 1).
@@ -148,6 +163,12 @@ type Report struct {
 	DurationSeconds float64      `json:"durationSeconds"`
 	Repositories    []RepoReport `json:"repositories"`
 
+	// SparedByGrace is what would have been deleted but for --grace.
+	SparedByGrace Spared `json:"sparedByGrace"`
+	// KeptAsBase counts untagged manifests kept as the base of live
+	// images (org.opencontainers.image.base.digest).
+	KeptAsBase int `json:"keptAsBase"`
+
 	// Kept lists manifests kept because gc could not tell what they
 	// reference (unknown media type, unreadable); not part of the JSON
 	// contract.
@@ -165,6 +186,15 @@ type RepoReport struct {
 	Name             string `json:"name"`
 	ManifestsDeleted int    `json:"manifestsDeleted"`
 	BytesReclaimed   int64  `json:"bytesReclaimed"`
+}
+
+// Spared is what the grace kept: manifests, blobs and their bytes that
+// nothing live references but that were written within it.
+type Spared struct {
+	GraceSeconds float64 `json:"graceSeconds"`
+	Manifests    int     `json:"manifests"`
+	Blobs        int     `json:"blobs"`
+	Bytes        int64   `json:"bytes"`
 }
 
 // KeptManifest is a manifest gc kept without understanding it.
@@ -194,7 +224,7 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 		if err != nil {
 			return nil, err
 		}
-		return p.Report(), nil
+		return p.Report(), p.guard()
 	}
 	unlock, err := Lock(ctx, d, opts)
 	if err != nil {
@@ -212,5 +242,12 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
-	return p.execute(ctx, d, mode, q, rm)
+	if err := p.guard(); err != nil {
+		return p.Report(), err
+	}
+	rep, err := p.execute(ctx, d, mode, q, rm)
+	if rep != nil {
+		rep.SparedByGrace, rep.KeptAsBase = p.spared, p.keptAsBase
+	}
+	return rep, err
 }

@@ -42,6 +42,9 @@ func noGrace() Options {
 	o.Grace = 0
 	o.Jobs = 4
 	o.Settle = 50 * time.Millisecond
+	// The estate's liveness is the stock rule; TestGCKeepsBaseImages
+	// tests the default, which keeps bases of live images.
+	o.DropBaseImages = true
 	return o
 }
 
@@ -214,6 +217,92 @@ func TestGCDefaultGraceDeletesNothing(t *testing.T) {
 	}
 	if got := blobSizes(t, srv); len(got) != len(before) {
 		t.Errorf("blobs %d -> %d", len(before), len(got))
+	}
+	// What the grace spared is what a run without it deletes.
+	plan, err := PlanGC(context.Background(), d, func() Options { o := DefaultOptions(); o.Grace = 0; return o }())
+	if err != nil {
+		t.Fatal(err)
+	}
+	nograce := plan.Report()
+	var bytes int64
+	for _, b := range plan.Blobs {
+		bytes += b.Size
+	}
+	want := Spared{GraceSeconds: 3600, Manifests: nograce.ManifestsDeleted, Blobs: nograce.BlobsDeleted, Bytes: bytes}
+	if diff := cmp.Diff(want, rep.SparedByGrace); diff != "" || want.Manifests == 0 {
+		t.Errorf("spared by grace %+v (-want +got):\n%s", rep.SparedByGrace, diff)
+	}
+}
+
+// An untagged manifest a live image names as its base (team-b/web:prod is
+// built on an untagged base/debian) is kept with its config, and counted;
+// DropBaseImages deletes it (TestGCEstate).
+func TestGCKeepsBaseImages(t *testing.T) {
+	srv, e, d := seeded(t)
+	opts := noGrace()
+	opts.DropBaseImages = false
+	rep, err := Run(context.Background(), d, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var base estate.Manifest
+	dead := 0
+	for _, m := range e.Manifests {
+		if !m.Live {
+			dead++
+		}
+		if m.Repository == "base/debian" && !m.Live && m.Role == estate.RoleImage && base.Repository == "" {
+			base = m // debianM[0], named by team-b/web's annotation
+		}
+	}
+	if rep.KeptAsBase != 1 || rep.ManifestsDeleted != dead-1 {
+		t.Errorf("kept as base %d, deleted %d manifests; want 1, %d", rep.KeptAsBase, rep.ManifestsDeleted, dead-1)
+	}
+	if !exists(t, srv, pathFor(revisionSpec{base.Repository, dg(base.Digest)})) {
+		t.Errorf("base %s deleted", base.Digest)
+	}
+	for _, b := range append([]v1.Hash{base.Digest}, base.Blobs...) {
+		if !exists(t, srv, pathFor(blobDataSpec{dg(b)})) {
+			t.Errorf("blob %s of the base deleted", b)
+		}
+	}
+	if err := regtest.Pull(context.Background(), regtest.Ref(t, srv, "base/debian@"+base.Digest.String())); err != nil {
+		t.Errorf("pulling the base by digest: %v", err)
+	}
+	regtest.PullAll(t, srv.Host, e)
+}
+
+// A root that holds blobs but no tag, or a plan that deletes every blob, is
+// refused unless AllowDeleteAll; MaxDeleteRatio refuses more than its share.
+func TestGCRefusesWrongRoot(t *testing.T) {
+	ctx := context.Background()
+	srv, _, d := seeded(t)
+	before := blobSizes(t, srv)
+	opts := noGrace()
+	opts.MaxDeleteRatio = 0.01
+	if _, err := Run(ctx, d, opts); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "--max-delete-ratio 0.01") {
+		t.Errorf("over the ratio: %v, want ErrRefused", err)
+	}
+	// A tree with blobs/ but no repositories/.
+	if err := os.Rename(filepath.Join(srv.Root, "docker/registry/v2/repositories"), filepath.Join(srv.Root, "repositories.moved")); err != nil {
+		t.Fatal(err)
+	}
+	for _, dry := range []bool{true, false} {
+		opts := noGrace()
+		opts.DryRun = dry
+		_, err := Run(ctx, d, opts)
+		if !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), fmt.Sprintf("holds %d blobs", len(before))) {
+			t.Errorf("dry run %v: %v, want ErrRefused naming %d blobs", dry, err, len(before))
+		}
+	}
+	if got := blobSizes(t, srv); len(got) != len(before) {
+		t.Fatalf("refused run deleted blobs: %d -> %d", len(before), len(got))
+	}
+	opts = noGrace()
+	opts.AllowDeleteAll = true
+	rep, err := Run(ctx, d, opts)
+	if err != nil || rep.BlobsDeleted != len(before) {
+		t.Errorf("allowed: %v, %d blobs deleted, want %d", err, rep.BlobsDeleted, len(before))
 	}
 }
 

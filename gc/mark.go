@@ -11,6 +11,7 @@ import (
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -33,6 +34,11 @@ type parsedManifest struct {
 	Manifests     []descriptor `json:"manifests"`
 	Blobs         []descriptor `json:"blobs"`
 	Subject       *descriptor  `json:"subject"`
+	// Annotations: only the two gc follows (provenance).
+	Annotations struct {
+		BaseName   string `json:"org.opencontainers.image.base.name"`
+		BaseDigest string `json:"org.opencontainers.image.base.digest"`
+	} `json:"annotations"`
 }
 
 type descriptor struct {
@@ -72,6 +78,10 @@ type repoState struct {
 	uploads map[string]time.Time // id -> startedat (zero if unreadable)
 
 	// results of marking
+	// bases are untagged manifests of this repository that live images
+	// name as their base: roots of the mark (provenance).
+	bases map[digest.Digest]bool
+
 	marked     map[digest.Digest]bool // manifests
 	markedBlob map[digest.Digest]bool // configs, layers, manifests, children
 	kept       []KeptManifest
@@ -105,8 +115,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	// Mark each repository. Pruning orphan signature tags can unroot
 	// manifests, which can orphan more tags: repeat until nothing changes.
 	pruned := map[string]map[string]bool{}
-	for _, r := range repos {
-		pruned[r.name] = map[string]bool{}
+	markRepo := func(r *repoState) {
 		for {
 			mark(ctx, cache, r, pruned[r.name], opts, young)
 			if !opts.PruneOrphanSignatures {
@@ -126,6 +135,48 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 				break
 			}
 		}
+	}
+	for _, r := range repos {
+		pruned[r.name] = map[string]bool{}
+		markRepo(r)
+		p.storeTags += len(r.tags)
+	}
+	if !opts.DropBaseImages {
+		p.keptAsBase = markBases(repos, markRepo)
+	}
+	// What the grace spares: marked with it, not without it.
+	var liveNoGrace map[digest.Digest]bool
+	if opts.Grace > 0 {
+		liveNoGrace = map[digest.Digest]bool{}
+		never := func(time.Time) bool { return false }
+		keptAsBase := 0
+		for _, r := range repos {
+			rc := *r
+			mark(ctx, cache, &rc, pruned[r.name], opts, never)
+			for dg := range r.marked {
+				if !rc.marked[dg] {
+					p.spared.Manifests++
+				}
+			}
+			for dg := range rc.markedBlob {
+				liveNoGrace[dg] = true
+			}
+			if len(r.bases) > 0 {
+				// Kept as bases, counted as without the grace.
+				rb := *r
+				rb.bases = nil
+				mark(ctx, cache, &rb, pruned[r.name], opts, never)
+				for dg := range r.bases {
+					if !rb.marked[dg] {
+						keptAsBase++
+					}
+				}
+			}
+		}
+		if !opts.DropBaseImages {
+			p.keptAsBase = keptAsBase
+		}
+		p.spared.GraceSeconds = opts.Grace.Seconds()
 	}
 
 	live := map[digest.Digest]bool{}
@@ -190,7 +241,13 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	if err != nil {
 		return nil, err
 	}
+	p.storeBlobs = len(blobs)
 	for _, b := range blobs {
+		p.storeBytes += b.size
+		if liveNoGrace != nil && !liveNoGrace[b.digest] && (live[b.digest] || young(b.modTime)) {
+			p.spared.Blobs++
+			p.spared.Bytes += b.size
+		}
 		if live[b.digest] || young(b.modTime) {
 			continue
 		}
@@ -202,8 +259,80 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	for _, k := range p.Kept {
 		log.Warn("gc: kept a manifest it does not understand", "repository", k.Repository, "digest", k.Digest, "mediaType", k.MediaType, "reason", k.Reason)
 	}
-	log.Info("gc: plan", "manifests", len(p.Manifests), "layerLinks", len(p.LayerLinks), "blobs", len(p.Blobs), "uploads", len(p.Uploads), "tags", len(p.Tags))
+	if p.keptAsBase > 0 {
+		log.Info("gc: kept untagged manifests as the base of live images", "count", p.keptAsBase)
+	}
+	log.Info("gc: plan", "keptAsBase", p.keptAsBase, "sparedByGrace", p.spared.Manifests, "manifests", len(p.Manifests), "layerLinks", len(p.LayerLinks), "blobs", len(p.Blobs), "uploads", len(p.Uploads), "tags", len(p.Tags))
 	return p, nil
+}
+
+// markBases keeps the bases of live images: an unmarked manifest that a
+// marked one names with org.opencontainers.image.base.digest, in the
+// repository whose path the org.opencontainers.image.base.name annotation
+// names, becomes a root of that repository, which is marked again (a base
+// can have a base: repeat until nothing changes). It returns how many
+// manifests were kept so.
+func markBases(repos []*repoState, markRepo func(*repoState)) int {
+	byName := make(map[string]*repoState, len(repos))
+	for _, r := range repos {
+		byName[r.name] = r
+	}
+	kept := 0
+	for {
+		dirty := map[*repoState]bool{}
+		for _, r := range repos {
+			for dg := range r.marked {
+				mi := r.revisions[dg]
+				if mi == nil || mi.parsed == nil || mi.parsed.Annotations.BaseDigest == "" {
+					continue
+				}
+				name := baseRepository(mi.parsed.Annotations.BaseName)
+				target := byName[name]
+				if target == nil {
+					target = byName[strings.TrimPrefix(name, "library/")] // "debian:12" is docker.io/library/debian
+				}
+				base, err := digest.Parse(mi.parsed.Annotations.BaseDigest)
+				if target == nil || err != nil || target.bases[base] {
+					continue
+				}
+				if _, ok := target.revisions[base]; !ok {
+					continue
+				}
+				if target.bases == nil {
+					target.bases = map[digest.Digest]bool{}
+				}
+				// Recorded even when marked already (young, say), so that
+				// a mark without the grace keeps it too.
+				target.bases[base] = true
+				if !target.marked[base] {
+					dirty[target] = true
+					kept++
+				}
+			}
+		}
+		if len(dirty) == 0 {
+			return kept
+		}
+		for _, r := range repos {
+			if dirty[r] {
+				markRepo(r)
+			}
+		}
+	}
+}
+
+// baseRepository is the repository path of a base.name annotation
+// ("base/debian:12", "registry.example:5000/base/debian@sha256:…"),
+// "" when it is not a reference.
+func baseRepository(name string) string {
+	if name == "" {
+		return ""
+	}
+	named, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return ""
+	}
+	return reference.Path(named)
 }
 
 func anyYoung(m map[digest.Digest]time.Time, young func(time.Time) bool) bool {
@@ -279,6 +408,9 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 				push(prev[i].d)
 			}
 		}
+	}
+	for dg := range r.bases {
+		push(dg)
 	}
 	for dg, mi := range r.revisions {
 		switch {

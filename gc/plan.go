@@ -3,6 +3,7 @@
 package gc
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
@@ -29,7 +30,15 @@ type Plan struct {
 
 	opts  Options
 	start time.Time
-	repos []string
+	// spared is what the grace kept; keptAsBase the manifests kept as
+	// bases of live images.
+	spared     Spared
+	keptAsBase int
+	// The storage as read: blobs and their bytes, tags.
+	storeBlobs int
+	storeBytes int64
+	storeTags  int
+	repos      []string
 	// owner attributes a blob's bytes to a repository.
 	owner map[digest.Digest]string
 	// live are the blobs (and manifests) the mark keeps; a blob a crashed
@@ -76,8 +85,33 @@ func (p *Plan) Report() *Report {
 		acc.blob(b)
 	}
 	acc.fill(r)
+	r.SparedByGrace, r.KeptAsBase = p.spared, p.keptAsBase
 	r.DurationSeconds = p.opts.Now().Sub(p.start).Seconds()
 	return r
+}
+
+// guard refuses a plan that looks like a wrong root, unless AllowDeleteAll
+// says it is on purpose: every blob deleted, or blobs but no tag at all.
+// It also refuses more than MaxDeleteRatio of the blob bytes.
+func (p *Plan) guard() error {
+	var bytes int64
+	for _, b := range p.Blobs {
+		bytes += b.Size
+	}
+	how := "--allow-delete-all if that is on purpose"
+	switch {
+	case p.opts.AllowDeleteAll || p.storeBlobs == 0:
+	case p.storeTags == 0:
+		return fmt.Errorf("%w: the storage holds %d blobs (%d bytes) but no tag in its %d repositories; is this the registry's root? (%s)",
+			ErrRefused, p.storeBlobs, p.storeBytes, len(p.repos), how)
+	case len(p.Blobs) == p.storeBlobs:
+		return fmt.Errorf("%w: the plan deletes every blob (%d, %d bytes) while %d tags remain (%s)", ErrRefused, p.storeBlobs, p.storeBytes, p.storeTags, how)
+	}
+	if r := p.opts.MaxDeleteRatio; r > 0 && p.storeBytes > 0 && float64(bytes) > r*float64(p.storeBytes) {
+		return fmt.Errorf("%w: the plan deletes %d of %d blob bytes (%.1f%%), more than --max-delete-ratio %g", ErrRefused, bytes, p.storeBytes,
+			100*float64(bytes)/float64(p.storeBytes), r)
+	}
+	return nil
 }
 
 // account sums deletions per repository.
