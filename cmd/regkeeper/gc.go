@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -100,7 +102,33 @@ func registerGCFlags(f *pflag.FlagSet, opts *gc.Options) {
 	f.DurationVar(&opts.Settle, "settle", opts.Settle, "online: wait this long after quarantining blobs for requests in flight to finish writing")
 	f.BoolVar(&opts.CacheDropped, "blob-cache-dropped", false, "the running registry was restarted without its in-memory blob-descriptor cache")
 	f.BoolVar(&opts.RestartAfter, "restart-after", false, "the registry (in-memory blob-descriptor cache) is restarted right after gc")
+	f.VarPF(&invertedBool{&opts.DropBaseImages}, "keep-base-images", "", "keep an untagged manifest (and its config) that a live image names as its base (org.opencontainers.image.base.digest); false: the stock rule").NoOptDefVal = "true"
+	f.BoolVar(&opts.AllowDeleteAll, "allow-delete-all", false, "allow a plan that deletes every blob, or a storage with blobs but no tag (refused otherwise: a wrong --root looks like that)")
+	f.Float64Var(&opts.MaxDeleteRatio, "max-delete-ratio", 0, "refuse a plan that deletes more than this fraction of the blob bytes, 0 < r < 1 (0: no limit)")
 }
+
+// invertedBool is a bool flag that sets the negation of its value into
+// an option (--keep-base-images sets DropBaseImages).
+type invertedBool struct{ p *bool }
+
+func (b *invertedBool) String() string {
+	if b.p == nil {
+		return "true"
+	}
+	return strconv.FormatBool(!*b.p)
+}
+
+func (b *invertedBool) Set(s string) error {
+	v, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*b.p = !v
+	return nil
+}
+
+func (b *invertedBool) Type() string { return "bool" }
+
 
 // readGCSettings reads the registry settings gc acts on (blob-descriptor
 // cache, read-only mode) from its config file, when there is one.
@@ -125,6 +153,9 @@ func checkGCOptions(opts gc.Options) error {
 	}
 	if opts.Settle < 0 {
 		return usageError("--settle must not be negative")
+	}
+	if opts.MaxDeleteRatio < 0 || opts.MaxDeleteRatio >= 1 {
+		return usageError("--max-delete-ratio must be at least 0 and below 1")
 	}
 	return nil
 }
@@ -160,6 +191,18 @@ func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
 	}
 	fmt.Fprintf(out, "\n%s: %d manifests, %d layer links, %d blobs (%s), %d uploads in %.1fs\n", verb,
 		rep.ManifestsDeleted, rep.LayerLinksDeleted, rep.BlobsDeleted, output.Bytes(rep.BytesReclaimed), rep.UploadsDeleted, rep.DurationSeconds)
+	if sp := rep.SparedByGrace; sp.Manifests+sp.Blobs > 0 {
+		grace := time.Duration(sp.GraceSeconds * float64(time.Second))
+		if rep.ManifestsDeleted+rep.BlobsDeleted+rep.LayerLinksDeleted == 0 {
+			fmt.Fprintf(out, "nothing deleted: everything unreferenced was written within the %s grace (%d manifests, %d blobs, %s); lower --grace to collect it\n",
+				grace, sp.Manifests, sp.Blobs, output.Bytes(sp.Bytes))
+		} else {
+			fmt.Fprintf(out, "spared by the %s grace: %d manifests, %d blobs (%s)\n", grace, sp.Manifests, sp.Blobs, output.Bytes(sp.Bytes))
+		}
+	}
+	if rep.KeptAsBase > 0 {
+		fmt.Fprintf(out, "kept as the base of live images: %d untagged manifests\n", rep.KeptAsBase)
+	}
 	if rep.BlobsRestored > 0 || rep.LinksRestored > 0 {
 		fmt.Fprintf(out, "pushes during the run: %d blobs restored from the quarantine, %d links written again\n", rep.BlobsRestored, rep.LinksRestored)
 	}

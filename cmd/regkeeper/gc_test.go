@@ -76,3 +76,31 @@ func TestGCCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+// The grace says what it spared, in the table, JSON and metrics; the base
+// of a live image is kept and counted unless --keep-base-images=false; a
+// plan over --max-delete-ratio is refused with its numbers.
+func TestGCCommandSparedBasesGuard(t *testing.T) {
+	srv, _ := regtest.Seeded(t, embedded.Options{})
+	prom := filepath.Join(t.TempDir(), "gc.prom")
+	code, out, stderr := runCLI(t, "gc", "--root", srv.Root, "--metrics-file", prom)
+	if code != 0 || !strings.Contains(out, "nothing deleted: everything unreferenced was written within the 1h0m0s grace (9 manifests") ||
+		!strings.Contains(out, "kept as the base of live images: 1 untagged manifests") {
+		t.Errorf("default grace on a fresh estate: exit %d\n%s%s", code, out, stderr)
+	}
+	if b, err := os.ReadFile(prom); err != nil || !strings.Contains(string(b), "regkeeper_gc_spared_by_grace_manifests 9") {
+		t.Errorf("metrics: %v\n%s", err, b)
+	}
+	code, out, stderr = runCLI(t, "gc", "--root", srv.Root, "--grace", "0", "--dry-run", "--keep-base-images=false", "-o", "json")
+	var rep gc.Report
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.KeptAsBase != 0 || rep.ManifestsDeleted != 10 || !strings.Contains(out, `"sparedByGrace"`) {
+		t.Errorf("--keep-base-images=false: exit %d %+v\n%s", code, rep, stderr)
+	}
+	code, _, stderr = runCLI(t, "gc", "--root", srv.Root, "--grace", "0", "--max-delete-ratio", "0.01")
+	if code != 1 || !strings.Contains(stderr, "more than --max-delete-ratio 0.01") {
+		t.Errorf("--max-delete-ratio: exit %d\n%s", code, stderr)
+	}
+	if code, _, _ = runCLI(t, "gc", "--root", srv.Root, "--max-delete-ratio", "1.5"); code != 2 {
+		t.Errorf("--max-delete-ratio 1.5: exit %d, want 2", code)
+	}
+}

@@ -43,6 +43,10 @@ func gcMetrics(set *metrics.Set, rep *gc.Report) {
 	set.Gauge("layer_links_deleted", "Repository layer links deleted.", float64(rep.LayerLinksDeleted))
 	set.Gauge("uploads_deleted", "Abandoned uploads deleted.", float64(rep.UploadsDeleted))
 	set.Gauge("duration_seconds", "Duration of the run.", rep.DurationSeconds)
+	set.Gauge("spared_by_grace_manifests", "Unreferenced manifests kept because they were written within --grace.", float64(rep.SparedByGrace.Manifests))
+	set.Gauge("spared_by_grace_blobs", "Unreferenced blobs kept because they were written within --grace.", float64(rep.SparedByGrace.Blobs))
+	set.Gauge("spared_by_grace_bytes", "Bytes of the blobs --grace kept.", float64(rep.SparedByGrace.Bytes))
+	set.Gauge("kept_as_base_manifests", "Untagged manifests kept as the base of live images.", float64(rep.KeptAsBase))
 	dry := 0.0
 	if rep.DryRun {
 		dry = 1
