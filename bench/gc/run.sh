@@ -229,9 +229,9 @@ fs_shape() {
   local ts to tn tf
   ts=$(mid <"$work/$id-stock.t"); to=$(mid <"$work/$id-offline.t"); tn=$(mid <"$work/$id-online.t"); tf=$(mid <"$work/$id-floor.t")
   local settle_s; settle_s=$(awk -v s="$settle" 'BEGIN { sub(/s$/, "", s); print s + 0 }')
-  rows+=("| ${r} x ${t} x ${versions} | fs | stock | $(med <"$work/$id-stock.t") s | $(mid <"$work/$id-stock.m") MB | $(cols "$after_stock") | $ok_stock | | | |")
-  rows+=("| ${r} x ${t} x ${versions} | fs | regkeeper --offline | $(med <"$work/$id-offline.t") s | $(mid <"$work/$id-offline.m") MB | $(cols "$after_offline") | $ok_offline | **$(div "$to" "$ts")** | **$(div "$to" "$tf")** | $sc |")
-  rows+=("| ${r} x ${t} x ${versions} | fs | regkeeper (online, settle $settle) | $(med <"$work/$id-online.t") s | $(mid <"$work/$id-online.m") MB | $(cols "$after_online") | $ok_online | $(div "$tn" "$ts") | $(div "$tn" "$tf"); minus settle $(div "$(awk -v a="$tn" -v s="$settle_s" 'BEGIN{print a - s}')" "$to") of offline | |")
+  rows+=("| ${r} x ${t} x ${versions} | fs | stock | $(med <"$work/$id-stock.t") s | $(mid <"$work/$id-stock.m" | cut -d. -f1) MB | $(cols "$after_stock") | $ok_stock | | | |")
+  rows+=("| ${r} x ${t} x ${versions} | fs | regkeeper --offline | $(med <"$work/$id-offline.t") s | $(mid <"$work/$id-offline.m" | cut -d. -f1) MB | $(cols "$after_offline") | $ok_offline | **$(div "$to" "$ts")** | **$(div "$to" "$tf")** | $sc |")
+  rows+=("| ${r} x ${t} x ${versions} | fs | regkeeper (online, settle $settle) | $(med <"$work/$id-online.t") s | $(mid <"$work/$id-online.m" | cut -d. -f1) MB | $(cols "$after_online") | $ok_online | $(div "$tn" "$ts") | $(div "$tn" "$tf"); minus settle $(div "$(awk -v a="$tn" -v s="$settle_s" 'BEGIN{print a - s}')" "$to") of offline | |")
   rows+=("| ${r} x ${t} x ${versions} | fs | floor (unlinkat, 8 workers) | $(med <"$work/$id-floor.t") s | | | | | 1.00x | |")
   rm -rf "${work:?}/$id-orig"
   [ "$ok" = ok ]

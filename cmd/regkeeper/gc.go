@@ -129,7 +129,6 @@ func (b *invertedBool) Set(s string) error {
 
 func (b *invertedBool) Type() string { return "bool" }
 
-
 // readGCSettings reads the registry settings gc acts on (blob-descriptor
 // cache, read-only mode) from its config file, when there is one.
 func readGCSettings(config string, opts *gc.Options) error {
