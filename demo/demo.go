@@ -142,6 +142,9 @@ func (e *Env) RunCycle(ctx context.Context, progress *progress.Reporter, log *sl
 	}
 	gcOpts := gc.DefaultOptions()
 	gcOpts.Grace, gcOpts.Logger = 0, log
+	// The demo's registry is in-process: a request's check and its write are
+	// microseconds apart, a second of settle is plenty.
+	gcOpts.Settle = time.Second
 	cli := client.Options{Insecure: true}
 	out := &CycleResult{BackupDir: filepath.Join(e.Dir, "backup"), ReportFile: filepath.Join(e.Dir, "report.html")}
 	res, err := cycle.Run(ctx, cycle.Options{

@@ -235,3 +235,28 @@ func TestGCRedisCacheCleared(t *testing.T) {
 	}
 	e.pullTags(t)
 }
+
+// The storm with a redis blob-descriptor cache in front of the storage: the
+// registry answers from the cache, and gc's clearing keeps it honest.
+func TestGCStormRedis(t *testing.T) {
+	addr := startRedis(t)
+	srv := regtest.Registry(t, embedded.Options{BlobDescriptorCache: CacheRedis, RedisAddr: addr})
+	e := pushStormEstate(t, srv.Host, 3, 3, 3)
+	ctx := context.Background()
+	for _, im := range e.dead() { // the cache knows every dead blob
+		if err := pull.Pull(ctx, ref(t, srv.Host, im.repo+"@"+im.digest.String())); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d, err := Open(ctx, srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := aged()
+	if opts.Registry, err = ReadSettings(srv.ConfigFile); err != nil {
+		t.Fatal(err)
+	}
+	// Pushes go on for a second after gc: a stale cache would accept a
+	// manifest needing a purged blob then.
+	storm(t, srv.Host, d, e, 4, opts, time.Second)
+}

@@ -122,7 +122,7 @@ func (r *fsRemover) removeGroup(ctx context.Context, g fsGroup) error {
 	}
 	defer unix.Close(fd)
 	removedAll := true
-	for _, rel := range g.rel {
+	for i, rel := range g.rel {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -146,6 +146,9 @@ func (r *fsRemover) removeGroup(ctx context.Context, g fsGroup) error {
 			}
 		}
 		holder, _, _ := strings.Cut(rel, "/")
+		if i+1 < len(g.rel) && strings.HasPrefix(g.rel[i+1], holder+"/") {
+			continue // the next file is in the same directory (the quarantine's)
+		}
 		switch err := unix.Unlinkat(fd, holder, unix.AT_REMOVEDIR); {
 		case err == nil, errors.Is(err, unix.ENOENT):
 		case errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST):
@@ -197,14 +200,12 @@ func (r *fsRemover) fallbackAll(ctx context.Context, g fsGroup) error {
 	return nil
 }
 
-// fsQuarantine moves a blob's directory into the quarantine with one
-// rename(2): blobs/sha256/ab/<hex> becomes regkeeper-quarantine/sha256/<hex>
-// with its data, the layout quarantine.go reads. The prefix directory ab
-// stays, so that a concurrent upload's mkdir -p of blobs/sha256/ab/<hex2>
-// never races with its removal. A push committing the same blob at that
-// instant either lands in the directory before the rename (the re-scan
-// restores it, as for a data move) or finds the directory gone and fails
-// visibly.
+// fsQuarantine moves a blob's data into the quarantine with one rename(2)
+// (blobs/sha256/ab/<hex>/data becomes regkeeper-quarantine/sha256/<hex>)
+// and removes the directory it leaves when that is empty, as
+// quarantine.go's driver path does, without the driver's stat and mkdir -p
+// per blob. The prefix directory ab stays, so that a concurrent upload's
+// mkdir -p of blobs/sha256/ab/<hex2> never races with its removal.
 type fsQuarantine struct{ root string }
 
 func newFSQuarantine(d storagedriver.StorageDriver) *fsQuarantine {
@@ -221,17 +222,22 @@ func (f *fsQuarantine) prepare() error {
 	return os.MkdirAll(f.abs(pathFor(quarantineBlobsSpec{"sha256"})), 0o777)
 }
 
-// move renames dg's blob directory into the quarantine. moved is false,
-// without error, when that is not the shape (the blob is gone, the
-// quarantine holds it already): the caller then moves its data through the
-// driver.
+// move renames dg's data into the quarantine. moved is false, without
+// error, when that is not the shape (the blob is gone, a directory is in the
+// way): the caller then moves it through the driver, which says why.
 func (f *fsQuarantine) move(dg digest.Digest) (moved bool, err error) {
-	err = unix.Rename(f.abs(pathFor(blobSpec{dg})), f.abs(pathFor(quarantineBlobSpec{dg})))
+	err = unix.Rename(f.abs(pathFor(blobDataSpec{dg})), f.abs(pathFor(quarantineDataSpec{dg})))
 	switch {
 	case err == nil:
-		return true, nil
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR):
 		return false, nil
+	default:
+		return false, err
 	}
-	return false, err
+	switch err := unix.Rmdir(f.abs(pathFor(blobSpec{dg}))); {
+	case err == nil, errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST):
+		return true, nil
+	default:
+		return true, fmt.Errorf("removing empty directory %s: %w", pathFor(blobSpec{dg}), err)
+	}
 }

@@ -10,12 +10,21 @@
 // re-run finishes the job: untagged manifests (revision links and tag-history
 // entries), then layer links nothing live in the repository needs, then
 // blobs nothing live anywhere needs.
+//
+// On a live registry (the default), blobs are not deleted but moved to a
+// quarantine, and only purged after a settle and a re-scan of everything
+// written since the run began have put back what pushes during the run
+// need: sweep.go states the protocol and why no accepted push is lost. The
+// files follow its steps: open.go (storage, lock), mark.go and plan.go,
+// sweep.go (links, then blobs), quarantine.go, rescan.go, cache.go (the
+// registry's blob-descriptor cache), remove.go (every bulk deletion).
 package gc
 
 import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -119,6 +128,7 @@ type Options struct {
 	// beforeDelete, when set, is called before every storage deletion; an
 	// error stops the execution there (tests simulate crashes with it).
 	beforeDelete func(path string) error
+	hookSerial   bool
 	// driverDelete makes the filesystem sweep go through the driver's
 	// Delete, as on other storage (tests and benchmarks compare the two).
 	driverDelete bool
@@ -126,6 +136,12 @@ type Options struct {
 	// once during the re-scan) with the step's name; tests push there.
 	pause func(step string)
 }
+
+// simulatedCrash is an error of the test hook beforeDelete: the run stops
+// there as if killed, doing nothing more.
+type simulatedCrash struct{ error }
+
+func (c simulatedCrash) Unwrap() error { return c.error }
 
 // DefaultOptions returns the options of a plain `regkeeper gc`.
 func DefaultOptions() Options {
@@ -144,6 +160,19 @@ func (o *Options) fill() {
 	}
 	if o.StaleLock <= 0 {
 		o.StaleLock = DefaultStaleLock
+	}
+	if h := o.beforeDelete; h != nil && !o.hookSerial {
+		// Deletions run opts.Jobs at a time; the hook sees one at a time.
+		var mu sync.Mutex
+		o.beforeDelete = func(p string) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if err := h(p); err != nil {
+				return simulatedCrash{err}
+			}
+			return nil
+		}
+		o.hookSerial = true
 	}
 }
 

@@ -3,6 +3,7 @@ package gc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand"
@@ -52,23 +53,40 @@ type stormEstate struct {
 func pushStormEstate(t *testing.T, host string, repos, tags, versions int) *stormEstate {
 	t.Helper()
 	e := &stormEstate{host: host}
+	perRepo := make([][]stormImage, repos)
+	errs := make([]error, repos)
+	var wg sync.WaitGroup
 	for r := range repos {
-		for tg := range tags {
-			for v := range versions {
-				img, err := random.Image(512, 2)
-				if err != nil {
-					t.Fatal(err)
+		wg.Add(1)
+		go func() { // one client per repository, as teams push
+			defer wg.Done()
+			for tg := range tags {
+				for v := range versions {
+					img, err := random.Image(512, 2)
+					if err != nil {
+						errs[r] = err
+						return
+					}
+					im := stormImage{repo: fmt.Sprintf("storm/r%d", r), tag: fmt.Sprintf("t%d", tg), img: img, live: v == versions-1}
+					if im.digest, err = img.Digest(); err != nil {
+						errs[r] = err
+						return
+					}
+					if err := remote.Write(ref(t, host, im.repo+":"+im.tag), img); err != nil {
+						errs[r] = err
+						return
+					}
+					perRepo[r] = append(perRepo[r], im)
 				}
-				im := stormImage{repo: fmt.Sprintf("storm/r%d", r), tag: fmt.Sprintf("t%d", tg), img: img, live: v == versions-1}
-				if im.digest, err = img.Digest(); err != nil {
-					t.Fatal(err)
-				}
-				if err := remote.Write(ref(t, host, im.repo+":"+im.tag), img); err != nil {
-					t.Fatal(err)
-				}
-				e.images = append(e.images, im)
 			}
+		}()
+	}
+	wg.Wait()
+	for r := range repos {
+		if errs[r] != nil {
+			t.Fatalf("pushing the estate: %v", errs[r])
 		}
+		e.images = append(e.images, perRepo[r]...)
 	}
 	return e
 }
@@ -271,8 +289,9 @@ func aged() Options {
 	return o
 }
 
-// storm runs gc while clients push, for the whole run.
-func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEstate, clients int) {
+// storm runs gc while clients push, from before it starts until tail after
+// it ends.
+func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEstate, clients int, opts Options, tail time.Duration) {
 	t.Helper()
 	dead := e.dead()
 	log := &pushLog{}
@@ -291,9 +310,9 @@ func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEst
 	}
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
-	rep, err := Run(context.Background(), d, aged())
+	rep, err := Run(context.Background(), d, opts)
 	end := time.Now()
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(tail)
 	stop()
 	wg.Wait()
 	if err != nil {
@@ -314,7 +333,7 @@ func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEst
 	lost := verify(t, e, log)
 	t.Logf("storm on %s: gc ran %.1fs (settle %s); %d pushes accepted during the run (%v), %d in all; refused (visibly): %v; lost: %d; "+
 		"gc deleted %d manifests, %d blobs, restored %d blobs and %d links from its quarantine",
-		d.Name(), end.Sub(start).Seconds(), aged().Settle, n, during, len(log.accepted), log.refused, lost,
+		d.Name(), end.Sub(start).Seconds(), opts.Settle, n, during, len(log.accepted), log.refused, lost,
 		rep.ManifestsDeleted, rep.BlobsDeleted, rep.BlobsRestored, rep.LinksRestored)
 	if n == 0 {
 		t.Error("no push was accepted during the run")
@@ -328,27 +347,41 @@ func TestGCStorm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	storm(t, srv.Host, d, e, 4)
+	storm(t, srv.Host, d, e, 4, aged(), 100*time.Millisecond)
 }
 
 func TestGCStormS3(t *testing.T) {
 	const bucket = "registry"
 	m := startMinIO(t, bucket)
 	srv := regtest.Registry(t, embedded.Options{Storage: m.StorageYAML(bucket)})
-	e := pushStormEstate(t, srv.Host, 4, 4, 4)
+	e := pushStormEstate(t, srv.Host, 3, 3, 3)
 	d, err := Open(context.Background(), srv.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	storm(t, srv.Host, d, e, 4)
+	storm(t, srv.Host, d, e, 4, aged(), 100*time.Millisecond)
 }
 
 // A push of each kind in each window between the steps of a run: each is
 // either refused by the registry or pulls afterwards.
 func TestGCPushInEachWindow(t *testing.T) {
+	windows(t, func(t *testing.T, step string) embedded.Options { return embedded.Options{} })
+}
+
+func TestGCPushInEachWindowS3(t *testing.T) {
+	m := startMinIO(t, "setup")
+	windows(t, func(t *testing.T, step string) embedded.Options {
+		if err := m.CreateBucket(context.Background(), step); err != nil {
+			t.Fatal(err)
+		}
+		return embedded.Options{Storage: m.StorageYAML(step)}
+	})
+}
+
+func windows(t *testing.T, registry func(t *testing.T, step string) embedded.Options) {
 	for _, step := range []string{"marked", "links-deleted", "quarantined", "rescan"} {
 		t.Run(step, func(t *testing.T) {
-			srv := regtest.Registry(t, embedded.Options{})
+			srv := regtest.Registry(t, registry(t, step))
 			e := pushStormEstate(t, srv.Host, 1, 2, 3)
 			d, err := Open(context.Background(), srv.ConfigFile)
 			if err != nil {
@@ -455,4 +488,52 @@ func TestGCQuarantineCrashThenRerun(t *testing.T) {
 	}
 	t.Logf("crashed run: %d manifests, %d layer links deleted; second: %d blobs deleted, %d blobs and %d links restored",
 		first.ManifestsDeleted, first.LayerLinksDeleted, second.BlobsDeleted, second.BlobsRestored, second.LinksRestored)
+}
+
+// A run interrupted between its quarantine and its purge (Ctrl-C during the
+// settle) repairs the pushes it broke before it returns, and leaves its
+// quarantine for the next run.
+func TestGCInterruptedAfterQuarantineRepairs(t *testing.T) {
+	srv := regtest.Registry(t, embedded.Options{})
+	e := pushStormEstate(t, srv.Host, 1, 2, 3)
+	d, err := Open(context.Background(), srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, interrupt := context.WithCancel(context.Background())
+	defer interrupt()
+	log := &pushLog{}
+	opts := aged()
+	opts.Settle = time.Minute
+	opts.pause = func(s string) {
+		switch s {
+		case "marked":
+			push(context.Background(), t, srv.Host, pushRebuild, e.dead()[0], "before-interrupt", log)
+		case "quarantined":
+			interrupt()
+		}
+	}
+	rep, err := Run(ctx, d, opts)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run: %v, want it interrupted", err)
+	}
+	if len(log.accepted) != 1 || rep.BlobsRestored == 0 {
+		t.Fatalf("accepted %d pushes, restored %d blobs before leaving", len(log.accepted), rep.BlobsRestored)
+	}
+	if lost := verify(t, e, log); lost > 0 {
+		t.Errorf("%d accepted pushes do not pull after the interrupted run", lost)
+	}
+	if _, err := d.Stat(context.Background(), pathFor(quarantineSinceSpec{})); err != nil {
+		t.Errorf("the interrupted run did not leave its quarantine: %v", err)
+	}
+	next, err := Run(context.Background(), d, aged())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if next.BlobsDeleted == 0 {
+		t.Errorf("the next run purged nothing: %+v", next)
+	}
+	if lost := verify(t, e, log); lost > 0 {
+		t.Errorf("%d accepted pushes lost", lost)
+	}
 }

@@ -17,8 +17,7 @@ import (
 //	│   ├── since                              written when the run starts: its mtime, on the
 //	│   │                                      storage's clock, is where the re-scan reads from
 //	│   └── <algorithm>
-//	│       └── <hex>
-//	│           └── data                       blob content, moved here from blobs/
+//	│       └── <hex>                          blob content, moved here from blobs/<...>/data
 //	├── blobs
 //	│   └── <algorithm>
 //	│       └── <first two hex chars>
@@ -116,14 +115,12 @@ type (
 	quarantineSpec      struct{}
 	quarantineSinceSpec struct{}
 	quarantineBlobsSpec struct{ alg digest.Algorithm }
-	quarantineBlobSpec  struct{ dgst digest.Digest }
 	quarantineDataSpec  struct{ dgst digest.Digest }
 )
 
 func (quarantineSpec) isPathSpec()      {}
 func (quarantineSinceSpec) isPathSpec() {}
 func (quarantineBlobsSpec) isPathSpec() {}
-func (quarantineBlobSpec) isPathSpec()  {}
 func (quarantineDataSpec) isPathSpec()  {}
 
 func (registryRootSpec) isPathSpec()  {}
@@ -207,10 +204,10 @@ func pathFor(spec pathSpec) string {
 		return path.Join(rootPath, "regkeeper-quarantine", "since")
 	case quarantineBlobsSpec:
 		return path.Join(rootPath, "regkeeper-quarantine", s.alg.String())
-	case quarantineBlobSpec:
-		return path.Join(rootPath, "regkeeper-quarantine", dpath(s.dgst))
 	case quarantineDataSpec:
-		return path.Join(rootPath, "regkeeper-quarantine", dpath(s.dgst), "data")
+		// One file per blob, no directory: a move into the quarantine is a
+		// rename, its purge an unlink.
+		return path.Join(rootPath, "regkeeper-quarantine", dpath(s.dgst))
 	}
 	panic(fmt.Sprintf("gc: unknown path spec %T", spec))
 }

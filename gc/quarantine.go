@@ -109,10 +109,10 @@ func modTime(ctx context.Context, d storagedriver.StorageDriver, p string) (time
 func (q *quarantine) list(ctx context.Context) error {
 	root := pathFor(quarantineBlobsSpec{digest.SHA256})
 	err := q.d.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() || path.Base(fi.Path()) != "data" {
+		if fi.IsDir() {
 			return nil
 		}
-		dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(path.Dir(fi.Path())))
+		dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(fi.Path()))
 		if dg.Validate() == nil {
 			q.held[dg] = fi.Size()
 		}
@@ -130,9 +130,9 @@ func (q *quarantine) active() bool { return !q.since.IsZero() }
 // put moves the blobs into the quarantine, jobs at a time. A blob already
 // gone from blobs/ is skipped.
 //
-// On the filesystem a blob's directory is renamed into the quarantine in
-// one system call (fs_linux.go), instead of the driver's stat, mkdir -p and
-// rename of its data and the rmdir of the directory left behind.
+// On the filesystem the data is renamed and its directory removed relative
+// to the storage root (fs_linux.go), without the driver's stat and mkdir -p
+// per blob.
 func (q *quarantine) put(ctx context.Context, blobs []BlobDeletion, done func(BlobDeletion)) error {
 	fast := newFSQuarantine(q.d)
 	if fast != nil && len(blobs) > 0 {
@@ -210,7 +210,6 @@ func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bo
 		}
 		return false, fmt.Errorf("restoring %s from the quarantine: %w", dg, err)
 	}
-	_ = q.dirs.removeEmpty(pathFor(quarantineBlobSpec{dg}))
 	q.mu.Lock()
 	q.restored[dg] = true
 	q.mu.Unlock()

@@ -88,8 +88,10 @@
 //     put a stale entry back meanwhile), and the second settle lets a
 //     request that used such an entry write before the re-scan.
 //
-// A crash at any step leaves deleted links of dead things, blob data in the
-// quarantine, and the since file. The next run marks (reading a manifest
+// A run that stops on an error or an interrupt between the quarantine and
+// the purge re-scans once before it returns, so the pushes it broke pull
+// again at once. A crash at any step leaves deleted links of dead things,
+// blob data in the quarantine, and the since file. The next run marks (reading a manifest
 // from the quarantine when its data is there), restores every quarantined
 // blob its mark keeps, re-scans from the crashed run's T0 (so the pushes
 // the crashed run never re-scanned are made whole), and purges the rest.
@@ -98,6 +100,7 @@ package gc
 
 import (
 	"context"
+	"errors"
 	"path"
 	"sort"
 	"strings"
@@ -139,6 +142,26 @@ type sweep struct {
 	bar    *progress.Bar
 }
 
+// Execute carries the plan out with the protocol above, deciding the mode
+// from the plan's options as Run does. Run is the entry point on a live
+// registry: it opens the quarantine before the mark, so that the re-scan
+// reads from before the plan was made; Execute opens it now, and a push
+// between PlanGC and Execute is covered only by the re-reads and --grace.
+// The caller holds the lock (Lock).
+func (p *Plan) Execute(ctx context.Context, d storagedriver.StorageDriver) (*Report, error) {
+	mode, err := cacheRules(p.opts)
+	if err != nil {
+		return nil, err
+	}
+	defer mode.cache.close()
+	rm := newRemover(d, p.opts)
+	q, err := openQuarantine(ctx, d, p.opts, rm, !mode.offline)
+	if err != nil {
+		return nil, err
+	}
+	return p.execute(ctx, d, mode, q, rm)
+}
+
 // execute carries the plan out (see the top of this file).
 func (p *Plan) execute(ctx context.Context, d storagedriver.StorageDriver, mode runMode, q *quarantine, rm remover) (*Report, error) {
 	opts := p.opts
@@ -167,15 +190,36 @@ func (p *Plan) execute(ctx context.Context, d storagedriver.StorageDriver, mode 
 		s.deleteUploads,
 		s.deleteEmptyRepos,
 	}
-	for _, step := range steps {
-		if err := ctx.Err(); err != nil {
-			return s.done(), err
+	const quarantineStep, rescanStep = 5, 8
+	for i, step := range steps {
+		err := ctx.Err()
+		if err == nil {
+			err = step(ctx)
 		}
-		if err := step(ctx); err != nil {
+		if err != nil {
+			var crash simulatedCrash
+			if i >= quarantineStep && i <= rescanStep && !s.mode.offline && !errors.As(err, &crash) {
+				s.repairAfterFailure(ctx, err)
+			}
 			return s.done(), err
 		}
 	}
 	return s.done(), nil
+}
+
+// repairAfterFailure re-scans once more, briefly and regardless of ctx,
+// when a run stops (interrupted, or a storage error) between its
+// quarantine and its purge: pushes it may have broken meanwhile are
+// repaired now rather than at the next run. The quarantine and its since
+// file stay, so the next run re-scans from the same start whatever
+// happens here.
+func (s *sweep) repairAfterFailure(ctx context.Context, cause error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	s.opts.Logger.Warn("gc: stopped after the quarantine; re-scanning once before leaving", "cause", cause)
+	if err := s.rescan(ctx); err != nil {
+		s.opts.Logger.Warn("gc: the re-scan after the failure failed too; the next run repairs", "error", err)
+	}
 }
 
 func (s *sweep) pause(step string) {
@@ -238,9 +282,15 @@ func (s *sweep) deleteTags(ctx context.Context) error {
 	})
 }
 
-// young tells whether a file was written since the run's window began.
+// young tells whether a file was written since the run's window began, by
+// gc's clock less the grace or by the storage's (the quarantine's since),
+// whichever is earlier.
 func (s *sweep) young(fi storagedriver.FileInfo) bool {
-	return !fi.ModTime().Before(s.since)
+	from := s.since
+	if !s.q.since.IsZero() && s.q.since.Before(from) {
+		from = s.q.since
+	}
+	return !fi.ModTime().Before(from)
 }
 
 // deleteManifests deletes dead manifests' tag-history entries and revision
@@ -393,8 +443,16 @@ func (s *sweep) sweepBlobs(ctx context.Context) error {
 		for i, b := range blobs {
 			files[i] = pathFor(blobDataSpec{b.Digest})
 		}
-		if err := s.rm.remove(ctx, files); err != nil {
-			return err
+		err := s.rm.remove(ctx, files)
+		if err != nil {
+			// Count what did go, for the report of the run that stops here.
+			var done []BlobDeletion
+			for _, b := range blobs {
+				if _, serr := s.d.Stat(ctx, pathFor(blobDataSpec{b.Digest})); isNotFound(serr) {
+					done = append(done, b)
+				}
+			}
+			blobs = done
 		}
 		s.count(func() {
 			for _, b := range blobs {
@@ -402,6 +460,9 @@ func (s *sweep) sweepBlobs(ctx context.Context) error {
 				s.global = append(s.global, b.Digest)
 			}
 		})
+		if err != nil {
+			return err
+		}
 	} else {
 		err := s.q.put(ctx, blobs, func(b BlobDeletion) {
 			s.count(func() { s.global = append(s.global, b.Digest) })
@@ -463,23 +524,35 @@ func (s *sweep) sweptAnything() bool {
 	return len(s.scoped) > 0 || len(s.global) > 0 || s.r.TagsDeleted > 0
 }
 
-// purge deletes what is left in the quarantine and clears it from the
-// registry's cache.
+// purge deletes what is left in the quarantine. The registry's cache needs
+// no clearing for it: a blob in the quarantine was absent from blobs/ since
+// the first clear, so no request can have cached it since; only blobs a
+// crashed run quarantined are cleared here (that run may have stopped
+// before clearing them; the links it deleted are not known any more).
 func (s *sweep) purge(ctx context.Context) error {
 	if !s.q.active() && len(s.q.leftovers()) == 0 {
-		return s.clearCache(ctx)
+		return nil
 	}
+	mine := map[digest.Digest]bool{}
+	s.mu.Lock()
+	for _, dg := range s.global {
+		mine[dg] = true
+	}
+	s.mu.Unlock()
 	gone, err := s.q.purge(ctx)
+	var theirs []digest.Digest
 	s.count(func() {
 		for _, b := range gone {
 			s.acc.blob(b)
-			s.global = append(s.global, b.Digest)
+			if !mine[b.Digest] {
+				theirs = append(theirs, b.Digest)
+			}
 		}
 	})
 	if err != nil {
 		return err
 	}
-	return s.clearCache(ctx)
+	return s.mode.cache.clear(ctx, s.opts.Jobs, theirs, nil)
 }
 
 // deleteUploads deletes abandoned upload directories.

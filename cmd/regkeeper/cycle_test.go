@@ -18,7 +18,7 @@ func TestCycleCommand(t *testing.T) {
 
 	// mirror/alpine (its children absent) left out: every step succeeds.
 	code, out, stderr := runCLI(t, "cycle", srv.Host, "--insecure", "--config", srv.ConfigFile, "--backup", bk,
-		"--repo", "^(base|team)", "--grace", "0", "--report", rep, "--metrics-file", prom, "-o", "json")
+		"--repo", "^(base|team)", "--grace", "0", "--settle", "100ms", "--report", rep, "--metrics-file", prom, "-o", "json")
 	if code != 0 {
 		t.Fatalf("cycle: exit %d: %s\n%s", code, stderr, out)
 	}

@@ -32,7 +32,7 @@ func TestGCCommand(t *testing.T) {
 		}
 	}
 
-	code, out, stderr = runCLI(t, "gc", "--root", srv.Root, "--grace", "0", "--jobs", "4", "-o", "json")
+	code, out, stderr = runCLI(t, "gc", "--root", srv.Root, "--grace", "0", "--jobs", "4", "--settle", "100ms", "-o", "json")
 	if code != 0 {
 		t.Fatalf("gc exit %d: %s", code, stderr)
 	}
@@ -66,6 +66,7 @@ func TestGCCommandErrors(t *testing.T) {
 		{[]string{"gc", "--root", dir, "--config", bad}, 2, "exactly one of"},
 		{[]string{"gc", "--root", dir, "--grace", "soon"}, 2, "invalid argument"},
 		{[]string{"gc", "--root", dir, "--keep-previous", "-1"}, 2, "must not be negative"},
+		{[]string{"gc", "--root", dir, "--settle", "-1s"}, 2, "must not be negative"},
 		{[]string{"gc", "--config", bad}, 1, "parsing registry config"},
 		{[]string{"gc", "--root", dir}, 1, "not a registry storage"},
 		{[]string{"gc", "--root", filepath.Join(dir, "nope")}, 1, "opening storage root"},
@@ -103,4 +104,28 @@ func TestGCCommandSparedBasesGuard(t *testing.T) {
 	if code, _, _ = runCLI(t, "gc", "--root", srv.Root, "--max-delete-ratio", "1.5"); code != 2 {
 		t.Errorf("--max-delete-ratio 1.5: exit %d, want 2", code)
 	}
+}
+
+// A registry that caches blob descriptors in memory: gc refuses, naming the
+// setting and the ways out, and runs when told which one is taken.
+func TestGCCommandInMemoryCache(t *testing.T) {
+	srv, e := regtest.Seeded(t, embedded.Options{BlobDescriptorCache: gc.CacheInMemory})
+	code, _, stderr := runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1: %s", code, stderr)
+	}
+	for _, want := range []string{"storage.cache.blobdescriptor: inmemory", "--offline", "--blob-cache-dropped", "--restart-after"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("refusal does not mention %q: %s", want, stderr)
+		}
+	}
+	code, out, stderr := runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--offline", "-o", "json")
+	if code != 0 {
+		t.Fatalf("--offline: exit %d: %s", code, stderr)
+	}
+	var rep gc.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || rep.BlobsDeleted == 0 {
+		t.Errorf("--offline report: %+v (%v)", rep, err)
+	}
+	regtest.PullAll(t, srv.Host, e)
 }
