@@ -316,9 +316,14 @@ func (s *sweep) deleteManifests(ctx context.Context) error {
 // deleteRepoManifests deletes the dead manifests of one repository.
 func (s *sweep) deleteRepoManifests(ctx context.Context, ms []ManifestDeletion) error {
 	repo := ms[0].Repository
-	retagged, err := recentlyReferenced(ctx, s.d, repo, s.since, true)
-	if err != nil {
-		return err
+	// Offline (the registry stopped or read-only) nothing is pushed during
+	// the run: there is nothing to re-read.
+	retagged := map[digest.Digest]bool{}
+	if !s.mode.offline {
+		var err error
+		if retagged, err = recentlyReferenced(ctx, s.d, repo, s.since, true); err != nil {
+			return err
+		}
 	}
 	var history, revisions []string
 	var gone []ManifestDeletion
@@ -335,7 +340,7 @@ func (s *sweep) deleteRepoManifests(ctx context.Context, ms []ManifestDeletion) 
 	}
 	// History entries first: a crash between leaves revisions that the
 	// next run finds and finishes, never history naming nothing.
-	err = s.rm.remove(ctx, history)
+	err := s.rm.remove(ctx, history)
 	if err == nil {
 		err = s.rm.remove(ctx, revisions)
 	}
@@ -392,9 +397,13 @@ func (s *sweep) fresh(ctx context.Context) (map[digest.Digest]bool, error) {
 // deleteLayerLinks deletes the layer links nothing kept needs, except
 // those of blobs a push has referenced since the window began.
 func (s *sweep) deleteLayerLinks(ctx context.Context) error {
-	fresh, err := s.fresh(ctx)
-	if err != nil {
-		return err
+	// Offline nothing is pushed during the run: no second walk.
+	fresh := map[digest.Digest]bool{}
+	if !s.mode.offline {
+		var err error
+		if fresh, err = s.fresh(ctx); err != nil {
+			return err
+		}
 	}
 	s.freshRefs = fresh
 	var files []string
