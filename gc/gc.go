@@ -108,6 +108,9 @@ type Options struct {
 	// Zero (the default) sets no limit: a registry never collected can
 	// rightly lose most of its bytes on its first run.
 	MaxDeleteRatio float64
+	// driverDelete makes the filesystem sweep go through the driver's
+	// Delete, as on other storage (tests and benchmarks compare the two).
+	driverDelete bool
 	// StaleLock: a lock older than this is taken over (default 6h).
 	StaleLock time.Duration
 	// Jobs is the number of concurrent storage reads (default 1).

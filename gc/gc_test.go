@@ -8,6 +8,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -409,8 +410,14 @@ func TestGCPushDuringRun(t *testing.T) {
 	}
 	pushed := false
 	opts := noGrace()
+	var mu sync.Mutex
 	opts.beforeDelete = func(p string) error {
-		if pushed {
+		// At base/debian's first deletion (repositories are swept
+		// concurrently: another's may come first, when the dead manifest
+		// can already be gone).
+		mu.Lock()
+		defer mu.Unlock()
+		if pushed || !strings.Contains(p, "/repositories/base/debian/") {
 			return nil
 		}
 		pushed = true

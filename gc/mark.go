@@ -338,7 +338,7 @@ func readManifest(ctx context.Context, d storagedriver.StorageDriver, dg digest.
 	if dg.Validate() != nil {
 		return nil, "invalid digest", nil
 	}
-	b, err := d.GetContent(ctx, pathFor(blobDataSpec{dg}))
+	b, err := getContent(ctx, d, pathFor(blobDataSpec{dg}))
 	if isNotFound(err) {
 		// A crashed online run may have left it in the quarantine.
 		if qb, qerr := d.GetContent(ctx, pathFor(quarantineDataSpec{dg})); qerr == nil {

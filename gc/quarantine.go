@@ -140,8 +140,18 @@ func (q *quarantine) active() bool { return !q.since.IsZero() }
 
 // put moves the blobs into the quarantine, jobs at a time. A blob already
 // gone from blobs/ is skipped.
+//
+// On the filesystem the data is renamed and its directory removed relative
+// to the storage root (fs_linux.go), without the driver's stat and mkdir -p
+// per blob.
 func (q *quarantine) put(ctx context.Context, blobs []BlobDeletion, done func(BlobDeletion)) error {
-	return forEach(ctx, q.opts.Jobs, len(blobs), func(i int) error {
+	fast := newFSQuarantine(q.d)
+	if fast != nil && len(blobs) > 0 {
+		if err := fast.prepare(); err != nil {
+			return err
+		}
+	}
+	return forEach(ctx, max(q.opts.Jobs, fsWorkersMin), len(blobs), func(i int) error {
 		b := blobs[i]
 		from := pathFor(blobDataSpec{b.Digest})
 		if q.opts.beforeDelete != nil {
@@ -149,15 +159,24 @@ func (q *quarantine) put(ctx context.Context, blobs []BlobDeletion, done func(Bl
 				return err
 			}
 		}
-		err := q.d.Move(ctx, from, pathFor(quarantineDataSpec{b.Digest}))
-		if isNotFound(err) {
-			return nil
+		moved := false
+		if fast != nil {
+			var err error
+			if moved, err = fast.move(b.Digest); err != nil {
+				return fmt.Errorf("quarantining %s: %w", b.Digest, err)
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("quarantining %s: %w", b.Digest, err)
-		}
-		if err := q.dirs.removeEmpty(path.Dir(from)); err != nil {
-			return err
+		if !moved {
+			err := q.d.Move(ctx, from, pathFor(quarantineDataSpec{b.Digest}))
+			if isNotFound(err) {
+				return nil
+			}
+			if err != nil {
+				return fmt.Errorf("quarantining %s: %w", b.Digest, err)
+			}
+			if err := q.dirs.removeEmpty(path.Dir(from)); err != nil {
+				return err
+			}
 		}
 		q.mu.Lock()
 		q.held[b.Digest] = b.Size

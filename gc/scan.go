@@ -100,6 +100,14 @@ type repoScan struct {
 // scanRepository walks a repository (or, tagsOnly, its _manifests/tags)
 // and records what it holds, skipping nested repositories.
 func scanRepository(ctx context.Context, d storagedriver.StorageDriver, repo string, tagsOnly bool) (*repoScan, error) {
+	if f := fsReaderFor(d); f != nil {
+		return f.scanRepository(ctx, repo, tagsOnly)
+	}
+	return walkRepository(ctx, d, repo, tagsOnly)
+}
+
+// walkRepository is scanRepository through the driver's Walk.
+func walkRepository(ctx context.Context, d storagedriver.StorageDriver, repo string, tagsOnly bool) (*repoScan, error) {
 	s := &repoScan{revisions: map[digest.Digest]time.Time{}, current: map[string]time.Time{},
 		history: map[string]map[digest.Digest]time.Time{}, layers: map[digest.Digest]time.Time{}}
 	from := pathFor(repositorySpec{repo})
@@ -141,6 +149,15 @@ func scanRepository(ctx context.Context, d storagedriver.StorageDriver, repo str
 	}
 	sort.Strings(s.uploads)
 	return s, nil
+}
+
+// getContent reads a file: on the filesystem directly (open, read,
+// close), elsewhere through the driver.
+func getContent(ctx context.Context, d storagedriver.StorageDriver, p string) ([]byte, error) {
+	if f := fsReaderFor(d); f != nil {
+		return f.readFile(p)
+	}
+	return d.GetContent(ctx, p)
 }
 
 // manifestRead is a manifest read from the blob store.
@@ -222,7 +239,7 @@ func readRepositories(ctx context.Context, d storagedriver.StorageDriver, names 
 		}
 		for tag := range s.current {
 			reads = append(reads, func() error {
-				b, err := d.GetContent(ctx, pathFor(tagCurrentSpec{name, tag}))
+				b, err := getContent(ctx, d, pathFor(tagCurrentSpec{name, tag}))
 				switch {
 				case isNotFound(err):
 					// Deleted since the walk: only history.
@@ -275,6 +292,14 @@ type blobInfo struct {
 // one walk per two-character prefix directory, opts.Jobs at a time (on S3
 // each walk lists a thousand objects per request).
 func listBlobs(ctx context.Context, d storagedriver.StorageDriver, opts Options) ([]blobInfo, error) {
+	if f := fsReaderFor(d); f != nil {
+		return f.listBlobs(ctx, opts)
+	}
+	return walkBlobs(ctx, d, opts)
+}
+
+// walkBlobs is listBlobs through the driver's Walk.
+func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, opts Options) ([]blobInfo, error) {
 	bar := opts.Progress.Count(-1, "reading blobs")
 	defer bar.Done()
 	root := pathFor(blobsSpec{digest.SHA256})
@@ -330,7 +355,7 @@ func recentlyReferenced(ctx context.Context, d storagedriver.StorageDriver, repo
 		if mt.Before(t) {
 			continue
 		}
-		if b, err := d.GetContent(ctx, pathFor(tagCurrentSpec{repo, tag})); err == nil {
+		if b, err := getContent(ctx, d, pathFor(tagCurrentSpec{repo, tag})); err == nil {
 			if dg, err := digest.Parse(strings.TrimSpace(string(b))); err == nil {
 				out[dg] = true
 			}

@@ -294,68 +294,83 @@ func (s *sweep) young(fi storagedriver.FileInfo) bool {
 }
 
 // deleteManifests deletes dead manifests' tag-history entries and revision
-// links, one repository at a time: its tags are re-read first, and a
-// manifest tagged again since the run began is kept.
+// links, opts.Jobs repositories at a time: each re-reads its own tags just
+// before its deletions, and a manifest tagged again since the run began is
+// kept. There is no barrier between repositories.
 func (s *sweep) deleteManifests(ctx context.Context) error {
 	ms := s.p.Manifests
+	var ranges [][2]int
 	for start := 0; start < len(ms); {
-		repo := ms[start].Repository
 		end := start
-		for end < len(ms) && ms[end].Repository == repo {
+		for end < len(ms) && ms[end].Repository == ms[start].Repository {
 			end++
 		}
-		retagged, err := recentlyReferenced(ctx, s.d, repo, s.since, true)
-		if err != nil {
-			return err
-		}
-		var history, revisions []string
-		var gone []ManifestDeletion
-		for _, m := range ms[start:end] {
-			if retagged[m.Digest] {
-				s.opts.Logger.Warn("gc: manifest tagged again during the run, kept", "repository", m.Repository, "digest", m.Digest)
-				continue
-			}
-			for _, tag := range m.HistoryTags {
-				history = append(history, pathFor(tagIndexLinkSpec{m.Repository, tag, m.Digest}))
-			}
-			revisions = append(revisions, pathFor(revisionLinkSpec{m.Repository, m.Digest}))
-			gone = append(gone, m)
-		}
-		// History entries first: a crash between leaves revisions that the
-		// next run finds and finishes, never history naming nothing.
-		err = s.rm.remove(ctx, history)
-		if err == nil {
-			err = s.rm.remove(ctx, revisions)
-		}
-		if err != nil {
-			// Count what did go, for the report of the run that stops here.
-			var done []ManifestDeletion
-			for _, m := range gone {
-				if _, serr := s.d.Stat(ctx, pathFor(revisionLinkSpec{m.Repository, m.Digest})); isNotFound(serr) {
-					done = append(done, m)
-				}
-			}
-			gone = done
-		}
-		s.count(func() {
-			for _, m := range gone {
-				s.acc.manifest(m.Repository)
-				if s.deleted[m.Repository] == nil {
-					s.deleted[m.Repository] = map[digest.Digest]bool{}
-				}
-				s.deleted[m.Repository][m.Digest] = true
-				s.scoped = append(s.scoped, BlobRef{m.Repository, m.Digest})
-			}
-		})
-		for _, m := range gone {
-			s.opts.Logger.Info("deleted manifest", "repository", m.Repository, "digest", m.Digest)
-		}
-		if err != nil {
-			return err
-		}
-		s.bar.Add(int64(end - start))
+		ranges = append(ranges, [2]int{start, end})
 		start = end
 	}
+	return forEach(ctx, s.opts.Jobs, len(ranges), func(i int) error {
+		return s.deleteRepoManifests(ctx, ms[ranges[i][0]:ranges[i][1]])
+	})
+}
+
+// deleteRepoManifests deletes the dead manifests of one repository.
+func (s *sweep) deleteRepoManifests(ctx context.Context, ms []ManifestDeletion) error {
+	repo := ms[0].Repository
+	// Offline (the registry stopped or read-only) nothing is pushed during
+	// the run: there is nothing to re-read.
+	retagged := map[digest.Digest]bool{}
+	if !s.mode.offline {
+		var err error
+		if retagged, err = recentlyReferenced(ctx, s.d, repo, s.since, true); err != nil {
+			return err
+		}
+	}
+	var history, revisions []string
+	var gone []ManifestDeletion
+	for _, m := range ms {
+		if retagged[m.Digest] {
+			s.opts.Logger.Warn("gc: manifest tagged again during the run, kept", "repository", m.Repository, "digest", m.Digest)
+			continue
+		}
+		for _, tag := range m.HistoryTags {
+			history = append(history, pathFor(tagIndexLinkSpec{m.Repository, tag, m.Digest}))
+		}
+		revisions = append(revisions, pathFor(revisionLinkSpec{m.Repository, m.Digest}))
+		gone = append(gone, m)
+	}
+	// History entries first: a crash between leaves revisions that the
+	// next run finds and finishes, never history naming nothing.
+	err := s.rm.remove(ctx, history)
+	if err == nil {
+		err = s.rm.remove(ctx, revisions)
+	}
+	if err != nil {
+		// Count what did go, for the report of the run that stops here.
+		var done []ManifestDeletion
+		for _, m := range gone {
+			if _, serr := s.d.Stat(ctx, pathFor(revisionLinkSpec{m.Repository, m.Digest})); isNotFound(serr) {
+				done = append(done, m)
+			}
+		}
+		gone = done
+	}
+	s.count(func() {
+		for _, m := range gone {
+			s.acc.manifest(m.Repository)
+			if s.deleted[m.Repository] == nil {
+				s.deleted[m.Repository] = map[digest.Digest]bool{}
+			}
+			s.deleted[m.Repository][m.Digest] = true
+			s.scoped = append(s.scoped, BlobRef{m.Repository, m.Digest})
+		}
+	})
+	for _, m := range gone {
+		s.opts.Logger.Info("deleted manifest", "repository", m.Repository, "digest", m.Digest)
+	}
+	if err != nil {
+		return err
+	}
+	s.bar.Add(int64(len(ms)))
 	return nil
 }
 
@@ -382,9 +397,13 @@ func (s *sweep) fresh(ctx context.Context) (map[digest.Digest]bool, error) {
 // deleteLayerLinks deletes the layer links nothing kept needs, except
 // those of blobs a push has referenced since the window began.
 func (s *sweep) deleteLayerLinks(ctx context.Context) error {
-	fresh, err := s.fresh(ctx)
-	if err != nil {
-		return err
+	// Offline nothing is pushed during the run: no second walk.
+	fresh := map[digest.Digest]bool{}
+	if !s.mode.offline {
+		var err error
+		if fresh, err = s.fresh(ctx); err != nil {
+			return err
+		}
 	}
 	s.freshRefs = fresh
 	var files []string

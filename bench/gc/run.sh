@@ -12,13 +12,26 @@
 #               collector reads every tag once per manifest)
 #   SMALL=1:    20 x 10 and 4 x 50 everywhere (a quick check of the script)
 #
-# Every collected copy is then served by the stock registry and every tag
-# and its blobs are HEADed (gen -verify). Wall time and peak RSS come from
-# /usr/bin/time. Environment:
+# On the filesystem each round collects fresh copies of one generated tree
+# with: the stock collector; regkeeper gc --offline; regkeeper gc (online,
+# the default: quarantine, settle, re-scan, purge); and the floor: the exact
+# paths regkeeper --offline deleted (a find before and after), deleted from
+# a fresh copy by bench/gc/floor (unlinkat relative to each parent, one
+# worker per parent). It prints medians (min-max) over ROUNDS rounds and
+# regkeeper's wall time as a ratio to the stock collector and to the floor
+# measured in the same rounds, with peak RSS and, when strace is installed,
+# system calls per deleted inode (strace -c -f, one extra offline run).
+#
+# Every collected copy of the first round is then served by the stock
+# registry and every tag and its blobs are HEADed (gen -verify). Wall time
+# and peak RSS come from /usr/bin/time. Environment:
 #   SMALL=1        quick version
 #   FS_SHAPES="R:T ...", S3_SHAPES="R:T ..."  override the shapes
 #   VERSIONS=4     pushes per tag
 #   JOBS=8         regkeeper gc --jobs
+#   ROUNDS=3       filesystem rounds (medians are printed)
+#   SETTLE=10s     regkeeper gc --settle of the online row
+#   STRACE=1       count system calls (0: skip)
 #   BACKENDS="fs s3"  which storages (s3 is skipped without MinIO)
 #   BENCH_DIR=DIR  work directory (default: a new /tmp/regkeeper-bench.*;
 #                  removed at the end unless KEEP=1)
@@ -62,6 +75,11 @@ trap cleanup EXIT
 echo "== building regkeeper and bench/gc/gen" >&2
 go build -o "$work/regkeeper" ./cmd/regkeeper
 go build -o "$work/gen" ./bench/gc/gen
+go build -o "$work/floor" ./bench/gc/floor
+rounds=${ROUNDS:-3}
+settle=${SETTLE:-10s}
+use_strace=${STRACE:-1}
+command -v strace >/dev/null || use_strace=0
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -140,6 +158,85 @@ cols() { # "blobs=B revisions=M layerlinks=L" -> "B | M | L"
   echo "${b#*=} | ${m#*=} | ${l#*=}"
 }
 
+
+# median and range of numbers on stdin: "M (lo-hi)" or "M" for one.
+med() { sort -g | awk '{v[NR]=$1} END { m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2;
+  if (NR > 1) printf "%.2f (%.2f-%.2f)", m, v[1], v[NR]; else printf "%.2f", m }'; }
+mid() { sort -g | awk '{v[NR]=$1} END { printf "%.3f", (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2 }'; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+
+# listing DIR: every path under DIR with its type, sorted.
+listing() { (cd "$1" && find . -mindepth 1 -printf '%y %P\n' | LC_ALL=C sort); }
+
+# fs_shape R T: ROUNDS rounds of stock, regkeeper --offline, regkeeper
+# (online) and the floor on fresh copies of one generated tree.
+fs_shape() {
+  local r=$1 t=$2 id="fs-${r}x${t}" round v run
+  echo "== $id: generating $r repositories x $t tags x $versions versions" >&2
+  config "$work/$id-orig.yml" fs "$id-orig" >/dev/null
+  "$work/gen" -config "$work/$id-orig.yml" -repos "$r" -tags "$t" -versions "$versions" >&2
+  local before; before=$("$work/gen" -count -config "$work/$id-orig.yml")
+  rows+=("| ${r} x ${t} x ${versions} | fs | (before) | | | $(cols "$before") | | |")
+  listing "$work/$id-orig" >"$work/$id-before.list"
+  : >"$work/$id-stock.t"; : >"$work/$id-offline.t"; : >"$work/$id-online.t"; : >"$work/$id-floor.t"
+  : >"$work/$id-stock.m"; : >"$work/$id-offline.m"; : >"$work/$id-online.m"
+  local ok=ok
+  for round in $(seq "$rounds"); do
+    for v in stock offline online floor; do
+      rm -rf "${work:?}/$id-$v"
+      cp -a "$work/$id-orig" "$work/$id-$v"
+      p_port=$(config "$work/$id-$v.yml" fs "$id-$v")
+      eval "port_$v=$p_port"
+    done
+    sync
+    echo "== $id round $round: stock" >&2
+    timed "$id-stock" "$bin/registry" garbage-collect --delete-untagged "$work/$id-stock.yml"
+    echo "$secs" >>"$work/$id-stock.t"; echo "$rss_mb" >>"$work/$id-stock.m"
+    echo "== $id round $round: regkeeper gc --offline" >&2
+    timed "$id-offline" "$work/regkeeper" gc --config "$work/$id-offline.yml" --grace 0 --jobs "$jobs" --offline --progress never
+    echo "$secs" >>"$work/$id-offline.t"; echo "$rss_mb" >>"$work/$id-offline.m"
+    echo "== $id round $round: regkeeper gc (online, --settle $settle)" >&2
+    timed "$id-online" "$work/regkeeper" gc --config "$work/$id-online.yml" --grace 0 --jobs "$jobs" --settle "$settle" --progress never
+    echo "$secs" >>"$work/$id-online.t"; echo "$rss_mb" >>"$work/$id-online.m"
+    listing "$work/$id-offline" >"$work/$id-after.list"
+    LC_ALL=C comm -23 "$work/$id-before.list" "$work/$id-after.list" >"$work/$id-deleted.list"
+    echo "== $id round $round: floor ($(wc -l <"$work/$id-deleted.list") paths)" >&2
+    "$work/floor" -root "$work/$id-floor" -workers 8 <"$work/$id-deleted.list" >>"$work/$id-floor.t"
+    if [ "$round" = 1 ]; then
+      # Same tree left by every method?
+      listing "$work/$id-floor" | cmp -s - "$work/$id-after.list" || { echo "   floor left a different tree" >&2; ok=FAILED; }
+      # Online may leave empty directories offline removes (not a failure).
+      listing "$work/$id-online" | LC_ALL=C comm -3 - "$work/$id-after.list" | head -5 | sed 's/^/   online vs offline: /' >&2
+      for v in stock offline online; do
+        run=$v
+        eval "p_port=\$port_$v"
+        verify "$work/$id-$v.yml" "$p_port" "$r" "$t"
+        eval "ok_$run=$verified"
+        [ "$verified" = ok ] || ok=FAILED
+        eval "after_$run=\"$("$work/gen" -count -config "$work/$id-$v.yml")\""
+      done
+    fi
+    rm -rf "${work:?}/$id-stock" "${work:?}/$id-offline" "${work:?}/$id-online" "${work:?}/$id-floor"
+  done
+  local sc="-" inodes; inodes=$(wc -l <"$work/$id-deleted.list")
+  if [ "$use_strace" = 1 ]; then
+    cp -a "$work/$id-orig" "$work/$id-strace"; config "$work/$id-strace.yml" fs "$id-strace" >/dev/null; sync
+    strace -c -f -o "$work/$id-strace.txt" "$work/regkeeper" gc --config "$work/$id-strace.yml" --grace 0 --jobs "$jobs" --offline --progress never >/dev/null 2>&1
+    local calls; calls=$(awk '$NF == "total" { print $4 }' "$work/$id-strace.txt")
+    sc=$(awk -v c="$calls" -v n="$inodes" 'BEGIN { printf "%.1f (%d calls, %d inodes)", c / n, c, n }')
+    rm -rf "${work:?}/$id-strace"
+  fi
+  local ts to tn tf
+  ts=$(mid <"$work/$id-stock.t"); to=$(mid <"$work/$id-offline.t"); tn=$(mid <"$work/$id-online.t"); tf=$(mid <"$work/$id-floor.t")
+  local settle_s; settle_s=$(awk -v s="$settle" 'BEGIN { sub(/s$/, "", s); print s + 0 }')
+  rows+=("| ${r} x ${t} x ${versions} | fs | stock | $(med <"$work/$id-stock.t") s | $(mid <"$work/$id-stock.m" | cut -d. -f1) MB | $(cols "$after_stock") | $ok_stock | | | |")
+  rows+=("| ${r} x ${t} x ${versions} | fs | regkeeper --offline | $(med <"$work/$id-offline.t") s | $(mid <"$work/$id-offline.m" | cut -d. -f1) MB | $(cols "$after_offline") | $ok_offline | **$(div "$to" "$ts")** | **$(div "$to" "$tf")** | $sc |")
+  rows+=("| ${r} x ${t} x ${versions} | fs | regkeeper (online, settle $settle) | $(med <"$work/$id-online.t") s | $(mid <"$work/$id-online.m" | cut -d. -f1) MB | $(cols "$after_online") | $ok_online | $(div "$tn" "$ts") | $(div "$tn" "$tf"); minus settle $(div "$(awk -v a="$tn" -v s="$settle_s" 'BEGIN{print a - s}')" "$to") of offline | |")
+  rows+=("| ${r} x ${t} x ${versions} | fs | floor (unlinkat, 8 workers) | $(med <"$work/$id-floor.t") s | | | | | 1.00x | |")
+  rm -rf "${work:?}/$id-orig"
+  [ "$ok" = ok ]
+}
+
 rows=()
 failed=0
 for backend in $backends; do
@@ -148,6 +245,10 @@ for backend in $backends; do
   for shape in $shapes; do
     r=${shape%%:*}; t=${shape##*:}
     id="$backend-${r}x${t}"
+    if [ "$backend" = fs ]; then
+      fs_shape "$r" "$t" || failed=1
+      continue
+    fi
     echo "== $id: generating $r repositories x $t tags x $versions versions" >&2
     p_stock=$(config "$work/$id-stock.yml" "$backend" "$id-stock")
     p_rk=$(config "$work/$id-regkeeper.yml" "$backend" "$id-regkeeper")
@@ -189,7 +290,10 @@ done
 echo
 echo "regkeeper gc vs registry garbage-collect --delete-untagged (distribution v3.1.2); $(nproc) cores; regkeeper --jobs $jobs"
 echo
-echo "| repos x tags x pushes | storage | gc | wall | peak RSS | blobs left | manifests left | layer links left | every tag served | speed-up |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "Filesystem: medians (min-max) of $rounds rounds on fresh copies; ratios are of medians from the same rounds."
+echo "The floor deletes exactly the paths regkeeper --offline deleted (bench/gc/floor). On S3 a speed-up is stock / regkeeper."
+echo
+echo "| repos x tags x pushes | storage | gc | wall | peak RSS | blobs left | manifests left | layer links left | every tag served | vs stock | vs floor | syscalls per deleted inode |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 exit $failed

@@ -1,0 +1,40 @@
+//go:build !linux
+
+package gc
+
+import (
+	"context"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
+)
+
+// newFSRemover: the unlinkat remover is Linux's; elsewhere the filesystem
+// driver's Delete is used.
+func newFSRemover(storagedriver.StorageDriver, Options) remover { return nil }
+
+// fsReader reads the filesystem directly on Linux only.
+type fsReader struct{}
+
+func fsReaderFor(storagedriver.StorageDriver) *fsReader { return nil }
+
+func (*fsReader) scanRepository(context.Context, string, bool) (*repoScan, error) {
+	panic("gc: no direct filesystem reader on this system")
+}
+
+func (*fsReader) listBlobs(context.Context, Options) ([]blobInfo, error) {
+	panic("gc: no direct filesystem reader on this system")
+}
+
+func (*fsReader) readFile(string) ([]byte, error) {
+	panic("gc: no direct filesystem reader on this system")
+}
+
+// fsQuarantine renames blob directories on Linux only.
+type fsQuarantine struct{}
+
+func newFSQuarantine(storagedriver.StorageDriver) *fsQuarantine { return nil }
+
+func (*fsQuarantine) prepare() error { return nil }
+
+func (*fsQuarantine) move(digest.Digest) (bool, error) { return false, nil }
