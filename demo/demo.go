@@ -110,7 +110,8 @@ func (e *Env) WriteSeeded(w io.Writer) error {
 	for _, d := range dead {
 		deadN += len(d)
 	}
-	fmt.Fprintf(w, "\nseeded %d repositories, %d tags, %d manifests; %d manifests are untagged leftovers of tag replacement, %d blobs are garbage\n",
+	fmt.Fprintf(w, "\nseeded %d repositories, %d tags, %d manifests; %d manifests are untagged leftovers of tag replacement, %d blobs are garbage\n"+
+		"(one leftover, an untagged debian, is the base of team-b/web:prod: gc keeps it and its config for the audit, see --no-keep-bases)\n",
 		len(s.Repositories()), len(tags), len(s.Manifests), deadN, len(s.DeadBlobs()))
 	return nil
 }
