@@ -2,7 +2,7 @@
 // platforms, the base image it was built on, and judges that base against a
 // policy: too old, banned, not allowed, or replaced under its tag since.
 //
-// Detection, strongest evidence first (DESIGN.md): the
+// Detection, strongest evidence first (the README): the
 // org.opencontainers.image.base.name/.digest annotations, checked against
 // the layers; the longest proper prefix of the image's diff_ids that is the
 // complete layer list of another image in the registry (one index for the

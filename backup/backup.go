@@ -78,7 +78,7 @@ func DefaultOptions() Options {
 }
 
 // Result is the summary of a backup; the JSON field names are a contract
-// (DESIGN.md).
+// (the README).
 type Result struct {
 	// Images is the number of tags in the backup after the run, of those
 	// selected.

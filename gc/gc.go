@@ -186,7 +186,7 @@ func (o *Options) fill() {
 	}
 }
 
-// Report is the result of a run, as DESIGN.md's `gc -o json`.
+// Report is the result of a run, as the README's `gc -o json`.
 type Report struct {
 	DryRun            bool  `json:"dryRun"`
 	ManifestsDeleted  int   `json:"manifestsDeleted"`

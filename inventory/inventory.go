@@ -2,7 +2,7 @@
 // repository and tag, with digests, platforms, sizes, created dates, labels
 // and annotations.
 //
-// The JSON field names of Result are a contract (DESIGN.md); do not rename.
+// The JSON field names of Result are a contract (the README); do not rename.
 package inventory
 
 import (

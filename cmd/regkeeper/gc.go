@@ -144,7 +144,7 @@ func openStorage(cmd *cobra.Command, config, root string) (storagedriver.Storage
 	return gc.OpenRoot(cmd.Context(), root)
 }
 
-// writeGCReport renders the report: JSON as DESIGN.md, otherwise a summary
+// writeGCReport renders the report: JSON as the README says, otherwise a summary
 // line, a row per repository and the manifests kept without understanding.
 func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
 	out := cmd.OutOrStdout()

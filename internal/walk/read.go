@@ -39,7 +39,7 @@ const (
 )
 
 // Problem is something broken in the registry: found, reported, walked
-// past. Its JSON field names are a contract (DESIGN.md).
+// past. Its JSON field names are a contract (the README).
 type Problem struct {
 	Repository string `json:"repository"`
 	Tag        string `json:"tag,omitempty"`

@@ -304,7 +304,7 @@ func isNotFound(err error) bool {
 }
 
 // Error is a repository, tag or manifest the walk could not read. Its JSON
-// field names are a contract (DESIGN.md).
+// field names are a contract (the README).
 type Error struct {
 	Repository string `json:"repository"`
 	Tag        string `json:"tag,omitempty"`
