@@ -3,13 +3,10 @@ package audit
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
@@ -79,41 +76,18 @@ func (f *registryFetcher) Platform(ctx context.Context, repo, digest string, wan
 }
 
 // Referrers lists the referrers of digest in repo through the referrers API
-// alone (OCI distribution spec 1.1): unlike remote.Referrers it does not
-// fall back to the sha256-<hex> tag, which the inventory already has, and
-// it reports a 404 as "no referrers API".
+// alone (the inventory already has the fallback tags), and says whether the
+// registry has one.
 func (f *registryFetcher) Referrers(ctx context.Context, repo, digest string) ([]v1.Descriptor, bool, error) {
 	reg, err := f.opts.Registry(f.host)
 	if err != nil {
 		return nil, false, err
 	}
-	client, err := f.client(ctx, reg.Repo(repo))
+	hc, err := f.client(ctx, reg.Repo(repo))
 	if err != nil {
 		return nil, false, err
 	}
-	u := fmt.Sprintf("%s://%s/v2/%s/referrers/%s", reg.Scheme(), reg.RegistryStr(), repo, digest)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, false, err
-	}
-	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json")
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, false, fmt.Errorf("listing referrers of %s in %s: %w", digest, repo, err)
-	}
-	defer resp.Body.Close()
-	switch resp.StatusCode {
-	case http.StatusOK:
-	case http.StatusNotFound:
-		return nil, false, nil
-	default:
-		return nil, false, fmt.Errorf("listing referrers of %s in %s: %s", digest, repo, resp.Status)
-	}
-	var idx v1.IndexManifest
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&idx); err != nil {
-		return nil, false, fmt.Errorf("listing referrers of %s in %s: %w", digest, repo, err)
-	}
-	return idx.Manifests, true, nil
+	return client.Referrers(ctx, hc, reg.Repo(repo), digest)
 }
 
 // client returns an HTTP client authorised to pull from r, made once per
@@ -124,22 +98,13 @@ func (f *registryFetcher) client(ctx context.Context, r name.Repository) (*http.
 	if c := f.clients[r.String()]; c != nil {
 		return c, nil
 	}
-	kc := f.opts.Keychain
-	if kc == nil {
-		kc = authn.DefaultKeychain
-	}
-	auth, err := kc.Resolve(r)
-	if err != nil {
-		return nil, fmt.Errorf("resolving credentials for %s: %w", r, err)
-	}
-	t, err := transport.NewWithContext(ctx, r.Registry, auth, f.opts.RoundTripper(), []string{r.Scope(transport.PullScope)})
+	c, err := f.opts.HTTPClient(ctx, r, transport.PullScope)
 	if err != nil {
 		return nil, err
 	}
 	if f.clients == nil {
 		f.clients = map[string]*http.Client{}
 	}
-	c := &http.Client{Transport: t}
 	f.clients[r.String()] = c
 	return c, nil
 }

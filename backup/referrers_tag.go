@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -184,20 +185,11 @@ func mergeReferrersList(base []byte, add []v1.Descriptor) ([]byte, bool, error) 
 // pushing into it: some registries answer 404 for a repository they do not
 // have yet.
 func probeReferrersAPI(ctx context.Context, hc *http.Client, repo name.Repository) (bool, error) {
-	u := fmt.Sprintf("%s://%s/v2/%s/referrers/sha256:%s", repo.Scheme(), repo.RegistryStr(), repo.RepositoryStr(), strings.Repeat("0", 64))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return false, err
+	_, api, err := client.Referrers(ctx, hc, repo, "sha256:"+strings.Repeat("0", 64))
+	if errors.Is(err, client.ErrReferrersStatus) {
+		return false, nil
 	}
-	req.Header.Set("Accept", string(types.OCIImageIndex))
-	resp, err := hc.Do(req)
-	if err != nil {
-		return false, err
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxReferrersList))
-	ct, _, _ := strings.Cut(resp.Header.Get("Content-Type"), ";")
-	return resp.StatusCode == http.StatusOK && strings.TrimSpace(ct) == string(types.OCIImageIndex), nil
+	return api, err
 }
 
 // getManifest fetches the manifest under ref; found is false on a 404.

@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -548,20 +547,7 @@ func (rs *restorer) addError(e Error) {
 
 // httpClient is authorised to push to repo (and pull, for HEAD requests).
 func (rs *restorer) httpClient(ctx context.Context, repo name.Repository) (*http.Client, error) {
-	kc := rs.opts.Client.Keychain
-	if kc == nil {
-		kc = authn.DefaultKeychain
-	}
-	auth, err := authn.Resolve(ctx, kc, repo)
-	if err != nil {
-		return nil, err
-	}
-	rt := transport.NewUserAgent(rs.opts.Client.RoundTripper(), client.UserAgent())
-	t, err := transport.NewWithContext(ctx, repo.Registry, auth, rt, []string{repo.Scope(transport.PushScope)})
-	if err != nil {
-		return nil, err
-	}
-	return &http.Client{Transport: t}, nil
+	return rs.opts.Client.HTTPClient(ctx, repo, transport.PushScope)
 }
 
 func headBlob(ctx context.Context, hc *http.Client, repo name.Repository, d v1.Hash) (bool, error) {
