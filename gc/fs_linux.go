@@ -25,9 +25,9 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
 
@@ -200,12 +200,14 @@ func (r *fsRemover) fallbackAll(ctx context.Context, g fsGroup) error {
 	return nil
 }
 
-// fsQuarantine moves a blob's data into the quarantine with one rename(2)
-// (blobs/sha256/ab/<hex>/data becomes regkeeper-quarantine/sha256/<hex>)
-// and removes the directory it leaves when that is empty, as
-// quarantine.go's driver path does, without the driver's stat and mkdir -p
-// per blob. The prefix directory ab stays, so that a concurrent upload's
-// mkdir -p of blobs/sha256/ab/<hex2> never races with its removal.
+// fsQuarantine moves blobs' data into the quarantine with one renameat(2)
+// each: blobs/sha256/ab/<hex>/data becomes regkeeper-quarantine/sha256/ab/<hex>,
+// relative to the two prefix directories opened once, and the directory
+// <hex> it leaves is removed when empty (unlinkat AT_REMOVEDIR), as
+// quarantine.go's driver path does. Blobs are grouped by prefix and each
+// prefix is given to one worker. The prefix directory ab of blobs/ stays,
+// so that a concurrent upload's mkdir -p of blobs/sha256/ab/<hex2> never
+// races with its removal.
 type fsQuarantine struct{ root string }
 
 func newFSQuarantine(d storagedriver.StorageDriver) *fsQuarantine {
@@ -217,27 +219,81 @@ func newFSQuarantine(d storagedriver.StorageDriver) *fsQuarantine {
 
 func (f *fsQuarantine) abs(p string) string { return filepath.Join(f.root, filepath.FromSlash(p)) }
 
-// prepare creates the quarantine's sha256 directory.
-func (f *fsQuarantine) prepare() error {
-	return os.MkdirAll(f.abs(pathFor(quarantineBlobsSpec{"sha256"})), 0o777)
+// put moves blobs, calling hook (a test hook, may be nil) before each and
+// held after each one moved. It returns the blobs it could not move for
+// lack of the expected shape, for the driver to move and say why; a blob
+// already gone is neither moved nor returned.
+func (f *fsQuarantine) put(ctx context.Context, blobs []BlobDeletion, workers int, hook func(string) error, held func(BlobDeletion)) ([]BlobDeletion, error) {
+	sorted := append([]BlobDeletion(nil), blobs...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Digest < sorted[j].Digest })
+	var groups [][]BlobDeletion
+	for start := 0; start < len(sorted); {
+		end := start + 1
+		prefix := path.Dir(pathFor(blobSpec{sorted[start].Digest}))
+		for end < len(sorted) && path.Dir(pathFor(blobSpec{sorted[end].Digest})) == prefix {
+			end++
+		}
+		groups = append(groups, sorted[start:end])
+		start = end
+	}
+	var mu sync.Mutex
+	var rest []BlobDeletion
+	err := forEach(ctx, workers, len(groups), func(i int) error {
+		r, err := f.putGroup(ctx, groups[i], hook, held)
+		mu.Lock()
+		rest = append(rest, r...)
+		mu.Unlock()
+		return err
+	})
+	return rest, err
 }
 
-// move renames dg's data into the quarantine. moved is false, without
-// error, when that is not the shape (the blob is gone, a directory is in the
-// way): the caller then moves it through the driver, which says why.
-func (f *fsQuarantine) move(dg digest.Digest) (moved bool, err error) {
-	err = unix.Rename(f.abs(pathFor(blobDataSpec{dg})), f.abs(pathFor(quarantineDataSpec{dg})))
-	switch {
-	case err == nil:
-	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST), errors.Is(err, unix.ENOTDIR), errors.Is(err, unix.EISDIR):
-		return false, nil
-	default:
-		return false, err
+// putGroup moves blobs sharing one prefix.
+func (f *fsQuarantine) putGroup(ctx context.Context, blobs []BlobDeletion, hook func(string) error, held func(BlobDeletion)) (rest []BlobDeletion, err error) {
+	first := blobs[0].Digest
+	src, err := unix.Open(f.abs(path.Dir(pathFor(blobSpec{first}))), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil // every blob under it is gone already
 	}
-	switch err := unix.Rmdir(f.abs(pathFor(blobSpec{dg}))); {
-	case err == nil, errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST):
-		return true, nil
-	default:
-		return true, fmt.Errorf("removing empty directory %s: %w", pathFor(blobSpec{dg}), err)
+	if err != nil {
+		return blobs, nil
 	}
+	defer unix.Close(src)
+	to := f.abs(pathFor(quarantinePrefixSpec{first}))
+	if err := os.MkdirAll(to, 0o777); err != nil {
+		return nil, fmt.Errorf("creating %s: %w", pathFor(quarantinePrefixSpec{first}), err)
+	}
+	dst, err := unix.Open(to, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return blobs, nil
+	}
+	defer unix.Close(dst)
+	for _, b := range blobs {
+		if err := ctx.Err(); err != nil {
+			return rest, err
+		}
+		if hook != nil {
+			if err := hook(pathFor(blobDataSpec{b.Digest})); err != nil {
+				return rest, err
+			}
+		}
+		hex := b.Digest.Encoded()
+		switch err := unix.Renameat(src, hex+"/data", dst, hex); {
+		case err == nil:
+		case errors.Is(err, unix.ENOENT):
+			continue // gone already
+		default:
+			// Not the shape gc expects (data is a directory, a permission):
+			// the driver tries and says what it is.
+			rest = append(rest, b)
+			continue
+		}
+		switch err := unix.Unlinkat(src, hex, unix.AT_REMOVEDIR); {
+		case err == nil, errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTEMPTY), errors.Is(err, unix.EEXIST):
+		default:
+			return rest, fmt.Errorf("removing empty directory %s: %w", pathFor(blobSpec{b.Digest}), err)
+		}
+		held(b)
+	}
+	return rest, nil
 }

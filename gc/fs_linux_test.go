@@ -133,3 +133,69 @@ func TestFSRemoverShapes(t *testing.T) {
 		t.Errorf("removing a directory as a file: %v", err)
 	}
 }
+
+// The filesystem quarantine renames each blob's data into its prefix in the
+// quarantine and removes the blob's directory, leaving blobs/' prefix
+// directory; a blob gone already is skipped, a stray file beside a blob's
+// data stays in blobs/, and a blob of an unexpected shape is handed back for
+// the driver.
+func TestFSQuarantineShapes(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	d, err := OpenRoot(ctx, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	there := func(p string) bool {
+		_, err := os.Stat(filepath.Join(root, filepath.FromSlash(p)))
+		return err == nil
+	}
+	hex := func(prefix string, i int) digest.Digest {
+		return digest.NewDigestFromEncoded(digest.SHA256, fmt.Sprintf("%s%062x", prefix, i))
+	}
+	var blobs []BlobDeletion
+	for _, prefix := range []string{"aa", "bb", "cc"} {
+		for i := range 3 {
+			b := BlobDeletion{Digest: hex(prefix, i), Size: 1}
+			if err := d.PutContent(ctx, pathFor(blobDataSpec{b.Digest}), []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			blobs = append(blobs, b)
+		}
+	}
+	gone, odd := BlobDeletion{Digest: hex("dd", 1)}, BlobDeletion{Digest: hex("aa", 9)}
+	if err := d.PutContent(ctx, pathFor(blobSpec{odd.Digest}), []byte("a file where a directory should be")); err != nil {
+		t.Fatal(err)
+	}
+	stray := pathFor(blobSpec{blobs[4].Digest}) + "/stray"
+	if err := d.PutContent(ctx, stray, nil); err != nil {
+		t.Fatal(err)
+	}
+	f := newFSQuarantine(d)
+	if f == nil {
+		t.Fatal("no filesystem quarantine")
+	}
+	var hooked, held int
+	rest, err := f.put(ctx, append(blobs, gone, odd), 4,
+		func(string) error { hooked++; return nil }, func(BlobDeletion) { held++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rest) != 1 || rest[0] != odd {
+		t.Errorf("handed back %v, want only the odd one", rest)
+	}
+	if held != len(blobs) || hooked != len(blobs)+1 {
+		t.Errorf("held %d, hooked %d; want %d, %d", held, hooked, len(blobs), len(blobs)+1)
+	}
+	for i, b := range blobs {
+		if there(pathFor(blobDataSpec{b.Digest})) || there(pathFor(blobSpec{b.Digest})) != (i == 4) || !there(pathFor(quarantineDataSpec{b.Digest})) {
+			t.Errorf("%s: still in blobs/ or not in the quarantine", b.Digest)
+		}
+	}
+	if !there(stray) || !there(pathFor(blobSpec{odd.Digest})) {
+		t.Error("gc moved or removed what is not a blob's data")
+	}
+	if !there("/docker/registry/v2/blobs/sha256/bb") {
+		t.Error("a prefix directory of blobs/ was removed during an online run")
+	}
+}

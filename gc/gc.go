@@ -276,10 +276,12 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 	if err != nil {
 		return nil, err
 	}
+	t := time.Now()
 	p, err := PlanGC(ctx, d, opts)
 	if err != nil {
 		return nil, err
 	}
+	opts.Logger.Debug("gc: step done", "step", "mark", "seconds", time.Since(t).Seconds())
 	if err := p.guard(); err != nil {
 		q.abandon(ctx)
 		return nil, err

@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"sync"
 	"testing"
@@ -429,6 +430,13 @@ func windows(t *testing.T, registry func(t *testing.T, step string) embedded.Opt
 // needs blobs it quarantined and links it deleted; the next run finishes
 // the job: what the push needs comes back, the rest is purged.
 func TestGCQuarantineCrashThenRerun(t *testing.T) {
+	t.Run("current layout", func(t *testing.T) { testQuarantineCrashThenRerun(t, false) })
+	// A quarantine an earlier build left (sha256/<hex>/data) is moved to the
+	// current layout and resolved the same way.
+	t.Run("earlier layout", func(t *testing.T) { testQuarantineCrashThenRerun(t, true) })
+}
+
+func testQuarantineCrashThenRerun(t *testing.T, legacy bool) {
 	srv := regtest.Registry(t, embedded.Options{})
 	e := pushStormEstate(t, srv.Host, 1, 2, 3)
 	d, err := Open(context.Background(), srv.ConfigFile)
@@ -465,6 +473,9 @@ func TestGCQuarantineCrashThenRerun(t *testing.T) {
 	if _, err := d.Stat(context.Background(), pathFor(quarantineSinceSpec{})); err != nil {
 		t.Fatalf("the crashed run left no quarantine: %v", err)
 	}
+	if legacy {
+		toLegacyQuarantine(t, d)
+	}
 	second, err := Run(context.Background(), d, aged())
 	if err != nil {
 		t.Fatal(err)
@@ -488,6 +499,31 @@ func TestGCQuarantineCrashThenRerun(t *testing.T) {
 	}
 	t.Logf("crashed run: %d manifests, %d layer links deleted; second: %d blobs deleted, %d blobs and %d links restored",
 		first.ManifestsDeleted, first.LayerLinksDeleted, second.BlobsDeleted, second.BlobsRestored, second.LinksRestored)
+}
+
+// toLegacyQuarantine moves every quarantined blob to the layout of earlier
+// builds: regkeeper-quarantine/sha256/<hex>/data.
+func toLegacyQuarantine(t *testing.T, d storagedriver.StorageDriver) {
+	t.Helper()
+	ctx := context.Background()
+	root := pathFor(quarantineBlobsSpec{digest.SHA256})
+	var files []string
+	if err := d.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
+		if !fi.IsDir() {
+			files = append(files, fi.Path())
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("the crashed run quarantined nothing")
+	}
+	for _, f := range files {
+		if err := d.Move(ctx, f, path.Join(root, path.Base(f), "data")); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // A run interrupted between its quarantine and its purge (Ctrl-C during the

@@ -17,8 +17,8 @@ import (
 //	│   ├── since                              written when the run starts: its mtime, on the
 //	│   │                                      storage's clock, is where the re-scan reads from
 //	│   └── <algorithm>
-//	│       └── <hex>
-//	│           └── data                       blob content, moved here from blobs/
+//	│       └── <first two hex chars>
+//	│           └── <hex>                      blob content: blobs/…/<hex>/data renamed here
 //	├── blobs
 //	│   └── <algorithm>
 //	│       └── <first two hex chars>
@@ -116,15 +116,19 @@ type (
 	quarantineSpec      struct{}
 	quarantineSinceSpec struct{}
 	quarantineBlobsSpec struct{ alg digest.Algorithm }
-	quarantineBlobSpec  struct{ dgst digest.Digest }
-	quarantineDataSpec  struct{ dgst digest.Digest }
+	// quarantinePrefixSpec is the directory of the blobs whose hex starts
+	// as dgst's does (regkeeper-quarantine/sha256/ab), as in blobs/.
+	quarantinePrefixSpec struct{ dgst digest.Digest }
+	// quarantineDataSpec is a quarantined blob's data: one file named by
+	// its hex in its prefix directory.
+	quarantineDataSpec struct{ dgst digest.Digest }
 )
 
-func (quarantineSpec) isPathSpec()      {}
-func (quarantineSinceSpec) isPathSpec() {}
-func (quarantineBlobsSpec) isPathSpec() {}
-func (quarantineBlobSpec) isPathSpec()  {}
-func (quarantineDataSpec) isPathSpec()  {}
+func (quarantineSpec) isPathSpec()       {}
+func (quarantineSinceSpec) isPathSpec()  {}
+func (quarantineBlobsSpec) isPathSpec()  {}
+func (quarantinePrefixSpec) isPathSpec() {}
+func (quarantineDataSpec) isPathSpec()   {}
 
 func (registryRootSpec) isPathSpec()  {}
 func (lockSpec) isPathSpec()          {}
@@ -207,10 +211,10 @@ func pathFor(spec pathSpec) string {
 		return path.Join(rootPath, "regkeeper-quarantine", "since")
 	case quarantineBlobsSpec:
 		return path.Join(rootPath, "regkeeper-quarantine", s.alg.String())
-	case quarantineBlobSpec:
-		return path.Join(rootPath, "regkeeper-quarantine", dpath(s.dgst))
+	case quarantinePrefixSpec:
+		return path.Join(rootPath, "regkeeper-quarantine", s.dgst.Algorithm().String(), s.dgst.Encoded()[:2])
 	case quarantineDataSpec:
-		return path.Join(rootPath, "regkeeper-quarantine", dpath(s.dgst), "data")
+		return path.Join(pathFor(quarantinePrefixSpec{s.dgst}), s.dgst.Encoded())
 	}
 	panic(fmt.Sprintf("gc: unknown path spec %T", spec))
 }

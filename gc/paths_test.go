@@ -39,8 +39,8 @@ func TestPathFor(t *testing.T) {
 		{quarantineSpec{}, "/docker/registry/v2/regkeeper-quarantine"},
 		{quarantineSinceSpec{}, "/docker/registry/v2/regkeeper-quarantine/since"},
 		{quarantineBlobsSpec{digest.SHA256}, "/docker/registry/v2/regkeeper-quarantine/sha256"},
-		{quarantineBlobSpec{d}, "/docker/registry/v2/regkeeper-quarantine/sha256/" + hex},
-		{quarantineDataSpec{d}, "/docker/registry/v2/regkeeper-quarantine/sha256/" + hex + "/data"},
+		{quarantinePrefixSpec{d}, "/docker/registry/v2/regkeeper-quarantine/sha256/" + hex[:2]},
+		{quarantineDataSpec{d}, "/docker/registry/v2/regkeeper-quarantine/sha256/" + hex[:2] + "/" + hex},
 	} {
 		if got := pathFor(tc.spec); got != tc.want {
 			t.Errorf("pathFor(%#v) = %s, want %s", tc.spec, got, tc.want)

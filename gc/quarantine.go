@@ -105,21 +105,39 @@ func modTime(ctx context.Context, d storagedriver.StorageDriver, p string) (time
 	return t, nil
 }
 
-// list reads the blobs in the quarantine.
+// list reads the blobs in the quarantine. Data a build before the current
+// layout left as sha256/<hex>/data is moved to sha256/<xx>/<hex> first.
 func (q *quarantine) list(ctx context.Context) error {
 	root := pathFor(quarantineBlobsSpec{digest.SHA256})
+	var legacy []digest.Digest
 	err := q.d.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() || path.Base(fi.Path()) != "data" {
+		if fi.IsDir() {
 			return nil
 		}
-		dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(path.Dir(fi.Path())))
-		if dg.Validate() == nil {
+		dir, name := path.Split(fi.Path())
+		if name == "data" {
+			if dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(dir)); dg.Validate() == nil {
+				legacy = append(legacy, dg)
+				q.held[dg] = fi.Size()
+			}
+			return ctx.Err()
+		}
+		if dg := digest.NewDigestFromEncoded(digest.SHA256, name); dg.Validate() == nil && fi.Path() == pathFor(quarantineDataSpec{dg}) {
 			q.held[dg] = fi.Size()
 		}
 		return ctx.Err()
 	})
 	if err != nil && !isNotFound(err) {
 		return fmt.Errorf("listing the quarantine: %w", err)
+	}
+	for _, dg := range legacy {
+		old := path.Join(root, dg.Encoded(), "data")
+		if err := q.d.Move(ctx, old, pathFor(quarantineDataSpec{dg})); err != nil {
+			return fmt.Errorf("moving %s to the quarantine's layout: %w", old, err)
+		}
+		if err := q.dirs.removeEmpty(path.Dir(old)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -142,46 +160,44 @@ func (q *quarantine) active() bool { return !q.since.IsZero() }
 // gone from blobs/ is skipped.
 //
 // On the filesystem the data is renamed and its directory removed relative
-// to the storage root (fs_linux.go), without the driver's stat and mkdir -p
-// per blob.
+// to the two prefix directories, one worker per prefix (fs_linux.go),
+// without the driver's stat and mkdir -p per blob; what is not of the
+// expected shape goes through the driver, as everything does elsewhere.
 func (q *quarantine) put(ctx context.Context, blobs []BlobDeletion, done func(BlobDeletion)) error {
-	fast := newFSQuarantine(q.d)
-	if fast != nil && len(blobs) > 0 {
-		if err := fast.prepare(); err != nil {
-			return err
-		}
-	}
-	return forEach(ctx, max(q.opts.Jobs, fsWorkersMin), len(blobs), func(i int) error {
-		b := blobs[i]
-		from := pathFor(blobDataSpec{b.Digest})
-		if q.opts.beforeDelete != nil {
-			if err := q.opts.beforeDelete(from); err != nil {
-				return err
-			}
-		}
-		moved := false
-		if fast != nil {
-			var err error
-			if moved, err = fast.move(b.Digest); err != nil {
-				return fmt.Errorf("quarantining %s: %w", b.Digest, err)
-			}
-		}
-		if !moved {
-			err := q.d.Move(ctx, from, pathFor(quarantineDataSpec{b.Digest}))
-			if isNotFound(err) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("quarantining %s: %w", b.Digest, err)
-			}
-			if err := q.dirs.removeEmpty(path.Dir(from)); err != nil {
-				return err
-			}
-		}
+	workers := max(q.opts.Jobs, fsWorkersMin)
+	held := func(b BlobDeletion) {
 		q.mu.Lock()
 		q.held[b.Digest] = b.Size
 		q.mu.Unlock()
 		done(b)
+	}
+	hook := q.opts.beforeDelete
+	if fast := newFSQuarantine(q.d); fast != nil && len(blobs) > 0 {
+		var err error
+		if blobs, err = fast.put(ctx, blobs, workers, hook, held); err != nil {
+			return err
+		}
+		hook = nil // called once per blob already
+	}
+	return forEach(ctx, workers, len(blobs), func(i int) error {
+		b := blobs[i]
+		from := pathFor(blobDataSpec{b.Digest})
+		if hook != nil {
+			if err := hook(from); err != nil {
+				return err
+			}
+		}
+		err := q.d.Move(ctx, from, pathFor(quarantineDataSpec{b.Digest}))
+		if isNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("quarantining %s: %w", b.Digest, err)
+		}
+		if err := q.dirs.removeEmpty(path.Dir(from)); err != nil {
+			return err
+		}
+		held(b)
 		return nil
 	})
 }
@@ -221,7 +237,6 @@ func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bo
 		}
 		return false, fmt.Errorf("restoring %s from the quarantine: %w", dg, err)
 	}
-	_ = q.dirs.removeEmpty(pathFor(quarantineBlobSpec{dg}))
 	q.mu.Lock()
 	q.restored[dg] = true
 	q.mu.Unlock()

@@ -176,25 +176,32 @@ func (p *Plan) execute(ctx context.Context, d storagedriver.StorageDriver, mode 
 	defer s.bar.Done()
 	s.pause("marked")
 
-	steps := []func(context.Context) error{
-		s.restoreLeftovers,
-		s.deleteTags,
-		s.deleteManifests,
-		s.deleteLayerLinks,
-		func(context.Context) error { s.pause("links-deleted"); return nil },
-		s.sweepBlobs,
-		func(context.Context) error { s.pause("quarantined"); return nil },
-		s.settle,
-		s.rescan,
-		s.purge,
-		s.deleteUploads,
-		s.deleteEmptyRepos,
+	steps := []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"restore-leftovers", s.restoreLeftovers},
+		{"tags", s.deleteTags},
+		{"manifests", s.deleteManifests},
+		{"layer-links", s.deleteLayerLinks},
+		{"", func(context.Context) error { s.pause("links-deleted"); return nil }},
+		{"blobs", s.sweepBlobs},
+		{"", func(context.Context) error { s.pause("quarantined"); return nil }},
+		{"settle", s.settle},
+		{"rescan", s.rescan},
+		{"purge", s.purge},
+		{"uploads", s.deleteUploads},
+		{"empty-repositories", s.deleteEmptyRepos},
 	}
 	const quarantineStep, rescanStep = 5, 8
 	for i, step := range steps {
 		err := ctx.Err()
 		if err == nil {
-			err = step(ctx)
+			t := time.Now()
+			err = step.run(ctx)
+			if step.name != "" {
+				opts.Logger.Debug("gc: step done", "step", step.name, "seconds", time.Since(t).Seconds())
+			}
 		}
 		if err != nil {
 			var crash simulatedCrash
