@@ -37,11 +37,11 @@ func TestFSReadMatchesDriver(t *testing.T) {
 	opt := cmp.AllowUnexported(repoScan{}, blobInfo{})
 	for _, name := range names {
 		for _, tagsOnly := range []bool{false, true} {
-			want, err := walkRepository(ctx, d, name, tagsOnly)
+			want, err := walkRepository(ctx, d, nil, name, tagsOnly)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := f.scanRepository(ctx, name, tagsOnly)
+			got, err := f.scanRepository(ctx, newInterner(), name, tagsOnly)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -50,11 +50,11 @@ func TestFSReadMatchesDriver(t *testing.T) {
 			}
 		}
 	}
-	want, err := walkBlobs(ctx, d, Options{Jobs: 2})
+	want, err := walkBlobs(ctx, d, newInterner(), Options{Jobs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := f.listBlobs(ctx, Options{Jobs: 2})
+	got, err := f.listBlobs(ctx, nil, Options{Jobs: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

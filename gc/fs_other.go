@@ -17,11 +17,11 @@ type fsReader struct{}
 
 func fsReaderFor(storagedriver.StorageDriver) *fsReader { return nil }
 
-func (*fsReader) scanRepository(context.Context, string, bool) (*repoScan, error) {
+func (*fsReader) scanRepository(context.Context, *interner, string, bool) (*repoScan, error) {
 	panic("gc: no direct filesystem reader on this system")
 }
 
-func (*fsReader) listBlobs(context.Context, Options) ([]blobInfo, error) {
+func (*fsReader) listBlobs(context.Context, *interner, Options) ([]blobInfo, error) {
 	panic("gc: no direct filesystem reader on this system")
 }
 

@@ -10,6 +10,7 @@
 package gc
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -64,78 +65,105 @@ func openDir(dirfd int, name string) (int, error) {
 	}
 }
 
-// readDir lists an open directory with getdents64, without "." and "..".
-// Entry types the filesystem does not give (DT_UNKNOWN) are asked with an
-// fstatat.
-func readDir(fd int) ([]dirent, error) {
-	buf := make([]byte, 32<<10)
-	var out []dirent
+// direntBuffers are getdents64 buffers, reused: a run lists thousands of
+// directories.
+var direntBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// listDir lists an open directory with getdents64, without "." and "..",
+// calling fn with each name (valid only during the call) and type. Entry
+// types the filesystem does not give (DT_UNKNOWN) are asked with an fstatat.
+func listDir(fd int, fn func(name []byte, typ uint8) error) error {
+	bp := direntBuffers.Get().(*[]byte)
+	defer direntBuffers.Put(bp)
+	buf := *bp
 	for {
 		n, err := unix.Getdents(fd, buf)
 		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if n <= 0 {
-			break
+			return nil
 		}
 		for off := 0; off < n; {
 			// struct linux_dirent64 { u64 ino; s64 off; u16 reclen; u8 type; char name[]; }
 			reclen := int(binary.NativeEndian.Uint16(buf[off+16:]))
 			typ := buf[off+18]
 			name := buf[off+19 : off+reclen]
-			for i, c := range name {
-				if c == 0 {
-					name = name[:i]
-					break
-				}
+			if i := bytes.IndexByte(name, 0); i >= 0 {
+				name = name[:i]
 			}
 			off += reclen
-			if s := string(name); s != "." && s != ".." {
-				out = append(out, dirent{s, typ})
+			if string(name) == "." || string(name) == ".." {
+				continue
+			}
+			if typ == unix.DT_UNKNOWN {
+				var st unix.Stat_t
+				if err := unix.Fstatat(fd, string(name), &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+					switch st.Mode & unix.S_IFMT {
+					case unix.S_IFDIR:
+						typ = unix.DT_DIR
+					case unix.S_IFREG:
+						typ = unix.DT_REG
+					}
+				}
+			}
+			if err := fn(name, typ); err != nil {
+				return err
 			}
 		}
 	}
-	for i, e := range out {
-		if e.typ != unix.DT_UNKNOWN {
-			continue
-		}
-		var st unix.Stat_t
-		if err := unix.Fstatat(fd, e.name, &st, unix.AT_SYMLINK_NOFOLLOW); err == nil {
-			switch st.Mode & unix.S_IFMT {
-			case unix.S_IFDIR:
-				out[i].typ = unix.DT_DIR
-			case unix.S_IFREG:
-				out[i].typ = unix.DT_REG
-			}
-		}
-	}
-	return out, nil
+}
+
+// readDir lists an open directory (listDir) into entries.
+func readDir(fd int) ([]dirent, error) {
+	var out []dirent
+	err := listDir(fd, func(name []byte, typ uint8) error {
+		out = append(out, dirent{string(name), typ})
+		return nil
+	})
+	return out, err
 }
 
 // isDirEntry: a directory, or a symbolic link that may lead to one (the
 // driver follows links).
-func (e dirent) isDirEntry() bool { return e.typ == unix.DT_DIR || e.typ == unix.DT_LNK }
+func (e dirent) isDirEntry() bool { return isDirType(e.typ) }
+
+func isDirType(typ uint8) bool { return typ == unix.DT_DIR || typ == unix.DT_LNK }
 
 // statFile stats name relative to dirfd; ok is false when it is absent or
 // not a regular file.
 func statFile(dirfd int, name string) (st unix.Stat_t, ok bool, err error) {
 	err = unix.Fstatat(dirfd, name, &st, 0)
+	ok, err = regular(&st, err)
+	return st, ok, err
+}
+
+// statFileZ is statFile of a NUL-terminated name (fstatatz).
+func statFileZ(dirfd int, name []byte) (st unix.Stat_t, ok bool, err error) {
+	err = fstatatz(dirfd, name, &st, 0)
+	ok, err = regular(&st, err)
+	return st, ok, err
+}
+
+// regular reads a stat's outcome: ok when it found a regular file; an
+// absent name is not an error.
+func regular(st *unix.Stat_t, err error) (bool, error) {
 	switch {
 	case err == nil:
-		return st, st.Mode&unix.S_IFMT == unix.S_IFREG, nil
+		return st.Mode&unix.S_IFMT == unix.S_IFREG, nil
 	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
-		return st, false, nil
+		return false, nil
 	}
-	return st, false, err
+	return false, err
 }
 
 func mtime(st *unix.Stat_t) time.Time { return time.Unix(st.Mtim.Sec, st.Mtim.Nsec) }
 
 // isSHA256Hex: 64 lowercase hex digits, as digest.Validate wants them.
-func isSHA256Hex(s string) bool {
+func isSHA256Hex[T string | []byte](s T) bool {
 	if len(s) != 64 {
 		return false
 	}
@@ -151,8 +179,9 @@ func isSHA256Hex(s string) bool {
 func absent(err error) bool { return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) }
 
 // scanLinks lists dir (relative to dirfd) of <hex>/<file> entries and calls
-// fn with each digest and its file's stat.
-func scanLinks(dirfd int, dir, file string, fn func(digest.Digest, *unix.Stat_t)) error {
+// fn with each digest (interned by in) and its file's modification time and
+// size.
+func scanLinks(in *interner, dirfd int, dir, file string, fn func(dg digest.Digest, mtime time.Time, size int64)) error {
 	fd, err := openDir(dirfd, dir)
 	if absent(err) {
 		return nil
@@ -161,28 +190,33 @@ func scanLinks(dirfd int, dir, file string, fn func(digest.Digest, *unix.Stat_t)
 		return fmt.Errorf("opening %s: %w", dir, err)
 	}
 	defer unix.Close(fd)
-	ents, err := readDir(fd)
-	if err != nil {
-		return fmt.Errorf("listing %s: %w", dir, err)
-	}
-	for _, e := range ents {
-		if !e.isDirEntry() || !isSHA256Hex(e.name) {
-			continue
+	// name is "sha256:<hex>/<file>\x00": the digest and the name to stat
+	// share one buffer.
+	name := make([]byte, 0, 73+len(file))
+	name = append(name, "sha256:"...)
+	err = listDir(fd, func(hex []byte, typ uint8) error {
+		if !isDirType(typ) || !isSHA256Hex(hex) {
+			return nil
 		}
-		st, ok, err := statFile(fd, e.name+"/"+file)
+		name = append(append(append(append(name[:7], hex...), '/'), file...), 0)
+		st, ok, err := statFileZ(fd, name[7:])
 		if err != nil {
-			return fmt.Errorf("reading %s/%s/%s: %w", dir, e.name, file, err)
+			return fmt.Errorf("reading %s/%s/%s: %w", dir, hex, file, err)
 		}
 		if ok {
-			fn(digest.NewDigestFromEncoded(digest.SHA256, e.name), &st)
+			fn(in.digest(name[:7+64]), mtime(&st), st.Size)
 		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", dir, err)
 	}
 	return nil
 }
 
 // scanRepository is scan.go's scanRepository on the filesystem: the same
 // repoScan, from the directories the layout names.
-func (f *fsReader) scanRepository(ctx context.Context, repo string, tagsOnly bool) (*repoScan, error) {
+func (f *fsReader) scanRepository(ctx context.Context, in *interner, repo string, tagsOnly bool) (*repoScan, error) {
 	s := &repoScan{revisions: map[digest.Digest]time.Time{}, current: map[string]time.Time{},
 		history: map[string]map[digest.Digest]time.Time{}, layers: map[digest.Digest]time.Time{}}
 	rfd, err := openDir(unix.AT_FDCWD, f.abs(pathFor(repositorySpec{repo})))
@@ -193,14 +227,14 @@ func (f *fsReader) scanRepository(ctx context.Context, repo string, tagsOnly boo
 		return nil, err
 	}
 	defer unix.Close(rfd)
-	if err := f.scanTags(ctx, rfd, s); err != nil || tagsOnly {
+	if err := f.scanTags(ctx, in, rfd, s); err != nil || tagsOnly {
 		return s, err
 	}
-	err = scanLinks(rfd, "_manifests/revisions/sha256", "link", func(dg digest.Digest, st *unix.Stat_t) { s.revisions[dg] = mtime(st) })
+	err = scanLinks(in, rfd, "_manifests/revisions/sha256", "link", func(dg digest.Digest, t time.Time, _ int64) { s.revisions[dg] = t })
 	if err != nil {
 		return nil, err
 	}
-	err = scanLinks(rfd, "_layers/sha256", "link", func(dg digest.Digest, st *unix.Stat_t) { s.layers[dg] = mtime(st) })
+	err = scanLinks(in, rfd, "_layers/sha256", "link", func(dg digest.Digest, t time.Time, _ int64) { s.layers[dg] = t })
 	if err != nil {
 		return nil, err
 	}
@@ -225,7 +259,7 @@ func (f *fsReader) scanRepository(ctx context.Context, repo string, tagsOnly boo
 	return s, ctx.Err()
 }
 
-func (f *fsReader) scanTags(ctx context.Context, rfd int, s *repoScan) error {
+func (f *fsReader) scanTags(ctx context.Context, in *interner, rfd int, s *repoScan) error {
 	tfd, err := openDir(rfd, "_manifests/tags")
 	if absent(err) {
 		return nil
@@ -255,7 +289,7 @@ func (f *fsReader) scanTags(ctx context.Context, rfd int, s *repoScan) error {
 		if ok {
 			s.current[tag] = mtime(&st)
 		}
-		err = scanLinks(tfd, tag+"/index/sha256", "link", func(dg digest.Digest, st *unix.Stat_t) { h[dg] = mtime(st) })
+		err = scanLinks(in, tfd, tag+"/index/sha256", "link", func(dg digest.Digest, t time.Time, _ int64) { h[dg] = t })
 		if err != nil {
 			return err
 		}
@@ -265,7 +299,7 @@ func (f *fsReader) scanTags(ctx context.Context, rfd int, s *repoScan) error {
 
 // listBlobs is scan.go's listBlobs on the filesystem: every prefix
 // directory listed once, each blob's data stat'ed relative to it.
-func (f *fsReader) listBlobs(ctx context.Context, opts Options) ([]blobInfo, error) {
+func (f *fsReader) listBlobs(ctx context.Context, in *interner, opts Options) ([]blobInfo, error) {
 	root := f.abs(pathFor(blobsSpec{digest.SHA256}))
 	fd, err := openDir(unix.AT_FDCWD, root)
 	if absent(err) {
@@ -290,15 +324,19 @@ func (f *fsReader) listBlobs(ctx context.Context, opts Options) ([]blobInfo, err
 	defer bar.Done()
 	found := make([][]blobInfo, len(prefixes))
 	err = forEach(ctx, opts.Jobs, len(prefixes), func(i int) error {
-		return scanLinks(unix.AT_FDCWD, root+"/"+prefixes[i], "data", func(dg digest.Digest, st *unix.Stat_t) {
-			found[i] = append(found[i], blobInfo{digest: dg, size: st.Size, modTime: mtime(st)})
+		return scanLinks(in, unix.AT_FDCWD, root+"/"+prefixes[i], "data", func(dg digest.Digest, t time.Time, size int64) {
+			found[i] = append(found[i], blobInfo{digest: dg, size: size, modTime: t})
 			bar.Add(1)
 		})
 	})
 	if err != nil {
 		return nil, err
 	}
-	var out []blobInfo
+	n := 0
+	for _, fb := range found {
+		n += len(fb)
+	}
+	out := make([]blobInfo, 0, n)
 	for _, fb := range found {
 		out = append(out, fb...)
 	}
@@ -306,8 +344,13 @@ func (f *fsReader) listBlobs(ctx context.Context, opts Options) ([]blobInfo, err
 	return out, nil
 }
 
+// readBuffers are readFile's buffers, reused: a run reads thousands of
+// small files.
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
 // readFile reads a small file (a link, a manifest): open, read until a
-// short read, close. A missing file is the driver's PathNotFoundError.
+// short read, close; it returns a copy of exactly the file's size. A
+// missing file is the driver's PathNotFoundError.
 func (f *fsReader) readFile(p string) ([]byte, error) {
 	fd, err := unix.Open(f.abs(p), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if absent(err) {
@@ -317,7 +360,9 @@ func (f *fsReader) readFile(p string) ([]byte, error) {
 		return nil, fmt.Errorf("opening %s: %w", p, err)
 	}
 	defer unix.Close(fd)
-	buf := make([]byte, 0, 4096)
+	bp := readBuffers.Get().(*[]byte)
+	defer func() { readBuffers.Put(bp) }()
+	buf := (*bp)[:0]
 	for {
 		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
 		if err == unix.EINTR {
@@ -329,8 +374,9 @@ func (f *fsReader) readFile(p string) ([]byte, error) {
 		buf = buf[:len(buf)+n]
 		if n == 0 || len(buf) < cap(buf) {
 			// A short read of a regular file is its end.
-			return buf, nil
+			return bytes.Clone(buf), nil
 		}
 		buf = append(buf, 0)[:len(buf)]
+		*bp = buf
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"time"
 
@@ -282,6 +283,10 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 		return nil, err
 	}
 	opts.Logger.Debug("gc: step done", "step", "mark", "seconds", time.Since(t).Seconds())
+	// The mark's working set (every repository's links and manifests) is
+	// garbage now; collecting it here, rather than when the heap reaches
+	// twice what the mark held, keeps the sweep's peak near the plan's size.
+	runtime.GC()
 	if err := p.guard(); err != nil {
 		q.abandon(ctx)
 		return nil, err

@@ -49,6 +49,33 @@ var knownTypes = map[string]bool{
 	"application/vnd.oci.image.index.v1+json":                   true,
 }
 
+// knownTypeNames gives each known media type one string.
+var knownTypeNames = func() map[string]string {
+	m := map[string]string{}
+	for t := range knownTypes {
+		m[t] = t
+	}
+	return m
+}()
+
+// intern makes the digests m names the run's (interner).
+func (m *parsedManifest) intern(in *interner) {
+	if in == nil {
+		return
+	}
+	for _, d := range []*descriptor{m.Config, m.Subject} {
+		if d != nil {
+			d.Digest = in.of(d.Digest)
+		}
+	}
+	for _, list := range [][]descriptor{m.Layers, m.Manifests, m.Blobs} {
+		for i := range list {
+			list[i].Digest = in.of(list[i].Digest)
+		}
+	}
+	m.Annotations.Digest = in.of(m.Annotations.Digest)
+}
+
 // refs are the blobs (configs, layers) and manifests (children) a manifest
 // names.
 func (m *parsedManifest) blobs() []digest.Digest {
@@ -98,7 +125,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	log.Info("gc: repositories found", "count", len(names))
 	p.repos = names
 
-	cache := newManifestCache(d)
+	cache := newManifestCache(d, newInterner())
 	repos, err := readRepositories(ctx, d, names, cache, opts)
 	if err != nil {
 		return nil, err
@@ -169,7 +196,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 
 	p.live = live
 	// Sweep the blob store.
-	blobs, err := listBlobs(ctx, d, opts)
+	blobs, err := listBlobs(ctx, d, cache.in, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -334,7 +361,7 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 // readManifest reads and parses a manifest from the blob store. A manifest
 // gc must not judge comes with a reason (and, if it is JSON, its
 // descriptors, which the caller may keep alive as a best effort).
-func readManifest(ctx context.Context, d storagedriver.StorageDriver, dg digest.Digest) (*parsedManifest, string, error) {
+func readManifest(ctx context.Context, d storagedriver.StorageDriver, in *interner, dg digest.Digest) (*parsedManifest, string, error) {
 	if dg.Validate() != nil {
 		return nil, "invalid digest", nil
 	}
@@ -361,10 +388,11 @@ func readManifest(ctx context.Context, d storagedriver.StorageDriver, dg digest.
 			mt = "application/vnd.oci.image.manifest.v1+json"
 		}
 	}
+	pm.intern(in)
 	if !knownTypes[mt] {
 		return &pm, fmt.Sprintf("unknown media type %q", pm.MediaType), nil
 	}
-	pm.MediaType = mt
+	pm.MediaType = knownTypeNames[mt]
 	return &pm, "", nil
 }
 

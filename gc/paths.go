@@ -156,67 +156,76 @@ func (startedAtSpec) isPathSpec()     {}
 // pathFor maps a spec to its driver path. It panics on a spec it does not
 // know, which is a programming error.
 func pathFor(spec pathSpec) string {
-	repos := path.Join(rootPath, "repositories")
-	man := func(repo string) string { return path.Join(repos, repo, "_manifests") }
-	dpath := func(d digest.Digest) string { return path.Join(d.Algorithm().String(), d.Encoded()) }
+	const repos = rootPath + "/repositories"
+	const quarantine = rootPath + "/regkeeper-quarantine"
 	switch s := spec.(type) {
 	case registryRootSpec:
 		return rootPath
 	case lockSpec:
-		return path.Join(rootPath, "regkeeper-gc.lock")
+		return rootPath + "/regkeeper-gc.lock"
 	case repositoriesSpec:
 		return repos
 	case blobsSpec:
-		return path.Join(rootPath, "blobs", s.alg.String())
+		return join(rootPath, "blobs", s.alg.String())
 	case blobSpec:
 		hex := s.dgst.Encoded()
-		return path.Join(rootPath, "blobs", s.dgst.Algorithm().String(), hex[:2], hex)
+		return join(rootPath, "blobs", s.dgst.Algorithm().String(), hex[:min(2, len(hex))], hex)
 	case blobDataSpec:
-		return path.Join(pathFor(blobSpec{s.dgst}), "data")
+		hex := s.dgst.Encoded()
+		return join(rootPath, "blobs", s.dgst.Algorithm().String(), hex[:min(2, len(hex))], hex, "data")
 	case repositorySpec:
-		return path.Join(repos, s.repo)
+		return join(repos, s.repo)
 	case revisionsSpec:
-		return path.Join(man(s.repo), "revisions", s.alg.String())
+		return join(repos, s.repo, "_manifests", "revisions", s.alg.String())
 	case revisionSpec:
-		return path.Join(man(s.repo), "revisions", dpath(s.dgst))
+		return join(repos, s.repo, "_manifests", "revisions", s.dgst.Algorithm().String(), s.dgst.Encoded())
 	case revisionLinkSpec:
-		return path.Join(man(s.repo), "revisions", dpath(s.dgst), "link")
+		return join(repos, s.repo, "_manifests", "revisions", s.dgst.Algorithm().String(), s.dgst.Encoded(), "link")
 	case tagsSpec:
-		return path.Join(man(s.repo), "tags")
+		return join(repos, s.repo, "_manifests", "tags")
 	case tagSpec:
-		return path.Join(man(s.repo), "tags", s.tag)
+		return join(repos, s.repo, "_manifests", "tags", s.tag)
 	case tagCurrentSpec:
-		return path.Join(man(s.repo), "tags", s.tag, "current", "link")
+		return join(repos, s.repo, "_manifests", "tags", s.tag, "current", "link")
 	case tagIndexSpec:
-		return path.Join(man(s.repo), "tags", s.tag, "index", s.alg.String())
+		return join(repos, s.repo, "_manifests", "tags", s.tag, "index", s.alg.String())
 	case tagIndexEntrySpec:
-		return path.Join(man(s.repo), "tags", s.tag, "index", dpath(s.dgst))
+		return join(repos, s.repo, "_manifests", "tags", s.tag, "index", s.dgst.Algorithm().String(), s.dgst.Encoded())
 	case tagIndexLinkSpec:
-		return path.Join(man(s.repo), "tags", s.tag, "index", dpath(s.dgst), "link")
+		return join(repos, s.repo, "_manifests", "tags", s.tag, "index", s.dgst.Algorithm().String(), s.dgst.Encoded(), "link")
 	case layersSpec:
-		return path.Join(repos, s.repo, "_layers", s.alg.String())
+		return join(repos, s.repo, "_layers", s.alg.String())
 	case layerSpec:
-		return path.Join(repos, s.repo, "_layers", dpath(s.dgst))
+		return join(repos, s.repo, "_layers", s.dgst.Algorithm().String(), s.dgst.Encoded())
 	case layerLinkSpec:
-		return path.Join(repos, s.repo, "_layers", dpath(s.dgst), "link")
+		return join(repos, s.repo, "_layers", s.dgst.Algorithm().String(), s.dgst.Encoded(), "link")
 	case uploadsSpec:
-		return path.Join(repos, s.repo, "_uploads")
+		return join(repos, s.repo, "_uploads")
 	case uploadSpec:
-		return path.Join(repos, s.repo, "_uploads", s.id)
+		return join(repos, s.repo, "_uploads", s.id)
 	case startedAtSpec:
-		return path.Join(repos, s.repo, "_uploads", s.id, "startedat")
+		return join(repos, s.repo, "_uploads", s.id, "startedat")
 	case quarantineSpec:
-		return path.Join(rootPath, "regkeeper-quarantine")
+		return quarantine
 	case quarantineSinceSpec:
-		return path.Join(rootPath, "regkeeper-quarantine", "since")
+		return quarantine + "/since"
 	case quarantineBlobsSpec:
-		return path.Join(rootPath, "regkeeper-quarantine", s.alg.String())
+		return join(quarantine, s.alg.String())
 	case quarantinePrefixSpec:
-		return path.Join(rootPath, "regkeeper-quarantine", s.dgst.Algorithm().String(), s.dgst.Encoded()[:2])
+		hex := s.dgst.Encoded()
+		return join(quarantine, s.dgst.Algorithm().String(), hex[:min(2, len(hex))])
 	case quarantineDataSpec:
-		return path.Join(pathFor(quarantinePrefixSpec{s.dgst}), s.dgst.Encoded())
+		hex := s.dgst.Encoded()
+		return join(quarantine, s.dgst.Algorithm().String(), hex[:min(2, len(hex))], hex)
 	}
 	panic(fmt.Sprintf("gc: unknown path spec %T", spec))
+}
+
+// join is path.Join in one allocation for the clean names a registry's
+// layout is made of (path.Clean returns a clean path as it is); gc builds a
+// path for every link and blob it deletes.
+func join(elem ...string) string {
+	return path.Clean(strings.Join(elem, "/"))
 }
 
 // repoFromPath returns the repository name of a path under repositories/

@@ -27,7 +27,7 @@ func (s *sweep) rescan(ctx context.Context) error {
 	}
 	scans := make([]*repoScan, len(names))
 	err = forEach(ctx, s.opts.Jobs, len(names), func(i int) error {
-		sc, err := scanRepository(ctx, s.d, names[i], false)
+		sc, err := scanRepository(ctx, s.d, nil, names[i], false)
 		if err != nil {
 			return fmt.Errorf("re-scan of %s: %w", names[i], err)
 		}
@@ -130,7 +130,7 @@ func (r *repairer) repo(ctx context.Context, repo string, sc *repoScan) error {
 			}
 			sc.revisions[it.dg] = since
 		}
-		pm, _, err := readManifest(ctx, s.d, it.dg)
+		pm, _, err := readManifest(ctx, s.d, nil, it.dg)
 		if err != nil && !isNotFound(err) {
 			return fmt.Errorf("re-scan: reading manifest %s of %s: %w", it.dg, repo, err)
 		}

@@ -99,15 +99,16 @@ type repoScan struct {
 
 // scanRepository walks a repository (or, tagsOnly, its _manifests/tags)
 // and records what it holds, skipping nested repositories.
-func scanRepository(ctx context.Context, d storagedriver.StorageDriver, repo string, tagsOnly bool) (*repoScan, error) {
+// Digests are interned by in (nil: not interned).
+func scanRepository(ctx context.Context, d storagedriver.StorageDriver, in *interner, repo string, tagsOnly bool) (*repoScan, error) {
 	if f := fsReaderFor(d); f != nil {
-		return f.scanRepository(ctx, repo, tagsOnly)
+		return f.scanRepository(ctx, in, repo, tagsOnly)
 	}
-	return walkRepository(ctx, d, repo, tagsOnly)
+	return walkRepository(ctx, d, in, repo, tagsOnly)
 }
 
 // walkRepository is scanRepository through the driver's Walk.
-func walkRepository(ctx context.Context, d storagedriver.StorageDriver, repo string, tagsOnly bool) (*repoScan, error) {
+func walkRepository(ctx context.Context, d storagedriver.StorageDriver, in *interner, repo string, tagsOnly bool) (*repoScan, error) {
 	s := &repoScan{revisions: map[digest.Digest]time.Time{}, current: map[string]time.Time{},
 		history: map[string]map[digest.Digest]time.Time{}, layers: map[digest.Digest]time.Time{}}
 	from := pathFor(repositorySpec{repo})
@@ -124,6 +125,7 @@ func walkRepository(ctx context.Context, d storagedriver.StorageDriver, repo str
 	}
 	err := d.Walk(ctx, from, func(fi storagedriver.FileInfo) error {
 		e := parseRepoPath(repo, fi.Path(), fi.IsDir())
+		e.digest = in.of(e.digest)
 		switch e.kind {
 		case entryNested:
 			return storagedriver.ErrSkipDir
@@ -169,12 +171,13 @@ type manifestRead struct {
 // manifestCache reads each manifest once, safely from many goroutines.
 type manifestCache struct {
 	d  storagedriver.StorageDriver
+	in *interner
 	mu sync.Mutex
 	m  map[digest.Digest]manifestRead
 }
 
-func newManifestCache(d storagedriver.StorageDriver) *manifestCache {
-	return &manifestCache{d: d, m: map[digest.Digest]manifestRead{}}
+func newManifestCache(d storagedriver.StorageDriver, in *interner) *manifestCache {
+	return &manifestCache{d: d, in: in, m: map[digest.Digest]manifestRead{}}
 }
 
 // get returns the manifest dg, reading it if it was not read yet. Errors
@@ -186,7 +189,7 @@ func (c *manifestCache) get(ctx context.Context, dg digest.Digest) (*parsedManif
 	if ok {
 		return r.parsed, r.reason, nil
 	}
-	pm, reason, err := readManifest(ctx, c.d, dg)
+	pm, reason, err := readManifest(ctx, c.d, c.in, dg)
 	if err != nil && !isNotFound(err) {
 		return nil, reason, err
 	}
@@ -203,7 +206,7 @@ func readRepositories(ctx context.Context, d storagedriver.StorageDriver, names 
 	scans := make([]*repoScan, len(names))
 	bar := opts.Progress.Count(int64(len(names)), "reading repositories")
 	err := forEach(ctx, opts.Jobs, len(names), func(i int) error {
-		s, err := scanRepository(ctx, d, names[i], false)
+		s, err := scanRepository(ctx, d, cache.in, names[i], false)
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", names[i], err)
 		}
@@ -221,6 +224,7 @@ func readRepositories(ctx context.Context, d storagedriver.StorageDriver, names 
 	var mu sync.Mutex // guards the maps of repos while reads run
 	for i, name := range names {
 		s := scans[i]
+		scans[i] = nil // what is kept of it is in r
 		r := &repoState{name: name, revisions: map[digest.Digest]*manifestInfo{}, tags: map[string]digest.Digest{},
 			history: s.history, layers: s.layers, uploads: map[string]time.Time{}}
 		repos[i] = r
@@ -251,6 +255,7 @@ func readRepositories(ctx context.Context, d storagedriver.StorageDriver, names 
 				if err != nil {
 					return wrap("tag "+tag, err)
 				}
+				dg = cache.in.of(dg)
 				mu.Lock()
 				r.tags[tag] = dg
 				mu.Unlock()
@@ -291,15 +296,54 @@ type blobInfo struct {
 // listBlobs lists every sha256 blob of the blob store with its data size:
 // one walk per two-character prefix directory, opts.Jobs at a time (on S3
 // each walk lists a thousand objects per request).
-func listBlobs(ctx context.Context, d storagedriver.StorageDriver, opts Options) ([]blobInfo, error) {
+func listBlobs(ctx context.Context, d storagedriver.StorageDriver, in *interner, opts Options) ([]blobInfo, error) {
 	if f := fsReaderFor(d); f != nil {
-		return f.listBlobs(ctx, opts)
+		return f.listBlobs(ctx, in, opts)
 	}
-	return walkBlobs(ctx, d, opts)
+	return walkBlobs(ctx, d, in, opts)
+}
+
+// interner gives every digest a run reads one string, however many links,
+// listings and manifests name it: a storage of N blobs names each several
+// times. A nil interner returns its input (or a new string).
+type interner struct {
+	mu sync.Mutex
+	m  map[string]digest.Digest
+}
+
+func newInterner() *interner { return &interner{m: map[string]digest.Digest{}} }
+
+// digest returns the digest spelled by b ("sha256:<hex>", not validated).
+func (in *interner) digest(b []byte) digest.Digest {
+	if in == nil {
+		return digest.Digest(b)
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	d, ok := in.m[string(b)]
+	if !ok {
+		d = digest.Digest(b)
+		in.m[string(d)] = d
+	}
+	return d
+}
+
+// of returns d's interned string.
+func (in *interner) of(d digest.Digest) digest.Digest {
+	if in == nil || d == "" {
+		return d
+	}
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if s, ok := in.m[string(d)]; ok {
+		return s
+	}
+	in.m[string(d)] = d
+	return d
 }
 
 // walkBlobs is listBlobs through the driver's Walk.
-func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, opts Options) ([]blobInfo, error) {
+func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, in *interner, opts Options) ([]blobInfo, error) {
 	bar := opts.Progress.Count(-1, "reading blobs")
 	defer bar.Done()
 	root := pathFor(blobsSpec{digest.SHA256})
@@ -321,7 +365,7 @@ func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, opts Options)
 			if dg.Validate() != nil {
 				return nil
 			}
-			found[i] = append(found[i], blobInfo{digest: dg, size: fi.Size(), modTime: fi.ModTime()})
+			found[i] = append(found[i], blobInfo{digest: in.of(dg), size: fi.Size(), modTime: fi.ModTime()})
 			bar.Add(1)
 			return ctx.Err()
 		})
@@ -347,7 +391,7 @@ func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, opts Options)
 // children those revisions name).
 func recentlyReferenced(ctx context.Context, d storagedriver.StorageDriver, repo string, t time.Time, tagsOnly bool) (map[digest.Digest]bool, error) {
 	out := map[digest.Digest]bool{}
-	s, err := scanRepository(ctx, d, repo, tagsOnly)
+	s, err := scanRepository(ctx, d, nil, repo, tagsOnly)
 	if err != nil {
 		return nil, fmt.Errorf("re-reading %s: %w", repo, err)
 	}
@@ -371,7 +415,7 @@ func recentlyReferenced(ctx context.Context, d storagedriver.StorageDriver, repo
 		out[dg] = true
 		// Not from the cache: a revision written since the plan may be a
 		// manifest the plan never read.
-		if pm, _, _ := readManifest(ctx, d, dg); pm != nil {
+		if pm, _, _ := readManifest(ctx, d, nil, dg); pm != nil {
 			for _, b := range pm.blobs() {
 				out[b] = true
 			}
