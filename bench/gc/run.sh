@@ -20,7 +20,8 @@
 # worker per parent). It prints medians (min-max) over ROUNDS rounds and
 # regkeeper's wall time as a ratio to the stock collector and to the floor
 # measured in the same rounds, with peak RSS and, when strace is installed,
-# system calls per deleted inode (strace -c -f, one extra offline run).
+# system calls per deleted inode and per deleted blob or link (a file and
+# its directory; strace -c -f, one extra offline run).
 #
 # Every collected copy of the first round is then served by the stock
 # registry and every tag and its blobs are HEADed (gen -verify). Wall time
@@ -223,7 +224,8 @@ fs_shape() {
     cp -a "$work/$id-orig" "$work/$id-strace"; config "$work/$id-strace.yml" fs "$id-strace" >/dev/null; sync
     strace -c -f -o "$work/$id-strace.txt" "$work/regkeeper" gc --config "$work/$id-strace.yml" --grace 0 --jobs "$jobs" --offline --progress never >/dev/null 2>&1
     local calls; calls=$(awk '$NF == "total" { print $4 }' "$work/$id-strace.txt")
-    sc=$(awk -v c="$calls" -v n="$inodes" 'BEGIN { printf "%.1f (%d calls, %d inodes)", c / n, c, n }')
+    local files; files=$(grep -c '^f ' "$work/$id-deleted.list")
+    sc=$(awk -v c="$calls" -v n="$inodes" -v f="$files" 'BEGIN { printf "%.1f per inode, %.1f per blob or link (%d calls, %d inodes)", c / n, c / f, c, n }')
     rm -rf "${work:?}/$id-strace"
   fi
   local ts to tn tf
@@ -293,7 +295,7 @@ echo
 echo "Filesystem: medians (min-max) of $rounds rounds on fresh copies; ratios are of medians from the same rounds."
 echo "The floor deletes exactly the paths regkeeper --offline deleted (bench/gc/floor). On S3 a speed-up is stock / regkeeper."
 echo
-echo "| repos x tags x pushes | storage | gc | wall | peak RSS | blobs left | manifests left | layer links left | every tag served | vs stock | vs floor | syscalls per deleted inode |"
+echo "| repos x tags x pushes | storage | gc | wall | peak RSS | blobs left | manifests left | layer links left | every tag served | vs stock | vs floor | system calls |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
 exit $failed
