@@ -115,8 +115,11 @@ config() {
 }
 
 # timed NAME CMD...: runs CMD under /usr/bin/time; sets secs and rss_mb.
+# The disk is synced first, so that no run pays for the writes (and, with
+# discard, the block discards) of the run before it.
 timed() {
   local name=$1; shift
+  sync
   /usr/bin/time -f '%e %M' -o "$work/$name.time" "$@" >"$work/$name.log" 2>&1 || {
     echo "FAILED: $* (see $work/$name.log)" >&2; tail -20 "$work/$name.log" >&2; return 1; }
   read -r secs rss_kb <"$work/$name.time"
@@ -202,7 +205,7 @@ fs_shape() {
     listing "$work/$id-offline" >"$work/$id-after.list"
     LC_ALL=C comm -23 "$work/$id-before.list" "$work/$id-after.list" >"$work/$id-deleted.list"
     echo "== $id round $round: floor ($(wc -l <"$work/$id-deleted.list") paths)" >&2
-    "$work/floor" -root "$work/$id-floor" -workers 8 <"$work/$id-deleted.list" >>"$work/$id-floor.t"
+    sync; "$work/floor" -root "$work/$id-floor" -workers 8 <"$work/$id-deleted.list" >>"$work/$id-floor.t"
     if [ "$round" = 1 ]; then
       # Same tree left by every method?
       listing "$work/$id-floor" | cmp -s - "$work/$id-after.list" || { echo "   floor left a different tree" >&2; ok=FAILED; }
