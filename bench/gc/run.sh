@@ -33,6 +33,9 @@
 #   ROUNDS=3       filesystem rounds (medians are printed)
 #   SETTLE=10s     regkeeper gc --settle of the online row
 #   STRACE=1       count system calls (0: skip)
+#   STOCK=0        filesystem: skip the stock collector (only the ratios to
+#                  the floor and of online to offline; for repeated rounds of
+#                  a shape where the stock collector takes many minutes)
 #   BACKENDS="fs s3"  which storages (s3 is skipped without MinIO)
 #   BENCH_DIR=DIR  work directory (default: a new /tmp/regkeeper-bench.*;
 #                  removed at the end unless KEEP=1)
@@ -80,6 +83,7 @@ go build -o "$work/floor" ./bench/gc/floor
 rounds=${ROUNDS:-3}
 settle=${SETTLE:-10s}
 use_strace=${STRACE:-1}
+use_stock=${STOCK:-1}
 command -v strace >/dev/null || use_strace=0
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -187,15 +191,18 @@ fs_shape() {
   local ok=ok
   for round in $(seq "$rounds"); do
     for v in stock offline online floor; do
+      [ "$v" = stock ] && [ "$use_stock" != 1 ] && continue
       rm -rf "${work:?}/$id-$v"
       cp -a "$work/$id-orig" "$work/$id-$v"
       p_port=$(config "$work/$id-$v.yml" fs "$id-$v")
       eval "port_$v=$p_port"
     done
     sync
-    echo "== $id round $round: stock" >&2
-    timed "$id-stock" "$bin/registry" garbage-collect --delete-untagged "$work/$id-stock.yml"
-    echo "$secs" >>"$work/$id-stock.t"; echo "$rss_mb" >>"$work/$id-stock.m"
+    if [ "$use_stock" = 1 ]; then
+      echo "== $id round $round: stock" >&2
+      timed "$id-stock" "$bin/registry" garbage-collect --delete-untagged "$work/$id-stock.yml"
+      echo "$secs" >>"$work/$id-stock.t"; echo "$rss_mb" >>"$work/$id-stock.m"
+    fi
     echo "== $id round $round: regkeeper gc --offline" >&2
     timed "$id-offline" "$work/regkeeper" gc --config "$work/$id-offline.yml" --grace 0 --jobs "$jobs" --offline --progress never
     echo "$secs" >>"$work/$id-offline.t"; echo "$rss_mb" >>"$work/$id-offline.m"
@@ -211,7 +218,9 @@ fs_shape() {
       listing "$work/$id-floor" | cmp -s - "$work/$id-after.list" || { echo "   floor left a different tree" >&2; ok=FAILED; }
       # Online may leave empty directories offline removes (not a failure).
       listing "$work/$id-online" | LC_ALL=C comm -3 - "$work/$id-after.list" | head -5 | sed 's/^/   online vs offline: /' >&2
+      ok_stock=- after_stock="- - -"
       for v in stock offline online; do
+        [ "$v" = stock ] && [ "$use_stock" != 1 ] && continue
         run=$v
         eval "p_port=\$port_$v"
         verify "$work/$id-$v.yml" "$p_port" "$r" "$t"
@@ -232,9 +241,10 @@ fs_shape() {
     rm -rf "${work:?}/$id-strace"
   fi
   local ts to tn tf
-  ts=$(mid <"$work/$id-stock.t"); to=$(mid <"$work/$id-offline.t"); tn=$(mid <"$work/$id-online.t"); tf=$(mid <"$work/$id-floor.t")
+  ts=0; [ "$use_stock" = 1 ] && ts=$(mid <"$work/$id-stock.t")
+  to=$(mid <"$work/$id-offline.t"); tn=$(mid <"$work/$id-online.t"); tf=$(mid <"$work/$id-floor.t")
   local settle_s; settle_s=$(awk -v s="$settle" 'BEGIN { sub(/s$/, "", s); print s + 0 }')
-  rows+=("| ${r} x ${t} x ${versions} | fs | stock | $(med <"$work/$id-stock.t") s | $(mid <"$work/$id-stock.m" | cut -d. -f1) MB | $(cols "$after_stock") | $ok_stock | | | |")
+  [ "$use_stock" = 1 ] && rows+=("| ${r} x ${t} x ${versions} | fs | stock | $(med <"$work/$id-stock.t") s | $(mid <"$work/$id-stock.m" | cut -d. -f1) MB | $(cols "$after_stock") | $ok_stock | | | |")
   rows+=("| ${r} x ${t} x ${versions} | fs | regkeeper --offline | $(med <"$work/$id-offline.t") s | $(mid <"$work/$id-offline.m" | cut -d. -f1) MB | $(cols "$after_offline") | $ok_offline | **$(div "$to" "$ts")** | **$(div "$to" "$tf")** | $sc |")
   rows+=("| ${r} x ${t} x ${versions} | fs | regkeeper (online, settle $settle) | $(med <"$work/$id-online.t") s | $(mid <"$work/$id-online.m" | cut -d. -f1) MB | $(cols "$after_online") | $ok_online | $(div "$tn" "$ts") | $(div "$tn" "$tf"); minus settle $(div "$(awk -v a="$tn" -v s="$settle_s" 'BEGIN{print a - s}')" "$to") of offline | |")
   rows+=("| ${r} x ${t} x ${versions} | fs | floor (unlinkat, 8 workers) | $(med <"$work/$id-floor.t") s | | | | | 1.00x | |")
