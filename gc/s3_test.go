@@ -28,7 +28,7 @@ func startMinIO(t *testing.T, bucket string) *minio.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
 	m, err := minio.Start(ctx, bin, filepath.Join(dir, "data"))

@@ -107,7 +107,10 @@ func Start(ctx context.Context, bin, dir string) (*Server, error) {
 	s := &Server{Endpoint: "http://" + addr, cmd: cmd, log: logf}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	deadline := time.Now().Add(60 * time.Second)
+	// A loaded machine (the whole test suite on 2 cores, a disk that
+	// discards every freed block) can take a long while to format the drive.
+	const wait = 3 * time.Minute
+	deadline := time.Now().Add(wait)
 	for {
 		resp, err := http.Get(s.Endpoint + "/minio/health/ready")
 		if err == nil {
@@ -129,7 +132,7 @@ func Start(ctx context.Context, bin, dir string) (*Server, error) {
 		}
 		if time.Now().After(deadline) {
 			s.Close()
-			return nil, fmt.Errorf("minio on %s not ready after 60s", addr)
+			return nil, fmt.Errorf("minio on %s not ready after %v:%s", addr, wait, s.logTail())
 		}
 	}
 	sess, err := session.NewSession(&aws.Config{
@@ -144,7 +147,33 @@ func Start(ctx context.Context, bin, dir string) (*Server, error) {
 		return nil, err
 	}
 	s.S3 = s3.New(sess)
-	return s, nil
+	// The health check can answer before the S3 API does (MinIO initialises
+	// its subsystems after it listens): wait for a request to be served.
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := s.S3.ListBucketsWithContext(actx, &s3.ListBucketsInput{})
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			s.Close()
+			return nil, fmt.Errorf("minio on %s does not serve the S3 API after %v: %w%s", addr, wait, err, s.logTail())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// logTail is the end of the server's log, for an error message.
+func (s *Server) logTail() string {
+	b, err := os.ReadFile(s.log.Name())
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return "\nminio log (" + s.log.Name() + "):\n" + string(b)
 }
 
 func freePort() (int, error) {
@@ -167,7 +196,7 @@ func (s *Server) Close() error {
 // CreateBucket creates a bucket.
 func (s *Server) CreateBucket(ctx context.Context, bucket string) error {
 	if _, err := s.S3.CreateBucketWithContext(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		return fmt.Errorf("creating bucket %s: %w", bucket, err)
+		return fmt.Errorf("creating bucket %s: %w%s", bucket, err, s.logTail())
 	}
 	return nil
 }
