@@ -7,9 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,34 +105,6 @@ func Start(ctx context.Context, bin, dir string) (*Server, error) {
 	s := &Server{Endpoint: "http://" + addr, cmd: cmd, log: logf}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	// A loaded machine (the whole test suite on 2 cores, a disk that
-	// discards every freed block) can take a long while to format the drive.
-	const wait = 3 * time.Minute
-	deadline := time.Now().Add(wait)
-	for {
-		resp, err := http.Get(s.Endpoint + "/minio/health/ready")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case err := <-exited:
-			b, _ := os.ReadFile(logf.Name())
-			logf.Close()
-			return nil, fmt.Errorf("minio exited (%v): %s", err, b)
-		case <-ctx.Done():
-			s.Close()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.Close()
-			return nil, fmt.Errorf("minio on %s not ready after %v:%s", addr, wait, s.logTail())
-		}
-	}
 	sess, err := session.NewSession(&aws.Config{
 		Endpoint:         aws.String(s.Endpoint),
 		Region:           aws.String(Region),
@@ -147,8 +117,12 @@ func Start(ctx context.Context, bin, dir string) (*Server, error) {
 		return nil, err
 	}
 	s.S3 = s3.New(sess)
-	// The health check can answer before the S3 API does (MinIO initialises
-	// its subsystems after it listens): wait for a request to be served.
+	// Ready when the S3 API serves a request: the health check can answer
+	// while MinIO is still initialising its subsystems. A loaded machine
+	// (the whole test suite on 2 cores, a disk that discards every freed
+	// block) can take a long while to format the drive.
+	const wait = 3 * time.Minute
+	deadline := time.Now().Add(wait)
 	for {
 		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		_, err := s.S3.ListBucketsWithContext(actx, &s3.ListBucketsInput{})
@@ -156,11 +130,20 @@ func Start(ctx context.Context, bin, dir string) (*Server, error) {
 		if err == nil {
 			return s, nil
 		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
+		select {
+		case xerr := <-exited:
+			tail := s.logTail()
+			logf.Close()
+			return nil, fmt.Errorf("minio exited (%v):%s", xerr, tail)
+		case <-ctx.Done():
+			s.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
 			s.Close()
 			return nil, fmt.Errorf("minio on %s does not serve the S3 API after %v: %w%s", addr, wait, err, s.logTail())
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
