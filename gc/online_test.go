@@ -197,15 +197,8 @@ func push(ctx context.Context, t testing.TB, host, kind string, d stormImage, ta
 			}
 			fallthrough
 		case pushRebuild:
-			layers, err := d.img.Layers()
+			img, err := rebuild(d, tag)
 			if err != nil {
-				return err
-			}
-			img, err := mutate.AppendLayers(empty.Image, layers...)
-			if err != nil {
-				return err
-			}
-			if img, err = mutate.Config(img, v1.Config{Labels: map[string]string{"build": tag}}); err != nil {
 				return err
 			}
 			if dg, err = img.Digest(); err != nil {
@@ -216,6 +209,19 @@ func push(ctx context.Context, t testing.TB, host, kind string, d stormImage, ta
 		return fmt.Errorf("unknown push %s", kind)
 	}()
 	log.add(kind, d.repo+":"+tag, dg, err)
+}
+
+// rebuild is the image a rebuild push makes: a new config on d's layers.
+func rebuild(d stormImage, tag string) (v1.Image, error) {
+	layers, err := d.img.Layers()
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.AppendLayers(empty.Image, layers...)
+	if err != nil {
+		return nil, err
+	}
+	return mutate.Config(img, v1.Config{Labels: map[string]string{"build": tag}})
 }
 
 // uploadBlob uploads a layer whether or not the registry has it (a

@@ -18,7 +18,7 @@ import (
 // they name: blobs back from the quarantine, revision and layer links
 // written again.
 func (s *sweep) rescan(ctx context.Context) error {
-	if !s.q.active() || (!s.sweptAnything() && !s.q.leftover) {
+	if !s.q.active() || removed.rescan || (!s.sweptAnything() && !s.q.leftover) {
 		return nil
 	}
 	names, err := listRepositories(ctx, s.d, s.opts.Jobs)

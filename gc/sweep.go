@@ -253,7 +253,7 @@ func (s *sweep) done() *Report {
 // restoreLeftovers puts back the blobs a crashed run left in the
 // quarantine that this run's mark keeps.
 func (s *sweep) restoreLeftovers(ctx context.Context) error {
-	if !s.q.leftover {
+	if !s.q.leftover || removed.restoreLeftovers {
 		return nil
 	}
 	var live []digest.Digest
@@ -326,7 +326,7 @@ func (s *sweep) deleteRepoManifests(ctx context.Context, ms []ManifestDeletion) 
 	// Offline (the registry stopped or read-only) nothing is pushed during
 	// the run: there is nothing to re-read.
 	retagged := map[digest.Digest]bool{}
-	if !s.mode.offline {
+	if !s.mode.offline && !removed.rereads {
 		var err error
 		if retagged, err = recentlyReferenced(ctx, s.d, repo, s.since, true); err != nil {
 			return err
@@ -406,7 +406,7 @@ func (s *sweep) fresh(ctx context.Context) (map[digest.Digest]bool, error) {
 func (s *sweep) deleteLayerLinks(ctx context.Context) error {
 	// Offline nothing is pushed during the run: no second walk.
 	fresh := map[digest.Digest]bool{}
-	if !s.mode.offline {
+	if !s.mode.offline && !removed.rereads {
 		var err error
 		if fresh, err = s.fresh(ctx); err != nil {
 			return err
@@ -503,9 +503,14 @@ func (s *sweep) clearCache(ctx context.Context) error {
 
 // settle waits for requests that checked what step 1 and 2 swept to write
 // what they were going to write; with a redis cache, it clears the cache
-// again and waits once more (see the top of this file).
+// again and waits once more (see the top of this file). It does so
+// whenever the quarantine is to be purged: when this run swept anything,
+// and when a crashed run left blobs there, even if this run sweeps
+// nothing new, since a push that raced the crashed run in its last
+// moments may still be writing (the next run can start seconds after a
+// crash).
 func (s *sweep) settle(ctx context.Context) error {
-	if s.mode.offline || !s.sweptAnything() {
+	if s.mode.offline || removed.settle || (!s.sweptAnything() && !s.pendingLeftovers()) {
 		return nil
 	}
 	wait := func() error {
@@ -528,10 +533,18 @@ func (s *sweep) settle(ctx context.Context) error {
 	if s.mode.cache == nil {
 		return nil
 	}
-	if err := s.clearCache(ctx); err != nil {
-		return err
+	if !removed.secondClear {
+		if err := s.clearCache(ctx); err != nil {
+			return err
+		}
 	}
 	return wait()
+}
+
+// pendingLeftovers tells whether a crashed run left blobs in the
+// quarantine that this run has not restored (the purge deletes them).
+func (s *sweep) pendingLeftovers() bool {
+	return s.q.leftover && !removed.settleLeftovers && len(s.q.leftovers()) > 0
 }
 
 func (s *sweep) sweptAnything() bool {

@@ -21,9 +21,12 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	storagemiddleware "github.com/distribution/distribution/v3/registry/storage/driver/middleware"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/bcrypt"
 
@@ -62,6 +65,12 @@ type Options struct {
 	// BlobDescriptorCache sets storage.cache.blobdescriptor: "inmemory" or
 	// "redis" (then RedisAddr is the redis, host:port). Default: no cache.
 	BlobDescriptorCache, RedisAddr string
+	// WrapStorage, when set, wraps the registry's storage driver (as a
+	// storage middleware of distribution's, applied inside the registry
+	// only: config.yml does not name it, so gc opening the same config
+	// gets the plain driver). Tests hold requests with it
+	// (internal/testbed/stall).
+	WrapStorage func(storagedriver.StorageDriver) storagedriver.StorageDriver
 }
 
 // Server is a running embedded registry.
@@ -204,6 +213,10 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("parsing registry config: %w", err)
 	}
 
+	if opts.WrapStorage != nil {
+		wrapStorage(cfg, opts.WrapStorage)
+	}
+
 	addr := opts.Addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -237,6 +250,36 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		_ = s.srv.Serve(ln)
 	}()
 	return s, nil
+}
+
+// wrapMiddleware is the storage middleware WrapStorage goes through; its
+// one option, "id", names the wrap function in wraps.
+const wrapMiddleware = "regkeeper-testbed-wrap"
+
+var (
+	wrapOnce sync.Once
+	wraps    sync.Map // id (string) -> func(storagedriver.StorageDriver) storagedriver.StorageDriver
+	wrapSeq  atomic.Int64
+)
+
+// wrapStorage adds the wrap middleware, with a new id for wrap, to cfg.
+func wrapStorage(cfg *configuration.Configuration, wrap func(storagedriver.StorageDriver) storagedriver.StorageDriver) {
+	wrapOnce.Do(func() {
+		_ = storagemiddleware.Register(wrapMiddleware, func(_ context.Context, d storagedriver.StorageDriver, options map[string]any) (storagedriver.StorageDriver, error) {
+			id, _ := options["id"].(string)
+			w, ok := wraps.Load(id)
+			if !ok {
+				return nil, fmt.Errorf("no storage wrap %q", id)
+			}
+			return w.(func(storagedriver.StorageDriver) storagedriver.StorageDriver)(d), nil
+		})
+	})
+	id := fmt.Sprint(wrapSeq.Add(1))
+	wraps.Store(id, wrap)
+	if cfg.Middleware == nil {
+		cfg.Middleware = map[string][]configuration.Middleware{}
+	}
+	cfg.Middleware["storage"] = append(cfg.Middleware["storage"], configuration.Middleware{Name: wrapMiddleware, Options: configuration.Parameters{"id": id}})
 }
 
 // newApp turns the panics handlers.NewApp uses for bad configuration into an

@@ -1,0 +1,5 @@
+//go:build mutant_noredisclear
+
+package gc
+
+func init() { removed.redisClear = true }

@@ -1,0 +1,5 @@
+//go:build mutant_norereads
+
+package gc
+
+func init() { removed.rereads = true }

@@ -1,0 +1,5 @@
+//go:build mutant_norescan
+
+package gc
+
+func init() { removed.rescan = true }

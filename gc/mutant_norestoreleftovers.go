@@ -1,0 +1,5 @@
+//go:build mutant_norestoreleftovers
+
+package gc
+
+func init() { removed.restoreLeftovers = true }

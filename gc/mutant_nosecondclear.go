@@ -1,0 +1,5 @@
+//go:build mutant_nosecondclear
+
+package gc
+
+func init() { removed.secondClear = true }

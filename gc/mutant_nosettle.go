@@ -1,0 +1,5 @@
+//go:build mutant_nosettle
+
+package gc
+
+func init() { removed.settle = true }

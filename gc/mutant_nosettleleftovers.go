@@ -1,0 +1,5 @@
+//go:build mutant_nosettleleftovers
+
+package gc
+
+func init() { removed.settleLeftovers = true }
