@@ -166,10 +166,10 @@ func (e *Env) RunCycle(ctx context.Context, progress *progress.Reporter, log *sl
 	if err := os.WriteFile(out.ReportFile, page.Bytes(), 0o644); err != nil {
 		return out, err
 	}
-	for ref := range e.Estate.Tags() {
+	for ref, want := range e.Estate.Tags() {
 		r, err := name.ParseReference(e.Server.Host+"/"+ref, name.Insecure)
 		if err == nil {
-			err = pull.Pull(ctx, r)
+			err = pull.Pull(ctx, r, pull.Absent(e.Estate.AbsentChildren(r.Context().RepositoryStr(), want)...))
 		}
 		if err != nil {
 			out.PullErrors = append(out.PullErrors, fmt.Sprintf("%s: %v", ref, err))

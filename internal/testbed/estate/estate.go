@@ -137,6 +137,23 @@ func (e *Estate) Tags() map[string]v1.Hash {
 	return out
 }
 
+// AbsentChildren are the children of the index d in repo that the estate
+// never pushed to repo (mirror/alpine:3.20, an index-only copy): absent by
+// design, which a pull must not count as a loss.
+func (e *Estate) AbsentChildren(repo string, d v1.Hash) []v1.Hash {
+	m, ok := e.Find(repo, d)
+	if !ok {
+		return nil
+	}
+	var out []v1.Hash
+	for _, c := range m.Children {
+		if _, ok := e.Find(repo, c); !ok {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // Find returns the manifest of repo with digest d.
 func (e *Estate) Find(repo string, d v1.Hash) (Manifest, bool) {
 	for _, m := range e.Manifests {

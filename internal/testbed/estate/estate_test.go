@@ -2,6 +2,8 @@ package estate_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/estate"
+	"github.com/regkeeper/regkeeper/internal/testbed/pull"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
@@ -86,5 +89,40 @@ func TestEstateShape(t *testing.T) {
 	// Builds: one per live app tag and platform.
 	if len(e.Builds) != 8 {
 		t.Errorf("%d builds, want 8: %+v", len(e.Builds), e.Builds)
+	}
+}
+
+// A pull fails on an index child absent from its repository, unless the
+// estate left it out by design: a live child of team-e/edge's index
+// deleted by hand does not pull; mirror/alpine's children (an index-only
+// copy) are absent by design.
+func TestPullAbsentChild(t *testing.T) {
+	srv, e := regtest.Seeded(t, embedded.Options{})
+	ctx := context.Background()
+	edge := e.Tags()["team-e/edge:1.0"]
+	m, ok := e.Find("team-e/edge", edge)
+	if !ok || len(m.Children) == 0 {
+		t.Fatalf("team-e/edge:1.0 is not an index in the estate: %+v", m)
+	}
+	mirror := e.Tags()["mirror/alpine:3.20"]
+	if absent := e.AbsentChildren("mirror/alpine", mirror); len(absent) == 0 {
+		t.Errorf("the estate marks no child of mirror/alpine:3.20 absent")
+	}
+	if absent := e.AbsentChildren("team-e/edge", edge); len(absent) != 0 {
+		t.Errorf("the estate marks children of team-e/edge absent: %v", absent)
+	}
+	child := m.Children[0]
+	link := filepath.Join(srv.Root, "docker/registry/v2/repositories/team-e/edge/_manifests/revisions", child.Algorithm, child.Hex, "link")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := pull.Pull(ctx, regtest.Ref(t, srv, "team-e/edge:1.0")); err == nil {
+		t.Error("team-e/edge:1.0 pulls with a child deleted")
+	}
+	if err := pull.Pull(ctx, regtest.Ref(t, srv, "mirror/alpine:3.20")); err == nil {
+		t.Error("mirror/alpine:3.20 pulls without its children and without Absent")
+	}
+	if err := pull.Pull(ctx, regtest.Ref(t, srv, "mirror/alpine:3.20"), pull.Absent(e.AbsentChildren("mirror/alpine", mirror)...)); err != nil {
+		t.Errorf("mirror/alpine:3.20 with its absent children named: %v", err)
 	}
 }

@@ -12,13 +12,37 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 )
 
-// Pull fetches ref completely: an index and each child in the same
-// repository that the registry serves, an image's config and every layer,
-// each verified against its digest while reading. Children of an index that
-// are absent from the repository (an index-only copy) are skipped, as a
-// client pulling its own platform from a mirror of the index would fail the
-// same way with the stock registry.
-func Pull(ctx context.Context, ref name.Reference) error {
+// Option changes what Pull accepts.
+type Option func(*options)
+
+type options struct {
+	absent map[v1.Hash]bool
+}
+
+// Absent names index children that are absent from the repository by
+// design (an index-only copy, as a mirror of one platform keeps): Pull
+// skips them. Any other absent child fails the pull.
+func Absent(children ...v1.Hash) Option {
+	return func(o *options) {
+		for _, c := range children {
+			o.absent[c] = true
+		}
+	}
+}
+
+// Pull fetches ref completely: an index and each of its children, an
+// image's config and every layer, each verified against its digest while
+// reading. A child absent from the repository fails the pull unless
+// Absent names it.
+func Pull(ctx context.Context, ref name.Reference, opts ...Option) error {
+	o := options{absent: map[v1.Hash]bool{}}
+	for _, f := range opts {
+		f(&o)
+	}
+	return pull(ctx, ref, o)
+}
+
+func pull(ctx context.Context, ref name.Reference, o options) error {
 	desc, err := remote.Get(ref, remote.WithContext(ctx))
 	if err != nil {
 		return err
@@ -33,11 +57,11 @@ func Pull(ctx context.Context, ref name.Reference) error {
 			return err
 		}
 		for _, child := range im.Manifests {
-			cref := ref.Context().Digest(child.Digest.String())
-			if _, err := remote.Head(cref, remote.WithContext(ctx)); err != nil {
-				continue // absent child, see above
+			if o.absent[child.Digest] {
+				continue
 			}
-			if err := Pull(ctx, cref); err != nil {
+			cref := ref.Context().Digest(child.Digest.String())
+			if err := pull(ctx, cref, o); err != nil {
 				return fmt.Errorf("child %s: %w", child.Digest, err)
 			}
 		}
