@@ -69,6 +69,7 @@ func TestAuditSurvivesGC(t *testing.T) {
 	opts := gc.DefaultOptions()
 	opts.Grace = 0
 	opts.NoKeepBases = true // the stock rule: gc keeps bases by default
+	opts.MaxDeleteRatio = 1
 	rep, err := gc.Run(ctx, d, opts)
 	if err != nil {
 		t.Fatalf("gc: %v", err)
@@ -91,8 +92,8 @@ func TestAuditSurvivesGC(t *testing.T) {
 		t.Errorf("base-too-old: %d before gc, %d after, want 3 and 3", before2[audit.ReasonTooOld], after2[audit.ReasonTooOld])
 	}
 
-	// How the second audit knew: the base itself if gc kept it, else the
-	// image's history.
+	// --no-keep-bases deleted the untagged base; the second audit knew it
+	// from the image's history.
 	web := imageOf(t, after, "team-b/web", "prod")
 	baseGone := false
 	if _, err := remote.Head(regtest.Ref(t, srv, "base/debian@"+web.Base.Digest)); err != nil {
@@ -102,10 +103,10 @@ func TestAuditSurvivesGC(t *testing.T) {
 		}
 		baseGone = true
 	}
-	wantBy, wantConf := audit.ByAnnotation, audit.High
-	if baseGone {
-		wantBy, wantConf = audit.ByAnnotationHistory, audit.Medium
+	if !baseGone {
+		t.Errorf("gc with NoKeepBases and no grace kept the untagged base %s of team-b/web:prod", web.Base.Digest)
 	}
+	wantBy, wantConf := audit.ByAnnotationHistory, audit.Medium
 	if web.Base.DetectedBy != wantBy || web.Base.Confidence != wantConf || web.Base.Created == "" {
 		t.Errorf("team-b/web:prod after gc (base deleted: %v): base %+v, want detected by %s (%s) with a date", baseGone, web.Base, wantBy, wantConf)
 	}

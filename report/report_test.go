@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -164,6 +165,10 @@ func TestHTMLInBrowser(t *testing.T) {
 		mu       sync.Mutex
 		problems []string
 		done     = make(chan struct{})
+		// The page logs endMark last: every message it wrote before has
+		// arrived when the mark has (Console keeps their order).
+		endMark = "regkeeper-test: end of the page's messages"
+		ended   = make(chan struct{})
 	)
 	if err := chromedp.Do(ctx); err != nil { // start the browser and its tab
 		t.Fatalf("chromium: %v", err)
@@ -174,6 +179,10 @@ func TestHTMLInBrowser(t *testing.T) {
 		for m, err := range messages {
 			if err != nil {
 				return
+			}
+			if m.Type == chromedp.ConsoleLog && m.Text == endMark {
+				close(ended)
+				continue
 			}
 			if m.Type == chromedp.ConsoleError || m.Type == chromedp.ConsoleWarning || m.IsException() {
 				mu.Lock()
@@ -247,7 +256,14 @@ func TestHTMLInBrowser(t *testing.T) {
 		os.WriteFile(filepath.Join(dir, "report.png"), shot, 0o644)
 		os.WriteFile(filepath.Join(dir, "report-480.png"), narrowShot, 0o644)
 	}
-	time.Sleep(300 * time.Millisecond) // let late console messages arrive
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`console.log(`+strconv.Quote(endMark)+`), true`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ended:
+	case <-ctx.Done():
+		t.Fatalf("the page's last console message never arrived: %v", ctx.Err())
+	}
 	stopConsole()
 	<-done
 	mu.Lock()
