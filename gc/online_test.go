@@ -159,6 +159,13 @@ type pushLog struct {
 	refused  map[string]int
 }
 
+// count is the number of pushes accepted so far.
+func (l *pushLog) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.accepted)
+}
+
 func (l *pushLog) add(kind, ref string, dg v1.Hash, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -297,10 +304,20 @@ func aged() Options {
 }
 
 // storm runs gc while clients push, from before it starts until tail after
-// it ends.
+// it ends. Each push revives a dead image no push revived before (a push on
+// a revived image is safe whatever gc does), and gc waits after its mark
+// and after deleting links until each client has had a push accepted: the
+// windows where only the re-scan saves a push (it checked what gc then
+// deletes) hold 2 x clients pushes or more in every run.
 func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEstate, clients int, opts Options, tail time.Duration) {
 	t.Helper()
 	dead := e.dead()
+	rand.New(rand.NewSource(1)).Shuffle(len(dead), func(i, j int) { dead[i], dead[j] = dead[j], dead[i] })
+	queue := make(chan stormImage, len(dead))
+	for _, im := range dead {
+		queue <- im
+	}
+	close(queue)
 	log := &pushLog{}
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -308,12 +325,30 @@ func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEst
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rnd := rand.New(rand.NewSource(int64(c)))
 			kinds := []string{pushRollback, pushRebuild, pushUpload}
+			rnd := rand.New(rand.NewSource(int64(c)))
 			for i := 0; ctx.Err() == nil; i++ {
-				push(ctx, t, host, kinds[(c+i)%3], dead[rnd.Intn(len(dead))], fmt.Sprintf("c%d-%d", c, i), log)
+				im, ok := <-queue
+				if !ok { // every dead image revived: any of them again
+					im = dead[rnd.Intn(len(dead))]
+				}
+				push(ctx, t, host, kinds[(c+i)%3], im, fmt.Sprintf("c%d-%d", c, i), log)
 			}
 		}()
+	}
+	inWindows := 0
+	opts.pause = func(step string) {
+		if step != "marked" && step != "links-deleted" {
+			return
+		}
+		from := log.count()
+		for deadline := time.Now().Add(time.Minute); log.count() < from+clients; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Errorf("at %s: %d pushes accepted in a minute, want %d", step, log.count()-from, clients)
+				break
+			}
+		}
+		inWindows += log.count() - from
 	}
 	time.Sleep(100 * time.Millisecond)
 	start := time.Now()
@@ -338,9 +373,9 @@ func storm(t *testing.T, host string, d storagedriver.StorageDriver, e *stormEst
 		}
 	}
 	lost := verify(t, e, log)
-	t.Logf("storm on %s: gc ran %.1fs (settle %s); %d pushes accepted during the run (%v), %d in all; refused (visibly): %v; lost: %d; "+
+	t.Logf("storm on %s: gc ran %.1fs (settle %s); %d pushes accepted during the run (%v; %d while gc waited after its mark and its link deletions), %d in all; refused (visibly): %v; lost: %d; "+
 		"gc deleted %d manifests, %d blobs, restored %d blobs and %d links from its quarantine",
-		d.Name(), end.Sub(start).Seconds(), opts.Settle, n, during, len(log.accepted), log.refused, lost,
+		d.Name(), end.Sub(start).Seconds(), opts.Settle, n, during, inWindows, len(log.accepted), log.refused, lost,
 		rep.ManifestsDeleted, rep.BlobsDeleted, rep.BlobsRestored, rep.LinksRestored)
 	if n == 0 {
 		t.Error("no push was accepted during the run")
