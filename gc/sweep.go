@@ -93,8 +93,10 @@
 // again at once. A crash at any step leaves deleted links of dead things,
 // blob data in the quarantine, and the since file. The next run marks (reading a manifest
 // from the quarantine when its data is there), restores every quarantined
-// blob its mark keeps, re-scans from the crashed run's T0 (so the pushes
-// the crashed run never re-scanned are made whole), and purges the rest.
+// blob its mark keeps, settles (even when it swept nothing itself: it can
+// start seconds after the crash, while a push that raced it still writes),
+// re-scans from the crashed run's T0 (so the pushes the crashed run never
+// re-scanned are made whole), and purges the rest.
 
 package gc
 
