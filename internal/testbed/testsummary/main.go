@@ -50,6 +50,8 @@ func run(in io.Reader, out io.Writer) error {
 		}
 		k := key{e.Package, e.Test}
 		switch e.Action {
+		case "build-output": // a package that does not compile: the compiler's words
+			emit(e.Output)
 		case "output":
 			if e.Test == "" {
 				// Package lines: ok, FAIL, PASS, "no test files", build output.
