@@ -342,6 +342,7 @@ func TestProofLeftoverQuarantineSettles(t *testing.T) {
 	// The next run, at once, with the CLI's defaults: the dead images went
 	// with the crashed run, everything else is within the grace.
 	next := DefaultOptions()
+	next.MaxDeleteRatio = 1
 	next.Settle = 3 * time.Second
 	next.pause = held.pause
 	rep, err := Run(ctx, d, next)
