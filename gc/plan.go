@@ -84,7 +84,29 @@ func (p *Plan) Report() *Report {
 	acc.fill(r)
 	r.DurationSeconds = p.opts.Now().Sub(p.start).Seconds()
 	p.annotate(r)
+	p.share(r)
 	return r
+}
+
+// share puts into r what the storage held and the share of its bytes the
+// plan deletes, with the run's limit.
+func (p *Plan) share(r *Report) {
+	if r == nil {
+		return
+	}
+	r.BytesStored, r.DeleteRatio, r.MaxDeleteRatio = p.storage.bytes, p.deleteRatio(), p.opts.maxDeleteRatio()
+}
+
+// deleteRatio is the share of the stored bytes the plan deletes.
+func (p *Plan) deleteRatio() float64 {
+	if p.storage.bytes == 0 {
+		return 0
+	}
+	var bytes int64
+	for _, b := range p.Blobs {
+		bytes += b.Size
+	}
+	return float64(bytes) / float64(p.storage.bytes)
 }
 
 // account sums deletions per repository.

@@ -40,7 +40,10 @@ media types are kept and reported. A lock in storage stops two runs at once.
 An untagged manifest a live image names as its base (base.digest annotation)
 is kept with its config, unless --no-keep-bases. A plan that would delete
 every blob, or collect a storage with blobs but no tag (a wrong --root), is
-refused unless --allow-delete-all; --max-delete-ratio sets a limit of your own.
+refused unless --allow-delete-all; so is a plan deleting more than half the
+stored bytes (--max-delete-ratio, default 0.5: what missing repositories look
+like; a first collection of a registry never collected passes the value the
+refusal names).
 
 Online (the default): a push the registry accepts while gc runs still pulls
 afterwards. Dead blobs are first moved to a quarantine in the same storage,
@@ -177,6 +180,7 @@ func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
 	}
 	fmt.Fprintf(out, "\n%s: %d manifests, %d layer links, %d blobs (%s), %d uploads in %.1fs\n", verb,
 		rep.ManifestsDeleted, rep.LayerLinksDeleted, rep.BlobsDeleted, output.Bytes(rep.BytesReclaimed), rep.UploadsDeleted, rep.DurationSeconds)
+	fmt.Fprintf(out, "the plan deletes %s\n", deleteShareLine(rep))
 	if rep.BlobsRestored > 0 || rep.LinksRestored > 0 {
 		fmt.Fprintf(out, "pushes during the run: %d blobs restored from the quarantine, %d links written again\n", rep.BlobsRestored, rep.LinksRestored)
 	}

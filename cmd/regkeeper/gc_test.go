@@ -101,3 +101,72 @@ func TestGCCommandInMemoryCache(t *testing.T) {
 	}
 	regtest.PullAll(t, srv.Host, e)
 }
+
+// A storage with repositories missing (a partial mount, a half-done
+// restore) looks like a registry whose images all died: gc refuses with the
+// default --max-delete-ratio, says by how much and what to pass, exits 1
+// and deletes nothing; the dry run says the share, in the table and JSON.
+func TestGCRefusesMissingRepositories(t *testing.T) {
+	srv, _ := regtest.Seeded(t, embedded.Options{})
+
+	// The estate whole: a collection deletes well under the default.
+	code, out, stderr := runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--dry-run", "-o", "json")
+	if code != 0 {
+		t.Fatalf("dry run exit %d: %s", code, stderr)
+	}
+	var whole gc.Report
+	if err := json.Unmarshal([]byte(out), &whole); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("demo estate: the plan deletes %.3f of %d bytes", whole.DeleteRatio, whole.BytesStored)
+	if whole.BytesStored == 0 || whole.DeleteRatio <= 0 || whole.DeleteRatio >= gc.DefaultMaxDeleteRatio || whole.MaxDeleteRatio != gc.DefaultMaxDeleteRatio {
+		t.Errorf("whole estate: stored %d, ratio %v, limit %v", whole.BytesStored, whole.DeleteRatio, whole.MaxDeleteRatio)
+	}
+	code, out, _ = runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--dry-run")
+	if code != 0 || !strings.Contains(out, "the plan deletes ") || !strings.Contains(out, "limit --max-delete-ratio 0.5") {
+		t.Errorf("dry run table: exit %d\n%s", code, out)
+	}
+
+	// Half the repositories gone from the storage.
+	repos := filepath.Join(srv.Root, "docker/registry/v2/repositories")
+	for _, r := range []string{"base", "team-a", "team-c", "team-e"} {
+		if err := os.RemoveAll(filepath.Join(repos, r)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := storageFiles(t, srv.Root)
+	code, out, stderr = runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--settle", "100ms")
+	if code != 1 || !strings.Contains(stderr, "more than --max-delete-ratio 0.5 (the default)") ||
+		!strings.Contains(stderr, "run once with --max-delete-ratio 0.") || !strings.Contains(stderr, "repositories missing") {
+		t.Errorf("gc on a storage missing repositories: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if after := storageFiles(t, srv.Root); after != before {
+		t.Errorf("gc refused but the storage changed: %d files before, %d after", before, after)
+	}
+	code, out, _ = runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--dry-run", "-o", "json")
+	var partial gc.Report
+	if err := json.Unmarshal([]byte(out), &partial); err != nil {
+		t.Fatal(err)
+	}
+	if code != 1 || partial.DeleteRatio <= gc.DefaultMaxDeleteRatio {
+		t.Errorf("dry run on the partial storage: exit %d, ratio %v", code, partial.DeleteRatio)
+	}
+	// Passing what the message says carries the plan out.
+	code, _, stderr = runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--settle", "100ms", "--max-delete-ratio", "1")
+	if code != 0 {
+		t.Errorf("--max-delete-ratio 1: exit %d: %s", code, stderr)
+	}
+}
+
+// storageFiles counts the files under root.
+func storageFiles(t *testing.T, root string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(root, func(_ string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			n++
+		}
+		return nil
+	})
+	return n
+}
