@@ -143,6 +143,10 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		partial, err := fn()
 		st.DurationSeconds = time.Since(start).Seconds()
 		switch {
+		case err != nil && ctx.Err() != nil:
+			// An interrupt, not the step's own failure: say so, and
+			// where, instead of "context canceled".
+			st.Status, st.Error = "failed", interruptedDuring(ctx, name)
 		case err != nil:
 			st.Status, st.Error = "failed", err.Error()
 		case partial != "":
@@ -232,6 +236,21 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return res, fmt.Errorf("%w: %v", ErrGCFailed, err)
 	}
 	return res, nil
+}
+
+// interruptedDuring says that ctx was cancelled during step: "interrupted
+// (SIGINT) during backup" when the cause names the signal.
+func interruptedDuring(ctx context.Context, step string) string {
+	what := "interrupted"
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) && !errors.Is(c, context.DeadlineExceeded) {
+		what = c.Error()
+		if !strings.HasPrefix(what, "interrupted") {
+			what = "interrupted (" + what + ")"
+		}
+	} else if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		what = "timed out"
+	}
+	return what + " during " + step
 }
 
 // whereList names the repositories and tags of errs, the first few.

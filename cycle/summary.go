@@ -2,6 +2,7 @@ package cycle
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/regkeeper/regkeeper/internal/output"
 )
@@ -63,6 +64,22 @@ func (r *Result) Summary(step string) string {
 		}
 	}
 	return ""
+}
+
+// OneLine is text as one table cell: its first line, its spaces
+// collapsed, cut at most characters (0: no limit) with "…" where anything
+// was left out (the whole text is in the JSON and on stderr).
+func OneLine(text string, most int) string {
+	line, rest, _ := strings.Cut(strings.TrimSpace(text), "\n")
+	line = strings.Join(strings.Fields(line), " ")
+	more := strings.TrimSpace(rest) != ""
+	if r := []rune(line); most > 0 && len(r) > most {
+		line, more = string(r[:most-1]), true
+	}
+	if more {
+		line += "…"
+	}
+	return line
 }
 
 func plural(n int, word string) string {

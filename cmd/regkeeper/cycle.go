@@ -163,9 +163,11 @@ func writeCycle(cmd *cobra.Command, f output.Format, res *cycle.Result) error {
 	for _, st := range res.Steps {
 		what := res.Summary(st.Name)
 		if st.Status == "failed" || what == "" {
-			what = st.Error
+			// One line per step, an error cut short: the whole error is
+			// on stderr and in the JSON.
+			what = cycle.OneLine(st.Error, 160)
 		}
-		rows.Add(st.Name, st.Status, fmt.Sprintf("%.1f", st.DurationSeconds), what)
+		rows.Add(st.Name, st.Status, fmt.Sprintf("%.1f", st.DurationSeconds), cycle.OneLine(what, 0))
 	}
 	if err := output.Write(out, f, rows, res); err != nil {
 		return err
