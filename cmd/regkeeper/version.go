@@ -2,8 +2,8 @@ package main
 
 import (
 	"fmt"
-	"runtime"
 	"regexp"
+	"runtime"
 	"runtime/debug"
 	"strings"
 
