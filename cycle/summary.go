@@ -10,6 +10,20 @@ import (
 // Summary says in one line what a step found, or "" if it did not run.
 func (r *Result) Summary(step string) string {
 	switch step {
+	case StepCheck:
+		if len(r.Checks) == 0 {
+			return ""
+		}
+		failed := 0
+		for _, c := range r.Checks {
+			if !c.OK() {
+				failed++
+			}
+		}
+		if failed == 0 {
+			return fmt.Sprintf("%s passed (cycle --check lists them)", plural(len(r.Checks), "check"))
+		}
+		return fmt.Sprintf("%d of %s failed (listed below)", failed, plural(len(r.Checks), "check"))
 	case StepInventory:
 		if r.Inventory == nil {
 			return ""
@@ -59,6 +73,9 @@ func (r *Result) Summary(step string) string {
 			s := fmt.Sprintf("%s %d manifests, %d blobs: %s reclaimed", verb, g.ManifestsDeleted, g.BlobsDeleted, output.Bytes(g.BytesReclaimed))
 			if n := g.GraceNote(); n != "" {
 				s += "; " + n
+			}
+			if rs := r.Restart; rs != nil && rs.Error == "" {
+				s += "; registry restarted (" + rs.Command + ")"
 			}
 			return s
 		}

@@ -23,6 +23,8 @@ package gc
 import (
 	"context"
 	"errors"
+	"fmt"
+	"path"
 	"log/slog"
 	"runtime"
 	"sync"
@@ -313,4 +315,38 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 	p.annotate(rep)
 	p.share(rep)
 	return rep, err
+}
+
+// CheckMode says whether a run with opts can go ahead given the registry's
+// settings (its blob-descriptor cache, read-only mode), before any work:
+// the error Run would return at its start (ErrInMemoryCache), and nil for a
+// dry run, which deletes nothing. It connects to nothing.
+func CheckMode(opts Options) error {
+	if opts.DryRun {
+		return nil
+	}
+	m, err := cacheRules(opts)
+	m.cache.close()
+	return err
+}
+
+// CheckStorage says whether d is a registry's storage that a run with opts
+// can read and, unless opts.DryRun, write: it reads the registry root and
+// writes and deletes a probe file beside the lock (a run writes its lock
+// and, online, its quarantine there, and deletes).
+func CheckStorage(ctx context.Context, d storagedriver.StorageDriver, opts Options) error {
+	if err := checkRegistry(ctx, d); err != nil {
+		return err
+	}
+	if opts.DryRun {
+		return nil
+	}
+	probe := path.Join(pathFor(registryRootSpec{}), "regkeeper-check")
+	if err := d.PutContent(ctx, probe, []byte("regkeeper cycle --check\n")); err != nil {
+		return fmt.Errorf("writing %s in %s storage: %w", probe, d.Name(), err)
+	}
+	if err := d.Delete(ctx, probe); err != nil {
+		return fmt.Errorf("deleting %s in %s storage: %w", probe, d.Name(), err)
+	}
+	return nil
 }

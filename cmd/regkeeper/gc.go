@@ -85,6 +85,15 @@ registry is stopped or read-only: blobs are deleted at once, no quarantine.`,
 				// cost in time (bench/gc/run.sh). GOGC set by the user wins.
 				defer debug.SetGCPercent(debug.SetGCPercent(50))
 			}
+			if opts.DryRun {
+				// A dry run deletes nothing, so the registry's cache does
+				// not stop it: say what the real run would do about it.
+				real := opts
+				real.DryRun = false
+				if err := gc.CheckMode(real); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "regkeeper gc: warning: the run without --dry-run would refuse: %v\n", err)
+				}
+			}
 			rep, err := gc.Run(ctx, drv, opts)
 			if rep != nil {
 				if werr := writeGCReport(cmd, g.format(), rep); werr != nil && err == nil {
