@@ -8,6 +8,9 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 // checkArgs parses a command line of regkeeper with the real command tree:
@@ -123,7 +126,7 @@ func TestDeploySystemd(t *testing.T) {
 	if svc["Service"]["Type"][0] != "oneshot" || len(svc["Service"]["ExecStart"]) != 1 {
 		t.Fatalf("service: %v", svc["Service"])
 	}
-	argv := strings.Fields(svc["Service"]["ExecStart"][0])
+	argv := execArgs(t, svc["Service"]["ExecStart"][0])
 	if filepath.Base(argv[0]) != "regkeeper" {
 		t.Errorf("ExecStart runs %s", argv[0])
 	}
@@ -131,4 +134,86 @@ func TestDeploySystemd(t *testing.T) {
 	if timer["Timer"]["OnCalendar"] == nil || timer["Timer"]["Unit"][0] != "regkeeper-cycle.service" || timer["Install"]["WantedBy"][0] != "timers.target" {
 		t.Errorf("timer: %v", timer)
 	}
+}
+
+// execArgs splits a systemd ExecStart line as systemd does for what the
+// unit uses: on spaces, a "double-quoted" word kept whole.
+func execArgs(t *testing.T, line string) []string {
+	t.Helper()
+	var args []string
+	for line = strings.TrimSpace(line); line != ""; line = strings.TrimSpace(line) {
+		if line[0] == '"' {
+			end := strings.IndexByte(line[1:], '"')
+			if end < 0 {
+				t.Fatalf("unterminated quote in %q", line)
+			}
+			args, line = append(args, line[1:end+1]), line[end+2:]
+			continue
+		}
+		word, rest, _ := strings.Cut(line, " ")
+		args, line = append(args, word), rest
+	}
+	return args
+}
+
+// The shipped unit's command line, run as it stands against distribution's
+// own example config.yml (read from the module cache: an in-memory
+// blob-descriptor cache), its paths mapped under a temporary root and its
+// restart command replaced by one that leaves a mark: every step runs, gc
+// included, and the registry is restarted after gc. With the unit's
+// command line of before (no way out of the in-memory cache) this backed
+// up the whole registry and exited 5 at gc.
+func TestSystemdUnitExampleConfig(t *testing.T) {
+	svc := unit(t, "../../deploy/systemd/regkeeper-cycle.service")["Service"]
+	execStart := execArgs(t, svc["ExecStart"][0])
+	root := t.TempDir()
+	srv, e := regtest.Seeded(t, embedded.Options{Dir: filepath.Join(root, "var/lib/registry")})
+	cfg := distributionExampleConfig(t, srv.Root)
+	policy, _ := filepath.Abs("../../testdata/policy.yaml")
+	marker := filepath.Join(root, "restarted")
+	var argv []string
+	var restart string
+	for i := 1; i < len(execStart); i++ {
+		a := execStart[i]
+		switch {
+		case a == "registry.example.com":
+			a = srv.Host
+		case a == "/etc/docker/registry/config.yml":
+			a = cfg
+		case a == "/etc/regkeeper/policy.yaml":
+			a = policy
+		case execStart[i-1] == "--restart-command":
+			restart, a = a, "touch "+marker
+		case strings.HasPrefix(a, "/"):
+			a = filepath.Join(root, a)
+			os.MkdirAll(filepath.Dir(a), 0o755)
+		}
+		argv = append(argv, a)
+	}
+	if restart == "" {
+		t.Fatalf("the unit's cycle has no --restart-command, and distribution's example config caches blob descriptors in memory: %v", execStart)
+	}
+	if !strings.Contains(restart, "systemctl") || !strings.Contains(restart, "docker-registry") {
+		t.Errorf("restart command %q: want systemctl restarting the registry's unit", restart)
+	}
+	argv = append(argv, "--insecure", "--grace", "0", "--settle", "100ms", "--log-format", "text")
+
+	code, out, stderr := runCLI(t, append(argv, "--check")...)
+	if code != 0 {
+		t.Errorf("the unit's cycle --check: exit %d:\n%s\n%s", code, out, stderr)
+	}
+	code, out, stderr = runCLI(t, argv...)
+	t.Logf("the unit's cycle on the example config: exit %d\n%s", code, out)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, step := range []string{"check", "backup", "verify", "gc"} {
+		if !strings.Contains(out, step+strings.Repeat(" ", 11-len(step))+"ok") {
+			t.Errorf("step %s not ok", step)
+		}
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("the restart command did not run after gc: %v", err)
+	}
+	regtest.PullAll(t, srv.Host, e)
 }
