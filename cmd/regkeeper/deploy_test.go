@@ -4,10 +4,14 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
-	"go.yaml.in/yaml/v3"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
@@ -36,50 +40,65 @@ func checkArgs(t *testing.T, where string, argv []string) {
 	}
 }
 
+// The Kubernetes manifests, each decoded strictly into its API type (an
+// unknown or misspelt field fails): the CronJob's command line against the
+// real command's flags, its volumes, and its restart command against the
+// RBAC that allows it (kubectl rollout restart: get and patch of that one
+// Deployment, in that namespace, for the CronJob's ServiceAccount), and
+// the image's kubectl.
 func TestDeployKubernetes(t *testing.T) {
 	raw, err := os.ReadFile("../../deploy/kubernetes/cronjob.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cj struct {
-		APIVersion string `yaml:"apiVersion"`
-		Kind       string `yaml:"kind"`
-		Spec       struct {
-			Schedule          string `yaml:"schedule"`
-			ConcurrencyPolicy string `yaml:"concurrencyPolicy"`
-			JobTemplate       struct {
-				Spec struct {
-					Template struct {
-						Spec struct {
-							RestartPolicy string `yaml:"restartPolicy"`
-							Containers    []struct {
-								Image        string   `yaml:"image"`
-								Args         []string `yaml:"args"`
-								VolumeMounts []struct {
-									Name      string `yaml:"name"`
-									MountPath string `yaml:"mountPath"`
-								} `yaml:"volumeMounts"`
-							} `yaml:"containers"`
-							Volumes []struct {
-								Name string `yaml:"name"`
-							} `yaml:"volumes"`
-						} `yaml:"spec"`
-					} `yaml:"template"`
-				} `yaml:"spec"`
-			} `yaml:"jobTemplate"`
-		} `yaml:"spec"`
+	var (
+		cj       *batchv1.CronJob
+		sa       *corev1.ServiceAccount
+		roles    = map[string]*rbacv1.Role{}
+		bindings []*rbacv1.RoleBinding
+	)
+	for i, doc := range strings.Split(string(raw), "\n---\n") {
+		var meta struct{ Kind string }
+		if err := sigsyaml.Unmarshal([]byte(doc), &meta); err != nil {
+			t.Fatalf("document %d: %v", i, err)
+		}
+		var obj any
+		switch meta.Kind {
+		case "CronJob":
+			cj = &batchv1.CronJob{}
+			obj = cj
+		case "ServiceAccount":
+			sa = &corev1.ServiceAccount{}
+			obj = sa
+		case "Role":
+			r := &rbacv1.Role{}
+			obj = r
+		case "RoleBinding":
+			rb := &rbacv1.RoleBinding{}
+			bindings = append(bindings, rb)
+			obj = rb
+		default:
+			t.Fatalf("document %d: kind %q", i, meta.Kind)
+		}
+		if err := sigsyaml.UnmarshalStrict([]byte(doc), obj); err != nil {
+			t.Fatalf("document %d (%s): %v", i, meta.Kind, err)
+		}
+		if r, ok := obj.(*rbacv1.Role); ok {
+			roles[r.Name] = r
+		}
 	}
-	if err := yaml.Unmarshal(raw, &cj); err != nil {
-		t.Fatalf("cronjob.yaml: %v", err)
+	if cj == nil || sa == nil {
+		t.Fatalf("no CronJob or no ServiceAccount")
 	}
-	if cj.APIVersion != "batch/v1" || cj.Kind != "CronJob" || len(strings.Fields(cj.Spec.Schedule)) != 5 || cj.Spec.ConcurrencyPolicy != "Forbid" {
-		t.Errorf("cronjob: %s %s schedule %q concurrency %q", cj.APIVersion, cj.Kind, cj.Spec.Schedule, cj.Spec.ConcurrencyPolicy)
+	if cj.APIVersion != "batch/v1" || len(strings.Fields(cj.Spec.Schedule)) != 5 || cj.Spec.ConcurrencyPolicy != batchv1.ForbidConcurrent {
+		t.Errorf("cronjob: %s schedule %q concurrency %q", cj.APIVersion, cj.Spec.Schedule, cj.Spec.ConcurrencyPolicy)
 	}
 	pod := cj.Spec.JobTemplate.Spec.Template.Spec
-	if len(pod.Containers) != 1 || pod.RestartPolicy != "Never" {
+	if len(pod.Containers) != 1 || pod.RestartPolicy != corev1.RestartPolicyNever {
 		t.Fatalf("pod: %+v", pod)
 	}
-	checkArgs(t, "cronjob.yaml", pod.Containers[0].Args)
+	args := pod.Containers[0].Args
+	checkArgs(t, "cronjob.yaml", args)
 	volumes := map[string]bool{}
 	for _, v := range pod.Volumes {
 		volumes[v.Name] = true
@@ -88,6 +107,57 @@ func TestDeployKubernetes(t *testing.T) {
 		if !volumes[m.Name] {
 			t.Errorf("volumeMount %q has no volume", m.Name)
 		}
+	}
+
+	// The restart command and what allows it.
+	var restart []string
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "--restart-command="); ok {
+			restart = strings.Fields(v)
+		}
+	}
+	if len(restart) < 4 || restart[0] != "kubectl" || restart[1] != "rollout" || restart[2] != "restart" {
+		t.Fatalf("restart command %q: want kubectl rollout restart deployment/NAME --namespace=NS", restart)
+	}
+	deployment, ns := "", cj.Namespace
+	for _, a := range restart[3:] {
+		if d, ok := strings.CutPrefix(a, "deployment/"); ok {
+			deployment = d
+		}
+		if n, ok := strings.CutPrefix(a, "--namespace="); ok {
+			ns = n
+		}
+	}
+	if pod.ServiceAccountName != sa.Name || sa.Namespace != cj.Namespace {
+		t.Errorf("the pod runs as %q; the ServiceAccount is %s/%s", pod.ServiceAccountName, sa.Namespace, sa.Name)
+	}
+	allowed := false
+	for _, rb := range bindings {
+		role := roles[rb.RoleRef.Name]
+		if role == nil || rb.RoleRef.Kind != "Role" || rb.Namespace != ns || role.Namespace != ns {
+			continue
+		}
+		bound := false
+		for _, s := range rb.Subjects {
+			bound = bound || (s.Kind == "ServiceAccount" && s.Name == sa.Name && s.Namespace == sa.Namespace)
+		}
+		for _, rule := range role.Rules {
+			if bound && slices.Contains(rule.APIGroups, "apps") && slices.Contains(rule.Resources, "deployments") &&
+				slices.Contains(rule.Verbs, "get") && slices.Contains(rule.Verbs, "patch") &&
+				(len(rule.ResourceNames) == 0 || slices.Contains(rule.ResourceNames, deployment)) {
+				allowed = true
+			}
+		}
+	}
+	if !allowed {
+		t.Errorf("no Role bound to ServiceAccount %s allows get and patch of deployment %s in %s (kubectl rollout restart)", sa.Name, deployment, ns)
+	}
+	docker, err := os.ReadFile("../../deploy/Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(docker), "/usr/local/bin/kubectl") {
+		t.Errorf("the image has no kubectl for the restart command")
 	}
 }
 
