@@ -240,10 +240,12 @@ type Report struct {
 	Kept []KeptManifest `json:"-"`
 	// KeptAsBase lists the manifests ManifestsKeptAsBase counts.
 	KeptAsBase []BlobRef `json:"-"`
-	// TagsDeleted counts orphan signature tags pruned; RepositoriesDeleted
-	// lists empty repositories pruned.
-	TagsDeleted         int      `json:"-"`
-	RepositoriesDeleted []string `json:"-"`
+	// TagsDeleted counts orphan signature tags pruned
+	// (PruneOrphanSignatures), OrphanSignatureTags names the tags the plan
+	// prunes; RepositoriesDeleted lists empty repositories pruned.
+	TagsDeleted         int      `json:"tagsDeleted"`
+	OrphanSignatureTags []TagRef `json:"orphanSignatureTags"`
+	RepositoriesDeleted []string `json:"repositoriesDeleted"`
 }
 
 // RepoReport is one repository's share. A deleted blob's bytes count

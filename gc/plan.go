@@ -44,7 +44,10 @@ type Plan struct {
 }
 
 // TagRef is a tag in a repository.
-type TagRef struct{ Repository, Tag string }
+type TagRef struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+}
 
 // BlobRef is a digest in a repository.
 type BlobRef struct {
@@ -95,6 +98,10 @@ func (p *Plan) share(r *Report) {
 		return
 	}
 	r.BytesStored, r.DeleteRatio, r.MaxDeleteRatio = p.storage.bytes, p.deleteRatio(), p.opts.maxDeleteRatio()
+	r.OrphanSignatureTags = append([]TagRef{}, p.Tags...)
+	if r.RepositoriesDeleted == nil {
+		r.RepositoriesDeleted = []string{}
+	}
 }
 
 // deleteRatio is the share of the stored bytes the plan deletes.

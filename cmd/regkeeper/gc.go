@@ -193,8 +193,11 @@ func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
 	if rep.BlobsRestored > 0 || rep.LinksRestored > 0 {
 		fmt.Fprintf(out, "pushes during the run: %d blobs restored from the quarantine, %d links written again\n", rep.BlobsRestored, rep.LinksRestored)
 	}
-	if rep.TagsDeleted > 0 || len(rep.RepositoriesDeleted) > 0 {
-		fmt.Fprintf(out, "%d orphan signature tags; empty repositories: %s\n", rep.TagsDeleted, strings.Join(rep.RepositoriesDeleted, ", "))
+	for _, t := range rep.OrphanSignatureTags {
+		fmt.Fprintf(out, "%s orphan signature tag %s:%s (its subject is gone)\n", verb, t.Repository, t.Tag)
+	}
+	if len(rep.RepositoriesDeleted) > 0 {
+		fmt.Fprintf(out, "%s empty repositories: %s\n", verb, strings.Join(rep.RepositoriesDeleted, ", "))
 	}
 	for _, k := range rep.Kept {
 		fmt.Fprintf(out, "kept %s@%s: %s\n", k.Repository, k.Digest, k.Reason)

@@ -7,6 +7,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
@@ -169,4 +174,46 @@ func storageFiles(t *testing.T, root string) int {
 		return nil
 	})
 	return n
+}
+
+// --prune-orphan-signatures names what it pruned, in the table and in the
+// JSON, dry run and real run alike.
+func TestGCPruneOrphanSignaturesNamed(t *testing.T) {
+	srv := regtest.Registry(t, embedded.Options{})
+	img, err := random.Image(512, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, _ := random.Image(128, 1)
+	dgst, _ := img.Digest()
+	app := regtest.Ref(t, srv, "team-z/app:1")
+	sigTag := "sha256-" + dgst.Hex + ".sig"
+	for ref, im := range map[name.Reference]v1.Image{app: img, regtest.Ref(t, srv, "team-z/app:"+sigTag): sig, regtest.Ref(t, srv, "team-z/app:2"): sig} {
+		if err := remote.Write(ref, im); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The subject's tag removed: its signature tag is an orphan.
+	if err := os.RemoveAll(filepath.Join(srv.Root, "docker/registry/v2/repositories/team-z/app/_manifests/tags/1")); err != nil {
+		t.Fatal(err)
+	}
+	want := "team-z/app:" + sigTag
+	code, out, stderr := runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--prune-orphan-signatures", "--max-delete-ratio", "1", "--dry-run")
+	if code != 0 || !strings.Contains(out, "would delete (dry run) orphan signature tag "+want) {
+		t.Errorf("dry run table: exit %d: %s\n%s", code, stderr, out)
+	}
+	code, out, stderr = runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--settle", "100ms", "--prune-orphan-signatures", "--max-delete-ratio", "1", "-o", "json")
+	var rep struct {
+		TagsDeleted         int
+		OrphanSignatureTags []struct{ Repository, Tag string }
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("gc: exit %d, %v: %s\n%s", code, err, stderr, out)
+	}
+	if rep.TagsDeleted != 1 || len(rep.OrphanSignatureTags) != 1 || rep.OrphanSignatureTags[0].Repository+":"+rep.OrphanSignatureTags[0].Tag != want {
+		t.Errorf("JSON: %+v\n%s", rep, out)
+	}
+	if _, err := remote.Head(regtest.Ref(t, srv, want)); err == nil {
+		t.Errorf("%s still there", want)
+	}
 }
