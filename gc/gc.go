@@ -22,6 +22,7 @@ package gc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -228,6 +229,15 @@ type Report struct {
 	// BytesStored is what the blob store held when the plan was made;
 	// DeleteRatio the share of it the plan deletes (0 to 1), which
 	// MaxDeleteRatio (the run's limit, 0 for none) bounds (guard.go).
+	// QuarantineBlobs and QuarantineBytes are what the quarantine holds
+	// when the run ends (a dry run: now): blobs a run set aside and did not
+	// purge, because it crashed or was interrupted; the next run restores
+	// what is referenced and purges the rest.
+	QuarantineBlobs int   `json:"quarantineBlobs"`
+	QuarantineBytes int64 `json:"quarantineBytes"`
+	// LockHeldBy names the run holding the storage's gc lock when a dry
+	// run looked (another gc is running); empty when none.
+	LockHeldBy string `json:"lockHeldBy,omitempty"`
 	BytesStored    int64   `json:"bytesStored"`
 	DeleteRatio    float64 `json:"deleteRatio"`
 	MaxDeleteRatio float64 `json:"maxDeleteRatio"`
@@ -285,7 +295,10 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 		if err != nil {
 			return nil, err
 		}
-		return p.Report(), p.guard()
+		rep := p.Report()
+		reportQuarantine(ctx, d, rep)
+		rep.LockHeldBy = lockHeld(ctx, d, opts)
+		return rep, p.guard()
 	}
 	unlock, err := Lock(ctx, d, opts)
 	if err != nil {
@@ -316,6 +329,7 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 	rep, err := p.execute(ctx, d, mode, q, rm)
 	p.annotate(rep)
 	p.share(rep)
+	reportQuarantine(ctx, d, rep)
 	return rep, err
 }
 
@@ -351,4 +365,22 @@ func CheckStorage(ctx context.Context, d storagedriver.StorageDriver, opts Optio
 		return fmt.Errorf("deleting %s in %s storage: %w", probe, d.Name(), err)
 	}
 	return nil
+}
+
+// lockHeld says who holds the storage's gc lock, read only, or "" when
+// nobody does (or the lock is stale, or its run dead): what a dry run
+// reports of a run going on.
+func lockHeld(ctx context.Context, d storagedriver.StorageDriver, opts Options) string {
+	b, err := d.GetContent(ctx, pathFor(lockSpec{}))
+	if err != nil {
+		return ""
+	}
+	var lf lockFile
+	if json.Unmarshal(b, &lf) != nil || opts.Now().Sub(lf.Time) >= opts.StaleLock {
+		return ""
+	}
+	if _, dead := lf.deadHere(); dead {
+		return ""
+	}
+	return fmt.Sprintf("%s since %s", lf.Holder, lf.Time.Format(time.RFC3339))
 }

@@ -193,6 +193,13 @@ func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
 	if rep.BlobsRestored > 0 || rep.LinksRestored > 0 {
 		fmt.Fprintf(out, "pushes during the run: %d blobs restored from the quarantine, %d links written again\n", rep.BlobsRestored, rep.LinksRestored)
 	}
+	if rep.QuarantineBlobs > 0 {
+		fmt.Fprintf(out, "in the quarantine: %s (%s) set aside by a run that did not finish (crashed or interrupted); the next run restores what is referenced and purges the rest\n",
+			nBlobs(rep.QuarantineBlobs), output.Bytes(rep.QuarantineBytes))
+	}
+	if rep.LockHeldBy != "" {
+		fmt.Fprintf(out, "another gc is running on this storage: its lock is held by %s\n", rep.LockHeldBy)
+	}
 	for _, t := range rep.OrphanSignatureTags {
 		fmt.Fprintf(out, "%s orphan signature tag %s:%s (its subject is gone)\n", verb, t.Repository, t.Tag)
 	}
@@ -212,4 +219,12 @@ func bytesCell(f output.Format, n int64) any {
 		return output.Bytes(n)
 	}
 	return n
+}
+
+// nBlobs is "1 blob" or "N blobs".
+func nBlobs(n int) string {
+	if n == 1 {
+		return "1 blob"
+	}
+	return fmt.Sprintf("%d blobs", n)
 }

@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
@@ -215,5 +218,52 @@ func TestGCPruneOrphanSignaturesNamed(t *testing.T) {
 	}
 	if _, err := remote.Head(regtest.Ref(t, srv, want)); err == nil {
 		t.Errorf("%s still there", want)
+	}
+}
+
+// What a crashed or interrupted run left in the quarantine, and a gc
+// running at the same time, are in the report: a dry run shows both, and
+// the run that resolves the quarantine reports it empty.
+func TestGCReportsQuarantineAndLock(t *testing.T) {
+	srv, _ := regtest.Seeded(t, embedded.Options{})
+	// A blob set aside by a run that crashed after its quarantine, in the
+	// layout gc keeps (regkeeper-quarantine/sha256/<xx>/<hex>, since file).
+	data := []byte(strings.Repeat("set aside by a crashed run\n", 6000))
+	dg := digest.FromBytes(data)
+	q := filepath.Join(srv.Root, "docker/registry/v2/regkeeper-quarantine")
+	os.MkdirAll(filepath.Join(q, "sha256", dg.Encoded()[:2]), 0o755)
+	os.WriteFile(filepath.Join(q, "sha256", dg.Encoded()[:2], dg.Encoded()), data, 0o644)
+	os.WriteFile(filepath.Join(q, "since"), []byte(time.Now().UTC().Format(time.RFC3339Nano)), 0o644)
+	// And a gc holding the storage's lock (this process: alive).
+	d, err := gc.OpenRoot(context.Background(), srv.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := gc.Lock(context.Background(), d, gc.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, stderr := runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--dry-run", "-o", "json")
+	var rep gc.Report
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("dry run: exit %d, %v: %s", code, err, stderr)
+	}
+	if rep.QuarantineBlobs != 1 || rep.QuarantineBytes != int64(len(data)) || rep.LockHeldBy == "" {
+		t.Errorf("dry run: quarantine %d blobs %d bytes, lock %q; want 1, %d, the holder", rep.QuarantineBlobs, rep.QuarantineBytes, rep.LockHeldBy, len(data))
+	}
+	code, out, _ = runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--dry-run")
+	if code != 0 || !strings.Contains(out, "in the quarantine: 1 blob (158.2 KiB) set aside by a run that did not finish") || !strings.Contains(out, "another gc is running on this storage") {
+		t.Errorf("dry run table: exit %d\n%s", code, out)
+	}
+	unlock()
+
+	code, out, stderr = runCLI(t, "gc", "--config", srv.ConfigFile, "--grace", "0", "--settle", "100ms", "-o", "json")
+	rep = gc.Report{}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil || code != 0 {
+		t.Fatalf("gc: exit %d, %v: %s", code, err, stderr)
+	}
+	if rep.QuarantineBlobs != 0 || rep.LockHeldBy != "" {
+		t.Errorf("after the run that resolved it: %+v", rep)
 	}
 }
