@@ -237,7 +237,7 @@ type Report struct {
 	QuarantineBytes int64 `json:"quarantineBytes"`
 	// LockHeldBy names the run holding the storage's gc lock when a dry
 	// run looked (another gc is running); empty when none.
-	LockHeldBy string `json:"lockHeldBy,omitempty"`
+	LockHeldBy     string  `json:"lockHeldBy,omitempty"`
 	BytesStored    int64   `json:"bytesStored"`
 	DeleteRatio    float64 `json:"deleteRatio"`
 	MaxDeleteRatio float64 `json:"maxDeleteRatio"`
