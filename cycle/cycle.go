@@ -33,8 +33,9 @@ const (
 	StepGC        = "gc"
 )
 
-// Steps lists the steps in the order they run.
-var Steps = []string{StepInventory, StepAudit, StepBackup, StepVerify, StepGC}
+// Steps lists the steps in the order they run. The first, StepCheck
+// (check.go), does no work: it checks what the others will need.
+var Steps = []string{StepCheck, StepInventory, StepAudit, StepBackup, StepVerify, StepGC}
 
 // Errors that say which safety stop a cycle made; the command maps them to
 // exit codes.
@@ -67,6 +68,13 @@ type Options struct {
 	Logger    *slog.Logger
 	// Now is the reference time for audit ages; zero means time.Now.
 	Now time.Time
+	// Outputs are the files the command writes after the steps (metrics,
+	// report): the check step checks that their directories are writable.
+	Outputs []Output
+	// RestartCommand, when set, is run (no shell) right after gc deleted
+	// anything, to restart the registry: its in-memory blob-descriptor
+	// cache still names what gc deleted (Options.GC.RestartAfter).
+	RestartCommand []string
 }
 
 // Step is how one step went.
@@ -80,11 +88,15 @@ type Step struct {
 
 // Result is what each step found.
 type Result struct {
-	Steps  []Step               `json:"steps"`
-	Audit  *audit.Result        `json:"audit,omitempty"`
-	Backup *backup.Result       `json:"backup,omitempty"`
-	Verify *backup.VerifyResult `json:"verify,omitempty"`
-	GC     *gc.Report           `json:"gc,omitempty"`
+	Steps []Step `json:"steps"`
+	// Checks are what the check step found, one per check.
+	Checks []Check `json:"checks"`
+	// Restart is the registry's restart after gc (RestartCommand).
+	Restart *Restart             `json:"restart,omitempty"`
+	Audit   *audit.Result        `json:"audit,omitempty"`
+	Backup  *backup.Result       `json:"backup,omitempty"`
+	Verify  *backup.VerifyResult `json:"verify,omitempty"`
+	GC      *gc.Report           `json:"gc,omitempty"`
 	// Inventory is the walk of the whole registry; not in the JSON (the
 	// audit has every image).
 	Inventory *inventory.Result `json:"-"`
@@ -114,10 +126,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	res := &Result{Problems: []walk.Problem{}, Errors: []inventory.Error{}}
+	res := &Result{Problems: []walk.Problem{}, Errors: []inventory.Error{}, Checks: []Check{}}
 	for _, name := range Steps {
 		res.Steps = append(res.Steps, Step{Name: name, Status: "skipped"})
 	}
+
 	lockFile := opts.LockFile
 	if lockFile == "" {
 		// The lock lives in the layout's private directory: make the
@@ -136,21 +149,22 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	defer unlock()
 
-	run := func(name string, fn func() (partial string, err error)) error {
-		st := res.Step(name)
-		start := time.Now()
-		log.Info("cycle step", "step", name)
-		partial, err := fn()
-		st.DurationSeconds = time.Since(start).Seconds()
-		switch {
-		case err != nil:
-			st.Status, st.Error = "failed", err.Error()
-		case partial != "":
-			st.Status, st.Error = "partial", partial
-		default:
-			st.Status = "ok"
+	// 0. Check everything that can be checked before any work.
+	if err := res.runStep(ctx, log, StepCheck, func() (string, error) {
+		checks, err := RunChecks(ctx, opts)
+		res.Checks = checks
+		for _, c := range checks {
+			if !c.OK() {
+				log.Error("cycle check failed", "check", c.Name, "error", c.Detail, "fix", c.Fix)
+			}
 		}
-		return err
+		return "", err
+	}); err != nil {
+		return res, err
+	}
+
+	run := func(name string, fn func() (partial string, err error)) error {
+		return res.runStep(ctx, log, name, fn)
 	}
 
 	// 1. Inventory of the whole registry (the audit's lineage needs it).
@@ -227,11 +241,54 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err := run(StepGC, func() (string, error) {
 		rep, err := gc.Run(ctx, opts.Storage, opts.GC)
 		res.GC = rep
+		if len(opts.RestartCommand) > 0 && !opts.GC.DryRun && touched(err) {
+			res.Restart = restart(ctx, log, opts.RestartCommand)
+			if res.Restart.Error != "" && err == nil {
+				err = fmt.Errorf("restarting the registry after gc: %s", res.Restart.Error)
+			}
+		}
 		return "", err
 	}); err != nil {
 		return res, fmt.Errorf("%w: %v", ErrGCFailed, err)
 	}
 	return res, nil
+}
+
+// runStep runs the step called name and records how it went.
+func (res *Result) runStep(ctx context.Context, log *slog.Logger, name string, fn func() (partial string, err error)) error {
+	st := res.Step(name)
+	start := time.Now()
+	log.Info("cycle step", "step", name)
+	partial, err := fn()
+	st.DurationSeconds = time.Since(start).Seconds()
+	switch {
+	case err != nil && ctx.Err() != nil:
+		// An interrupt, not the step's own failure: say so, and
+		// where, instead of "context canceled".
+		st.Status, st.Error = "failed", interruptedDuring(ctx, name)
+	case err != nil:
+		st.Status, st.Error = "failed", err.Error()
+	case partial != "":
+		st.Status, st.Error = "partial", partial
+	default:
+		st.Status = "ok"
+	}
+	return err
+}
+
+// interruptedDuring says that ctx was cancelled during step: "interrupted
+// (SIGINT) during backup" when the cause names the signal.
+func interruptedDuring(ctx context.Context, step string) string {
+	what := "interrupted"
+	if c := context.Cause(ctx); c != nil && !errors.Is(c, context.Canceled) && !errors.Is(c, context.DeadlineExceeded) {
+		what = c.Error()
+		if !strings.HasPrefix(what, "interrupted") {
+			what = "interrupted (" + what + ")"
+		}
+	} else if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		what = "timed out"
+	}
+	return what + " during " + step
 }
 
 // whereList names the repositories and tags of errs, the first few.

@@ -2,6 +2,7 @@ package cycle
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/regkeeper/regkeeper/internal/output"
 )
@@ -9,6 +10,20 @@ import (
 // Summary says in one line what a step found, or "" if it did not run.
 func (r *Result) Summary(step string) string {
 	switch step {
+	case StepCheck:
+		if len(r.Checks) == 0 {
+			return ""
+		}
+		failed := 0
+		for _, c := range r.Checks {
+			if !c.OK() {
+				failed++
+			}
+		}
+		if failed == 0 {
+			return fmt.Sprintf("%s passed (cycle --check lists them)", plural(len(r.Checks), "check"))
+		}
+		return fmt.Sprintf("%d of %s failed (listed below)", failed, plural(len(r.Checks), "check"))
 	case StepInventory:
 		if r.Inventory == nil {
 			return ""
@@ -59,10 +74,29 @@ func (r *Result) Summary(step string) string {
 			if n := g.GraceNote(); n != "" {
 				s += "; " + n
 			}
+			if rs := r.Restart; rs != nil && rs.Error == "" {
+				s += "; registry restarted (" + rs.Command + ")"
+			}
 			return s
 		}
 	}
 	return ""
+}
+
+// OneLine is text as one table cell: its first line, its spaces
+// collapsed, cut at most characters (0: no limit) with "…" where anything
+// was left out (the whole text is in the JSON and on stderr).
+func OneLine(text string, most int) string {
+	line, rest, _ := strings.Cut(strings.TrimSpace(text), "\n")
+	line = strings.Join(strings.Fields(line), " ")
+	more := strings.TrimSpace(rest) != ""
+	if r := []rune(line); most > 0 && len(r) > most {
+		line, more = string(r[:most-1]), true
+	}
+	if more {
+		line += "…"
+	}
+	return line
 }
 
 func plural(n int, word string) string {

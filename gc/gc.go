@@ -22,8 +22,11 @@ package gc
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
+	"path"
 	"runtime"
 	"sync"
 	"time"
@@ -48,6 +51,17 @@ const (
 	// object store. Ten seconds is a hundred times that on a slow object
 	// store; raise it for a registry whose requests stall for longer.
 	DefaultSettle = 10 * time.Second
+	// DefaultMaxDeleteRatio is the share of the stored bytes a plan of the
+	// gc and cycle commands may delete before gc refuses it. A registry
+	// collected every week loses what the week's tag replacements left
+	// behind: on the demo estate, a first collection of 10 replaced
+	// manifests, 30% of the bytes; on the
+	// bench generator's shape (every tag pushed 4 times, never collected)
+	// 75%, which is a neglected registry's first run, not a weekly one.
+	// Half the bytes at once is what repositories missing from the storage
+	// (a partial mount, a half-done restore) look like: refused, with the
+	// flag to pass when it is meant.
+	DefaultMaxDeleteRatio = 0.5
 )
 
 // Sentinel errors.
@@ -104,10 +118,11 @@ type Options struct {
 	// refused (ErrDeleteAll, ErrNoTags), as it is what gc does on a wrong
 	// root.
 	AllowDeleteAll bool
-	// MaxDeleteRatio, when above zero, refuses a plan deleting more than
-	// this share (0 to 1) of the bytes of the blob store (ErrDeleteRatio).
-	// Zero (the default) sets no limit: a registry never collected can
-	// rightly lose most of its bytes on its first run.
+	// MaxDeleteRatio, when above zero and below one, refuses a plan
+	// deleting more than this share (0 to 1) of the bytes of the blob store
+	// (ErrDeleteRatio); zero or one sets no limit. The commands (gc,
+	// cycle) default to DefaultMaxDeleteRatio; DefaultOptions, for callers
+	// that plan their own storages (tests, benchmarks), sets none.
 	MaxDeleteRatio float64
 	// driverDelete makes the filesystem sweep go through the driver's
 	// Delete, as on other storage (tests and benchmarks compare the two).
@@ -211,6 +226,21 @@ type Report struct {
 	ManifestsSparedByGrace int   `json:"manifestsSparedByGrace"`
 	BlobsSparedByGrace     int   `json:"blobsSparedByGrace"`
 	BytesSparedByGrace     int64 `json:"bytesSparedByGrace"`
+	// BytesStored is what the blob store held when the plan was made;
+	// DeleteRatio the share of it the plan deletes (0 to 1), which
+	// MaxDeleteRatio (the run's limit, 0 for none) bounds (guard.go).
+	// QuarantineBlobs and QuarantineBytes are what the quarantine holds
+	// when the run ends (a dry run: now): blobs a run set aside and did not
+	// purge, because it crashed or was interrupted; the next run restores
+	// what is referenced and purges the rest.
+	QuarantineBlobs int   `json:"quarantineBlobs"`
+	QuarantineBytes int64 `json:"quarantineBytes"`
+	// LockHeldBy names the run holding the storage's gc lock when a dry
+	// run looked (another gc is running); empty when none.
+	LockHeldBy     string  `json:"lockHeldBy,omitempty"`
+	BytesStored    int64   `json:"bytesStored"`
+	DeleteRatio    float64 `json:"deleteRatio"`
+	MaxDeleteRatio float64 `json:"maxDeleteRatio"`
 	// Grace is the grace of the run (Options.Grace).
 	Grace time.Duration `json:"-"`
 
@@ -220,10 +250,12 @@ type Report struct {
 	Kept []KeptManifest `json:"-"`
 	// KeptAsBase lists the manifests ManifestsKeptAsBase counts.
 	KeptAsBase []BlobRef `json:"-"`
-	// TagsDeleted counts orphan signature tags pruned; RepositoriesDeleted
-	// lists empty repositories pruned.
-	TagsDeleted         int      `json:"-"`
-	RepositoriesDeleted []string `json:"-"`
+	// TagsDeleted counts orphan signature tags pruned
+	// (PruneOrphanSignatures), OrphanSignatureTags names the tags the plan
+	// prunes; RepositoriesDeleted lists empty repositories pruned.
+	TagsDeleted         int      `json:"tagsDeleted"`
+	OrphanSignatureTags []TagRef `json:"orphanSignatureTags"`
+	RepositoriesDeleted []string `json:"repositoriesDeleted"`
 }
 
 // RepoReport is one repository's share. A deleted blob's bytes count
@@ -263,7 +295,10 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 		if err != nil {
 			return nil, err
 		}
-		return p.Report(), p.guard()
+		rep := p.Report()
+		reportQuarantine(ctx, d, rep)
+		rep.LockHeldBy = lockHeld(ctx, d, opts)
+		return rep, p.guard()
 	}
 	unlock, err := Lock(ctx, d, opts)
 	if err != nil {
@@ -293,5 +328,59 @@ func Run(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Rep
 	}
 	rep, err := p.execute(ctx, d, mode, q, rm)
 	p.annotate(rep)
+	p.share(rep)
+	reportQuarantine(ctx, d, rep)
 	return rep, err
+}
+
+// CheckMode says whether a run with opts can go ahead given the registry's
+// settings (its blob-descriptor cache, read-only mode), before any work:
+// the error Run would return at its start (ErrInMemoryCache), and nil for a
+// dry run, which deletes nothing. It connects to nothing.
+func CheckMode(opts Options) error {
+	if opts.DryRun {
+		return nil
+	}
+	m, err := cacheRules(opts)
+	m.cache.close()
+	return err
+}
+
+// CheckStorage says whether d is a registry's storage that a run with opts
+// can read and, unless opts.DryRun, write: it reads the registry root and
+// writes and deletes a probe file beside the lock (a run writes its lock
+// and, online, its quarantine there, and deletes).
+func CheckStorage(ctx context.Context, d storagedriver.StorageDriver, opts Options) error {
+	if err := checkRegistry(ctx, d); err != nil {
+		return err
+	}
+	if opts.DryRun {
+		return nil
+	}
+	probe := path.Join(pathFor(registryRootSpec{}), "regkeeper-check")
+	if err := d.PutContent(ctx, probe, []byte("regkeeper cycle --check\n")); err != nil {
+		return fmt.Errorf("writing %s in %s storage: %w", probe, d.Name(), err)
+	}
+	if err := d.Delete(ctx, probe); err != nil {
+		return fmt.Errorf("deleting %s in %s storage: %w", probe, d.Name(), err)
+	}
+	return nil
+}
+
+// lockHeld says who holds the storage's gc lock, read only, or "" when
+// nobody does (or the lock is stale, or its run dead): what a dry run
+// reports of a run going on.
+func lockHeld(ctx context.Context, d storagedriver.StorageDriver, opts Options) string {
+	b, err := d.GetContent(ctx, pathFor(lockSpec{}))
+	if err != nil {
+		return ""
+	}
+	var lf lockFile
+	if json.Unmarshal(b, &lf) != nil || opts.Now().Sub(lf.Time) >= opts.StaleLock {
+		return ""
+	}
+	if _, dead := lf.deadHere(); dead {
+		return ""
+	}
+	return fmt.Sprintf("%s since %s", lf.Holder, lf.Time.Format(time.RFC3339))
 }

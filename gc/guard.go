@@ -4,6 +4,8 @@ package gc
 
 import (
 	"fmt"
+	"math"
+	"strconv"
 
 	"github.com/regkeeper/regkeeper/internal/output"
 )
@@ -29,7 +31,8 @@ func storageTotals(repos []*repoState, blobs []blobInfo) storageSize {
 // deletes anything from a storage with blobs but no tag (what a --root
 // that is not the registry's root, or a lost repositories/ directory,
 // looks like), unless opts.AllowDeleteAll; and, with opts.MaxDeleteRatio,
-// a plan that deletes a larger share of the bytes.
+// a plan that deletes a larger share of the bytes (which AllowDeleteAll,
+// consent to delete everything, also lifts).
 func (p *Plan) guard() error {
 	s := p.storage
 	var bytes int64
@@ -47,9 +50,38 @@ func (p *Plan) guard() error {
 				ErrNoTags, size(s.blobs, s.bytes), s.repositories, len(p.Manifests), size(len(p.Blobs), bytes))
 		}
 	}
-	if r := p.opts.MaxDeleteRatio; r > 0 && s.bytes > 0 && float64(bytes) > r*float64(s.bytes) {
-		return fmt.Errorf("%w: the plan deletes %s, %.1f%% of the %s in storage, more than --max-delete-ratio %g",
-			ErrDeleteRatio, size(len(p.Blobs), bytes), 100*float64(bytes)/float64(s.bytes), output.Bytes(s.bytes), r)
+	if r, share := p.opts.maxDeleteRatio(), p.deleteRatio(); r > 0 && share > r && !p.opts.AllowDeleteAll {
+		return fmt.Errorf("%w: the plan deletes %s, %.1f%% of the %s in storage, more than --max-delete-ratio %g%s. "+
+			"A weekly run on a healthy registry stays far below that; this much is either a first collection of a registry "+
+			"never collected (then run once with --max-delete-ratio %s) or repositories missing from the storage "+
+			"(a partial mount, a half-done restore: mend the storage first). Nothing was deleted",
+			ErrDeleteRatio, size(len(p.Blobs), bytes), 100*share, output.Bytes(s.bytes), r, defaultNote(r), ratioAbove(share))
 	}
 	return nil
+}
+
+// maxDeleteRatio is the limit of Options.MaxDeleteRatio: 0 (none) for 0,
+// or for 1 and above.
+func (o Options) maxDeleteRatio() float64 {
+	if o.MaxDeleteRatio <= 0 || o.MaxDeleteRatio >= 1 {
+		return 0
+	}
+	return o.MaxDeleteRatio
+}
+
+func defaultNote(r float64) string {
+	if r == DefaultMaxDeleteRatio {
+		return " (the default)"
+	}
+	return ""
+}
+
+// ratioAbove is the smallest limit in steps of 0.05 that lets a plan
+// deleting this share pass: what to pass when the plan is meant.
+func ratioAbove(share float64) string {
+	r := math.Ceil(share*20) / 20
+	if r >= 1 {
+		return "1"
+	}
+	return strconv.FormatFloat(r, 'f', -1, 64)
 }

@@ -44,7 +44,10 @@ type Plan struct {
 }
 
 // TagRef is a tag in a repository.
-type TagRef struct{ Repository, Tag string }
+type TagRef struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+}
 
 // BlobRef is a digest in a repository.
 type BlobRef struct {
@@ -84,7 +87,33 @@ func (p *Plan) Report() *Report {
 	acc.fill(r)
 	r.DurationSeconds = p.opts.Now().Sub(p.start).Seconds()
 	p.annotate(r)
+	p.share(r)
 	return r
+}
+
+// share puts into r what the storage held and the share of its bytes the
+// plan deletes, with the run's limit.
+func (p *Plan) share(r *Report) {
+	if r == nil {
+		return
+	}
+	r.BytesStored, r.DeleteRatio, r.MaxDeleteRatio = p.storage.bytes, p.deleteRatio(), p.opts.maxDeleteRatio()
+	r.OrphanSignatureTags = append([]TagRef{}, p.Tags...)
+	if r.RepositoriesDeleted == nil {
+		r.RepositoriesDeleted = []string{}
+	}
+}
+
+// deleteRatio is the share of the stored bytes the plan deletes.
+func (p *Plan) deleteRatio() float64 {
+	if p.storage.bytes == 0 {
+		return 0
+	}
+	var bytes int64
+	for _, b := range p.Blobs {
+		bytes += b.Size
+	}
+	return float64(bytes) / float64(p.storage.bytes)
 }
 
 // account sums deletions per repository.

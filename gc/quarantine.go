@@ -287,3 +287,33 @@ func (q *quarantine) purge(ctx context.Context) ([]BlobDeletion, error) {
 	}
 	return gone, q.dirs.removeEmpty(pathFor(quarantineSpec{}))
 }
+
+// quarantineHolds counts what the quarantine holds, reading only (a dry
+// run writes nothing, and a run that stopped reports what it leaves).
+func quarantineHolds(ctx context.Context, d storagedriver.StorageDriver) (blobs int, bytes int64, err error) {
+	err = d.Walk(ctx, pathFor(quarantineBlobsSpec{digest.SHA256}), func(fi storagedriver.FileInfo) error {
+		if !fi.IsDir() {
+			blobs++
+			bytes += fi.Size()
+		}
+		return ctx.Err()
+	})
+	if isNotFound(err) {
+		err = nil
+	}
+	return blobs, bytes, err
+}
+
+// reportQuarantine puts into r what the quarantine holds now: blobs a run
+// set aside and did not purge (a crashed or interrupted run), which the
+// next run restores or purges.
+func reportQuarantine(ctx context.Context, d storagedriver.StorageDriver, r *Report) {
+	if r == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if n, b, err := quarantineHolds(ctx, d); err == nil {
+		r.QuarantineBlobs, r.QuarantineBytes = n, b
+	}
+}

@@ -34,7 +34,7 @@ run() { # name, flags...
   sync
   local t0 t1
   t0=$(date +%s.%N)
-  "$work/regkeeper" gc --config "$work/$name.yml" --grace 0 --progress never -o json "$@" > "$work/$name.json"
+  "$work/regkeeper" gc --config "$work/$name.yml" --grace 0 --max-delete-ratio 1 --progress never -o json "$@" > "$work/$name.json"
   t1=$(date +%s.%N)
   echo "$t1 - $t0" | bc
 }

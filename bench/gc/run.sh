@@ -204,10 +204,10 @@ fs_shape() {
       echo "$secs" >>"$work/$id-stock.t"; echo "$rss_mb" >>"$work/$id-stock.m"
     fi
     echo "== $id round $round: regkeeper gc --offline" >&2
-    timed "$id-offline" "$work/regkeeper" gc --config "$work/$id-offline.yml" --grace 0 --jobs "$jobs" --offline --progress never
+    timed "$id-offline" "$work/regkeeper" gc --config "$work/$id-offline.yml" --grace 0 --max-delete-ratio 1 --jobs "$jobs" --offline --progress never
     echo "$secs" >>"$work/$id-offline.t"; echo "$rss_mb" >>"$work/$id-offline.m"
     echo "== $id round $round: regkeeper gc (online, --settle $settle)" >&2
-    timed "$id-online" "$work/regkeeper" gc --config "$work/$id-online.yml" --grace 0 --jobs "$jobs" --settle "$settle" --progress never
+    timed "$id-online" "$work/regkeeper" gc --config "$work/$id-online.yml" --grace 0 --max-delete-ratio 1 --jobs "$jobs" --settle "$settle" --progress never
     echo "$secs" >>"$work/$id-online.t"; echo "$rss_mb" >>"$work/$id-online.m"
     listing "$work/$id-offline" >"$work/$id-after.list"
     LC_ALL=C comm -23 "$work/$id-before.list" "$work/$id-after.list" >"$work/$id-deleted.list"
@@ -234,7 +234,7 @@ fs_shape() {
   local sc="-" inodes; inodes=$(wc -l <"$work/$id-deleted.list")
   if [ "$use_strace" = 1 ]; then
     cp -a "$work/$id-orig" "$work/$id-strace"; config "$work/$id-strace.yml" fs "$id-strace" >/dev/null; sync
-    strace -c -f -o "$work/$id-strace.txt" "$work/regkeeper" gc --config "$work/$id-strace.yml" --grace 0 --jobs "$jobs" --offline --progress never >/dev/null 2>&1
+    strace -c -f -o "$work/$id-strace.txt" "$work/regkeeper" gc --config "$work/$id-strace.yml" --grace 0 --max-delete-ratio 1 --jobs "$jobs" --offline --progress never >/dev/null 2>&1
     local calls; calls=$(awk '$NF == "total" { print $4 }' "$work/$id-strace.txt")
     local files; files=$(grep -c '^f ' "$work/$id-deleted.list")
     sc=$(awk -v c="$calls" -v n="$inodes" -v f="$files" 'BEGIN { printf "%.1f per inode, %.1f per blob or link (%d calls, %d inodes)", c / n, c / f, c, n }')
@@ -288,7 +288,7 @@ for backend in $backends; do
     verify "$work/$id-stock.yml" "$p_stock" "$r" "$t"; s_ok=$verified
 
     echo "== $id: regkeeper gc --grace 0 --jobs $jobs" >&2
-    timed "$id-regkeeper-gc" "$work/regkeeper" gc --config "$work/$id-regkeeper.yml" --grace 0 --jobs "$jobs" --progress never
+    timed "$id-regkeeper-gc" "$work/regkeeper" gc --config "$work/$id-regkeeper.yml" --grace 0 --max-delete-ratio 1 --jobs "$jobs" --progress never
     k_secs=$secs k_rss=$rss_mb
     k_after=$("$work/gen" -count -config "$work/$id-regkeeper.yml")
     verify "$work/$id-regkeeper.yml" "$p_rk" "$r" "$t"; k_ok=$verified

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,8 @@ const (
 	exitBackupFailed = 3
 	exitVerifyFailed = 4
 	exitGCFailed     = 5
+	// exitCheckFailed: a check of the first step failed; nothing was done.
+	exitCheckFailed = 6
 )
 
 func newCycleCmd(g *globalOptions) *cobra.Command {
@@ -32,6 +35,8 @@ func newCycleCmd(g *globalOptions) *cobra.Command {
 		config, root, dir string
 		reportFile        string
 		lockFile          string
+		checkOnly         bool
+		restartCommand    string
 		gcOpts            = gc.DefaultOptions()
 		bopts             = backup.DefaultOptions()
 	)
@@ -53,14 +58,30 @@ directory (DIR/.regkeeper/cycle.lock, or --lock-file) keeps two cycles from
 overlapping; the kernel releases it when the process ends, however it ends. --report writes the HTML report
 (what gc reclaimed, findings, lineage); --metrics-file the Prometheus metrics.
 
+The first step checks, before any work, what the others need: the registry
+answers and accepts the credentials; the storage is the registry's, readable
+and writable; the registry's blob-descriptor cache allows gc (an in-memory
+cache, as in distribution's example config, needs --restart-command, --offline
+or --blob-cache-dropped); the restart command exists; the backup directory,
+the lock file's, the metrics file's and the report's directories are writable.
+--check runs only that step and prints one line per check (ok, or FAIL with
+what to do). --restart-command CMD (split on spaces, no shell) restarts the
+registry right after gc deleted anything, so its in-memory cache forgets
+what gc deleted.
+
 Exit codes: 0 every step succeeded (problems in the registry included,
 unless --fail-on-problems); 1 an error, or parts of the registry could not
 be read; 2 usage; 3 the backup failed, gc not run; 4 the backup did not
-verify, gc not run; 5 gc failed.`,
+verify, gc not run; 5 gc failed (or the restart after it); 6 a check failed,
+nothing done.`,
 		Example: `  # the weekly cron
   regkeeper cycle registry.example.com --config /etc/docker/registry/config.yml \
     --backup /backups/registry --report /var/www/registry-report.html \
     --metrics-file /var/lib/node_exporter/textfile/regkeeper.prom
+
+  # check everything before the first run (exit 6 and what to do if not)
+  regkeeper cycle registry.example.com --config /etc/docker/registry/config.yml \
+    --backup /backups/registry --restart-command 'systemctl restart docker-registry.service' --check
 
   # against the demo registry (regkeeper demo --serve --dir /tmp/demo)
   regkeeper cycle 127.0.0.1:5000 --insecure --config /tmp/demo/config.yml --backup /tmp/demo-backup --grace 0`,
@@ -90,11 +111,31 @@ verify, gc not run; 5 gc failed.`,
 			}
 			start := time.Now()
 			gcOpts.Jobs, gcOpts.Logger, gcOpts.Progress = g.jobs, log, g.reporter(cmd)
-			res, runErr := cycle.Run(ctx, cycle.Options{
+			restart := strings.Fields(restartCommand)
+			if len(restart) > 0 {
+				gcOpts.RestartAfter = true
+			}
+			var outputs []cycle.Output
+			if mf.path != "" {
+				outputs = append(outputs, cycle.Output{Name: "metrics-file", Path: mf.path})
+			}
+			if reportFile != "" {
+				outputs = append(outputs, cycle.Output{Name: "report", Path: reportFile})
+			}
+			copts := cycle.Options{
 				Host: argv[0], Storage: drv, BackupDir: dir, LockFile: lockFile,
 				Inventory: ao.Inventory, Policy: ao.Policy,
 				Backup: bopts, GC: gcOpts, Logger: log,
-			})
+				Outputs: outputs, RestartCommand: restart,
+			}
+			if checkOnly {
+				checks, err := cycle.RunChecks(ctx, copts)
+				if werr := writeChecks(cmd, g.format(), checks); werr != nil && err == nil {
+					err = werr
+				}
+				return cycleExit(err)
+			}
+			res, runErr := cycle.Run(ctx, copts)
 			if res.Backup != nil {
 				warnUnmatched(cmd, &filter, res.Backup.Selection)
 			}
@@ -131,6 +172,8 @@ verify, gc not run; 5 gc failed.`,
 	f.StringVar(&root, "root", "", "or a filesystem storage root")
 	f.StringVar(&dir, "backup", "", "the OCI layout to back up into (required)")
 	f.StringVar(&reportFile, "report", "", "write the HTML report here (atomically)")
+	f.BoolVar(&checkOnly, "check", false, "only check, before any work, what the cycle needs (registry, credentials, storage, gc mode, writable paths): one line per check, exit 6 if one fails")
+	f.StringVar(&restartCommand, "restart-command", "", "restart the registry with this command (split on spaces, no shell) right after gc deleted anything: what an in-memory blob-descriptor cache needs")
 	f.StringVar(&lockFile, "lock-file", "", "the lock that keeps two cycles from overlapping (default DIR/.regkeeper/cycle.lock, inside --backup)")
 	f.BoolVar(&bopts.KeepHistory, "keep-history", false, "backup: keep the previous digest of a moved tag as repo:tag@<date>")
 	f.BoolVar(&bopts.Referrers, "referrers", bopts.Referrers, "backup: also back up referrers listed by the referrers API")
@@ -150,6 +193,8 @@ func cycleExit(err error) error {
 		return &exitCodeError{code: exitVerifyFailed, err: err}
 	case errors.Is(err, cycle.ErrGCFailed):
 		return &exitCodeError{code: exitGCFailed, err: err}
+	case errors.Is(err, cycle.ErrCheckFailed):
+		return &exitCodeError{code: exitCheckFailed, err: err}
 	}
 	return err
 }
@@ -163,14 +208,41 @@ func writeCycle(cmd *cobra.Command, f output.Format, res *cycle.Result) error {
 	for _, st := range res.Steps {
 		what := res.Summary(st.Name)
 		if st.Status == "failed" || what == "" {
-			what = st.Error
+			// One line per step, an error cut short: the whole error is
+			// on stderr and in the JSON.
+			what = cycle.OneLine(st.Error, 160)
 		}
-		rows.Add(st.Name, st.Status, fmt.Sprintf("%.1f", st.DurationSeconds), what)
+		rows.Add(st.Name, st.Status, fmt.Sprintf("%.1f", st.DurationSeconds), cycle.OneLine(what, 0))
 	}
 	if err := output.Write(out, f, rows, res); err != nil {
 		return err
 	}
+	if st := res.Step(cycle.StepCheck); st != nil && st.Status == "failed" && len(res.Checks) > 0 {
+		fmt.Fprintln(out)
+		if err := writeChecks(cmd, f, res.Checks); err != nil {
+			return err
+		}
+	}
 	return writeProblems(cmd, f, res.Problems)
+}
+
+// writeChecks prints one line per check: ok, or FAIL with what to do.
+func writeChecks(cmd *cobra.Command, f output.Format, checks []cycle.Check) error {
+	out := cmd.OutOrStdout()
+	if f == output.JSON {
+		return output.WriteJSON(out, struct {
+			Checks []cycle.Check `json:"checks"`
+		}{checks})
+	}
+	rows := output.Rows{Header: []string{"CHECK", "STATUS", "WHAT"}}
+	for _, c := range checks {
+		status, what := "ok", c.Detail
+		if !c.OK() {
+			status, what = "FAIL", c.Detail+" — "+c.Fix
+		}
+		rows.Add(c.Name, status, cycle.OneLine(what, 0))
+	}
+	return output.Write(out, f, rows, checks)
 }
 
 func writeReportFile(path string, d *report.Data) error {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/regkeeper/regkeeper/cycle"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
@@ -29,7 +30,7 @@ func TestCycleCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(doc.Steps) != 5 || doc.GC.BytesReclaimed == 0 {
+	if len(doc.Steps) != len(cycle.Steps) || doc.GC.BytesReclaimed == 0 {
 		t.Errorf("json: %+v", doc)
 	}
 	for _, f := range []string{rep, prom, filepath.Join(bk, "index.json")} {
@@ -83,5 +84,51 @@ func TestCycleCommand(t *testing.T) {
 		if code, _, _ := runCLI(t, argv...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", argv, code)
 		}
+	}
+}
+
+// A backup whose blobs cannot be written (blobs/sha256 is not a directory)
+// fails on every blob at once: the table keeps one line per step, the
+// failed step's line says why in short, and the whole error is on stderr
+// and in the JSON.
+func TestCycleTableOneLinePerStep(t *testing.T) {
+	srv, _ := regtest.Seeded(t, embedded.Options{})
+	bk := filepath.Join(t.TempDir(), "backup")
+	if code, _, stderr := runCLI(t, "backup", srv.Host, bk, "--insecure", "--repo", "^base/debian$"); code != 0 {
+		t.Fatalf("first backup: exit %d: %s", code, stderr)
+	}
+	algo := filepath.Join(bk, "blobs", "sha256")
+	if err := os.RemoveAll(algo); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(algo, []byte("not a directory\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, stderr := runCLI(t, "cycle", srv.Host, "--insecure", "--config", srv.ConfigFile, "--backup", bk, "--repo", "^(base|team)", "--grace", "0")
+	if code != exitBackupFailed {
+		t.Fatalf("exit %d, want %d: %s\n%s", code, exitBackupFailed, stderr, out)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	var table []string
+	for _, l := range lines {
+		if l == "" {
+			break
+		}
+		table = append(table, l)
+	}
+	if len(table) != 1+len(cycle.Steps) {
+		t.Errorf("the table has %d lines for %d steps:\n%s", len(table), len(cycle.Steps), out)
+	}
+	var backupLine string
+	for _, l := range table {
+		if strings.HasPrefix(l, "backup ") {
+			backupLine = l
+		}
+	}
+	if !strings.Contains(backupLine, "failed") || !strings.Contains(backupLine, "could not be backed up") || len([]rune(backupLine)) > 220 {
+		t.Errorf("backup line: %q", backupLine)
+	}
+	if strings.Count(stderr, "not a directory") < 2 {
+		t.Errorf("stderr lacks the whole error:\n%s", stderr)
 	}
 }

@@ -40,7 +40,10 @@ media types are kept and reported. A lock in storage stops two runs at once.
 An untagged manifest a live image names as its base (base.digest annotation)
 is kept with its config, unless --no-keep-bases. A plan that would delete
 every blob, or collect a storage with blobs but no tag (a wrong --root), is
-refused unless --allow-delete-all; --max-delete-ratio sets a limit of your own.
+refused unless --allow-delete-all; so is a plan deleting more than half the
+stored bytes (--max-delete-ratio, default 0.5: what missing repositories look
+like; a first collection of a registry never collected passes the value the
+refusal names).
 
 Online (the default): a push the registry accepts while gc runs still pulls
 afterwards. Dead blobs are first moved to a quarantine in the same storage,
@@ -81,6 +84,15 @@ registry is stopped or read-only: blobs are deleted at once, no quarantine.`,
 				// 2x keeps the peak below the stock collector's at no measured
 				// cost in time (bench/gc/run.sh). GOGC set by the user wins.
 				defer debug.SetGCPercent(debug.SetGCPercent(50))
+			}
+			if opts.DryRun {
+				// A dry run deletes nothing, so the registry's cache does
+				// not stop it: say what the real run would do about it.
+				real := opts
+				real.DryRun = false
+				if err := gc.CheckMode(real); err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "regkeeper gc: warning: the run without --dry-run would refuse: %v\n", err)
+				}
 			}
 			rep, err := gc.Run(ctx, drv, opts)
 			if rep != nil {
@@ -177,11 +189,22 @@ func writeGCReport(cmd *cobra.Command, f output.Format, rep *gc.Report) error {
 	}
 	fmt.Fprintf(out, "\n%s: %d manifests, %d layer links, %d blobs (%s), %d uploads in %.1fs\n", verb,
 		rep.ManifestsDeleted, rep.LayerLinksDeleted, rep.BlobsDeleted, output.Bytes(rep.BytesReclaimed), rep.UploadsDeleted, rep.DurationSeconds)
+	fmt.Fprintf(out, "the plan deletes %s\n", deleteShareLine(rep))
 	if rep.BlobsRestored > 0 || rep.LinksRestored > 0 {
 		fmt.Fprintf(out, "pushes during the run: %d blobs restored from the quarantine, %d links written again\n", rep.BlobsRestored, rep.LinksRestored)
 	}
-	if rep.TagsDeleted > 0 || len(rep.RepositoriesDeleted) > 0 {
-		fmt.Fprintf(out, "%d orphan signature tags; empty repositories: %s\n", rep.TagsDeleted, strings.Join(rep.RepositoriesDeleted, ", "))
+	if rep.QuarantineBlobs > 0 {
+		fmt.Fprintf(out, "in the quarantine: %s (%s) set aside by a run that did not finish (crashed or interrupted); the next run restores what is referenced and purges the rest\n",
+			nBlobs(rep.QuarantineBlobs), output.Bytes(rep.QuarantineBytes))
+	}
+	if rep.LockHeldBy != "" {
+		fmt.Fprintf(out, "another gc is running on this storage: its lock is held by %s\n", rep.LockHeldBy)
+	}
+	for _, t := range rep.OrphanSignatureTags {
+		fmt.Fprintf(out, "%s orphan signature tag %s:%s (its subject is gone)\n", verb, t.Repository, t.Tag)
+	}
+	if len(rep.RepositoriesDeleted) > 0 {
+		fmt.Fprintf(out, "%s empty repositories: %s\n", verb, strings.Join(rep.RepositoriesDeleted, ", "))
 	}
 	for _, k := range rep.Kept {
 		fmt.Fprintf(out, "kept %s@%s: %s\n", k.Repository, k.Digest, k.Reason)
@@ -196,4 +219,12 @@ func bytesCell(f output.Format, n int64) any {
 		return output.Bytes(n)
 	}
 	return n
+}
+
+// nBlobs is "1 blob" or "N blobs".
+func nBlobs(n int) string {
+	if n == 1 {
+		return "1 blob"
+	}
+	return fmt.Sprintf("%d blobs", n)
 }

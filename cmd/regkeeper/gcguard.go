@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/output"
 )
 
 // registerGuardFlags declares the gc flags of provenance and of the
@@ -17,7 +18,8 @@ import (
 func registerGuardFlags(f *pflag.FlagSet, opts *gc.Options) {
 	f.BoolVar(&opts.NoKeepBases, "no-keep-bases", false, "the stock rule: delete an untagged manifest even when a live image names it as its base (org.opencontainers.image.base.digest)")
 	f.BoolVar(&opts.AllowDeleteAll, "allow-delete-all", false, "carry out a plan that deletes every blob, or collects a storage with blobs but no tag (refused otherwise: a wrong --root looks like that)")
-	f.Var((*ratioValue)(&opts.MaxDeleteRatio), "max-delete-ratio", "refuse a plan deleting more than this share of the stored bytes: 0.5 or 50% (default: no limit)")
+	opts.MaxDeleteRatio = gc.DefaultMaxDeleteRatio
+	f.Var((*ratioValue)(&opts.MaxDeleteRatio), "max-delete-ratio", "refuse a plan deleting more than this share of the stored bytes (0.5 or 50%; 0 or 1: no limit): more than a weekly run deletes, what missing repositories look like")
 }
 
 // ratioValue is a share: 0.25 or 25%, from 0 (no limit) to 1.
@@ -47,6 +49,16 @@ func (r *ratioValue) Set(s string) error {
 }
 
 func (r *ratioValue) Type() string { return "ratio" }
+
+// deleteShareLine says what share of the stored bytes the plan deletes,
+// against the limit.
+func deleteShareLine(rep *gc.Report) string {
+	limit := "no --max-delete-ratio"
+	if rep.MaxDeleteRatio > 0 {
+		limit = fmt.Sprintf("limit --max-delete-ratio %g", rep.MaxDeleteRatio)
+	}
+	return fmt.Sprintf("%.1f%% of the %s stored (%s)", 100*rep.DeleteRatio, output.Bytes(rep.BytesStored), limit)
+}
 
 // writeGCKeptLines adds to the table what gc kept on purpose: what the
 // grace spared (saying so when it is why nothing was deleted) and the

@@ -78,8 +78,8 @@ func TestInterruptedCycleExits130(t *testing.T) {
 	argv := []string{"cycle", host, "--insecure", "--config", srv.ConfigFile, "--backup", bk, "--repo", "^(base|team)", "--jobs", "2", "--metrics-file", prom}
 
 	cmd := exec.Command(bin, argv...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +112,10 @@ func TestInterruptedCycleExits130(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "regkeeper cycle: interrupted (SIGINT)") {
 		t.Errorf("stderr does not say it was interrupted: %s", stderr.String())
+	}
+	// The table says where, not "context canceled".
+	if !strings.Contains(stdout.String(), "interrupted (SIGINT) during backup") || strings.Contains(stdout.String()+stderr.String(), "context canceled") {
+		t.Errorf("the cycle's table does not say the backup was interrupted:\n%s\n%s", stdout.String(), stderr.String())
 	}
 	for _, lock := range []string{cycle.DefaultLockFile(bk), backup.Layout{Root: bk}.LockFile()} {
 		if !flockFree(t, lock) {

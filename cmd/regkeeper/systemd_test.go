@@ -39,7 +39,7 @@ func TestSystemdUnitSandbox(t *testing.T) {
 	if got := svc["ProtectSystem"]; len(got) != 1 || got[0] != "strict" {
 		t.Fatalf("ProtectSystem = %v; this test reproduces strict", got)
 	}
-	execStart := strings.Fields(svc["ExecStart"][0])
+	execStart := execArgs(t, svc["ExecStart"][0])
 
 	// 1. systemd-analyze verify, with ExecStart on the built binary.
 	units := t.TempDir()
@@ -75,7 +75,11 @@ func TestSystemdUnitSandbox(t *testing.T) {
 		}
 	}
 	srv, _ := regtest.Seeded(t, embedded.Options{Dir: root + "/var/lib/registry"})
+	// distribution's own example config (in-memory blob-descriptor cache)
+	// on that storage, as a stock registry host has it.
+	exampleConfig := distributionExampleConfig(t, srv.Root)
 	privateTmp := t.TempDir()
+	restarted := filepath.Join(privateTmp, "registry-restarted")
 	dockerConfig := t.TempDir()
 	policy, _ := filepath.Abs("../../testdata/policy.yaml")
 
@@ -89,9 +93,11 @@ func TestSystemdUnitSandbox(t *testing.T) {
 		case a == "registry.example.com":
 			a = srv.Host
 		case a == "/etc/docker/registry/config.yml":
-			a = srv.ConfigFile
+			a = exampleConfig
 		case a == "/etc/regkeeper/policy.yaml":
 			a = policy
+		case execStart[i-1] == "--restart-command":
+			a = "touch " + restarted // systemctl has no systemd to ask here
 		case strings.HasPrefix(a, "/"):
 			mapped := false
 			for _, p := range rw {
@@ -162,6 +168,9 @@ func TestSystemdUnitSandbox(t *testing.T) {
 		if want := `regkeeper_cycle_step_success{step="` + step + `"} 1`; !strings.Contains(string(prom), want) {
 			t.Errorf("metrics lack %s:\n%s", want, prom)
 		}
+	}
+	if _, err := os.Stat(restarted); err != nil {
+		t.Errorf("the unit's restart command did not run after gc: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(backupDir, ".regkeeper", "cycle.lock")); err != nil {
 		t.Errorf("no lock inside the backup directory: %v", err)

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"regexp"
 	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -26,9 +28,6 @@ func versionString() string {
 }
 
 func versionFromBuildInfo(bi *debug.BuildInfo) string {
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
 	var rev, modified string
 	for _, s := range bi.Settings {
 		switch s.Key {
@@ -40,6 +39,13 @@ func versionFromBuildInfo(bi *debug.BuildInfo) string {
 			}
 		}
 	}
+	// A release: the version `go install …@v1.2.3` recorded, or a checkout
+	// at a tag. Since Go 1.24 a build in a checkout records a pseudo-version
+	// (v0.0.0-20261205234631-3763b25abcde+dirty) too: that one is a commit,
+	// said as the README says, dev-<commit>[-dirty].
+	if v := bi.Main.Version; v != "" && v != "(devel)" && (rev == "" || !pseudoVersion(v)) {
+		return v
+	}
 	if len(rev) > 12 {
 		rev = rev[:12]
 	}
@@ -48,6 +54,14 @@ func versionFromBuildInfo(bi *debug.BuildInfo) string {
 	}
 	return "dev-" + rev + modified
 }
+
+// pseudoVersion tells a version the go command made up from a commit
+// (vX.Y.Z-[pre.]yyyymmddhhmmss-abcdefabcdef, maybe +dirty) from a tag.
+func pseudoVersion(v string) bool {
+	return strings.HasSuffix(v, "+dirty") || pseudoRE.MatchString(v)
+}
+
+var pseudoRE = regexp.MustCompile(`[-.]\d{14}-[0-9a-f]{12}(\+incompatible)?$`)
 
 // versionLine is what `regkeeper --version` and `regkeeper version` print.
 func versionLine() string {
