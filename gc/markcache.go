@@ -207,11 +207,13 @@ func decodeMarkCache(r io.Reader) (map[sum256]*manifestNode, error) {
 		if err != nil || n == 0 {
 			return nil, err
 		}
-		out := make([]sum256, n)
-		for i := range out {
-			if err := hr.full(out[i][:]); err != nil {
+		out := make([]sum256, 0, min(n, 1024)) // a damaged length must not allocate much
+		for range n {
+			var s sum256
+			if err := hr.full(s[:]); err != nil {
 				return nil, bad("truncated")
 			}
+			out = append(out, s)
 		}
 		return out, nil
 	}
@@ -230,7 +232,7 @@ func decodeMarkCache(r io.Reader) (map[sum256]*manifestNode, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := make(map[sum256]*manifestNode, min(count, 1<<24))
+	m := make(map[sum256]*manifestNode, min(count, 1<<16))
 	for range count {
 		var k sum256
 		if err := hr.full(k[:]); err != nil {

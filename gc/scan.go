@@ -179,28 +179,55 @@ type manifestCache struct {
 	// the manifests read from storage.
 	stored map[sum256]*manifestNode
 	read   int
+	// reading are the reads in flight, closed when done.
+	reading map[sum256]chan struct{}
 }
 
 func newManifestCache(d storagedriver.StorageDriver) *manifestCache {
 	return &manifestCache{d: d, m: map[sum256]manifestRead{}}
 }
 
-// get returns the manifest s, reading it if it was not read yet. Errors
+// get returns the manifest s, reading it if it was not read yet (once:
+// a caller asking while another reads it waits for that read). Errors
 // other than a missing blob are not cached.
 func (c *manifestCache) get(ctx context.Context, s sum256) (*manifestNode, string, error) {
-	c.mu.Lock()
-	r, ok := c.m[s]
-	if !ok {
-		if n := c.stored[s]; n != nil {
-			r, ok = manifestRead{node: n}, true
-			c.m[s] = r
-			delete(c.stored, s)
+	for {
+		c.mu.Lock()
+		r, ok := c.m[s]
+		if !ok {
+			if n := c.stored[s]; n != nil {
+				r, ok = manifestRead{node: n}, true
+				c.m[s] = r
+				delete(c.stored, s)
+			}
+		}
+		if ok {
+			c.mu.Unlock()
+			return r.node, r.reason, nil
+		}
+		wait, reading := c.reading[s]
+		if !reading {
+			break // c.mu is held
+		}
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
 		}
 	}
-	c.mu.Unlock()
-	if ok {
-		return r.node, r.reason, nil
+	done := make(chan struct{})
+	if c.reading == nil {
+		c.reading = map[sum256]chan struct{}{}
 	}
+	c.reading[s] = done
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.reading, s)
+		c.mu.Unlock()
+		close(done)
+	}()
 	pm, reason, err := readManifest(ctx, c.d, nil, s.digest())
 	if err != nil && !isNotFound(err) {
 		return nil, reason, err
