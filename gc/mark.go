@@ -52,10 +52,17 @@ func nodeOf(pm *parsedManifest) *manifestNode {
 	if t, ok := knownTypeNames[n.mediaType]; ok {
 		n.mediaType = t
 	}
-	for _, dg := range pm.blobs() {
+	blobs := pm.blobs()
+	if len(blobs) > 0 {
+		n.refs = make([]sum256, 0, len(blobs)) // exactly: the node lives the whole run
+	}
+	for _, dg := range blobs {
 		if s, ok := sumOf(dg); ok {
 			n.refs = append(n.refs, s)
 		}
+	}
+	if len(pm.Manifests) > 0 {
+		n.children = make([]sum256, 0, len(pm.Manifests))
 	}
 	for _, c := range pm.Manifests {
 		if s, ok := sumOf(c.Digest); ok {

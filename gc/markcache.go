@@ -22,7 +22,7 @@
 //	"regkeeper-markcache v1\n"
 //	count
 //	count times, sorted by digest:
-//	    digest (32 bytes)  mediaType (length, bytes)
+//	    digest (32 bytes)  mediaType (1 byte: its place in markCacheTypes)
 //	    refs (count, 32 bytes each)  children (count, 32 bytes each)
 //	    flags (1: subject, 2: base)  [subject (32 bytes)]
 //	    [base name (length, bytes)  base digest (32 bytes)]
@@ -47,6 +47,26 @@ import (
 )
 
 const markCacheMagic = "regkeeper-markcache v1\n"
+
+// markCacheTypes are the media types a cached manifest can have (gc
+// caches only those it understands), by their code in the file; codes are
+// never reused.
+var markCacheTypes = []string{
+	"",
+	"application/vnd.docker.distribution.manifest.v2+json",
+	"application/vnd.docker.distribution.manifest.list.v2+json",
+	"application/vnd.oci.image.manifest.v1+json",
+	"application/vnd.oci.image.index.v1+json",
+}
+
+func markCacheType(mt string) byte {
+	for i, t := range markCacheTypes {
+		if i > 0 && t == mt {
+			return byte(i)
+		}
+	}
+	return 0
+}
 
 // loadMarkCache reads the mark cache; nil when there is none or it cannot
 // be used (the run then reads every manifest).
@@ -77,7 +97,7 @@ func saveMarkCache(ctx context.Context, d storagedriver.StorageDriver, c *manife
 	c.mu.Lock()
 	keys := make([]sum256, 0, len(c.m))
 	for k, r := range c.m {
-		if r.node != nil && r.reason == "" {
+		if r.node != nil && r.reason == "" && markCacheType(r.node.mediaType) != 0 {
 			keys = append(keys, k)
 		}
 	}
@@ -128,8 +148,7 @@ func encodeMarkCache(w io.Writer, keys []sum256, node func(sum256) *manifestNode
 	for _, k := range keys {
 		n := node(k)
 		buf = append(buf, k[:]...)
-		uv(len(n.mediaType))
-		buf = append(buf, n.mediaType...)
+		buf = append(buf, markCacheType(n.mediaType))
 		sums(n.refs)
 		sums(n.children)
 		var flags byte
@@ -239,15 +258,11 @@ func decodeMarkCache(r io.Reader) (map[sum256]*manifestNode, error) {
 			return nil, bad("truncated")
 		}
 		n := &manifestNode{}
-		mt, err := str()
-		if err != nil {
-			return nil, err
+		code, err := hr.ReadByte()
+		if err != nil || code == 0 || int(code) >= len(markCacheTypes) {
+			return nil, bad("media type")
 		}
-		if t, ok := knownTypeNames[mt]; ok {
-			n.mediaType = t
-		} else {
-			return nil, bad("unknown media type")
-		}
+		n.mediaType = knownTypeNames[markCacheTypes[code]]
 		if n.refs, err = readSums(); err != nil {
 			return nil, err
 		}
