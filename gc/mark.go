@@ -185,9 +185,16 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	log.Info("gc: repositories found", "count", len(names))
 	p.repos = names
 
+	// The blob store is listed first: the mark cache answers only for
+	// manifests whose blob is there (one lost since is read, and found
+	// missing, as without a cache).
+	blobs, err := listBlobs(ctx, d, nil, opts)
+	if err != nil {
+		return nil, err
+	}
 	cache := newManifestCache(d)
 	if !opts.NoMarkCache {
-		cache.stored = loadMarkCache(ctx, d, log)
+		cache.stored, cache.present = loadMarkCache(ctx, d, log), blobs.lookup()
 	}
 	repos, err := readRepositories(ctx, d, names, cache, opts)
 	if err != nil {
@@ -284,10 +291,6 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	}
 
 	// Sweep the blob store.
-	blobs, err := listBlobs(ctx, d, nil, opts)
-	if err != nil {
-		return nil, err
-	}
 	blobs.each(func(b *blobInfo) {
 		if young(b.mod) {
 			anyYoungLeft = true

@@ -159,6 +159,36 @@ func TestMarkCacheReadsOnlyNewManifests(t *testing.T) {
 	}
 }
 
+// A manifest whose blob was lost after the cache was written is read, and
+// found missing, as without a cache: kept and reported.
+func TestMarkCacheLostManifestBlob(t *testing.T) {
+	srv, _, d := seeded(t)
+	c := &countingDriver{StorageDriver: d}
+	opts := noGrace()
+	uncached := opts
+	uncached.NoMarkCache = true
+	first, _ := c.plan(t, opts) // writes the cache
+	if len(first.Manifests) == 0 {
+		t.Fatal("nothing to delete in the estate")
+	}
+	lost := first.Manifests[0]
+	if err := os.Remove(filepath.Join(srv.Root, filepath.FromSlash(pathFor(blobDataSpec{lost.Digest})))); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := c.plan(t, uncached)
+	got, _ := c.plan(t, opts)
+	if diff := cmp.Diff(want, got, planOpts); diff != "" {
+		t.Errorf("plan (-uncached +cached):\n%s", diff)
+	}
+	kept := false
+	for _, k := range got.Kept {
+		kept = kept || (k.Digest == lost.Digest && k.Repository == lost.Repository && k.Reason == "blob missing")
+	}
+	if !kept {
+		t.Errorf("%s@%s, its blob lost, is not kept as \"blob missing\": %+v", lost.Repository, lost.Digest, got.Kept)
+	}
+}
+
 func flip(b []byte, i int) []byte {
 	b = bytes.Clone(b)
 	b[i] ^= 0x01

@@ -179,6 +179,9 @@ type manifestCache struct {
 	// the manifests read from storage.
 	stored map[sum256]*manifestNode
 	read   int
+	// present says whether a manifest's blob is in the blob store (set
+	// with stored).
+	present func(sum256) bool
 	// reading are the reads in flight, closed when done.
 	reading map[sum256]chan struct{}
 }
@@ -195,7 +198,7 @@ func (c *manifestCache) get(ctx context.Context, s sum256) (*manifestNode, strin
 		c.mu.Lock()
 		r, ok := c.m[s]
 		if !ok {
-			if n := c.stored[s]; n != nil {
+			if n := c.stored[s]; n != nil && c.present(s) {
 				r, ok = manifestRead{node: n}, true
 				c.m[s] = r
 				delete(c.stored, s)
@@ -336,7 +339,7 @@ func compactScan(name string, s *repoScan) *repoState {
 		history: make(map[string][]sumTime, len(s.history)), layers: sumTimes(s.layers), uploads: map[string]time.Time{}}
 	for dg, t := range s.revisions {
 		if k, ok := sumOf(dg); ok {
-			r.revisions[k] = &manifestInfo{mod: t.UnixNano()}
+			r.revisions[k] = &manifestInfo{mod: nanos(t)}
 		}
 	}
 	for tag, h := range s.history {
@@ -350,7 +353,7 @@ func sumTimes(m map[digest.Digest]time.Time) []sumTime {
 	out := make([]sumTime, 0, len(m))
 	for dg, t := range m {
 		if k, ok := sumOf(dg); ok {
-			out = append(out, sumTime{k, t.UnixNano()})
+			out = append(out, sumTime{k, nanos(t)})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].s.less(out[j].s) })
@@ -374,6 +377,24 @@ func (l blobList) each(fn func(b *blobInfo)) {
 		for i := range c {
 			fn(&c[i])
 		}
+	}
+}
+
+// lookup returns a function that says whether a digest is listed. The
+// blob store's prefix directories are a digest's first byte, so each
+// slice is looked up by it; a blob stored under another prefix (not where
+// the registry puts it) is not found there, and the caller reads it.
+func (l blobList) lookup() func(sum256) bool {
+	var byFirst [256][]blobInfo
+	for _, c := range l {
+		if len(c) > 0 && c[0].s[0] == c[len(c)-1].s[0] {
+			byFirst[c[0].s[0]] = c
+		}
+	}
+	return func(s sum256) bool {
+		c := byFirst[s[0]]
+		j := sort.Search(len(c), func(j int) bool { return !c[j].s.less(s) })
+		return j < len(c) && c[j].s == s
 	}
 }
 
@@ -462,7 +483,7 @@ func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, _ *interner, 
 			if !ok {
 				return nil
 			}
-			found[i] = append(found[i], blobInfo{s: s, size: fi.Size(), mod: fi.ModTime().UnixNano()})
+			found[i] = append(found[i], blobInfo{s: s, size: fi.Size(), mod: nanos(fi.ModTime())})
 			bar.Add(1)
 			return ctx.Err()
 		})

@@ -4,7 +4,9 @@ package gc
 
 import (
 	"encoding/hex"
+	"math"
 	"strings"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -83,4 +85,14 @@ func isSHA256Hex[T string | []byte](s T) bool {
 		}
 	}
 	return true
+}
+
+// nanos is t in Unix nanoseconds; a time that has none (the zero time, a
+// driver that gives no modification time) is 0, long ago, as it was
+// before: never within the grace.
+func nanos(t time.Time) int64 {
+	if t.Before(time.Unix(0, 0)) || t.After(time.Unix(0, math.MaxInt64)) {
+		return 0
+	}
+	return t.UnixNano()
 }
