@@ -64,7 +64,7 @@ func TestFSReadMatchesDriver(t *testing.T) {
 	if diff := cmp.Diff(want, got, opt); diff != "" {
 		t.Errorf("blobs (-walk +direct):\n%s", diff)
 	}
-	for _, p := range []string{pathFor(blobDataSpec{want[0].digest}), up, "/nothing/here"} {
+	for _, p := range []string{pathFor(blobDataSpec{want[0][0].s.digest()}), up, "/nothing/here"} {
 		wb, werr := d.GetContent(ctx, p)
 		gb, gerr := f.readFile(p)
 		if string(wb) != string(gb) || isNotFound(werr) != isNotFound(gerr) || (werr == nil) != (gerr == nil) {

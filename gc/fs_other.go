@@ -21,7 +21,7 @@ func (*fsReader) scanRepository(context.Context, *interner, string, bool) (*repo
 	panic("gc: no direct filesystem reader on this system")
 }
 
-func (*fsReader) listBlobs(context.Context, *interner, Options) ([]blobInfo, error) {
+func (*fsReader) listBlobs(context.Context, *interner, Options) (blobList, error) {
 	panic("gc: no direct filesystem reader on this system")
 }
 

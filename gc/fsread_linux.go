@@ -162,26 +162,21 @@ func regular(st *unix.Stat_t, err error) (bool, error) {
 
 func mtime(st *unix.Stat_t) time.Time { return time.Unix(st.Mtim.Sec, st.Mtim.Nsec) }
 
-// isSHA256Hex: 64 lowercase hex digits, as digest.Validate wants them.
-func isSHA256Hex[T string | []byte](s T) bool {
-	if len(s) != 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 func absent(err error) bool { return errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) }
 
 // scanLinks lists dir (relative to dirfd) of <hex>/<file> entries and calls
 // fn with each digest (interned by in) and its file's modification time and
 // size.
 func scanLinks(in *interner, dirfd int, dir, file string, fn func(dg digest.Digest, mtime time.Time, size int64)) error {
+	return scanLinkSums(dirfd, dir, file, func(name []byte, st *unix.Stat_t) {
+		fn(in.digest(name), mtime(st), st.Size)
+	})
+}
+
+// scanLinkSums is scanLinks without a string per entry: fn gets the
+// digest's spelling ("sha256:<hex>", valid only during the call) and the
+// file's stat.
+func scanLinkSums(dirfd int, dir, file string, fn func(name []byte, st *unix.Stat_t)) error {
 	fd, err := openDir(dirfd, dir)
 	if absent(err) {
 		return nil
@@ -204,7 +199,7 @@ func scanLinks(in *interner, dirfd int, dir, file string, fn func(dg digest.Dige
 			return fmt.Errorf("reading %s/%s/%s: %w", dir, hex, file, err)
 		}
 		if ok {
-			fn(in.digest(name[:7+64]), mtime(&st), st.Size)
+			fn(name[:7+64], &st)
 		}
 		return nil
 	})
@@ -299,7 +294,7 @@ func (f *fsReader) scanTags(ctx context.Context, in *interner, rfd int, s *repoS
 
 // listBlobs is scan.go's listBlobs on the filesystem: every prefix
 // directory listed once, each blob's data stat'ed relative to it.
-func (f *fsReader) listBlobs(ctx context.Context, in *interner, opts Options) ([]blobInfo, error) {
+func (f *fsReader) listBlobs(ctx context.Context, _ *interner, opts Options) (blobList, error) {
 	root := f.abs(pathFor(blobsSpec{digest.SHA256}))
 	fd, err := openDir(unix.AT_FDCWD, root)
 	if absent(err) {
@@ -322,26 +317,20 @@ func (f *fsReader) listBlobs(ctx context.Context, in *interner, opts Options) ([
 	sort.Strings(prefixes)
 	bar := opts.Progress.Count(-1, "reading blobs")
 	defer bar.Done()
-	found := make([][]blobInfo, len(prefixes))
+	found := make(blobList, len(prefixes))
 	err = forEach(ctx, opts.Jobs, len(prefixes), func(i int) error {
-		return scanLinks(in, unix.AT_FDCWD, root+"/"+prefixes[i], "data", func(dg digest.Digest, t time.Time, size int64) {
-			found[i] = append(found[i], blobInfo{digest: dg, size: size, modTime: t})
+		err := scanLinkSums(unix.AT_FDCWD, root+"/"+prefixes[i], "data", func(name []byte, st *unix.Stat_t) {
+			s, _ := sumOfHex(name[7:])
+			found[i] = append(found[i], blobInfo{s: s, size: st.Size, mod: st.Mtim.Nano()})
 			bar.Add(1)
 		})
+		sortBlobs(found[i])
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	n := 0
-	for _, fb := range found {
-		n += len(fb)
-	}
-	out := make([]blobInfo, 0, n)
-	for _, fb := range found {
-		out = append(out, fb...)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].digest < out[j].digest })
-	return out, nil
+	return found, nil
 }
 
 // readBuffers are readFile's buffers, reused: a run reads thousands of

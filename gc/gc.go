@@ -113,6 +113,11 @@ type Options struct {
 	// of org.opencontainers.image.base.name) is kept with its config, so
 	// that audit can still read it (provenance.go).
 	NoKeepBases bool
+	// NoMarkCache reads every manifest, and neither reads nor writes the
+	// mark cache (markcache.go). By default a run reads only the manifests
+	// the cache does not hold, and a real run (not a dry run) writes the
+	// cache again.
+	NoMarkCache bool
 	// AllowDeleteAll lets a plan delete every blob of the storage, or
 	// collect a storage with blobs but no tag; without it such a plan is
 	// refused (ErrDeleteAll, ErrNoTags), as it is what gc does on a wrong

@@ -7,9 +7,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
-
-	"github.com/opencontainers/go-digest"
 
 	"github.com/regkeeper/regkeeper/internal/output"
 )
@@ -24,8 +21,9 @@ type spared struct {
 // counts what that plan would delete beyond p: manifests, and blobs with
 // their bytes. Nothing is read from storage (absent children come from the
 // cache). Grace only adds roots, so the no-grace plan deletes a superset.
-func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*repoState, blobs []blobInfo, young func(time.Time) bool) spared {
-	if p.opts.Grace <= 0 || !anythingYoung(repos, blobs, young) {
+// PlanGC calls it only when something was young.
+func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*repoState, blobs blobList) spared {
+	if p.opts.Grace <= 0 {
 		return spared{}
 	}
 	shadow := make([]*repoState, len(repos))
@@ -36,54 +34,45 @@ func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*r
 	}
 	quiet := p.opts
 	quiet.Logger = slog.New(slog.DiscardHandler)
-	markAll(ctx, cache, shadow, quiet, func(time.Time) bool { return false })
+	markAll(ctx, cache, shadow, quiet, func(int64) bool { return false })
 
 	var s spared
-	planned := map[string]bool{}
+	planned := map[string]map[sum256]struct{}{}
 	for _, m := range p.Manifests {
-		planned[m.Repository+"@"+m.Digest.String()] = true
+		if planned[m.Repository] == nil {
+			planned[m.Repository] = map[sum256]struct{}{}
+		}
+		if k, ok := sumOf(m.Digest); ok {
+			planned[m.Repository][k] = struct{}{}
+		}
 	}
-	live := map[digest.Digest]bool{}
+	live := map[sum256]struct{}{}
 	for _, r := range shadow {
 		for dg := range r.markedBlob {
-			live[dg] = true
+			live[dg] = struct{}{}
 		}
+		r.markedBlob = nil
 		for dg := range r.revisions {
-			if !r.marked[dg] && !planned[r.name+"@"+dg.String()] {
+			if _, ok := planned[r.name][dg]; !r.isMarked(dg) && !ok {
 				s.manifests++
 			}
 		}
 	}
-	deleted := make(map[digest.Digest]bool, len(p.Blobs))
+	deleted := make(map[sum256]struct{}, len(p.Blobs))
 	for _, b := range p.Blobs {
-		deleted[b.Digest] = true
+		if k, ok := sumOf(b.Digest); ok {
+			deleted[k] = struct{}{}
+		}
 	}
-	for _, b := range blobs {
-		if !live[b.digest] && !deleted[b.digest] {
+	blobs.each(func(b *blobInfo) {
+		_, isLive := live[b.s]
+		_, isDeleted := deleted[b.s]
+		if !isLive && !isDeleted {
 			s.blobs++
 			s.bytes += b.size
 		}
-	}
+	})
 	return s
-}
-
-func anythingYoung(repos []*repoState, blobs []blobInfo, young func(time.Time) bool) bool {
-	for _, b := range blobs {
-		if young(b.modTime) {
-			return true
-		}
-	}
-	for _, r := range repos {
-		if anyYoung(r.layers, young) {
-			return true
-		}
-		for _, mi := range r.revisions {
-			if young(mi.modTime) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // GraceNote is one line on what the grace spared, "" when it spared

@@ -16,14 +16,12 @@ type storageSize struct {
 	bytes                     int64
 }
 
-func storageTotals(repos []*repoState, blobs []blobInfo) storageSize {
-	s := storageSize{repositories: len(repos), blobs: len(blobs)}
+func storageTotals(repos []*repoState, blobs blobList) storageSize {
+	s := storageSize{repositories: len(repos), blobs: blobs.len()}
 	for _, r := range repos {
 		s.tags += len(r.tags)
 	}
-	for _, b := range blobs {
-		s.bytes += b.size
-	}
+	blobs.each(func(b *blobInfo) { s.bytes += b.size })
 	return s
 }
 

@@ -16,12 +16,68 @@ import (
 
 // manifestInfo is what gc knows of one revision of a repository.
 type manifestInfo struct {
-	digest  digest.Digest
-	modTime time.Time
-	parsed  *parsedManifest // nil when unreadable
+	mod  int64         // the revision link's modification time, Unix nanoseconds
+	node *manifestNode // nil when unreadable
 	// unknown says why gc keeps this manifest without judging it (unknown
 	// media type, unreadable); "" when understood.
 	unknown string
+}
+
+// manifestNode is what the mark keeps of a manifest's content, the same
+// for every repository that holds it: what it references, as sums. A
+// manifest is immutable by digest, so this is what the mark cache
+// (markcache.go) stores.
+type manifestNode struct {
+	mediaType string   // one string per known type
+	refs      []sum256 // config, layers, blobs
+	children  []sum256 // an index's manifests
+	subject   *sum256
+	base      *baseRef // the base.name/base.digest annotations, nil without
+}
+
+// baseRef is the base an image names (provenance.go).
+type baseRef struct {
+	name   string
+	digest sum256
+}
+
+// nodeOf is what the mark keeps of a parsed manifest (nil for nil).
+// Digests that are not sha256 are dropped: gc lists and deletes only
+// sha256 blobs and revisions, so nothing it could delete is lost.
+func nodeOf(pm *parsedManifest) *manifestNode {
+	if pm == nil {
+		return nil
+	}
+	n := &manifestNode{mediaType: pm.MediaType}
+	if t, ok := knownTypeNames[n.mediaType]; ok {
+		n.mediaType = t
+	}
+	blobs := pm.blobs()
+	if len(blobs) > 0 {
+		n.refs = make([]sum256, 0, len(blobs)) // exactly: the node lives the whole run
+	}
+	for _, dg := range blobs {
+		if s, ok := sumOf(dg); ok {
+			n.refs = append(n.refs, s)
+		}
+	}
+	if len(pm.Manifests) > 0 {
+		n.children = make([]sum256, 0, len(pm.Manifests))
+	}
+	for _, c := range pm.Manifests {
+		if s, ok := sumOf(c.Digest); ok {
+			n.children = append(n.children, s)
+		}
+	}
+	if pm.Subject != nil {
+		if s, ok := sumOf(pm.Subject.Digest); ok {
+			n.subject = &s
+		}
+	}
+	if s, ok := sumOf(pm.Annotations.Digest); ok {
+		n.base = &baseRef{name: pm.Annotations.Name, digest: s}
+	}
+	return n
 }
 
 // parsedManifest is the part of any manifest gc follows.
@@ -89,28 +145,32 @@ func (m *parsedManifest) blobs() []digest.Digest {
 	return out
 }
 
-// repoState is a repository as read from storage.
+// repoState is a repository as read from storage, compact: digests are
+// sums, times Unix nanoseconds, links sorted slices (memory model in the
+// README, "gc on S3 and at scale").
 type repoState struct {
 	name      string
-	revisions map[digest.Digest]*manifestInfo
+	revisions map[sum256]*manifestInfo
 	// current tag -> digest
-	tags map[string]digest.Digest
-	// history: tag -> digest -> mtime of the index entry
-	history map[string]map[digest.Digest]time.Time
-	layers  map[digest.Digest]time.Time
+	tags map[string]sum256
+	// history: tag -> its index entries with their mtimes, sorted
+	history map[string][]sumTime
+	layers  []sumTime            // sorted
 	uploads map[string]time.Time // id -> startedat (zero if unreadable)
 
 	// results of marking
-	marked     map[digest.Digest]bool // manifests
-	markedBlob map[digest.Digest]bool // configs, layers, manifests, children
+	marked     map[sum256]struct{} // manifests
+	markedBlob map[sum256]struct{} // configs, layers, manifests, children
 	kept       []KeptManifest
 	// baseRoots are untagged manifests live images name as their base
 	// (provenance.go): roots of the next mark.
-	baseRoots map[digest.Digest]bool
+	baseRoots map[sum256]struct{}
 }
 
+func (r *repoState) isMarked(s sum256) bool { _, ok := r.marked[s]; return ok }
+
 // PlanGC reads the storage and decides what a run deletes. It deletes
-// nothing.
+// nothing (a real run writes the mark cache, markcache.go).
 func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Plan, error) {
 	opts.fill()
 	p := &Plan{opts: opts, start: opts.Now(), owner: map[digest.Digest]string{}}
@@ -125,59 +185,89 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	log.Info("gc: repositories found", "count", len(names))
 	p.repos = names
 
-	cache := newManifestCache(d, newInterner())
+	// The blob store is listed first: the mark cache answers only for
+	// manifests whose blob is there (one lost since is read, and found
+	// missing, as without a cache).
+	blobs, err := listBlobs(ctx, d, nil, opts)
+	if err != nil {
+		return nil, err
+	}
+	cache := newManifestCache(d)
+	if !opts.NoMarkCache {
+		cache.stored, cache.present = loadMarkCache(ctx, d, log), blobs.lookup()
+	}
 	repos, err := readRepositories(ctx, d, names, cache, opts)
 	if err != nil {
 		return nil, err
 	}
-
-	now := opts.Now()
-	young := func(t time.Time) bool { return opts.Grace > 0 && now.Sub(t) < opts.Grace }
+	now := opts.Now().UnixNano()
+	grace := opts.Grace.Nanoseconds()
+	young := func(mod int64) bool { return grace > 0 && now-mod < grace }
 
 	// Mark each repository, then the bases of live images (provenance.go).
 	pruned, keptAsBase := markAll(ctx, cache, repos, opts, young)
 	p.keptAsBase = keptAsBase
+	log.Info("gc: manifests", "read", cache.read, "fromMarkCache", len(cache.m)-cache.read)
+	if !opts.NoMarkCache && !opts.DryRun {
+		saveMarkCache(ctx, d, cache, log)
+	}
+	cache.stored = nil // what this run used is in cache.m
 
-	live := map[digest.Digest]bool{}
+	// One string per digest the plan names (plan, owner and live share it).
+	strs := map[sum256]digest.Digest{}
+	str := func(s sum256) digest.Digest {
+		dg, ok := strs[s]
+		if !ok {
+			dg = s.digest()
+			strs[s] = dg
+		}
+		return dg
+	}
+	live := map[sum256]struct{}{}
+	anyYoungLeft := false
 	for _, r := range repos {
 		for tag := range pruned[r.name] {
 			p.Tags = append(p.Tags, TagRef{r.name, tag})
 		}
 		p.Kept = append(p.Kept, r.kept...)
 		for dg := range r.markedBlob {
-			live[dg] = true
+			live[dg] = struct{}{}
 		}
-		for _, dg := range sortedDigests(r.revisions) {
-			if r.marked[dg] {
+		for _, dg := range sortedSums(r.revisions) {
+			mi := r.revisions[dg]
+			anyYoungLeft = anyYoungLeft || young(mi.mod)
+			if r.isMarked(dg) {
 				continue
 			}
-			md := ManifestDeletion{Repository: r.name, Digest: dg}
+			md := ManifestDeletion{Repository: r.name, Digest: str(dg)}
 			for _, tag := range sortedKeys(r.history) {
-				if _, ok := r.history[tag][dg]; ok && !pruned[r.name][tag] {
+				if _, ok := findSum(r.history[tag], dg); ok && !pruned[r.name][tag] {
 					md.HistoryTags = append(md.HistoryTags, tag)
 				}
 			}
 			p.Manifests = append(p.Manifests, md)
-			claim(p.owner, dg, r.name)
-			if mi := r.revisions[dg]; mi.parsed != nil {
-				for _, b := range mi.parsed.blobs() {
-					claim(p.owner, b, r.name)
+			claim(p.owner, md.Digest, r.name)
+			if mi.node != nil {
+				for _, b := range mi.node.refs {
+					claim(p.owner, str(b), r.name)
 				}
 			}
 		}
-		for _, dg := range sortedDigests(r.layers) {
+		for _, l := range r.layers {
+			_, marked := r.markedBlob[l.s]
+			anyYoungLeft = anyYoungLeft || young(l.mod)
 			switch {
-			case r.markedBlob[dg]:
-			case young(r.layers[dg]):
-				live[dg] = true // a push in flight: its blob stays too
+			case marked:
+			case young(l.mod):
+				live[l.s] = struct{}{} // a push in flight: its blob stays too
 			default:
-				p.LayerLinks = append(p.LayerLinks, BlobRef{r.name, dg})
-				claim(p.owner, dg, r.name)
+				p.LayerLinks = append(p.LayerLinks, BlobRef{r.name, str(l.s)})
+				claim(p.owner, str(l.s), r.name)
 			}
 		}
 		for _, id := range sortedKeys(r.uploads) {
 			started := r.uploads[id]
-			if opts.UploadsOlderThan > 0 && !started.IsZero() && now.Sub(started) > opts.UploadsOlderThan {
+			if opts.UploadsOlderThan > 0 && !started.IsZero() && opts.Now().Sub(started) > opts.UploadsOlderThan {
 				p.Uploads = append(p.Uploads, UploadRef{r.name, id})
 			}
 		}
@@ -192,21 +282,33 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 				p.EmptyRepos = append(p.EmptyRepos, r.name)
 			}
 		}
+		// This repository is done: what the grace count (grace.go) does
+		// not need goes now.
+		r.layers, r.uploads, r.markedBlob = nil, nil, nil
+		if opts.KeepPrevious == 0 {
+			r.history = nil
+		}
 	}
 
-	p.live = live
 	// Sweep the blob store.
-	blobs, err := listBlobs(ctx, d, cache.in, opts)
-	if err != nil {
-		return nil, err
-	}
-	for _, b := range blobs {
-		if live[b.digest] || young(b.modTime) {
-			continue
+	blobs.each(func(b *blobInfo) {
+		if young(b.mod) {
+			anyYoungLeft = true
+			return
 		}
-		p.Blobs = append(p.Blobs, BlobDeletion{Digest: b.digest, Size: b.size})
+		if _, ok := live[b.s]; ok {
+			return
+		}
+		p.Blobs = append(p.Blobs, BlobDeletion{Digest: str(b.s), Size: b.size})
+	})
+	p.live = make(map[digest.Digest]bool, len(live))
+	for s := range live {
+		p.live[str(s)] = true
 	}
-	p.spared = p.graceSpared(ctx, cache, repos, blobs, young)
+	strs = nil
+	if anyYoungLeft {
+		p.spared = p.graceSpared(ctx, cache, repos, blobs)
+	}
 	p.storage = storageTotals(repos, blobs)
 	sort.Slice(p.Tags, func(i, j int) bool {
 		return p.Tags[i].Repository+":"+p.Tags[i].Tag < p.Tags[j].Repository+":"+p.Tags[j].Tag
@@ -218,9 +320,9 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	return p, nil
 }
 
-func anyYoung(m map[digest.Digest]time.Time, young func(time.Time) bool) bool {
-	for _, t := range m {
-		if young(t) {
+func anyYoung(links []sumTime, young func(int64) bool) bool {
+	for _, l := range links {
+		if young(l.mod) {
 			return true
 		}
 	}
@@ -254,14 +356,14 @@ func signatureSubject(tag string) (digest.Digest, bool) {
 // mark computes r.marked and r.markedBlob. Roots: current tags (except
 // pruned ones), KeepPrevious history entries, manifests within grace,
 // manifests gc does not understand, and everything with KeepUntagged.
-func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[string]bool, opts Options, young func(time.Time) bool) {
-	r.marked = map[digest.Digest]bool{}
-	r.markedBlob = map[digest.Digest]bool{}
+func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[string]bool, opts Options, young func(int64) bool) {
+	r.marked = map[sum256]struct{}{}
+	r.markedBlob = map[sum256]struct{}{}
 	r.kept = nil
-	var queue []digest.Digest
-	push := func(dg digest.Digest) {
-		if !r.marked[dg] {
-			r.marked[dg] = true
+	var queue []sum256
+	push := func(dg sum256) {
+		if !r.isMarked(dg) {
+			r.marked[dg] = struct{}{}
 			queue = append(queue, dg)
 		}
 	}
@@ -271,24 +373,20 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 		}
 		push(dg)
 		if opts.KeepPrevious > 0 {
-			type ent struct {
-				d digest.Digest
-				t time.Time
-			}
-			var prev []ent
-			for hd, t := range r.history[tag] {
-				if hd != dg {
-					prev = append(prev, ent{hd, t})
+			var prev []sumTime
+			for _, h := range r.history[tag] {
+				if h.s != dg {
+					prev = append(prev, h)
 				}
 			}
 			sort.Slice(prev, func(i, j int) bool {
-				if !prev[i].t.Equal(prev[j].t) {
-					return prev[i].t.After(prev[j].t)
+				if prev[i].mod != prev[j].mod {
+					return prev[i].mod > prev[j].mod
 				}
-				return prev[i].d < prev[j].d
+				return prev[i].s.less(prev[j].s)
 			})
 			for i := 0; i < len(prev) && i < opts.KeepPrevious; i++ {
-				push(prev[i].d)
+				push(prev[i].s)
 			}
 		}
 	}
@@ -297,50 +395,50 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 	}
 	for dg, mi := range r.revisions {
 		switch {
-		case opts.KeepUntagged, young(mi.modTime):
+		case opts.KeepUntagged, young(mi.mod):
 			push(dg)
 		case mi.unknown != "":
 			push(dg)
 		}
 		if mi.unknown != "" {
 			mt := ""
-			if mi.parsed != nil {
-				mt = mi.parsed.MediaType
+			if mi.node != nil {
+				mt = mi.node.mediaType
 			}
-			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: dg, MediaType: mt, Reason: mi.unknown})
+			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: dg.digest(), MediaType: mt, Reason: mi.unknown})
 		}
 	}
 	for {
 		for len(queue) > 0 {
 			dg := queue[0]
 			queue = queue[1:]
-			r.markedBlob[dg] = true
+			r.markedBlob[dg] = struct{}{}
 			mi := r.revisions[dg]
-			var pm *parsedManifest
+			var n *manifestNode
 			if mi != nil {
-				pm = mi.parsed
+				n = mi.node
 			} else {
 				// A child absent from this repository (an index-only copy):
 				// keep it, and what it references if the blob store has it.
-				pm, _, _ = cache.get(ctx, dg)
+				n, _, _ = cache.get(ctx, dg)
 			}
-			if pm == nil {
+			if n == nil {
 				continue
 			}
-			for _, b := range pm.blobs() {
-				r.markedBlob[b] = true
+			for _, b := range n.refs {
+				r.markedBlob[b] = struct{}{}
 			}
-			for _, c := range pm.Manifests {
+			for _, c := range n.children {
 				if mi == nil {
-					r.markedBlob[c.Digest] = true // don't chase further out of the repo
+					r.markedBlob[c] = struct{}{} // don't chase further out of the repo
 					continue
 				}
-				push(c.Digest)
+				push(c)
 			}
 		}
 		// Referrers of marked manifests.
 		for dg, mi := range r.revisions {
-			if !r.marked[dg] && mi.parsed != nil && mi.parsed.Subject != nil && r.marked[mi.parsed.Subject.Digest] {
+			if !r.isMarked(dg) && mi.node != nil && mi.node.subject != nil && r.isMarked(*mi.node.subject) {
 				push(dg)
 			}
 		}
@@ -411,5 +509,14 @@ func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {
 		out = append(out, k)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func sortedSums[V any](m map[sum256]V) []sum256 {
+	out := make([]sum256, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].less(out[j]) })
 	return out
 }

@@ -13,6 +13,7 @@ import (
 //
 //	/docker/registry/v2
 //	├── regkeeper-gc.lock                      (ours: the gc lock)
+//	├── regkeeper-markcache                    (ours: what the mark learned of each manifest read)
 //	├── regkeeper-quarantine                   (ours: blobs an online run has set aside)
 //	│   ├── since                              written when the run starts: its mtime, on the
 //	│   │                                      storage's clock, is where the re-scan reads from
@@ -124,6 +125,11 @@ type (
 	quarantineDataSpec struct{ dgst digest.Digest }
 )
 
+// markCacheSpec is the mark cache (markcache.go).
+type markCacheSpec struct{}
+
+func (markCacheSpec) isPathSpec() {}
+
 func (quarantineSpec) isPathSpec()       {}
 func (quarantineSinceSpec) isPathSpec()  {}
 func (quarantineBlobsSpec) isPathSpec()  {}
@@ -163,6 +169,8 @@ func pathFor(spec pathSpec) string {
 		return rootPath
 	case lockSpec:
 		return rootPath + "/regkeeper-gc.lock"
+	case markCacheSpec:
+		return rootPath + "/regkeeper-markcache"
 	case repositoriesSpec:
 		return repos
 	case blobsSpec:

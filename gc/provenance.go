@@ -5,7 +5,6 @@ package gc
 import (
 	"context"
 	"strings"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -58,7 +57,7 @@ func baseRepositories(name string) []string {
 // markRepo marks one repository, pruning orphan signature tags (when
 // asked) until nothing changes: pruning can unroot manifests, which can
 // orphan more tags.
-func markRepo(ctx context.Context, cache *manifestCache, r *repoState, pruned map[string]bool, opts Options, young func(time.Time) bool) {
+func markRepo(ctx context.Context, cache *manifestCache, r *repoState, pruned map[string]bool, opts Options, young func(int64) bool) {
 	for {
 		mark(ctx, cache, r, pruned, opts, young)
 		if !opts.PruneOrphanSignatures {
@@ -69,7 +68,7 @@ func markRepo(ctx context.Context, cache *manifestCache, r *repoState, pruned ma
 			if pruned[tag] {
 				continue
 			}
-			if subj, ok := signatureSubject(tag); ok && !r.marked[subj] {
+			if subj, ok := signatureSubject(tag); ok && !markedDigest(r, subj) {
 				pruned[tag] = true
 				more = true
 			}
@@ -88,7 +87,7 @@ func markRepo(ctx context.Context, cache *manifestCache, r *repoState, pruned ma
 // layers, its children and its referrers). A kept base may name a base of
 // its own: repeat until nothing changes. It returns the tags pruned per
 // repository and the manifests kept only because of the bases rule.
-func markAll(ctx context.Context, cache *manifestCache, repos []*repoState, opts Options, young func(time.Time) bool) (map[string]map[string]bool, []BlobRef) {
+func markAll(ctx context.Context, cache *manifestCache, repos []*repoState, opts Options, young func(int64) bool) (map[string]map[string]bool, []BlobRef) {
 	pruned := map[string]map[string]bool{}
 	byName := map[string]*repoState{}
 	for _, r := range repos {
@@ -99,25 +98,25 @@ func markAll(ctx context.Context, cache *manifestCache, repos []*repoState, opts
 	if opts.NoKeepBases {
 		return pruned, nil
 	}
-	before := map[string]map[digest.Digest]bool{} // marks before the rule, per repository it touched
+	before := map[string]map[sum256]struct{}{} // marks before the rule, per repository it touched
 	for {
 		touched := map[*repoState]bool{}
 		for _, r := range repos {
 			for dg := range r.marked {
 				mi := r.revisions[dg]
-				if mi == nil || mi.parsed == nil || mi.parsed.Annotations.Digest == "" {
+				if mi == nil || mi.node == nil || mi.node.base == nil {
 					continue
 				}
-				ann := mi.parsed.Annotations
-				for _, name := range baseRepositories(ann.Name) {
+				ann := mi.node.base
+				for _, name := range baseRepositories(ann.name) {
 					br := byName[name]
-					if br == nil || br.marked[ann.Digest] || br.revisions[ann.Digest] == nil {
+					if br == nil || br.isMarked(ann.digest) || br.revisions[ann.digest] == nil {
 						continue
 					}
 					if br.baseRoots == nil {
-						br.baseRoots = map[digest.Digest]bool{}
+						br.baseRoots = map[sum256]struct{}{}
 					}
-					br.baseRoots[ann.Digest] = true
+					br.baseRoots[ann.digest] = struct{}{}
 					touched[br] = true
 				}
 			}
@@ -130,9 +129,9 @@ func markAll(ctx context.Context, cache *manifestCache, repos []*repoState, opts
 				continue
 			}
 			if before[r.name] == nil {
-				before[r.name] = make(map[digest.Digest]bool, len(r.marked))
+				before[r.name] = make(map[sum256]struct{}, len(r.marked))
 				for dg := range r.marked {
-					before[r.name][dg] = true
+					before[r.name][dg] = struct{}{}
 				}
 			}
 			// More roots can only save signature tags pruned before.
@@ -145,14 +144,21 @@ func markAll(ctx context.Context, cache *manifestCache, repos []*repoState, opts
 		if before[r.name] == nil {
 			continue
 		}
-		for _, dg := range sortedDigests(r.marked) {
-			if !before[r.name][dg] {
-				kept = append(kept, BlobRef{r.name, dg})
-				opts.Logger.Info("gc: kept as the base of a live image", "repository", r.name, "digest", dg)
+		for _, dg := range sortedSums(r.marked) {
+			if _, ok := before[r.name][dg]; !ok {
+				kept = append(kept, BlobRef{r.name, dg.digest()})
+				opts.Logger.Info("gc: kept as the base of a live image", "repository", r.name, "digest", kept[len(kept)-1].Digest)
 			}
 		}
 	}
 	return pruned, kept
+}
+
+// markedDigest: is the manifest dg marked in r (false for a digest that
+// is not sha256, which r cannot hold)?
+func markedDigest(r *repoState, dg digest.Digest) bool {
+	s, ok := sumOf(dg)
+	return ok && r.isMarked(s)
 }
 
 // annotate adds to a report what the plan kept and why: the facts of the

@@ -162,55 +162,102 @@ func getContent(ctx context.Context, d storagedriver.StorageDriver, p string) ([
 	return d.GetContent(ctx, p)
 }
 
-// manifestRead is a manifest read from the blob store.
+// manifestRead is a manifest as the mark keeps it.
 type manifestRead struct {
-	parsed *parsedManifest
+	node   *manifestNode
 	reason string
 }
 
 // manifestCache reads each manifest once, safely from many goroutines.
+// With a mark cache (markcache.go) loaded, a manifest it holds is not read
+// at all.
 type manifestCache struct {
 	d  storagedriver.StorageDriver
-	in *interner
 	mu sync.Mutex
-	m  map[digest.Digest]manifestRead
+	m  map[sum256]manifestRead
+	// stored is what the mark cache file held (nil: none); read counts
+	// the manifests read from storage.
+	stored map[sum256]*manifestNode
+	read   int
+	// present says whether a manifest's blob is in the blob store (set
+	// with stored).
+	present func(sum256) bool
+	// reading are the reads in flight, closed when done.
+	reading map[sum256]chan struct{}
 }
 
-func newManifestCache(d storagedriver.StorageDriver, in *interner) *manifestCache {
-	return &manifestCache{d: d, in: in, m: map[digest.Digest]manifestRead{}}
+func newManifestCache(d storagedriver.StorageDriver) *manifestCache {
+	return &manifestCache{d: d, m: map[sum256]manifestRead{}}
 }
 
-// get returns the manifest dg, reading it if it was not read yet. Errors
+// get returns the manifest s, reading it if it was not read yet (once:
+// a caller asking while another reads it waits for that read). Errors
 // other than a missing blob are not cached.
-func (c *manifestCache) get(ctx context.Context, dg digest.Digest) (*parsedManifest, string, error) {
-	c.mu.Lock()
-	r, ok := c.m[dg]
-	c.mu.Unlock()
-	if ok {
-		return r.parsed, r.reason, nil
+func (c *manifestCache) get(ctx context.Context, s sum256) (*manifestNode, string, error) {
+	for {
+		c.mu.Lock()
+		r, ok := c.m[s]
+		if !ok {
+			if n := c.stored[s]; n != nil && c.present(s) {
+				r, ok = manifestRead{node: n}, true
+				c.m[s] = r
+				delete(c.stored, s)
+			}
+		}
+		if ok {
+			c.mu.Unlock()
+			return r.node, r.reason, nil
+		}
+		wait, reading := c.reading[s]
+		if !reading {
+			break // c.mu is held
+		}
+		c.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		}
 	}
-	pm, reason, err := readManifest(ctx, c.d, c.in, dg)
+	done := make(chan struct{})
+	if c.reading == nil {
+		c.reading = map[sum256]chan struct{}{}
+	}
+	c.reading[s] = done
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		delete(c.reading, s)
+		c.mu.Unlock()
+		close(done)
+	}()
+	pm, reason, err := readManifest(ctx, c.d, nil, s.digest())
 	if err != nil && !isNotFound(err) {
 		return nil, reason, err
 	}
+	n := nodeOf(pm)
 	c.mu.Lock()
-	c.m[dg] = manifestRead{pm, reason}
+	c.m[s] = manifestRead{n, reason}
+	c.read++
 	c.mu.Unlock()
-	return pm, reason, err
+	return n, reason, err
 }
 
 // readRepositories reads every repository: one walk each, opts.Jobs
-// repositories at a time, then every manifest, tag and upload start time,
-// opts.Jobs reads at a time.
+// repositories at a time, each walk turned at once into the repository's
+// compact state (repoState), then every manifest, tag and upload start
+// time, opts.Jobs reads at a time.
 func readRepositories(ctx context.Context, d storagedriver.StorageDriver, names []string, cache *manifestCache, opts Options) ([]*repoState, error) {
-	scans := make([]*repoScan, len(names))
+	repos := make([]*repoState, len(names))
+	current := make([][]string, len(names)) // tags with a current link
+	uploads := make([][]string, len(names))
 	bar := opts.Progress.Count(int64(len(names)), "reading repositories")
 	err := forEach(ctx, opts.Jobs, len(names), func(i int) error {
-		s, err := scanRepository(ctx, d, cache.in, names[i], false)
+		s, err := scanRepository(ctx, d, nil, names[i], false)
 		if err != nil {
 			return fmt.Errorf("reading %s: %w", names[i], err)
 		}
-		scans[i] = s
+		repos[i], current[i], uploads[i] = compactScan(names[i], s), sortedKeys(s.current), s.uploads
 		bar.Add(1)
 		return nil
 	})
@@ -219,29 +266,22 @@ func readRepositories(ctx context.Context, d storagedriver.StorageDriver, names 
 		return nil, err
 	}
 
-	repos := make([]*repoState, len(names))
 	var reads []func() error
 	var mu sync.Mutex // guards the maps of repos while reads run
-	for i, name := range names {
-		s := scans[i]
-		scans[i] = nil // what is kept of it is in r
-		r := &repoState{name: name, revisions: map[digest.Digest]*manifestInfo{}, tags: map[string]digest.Digest{},
-			history: s.history, layers: s.layers, uploads: map[string]time.Time{}}
-		repos[i] = r
+	for i, r := range repos {
+		name := r.name
 		wrap := func(what string, err error) error { return fmt.Errorf("reading %s of %s: %w", what, name, err) }
-		for dg, t := range s.revisions {
-			mi := &manifestInfo{digest: dg, modTime: t}
-			r.revisions[dg] = mi
+		for s, mi := range r.revisions {
 			reads = append(reads, func() error {
-				pm, reason, err := cache.get(ctx, dg)
+				n, reason, err := cache.get(ctx, s)
 				if err != nil && !isNotFound(err) {
-					return wrap("manifest "+dg.String(), err)
+					return wrap("manifest "+s.digest().String(), err)
 				}
-				mi.parsed, mi.unknown = pm, reason
+				mi.node, mi.unknown = n, reason
 				return nil
 			})
 		}
-		for tag := range s.current {
+		for _, tag := range current[i] {
 			reads = append(reads, func() error {
 				b, err := getContent(ctx, d, pathFor(tagCurrentSpec{name, tag}))
 				switch {
@@ -255,14 +295,17 @@ func readRepositories(ctx context.Context, d storagedriver.StorageDriver, names 
 				if err != nil {
 					return wrap("tag "+tag, err)
 				}
-				dg = cache.in.of(dg)
+				s, ok := sumOf(dg)
+				if !ok {
+					return wrap("tag "+tag, fmt.Errorf("%s is not a sha256 digest", dg))
+				}
 				mu.Lock()
-				r.tags[tag] = dg
+				r.tags[tag] = s
 				mu.Unlock()
 				return nil
 			})
 		}
-		for _, id := range s.uploads {
+		for _, id := range uploads[i] {
 			reads = append(reads, func() error {
 				var started time.Time
 				if b, err := d.GetContent(ctx, pathFor(startedAtSpec{name, id})); err == nil {
@@ -287,16 +330,91 @@ func readRepositories(ctx context.Context, d storagedriver.StorageDriver, names 
 	return repos, nil
 }
 
+// compactScan turns a repository's walk into the mark's state: every
+// digest a sum, every time Unix nanoseconds, links in sorted slices.
+// Links that are not sha256 are not gc's (the blob store it lists is
+// sha256) and are left out.
+func compactScan(name string, s *repoScan) *repoState {
+	r := &repoState{name: name, revisions: make(map[sum256]*manifestInfo, len(s.revisions)), tags: map[string]sum256{},
+		history: make(map[string][]sumTime, len(s.history)), layers: sumTimes(s.layers), uploads: map[string]time.Time{}}
+	for dg, t := range s.revisions {
+		if k, ok := sumOf(dg); ok {
+			r.revisions[k] = &manifestInfo{mod: nanos(t)}
+		}
+	}
+	for tag, h := range s.history {
+		r.history[tag] = sumTimes(h)
+	}
+	return r
+}
+
+// sumTimes is a digest -> time map as a slice sorted by sum.
+func sumTimes(m map[digest.Digest]time.Time) []sumTime {
+	out := make([]sumTime, 0, len(m))
+	for dg, t := range m {
+		if k, ok := sumOf(dg); ok {
+			out = append(out, sumTime{k, nanos(t)})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].s.less(out[j].s) })
+	return out
+}
+
+// blobInfo is a blob of the blob store: 48 bytes.
 type blobInfo struct {
-	digest  digest.Digest
-	size    int64
-	modTime time.Time
+	s    sum256
+	size int64
+	mod  int64 // Unix nanoseconds
+}
+
+// blobList is the blob store's listing, one slice per two-character
+// prefix directory in order, each sorted: listed once, never merged into
+// a copy.
+type blobList [][]blobInfo
+
+func (l blobList) each(fn func(b *blobInfo)) {
+	for _, c := range l {
+		for i := range c {
+			fn(&c[i])
+		}
+	}
+}
+
+// lookup returns a function that says whether a digest is listed. The
+// blob store's prefix directories are a digest's first byte, so each
+// slice is looked up by it; a blob stored under another prefix (not where
+// the registry puts it) is not found there, and the caller reads it.
+func (l blobList) lookup() func(sum256) bool {
+	var byFirst [256][]blobInfo
+	for _, c := range l {
+		if len(c) > 0 && c[0].s[0] == c[len(c)-1].s[0] {
+			byFirst[c[0].s[0]] = c
+		}
+	}
+	return func(s sum256) bool {
+		c := byFirst[s[0]]
+		j := sort.Search(len(c), func(j int) bool { return !c[j].s.less(s) })
+		return j < len(c) && c[j].s == s
+	}
+}
+
+func (l blobList) len() int {
+	n := 0
+	for _, c := range l {
+		n += len(c)
+	}
+	return n
+}
+
+func sortBlobs(c []blobInfo) {
+	sort.Slice(c, func(i, j int) bool { return c[i].s.less(c[j].s) })
 }
 
 // listBlobs lists every sha256 blob of the blob store with its data size:
 // one walk per two-character prefix directory, opts.Jobs at a time (on S3
-// each walk lists a thousand objects per request).
-func listBlobs(ctx context.Context, d storagedriver.StorageDriver, in *interner, opts Options) ([]blobInfo, error) {
+// each walk lists a thousand objects per request). in is not used: blobs
+// are listed as sums.
+func listBlobs(ctx context.Context, d storagedriver.StorageDriver, in *interner, opts Options) (blobList, error) {
 	if f := fsReaderFor(d); f != nil {
 		return f.listBlobs(ctx, in, opts)
 	}
@@ -343,7 +461,7 @@ func (in *interner) of(d digest.Digest) digest.Digest {
 }
 
 // walkBlobs is listBlobs through the driver's Walk.
-func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, in *interner, opts Options) ([]blobInfo, error) {
+func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, _ *interner, opts Options) (blobList, error) {
 	bar := opts.Progress.Count(-1, "reading blobs")
 	defer bar.Done()
 	root := pathFor(blobsSpec{digest.SHA256})
@@ -355,34 +473,30 @@ func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, in *interner,
 		return nil, fmt.Errorf("listing blobs: %w", err)
 	}
 	sort.Strings(prefixes)
-	found := make([][]blobInfo, len(prefixes))
+	found := make(blobList, len(prefixes))
 	err = forEach(ctx, opts.Jobs, len(prefixes), func(i int) error {
 		err := d.Walk(ctx, prefixes[i], func(fi storagedriver.FileInfo) error {
 			if fi.IsDir() || path.Base(fi.Path()) != "data" {
 				return nil
 			}
-			dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(path.Dir(fi.Path())))
-			if dg.Validate() != nil {
+			s, ok := sumOfHex(path.Base(path.Dir(fi.Path())))
+			if !ok {
 				return nil
 			}
-			found[i] = append(found[i], blobInfo{digest: in.of(dg), size: fi.Size(), modTime: fi.ModTime()})
+			found[i] = append(found[i], blobInfo{s: s, size: fi.Size(), mod: nanos(fi.ModTime())})
 			bar.Add(1)
 			return ctx.Err()
 		})
 		if err != nil && !isNotFound(err) {
 			return fmt.Errorf("listing blobs under %s: %w", prefixes[i], err)
 		}
+		sortBlobs(found[i])
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	var out []blobInfo
-	for _, f := range found {
-		out = append(out, f...)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].digest < out[j].digest })
-	return out, nil
+	return found, nil
 }
 
 // recentlyReferenced returns the digests a repository has referenced since

@@ -123,6 +123,7 @@ func registerGCFlags(f *pflag.FlagSet, opts *gc.Options) {
 	duration.Var(f, &opts.UploadsOlderThan, "uploads-older-than", "delete uploads started longer ago than this (0: keep all)")
 	f.BoolVar(&opts.PruneOrphanSignatures, "prune-orphan-signatures", false, "delete sha256-<hex>.sig/.att/.sbom and referrers fallback tags whose subject is gone")
 	f.BoolVar(&opts.PruneEmptyRepos, "prune-empty-repos", false, "delete repositories left with no tag and no manifest")
+	f.BoolVar(&opts.NoMarkCache, "no-mark-cache", false, "read every manifest; neither read nor write the mark cache (regkeeper-markcache in the storage)")
 	duration.Var(f, &opts.StaleLock, "stale-lock", "take over another run's lock older than this")
 	registerGuardFlags(f, opts)
 	f.BoolVar(&opts.Offline, "offline", false, "the registry is stopped or read-only: delete blobs at once, without quarantine and settle")
