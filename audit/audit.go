@@ -94,10 +94,14 @@ const (
 
 // Result is the audit of a registry. Its JSON field names are a contract.
 type Result struct {
-	Registry string            `json:"registry"`
-	Images   []Image           `json:"images"`
-	Problems []walk.Problem    `json:"problems"`
-	Errors   []inventory.Error `json:"errors"`
+	Registry string  `json:"registry"`
+	Images   []Image `json:"images"`
+	// NotJudged lists the tags (and platforms) of the selection that are
+	// not images: signatures, SBOMs, attestations, Helm charts, other
+	// artifacts, and manifests that could not be read.
+	NotJudged []NotJudged       `json:"notJudged"`
+	Problems  []walk.Problem    `json:"problems"`
+	Errors    []inventory.Error `json:"errors"`
 
 	// Inventory is the walk of the whole registry the audit was made from
 	// (whatever the filters), for reports; not part of the JSON.
@@ -254,12 +258,16 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	unreadable := map[string]bool{}
+	for _, p := range inv.Problems {
+		unreadable[p.Digest] = true
+	}
 	for i := range inv.Images {
 		img := &inv.Images[i]
 		a.tags[img.Repository+":"+img.Tag] = img
 		for j := range img.Platforms {
 			p := &img.Platforms[j]
-			if !isImage(p) || len(p.Config.RootFS.DiffIDs) == 0 {
+			if kindOf(img.Tag, p, unreadable) != "" || len(p.Config.RootFS.DiffIDs) == 0 {
 				continue
 			}
 			k := chainKey(p.Config.RootFS.DiffIDs)
@@ -267,7 +275,7 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 		}
 	}
 	a.indexTags()
-	res := &Result{Registry: inv.Registry, Images: []Image{}, Problems: []walk.Problem{}, Errors: []inventory.Error{}, Inventory: inv}
+	res := &Result{Registry: inv.Registry, Images: []Image{}, NotJudged: []NotJudged{}, Problems: []walk.Problem{}, Errors: []inventory.Error{}, Inventory: inv}
 	for _, p := range inv.Problems {
 		if selected(opts.Inventory, &inventory.Image{Repository: p.Repository, Tag: p.Tag}) {
 			res.Problems = append(res.Problems, p)
@@ -285,27 +293,15 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 		}
 		for j := range img.Platforms {
 			p := &img.Platforms[j]
-			if !isImage(p) {
-				continue // signatures, SBOMs and unreadable platforms are not images
+			if k := kindOf(img.Tag, p, unreadable); k != "" {
+				// Not an image: counted and said, never skipped in silence.
+				res.NotJudged = append(res.NotJudged, NotJudged{Repository: img.Repository, Tag: img.Tag, Digest: p.Digest, Platform: p.Platform, Kind: k})
+				continue
 			}
 			res.Images = append(res.Images, a.judge(ctx, img, p))
 		}
 	}
 	return res
-}
-
-// isImage reports whether a platform is a container image: a config with an
-// OS, and filesystem layers only (cosign signatures have neither).
-func isImage(p *inventory.Platform) bool {
-	if p.Config == nil || p.Manifest == nil || p.Config.OS == "" {
-		return false
-	}
-	for _, l := range p.Manifest.Layers {
-		if !l.MediaType.IsLayer() {
-			return false
-		}
-	}
-	return true
 }
 
 // selected reports whether the filters select an image (or an error of the

@@ -254,7 +254,7 @@ func writeAudit(cmd *cobra.Command, f output.Format, res *audit.Result) error {
 		return output.WriteJSON(out, res)
 	case output.CSV:
 		rows := output.Rows{Header: []string{"REPOSITORY", "TAG", "PLATFORM", "DIGEST", "BASE", "BASE DIGEST", "DETECTED BY", "CONFIDENCE", "BASE AGE DAYS", "REASONS",
-			"CREATED", "CREATED FROM", "IMAGE AGE DAYS", "MISSING LABELS", "SIGNED", "SBOM"}}
+			"CREATED", "CREATED FROM", "IMAGE AGE DAYS", "MISSING LABELS", "SIGNED", "SBOM", "NOT JUDGED"}}
 		opt := func(p *bool) string {
 			if p == nil {
 				return ""
@@ -273,7 +273,11 @@ func writeAudit(cmd *cobra.Command, f output.Format, res *audit.Result) error {
 				imgAge = fmt.Sprint(*img.ImageAgeDays)
 			}
 			rows.Add(img.Repository, img.Tag, img.Platform, img.Digest, base, bd, by, conf, age, strings.Join(img.Reasons, " "),
-				img.Created, img.CreatedFrom, imgAge, strings.Join(img.MissingLabels, " "), opt(img.Signed), opt(img.SBOM))
+				img.Created, img.CreatedFrom, imgAge, strings.Join(img.MissingLabels, " "), opt(img.Signed), opt(img.SBOM), "")
+		}
+		// What is not an image has a row too, its kind under NOT JUDGED.
+		for _, n := range res.NotJudged {
+			rows.Add(n.Repository, n.Tag, n.Platform, n.Digest, "", "", "", "", "", "", "", "", "", "", "", "", n.Kind)
 		}
 		return output.Write(out, f, rows, res)
 	}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/regkeeper/regkeeper/internal/testbed/artifacts"
+)
+
+// TestAuditCommandOSlessImages is issue 24 item 1 from the command line:
+// images with no os in their config, one on a banned 900-day-old base, were
+// not audited and the run said "no findings", exit 0, even with --exit-code
+// 3. Every format now judges them and says what it did not judge.
+func TestAuditCommandOSlessImages(t *testing.T) {
+	srv := artifacts.SeedOSless(t, time.Now())
+	base := []string{"audit", srv.Host, "--insecure", "--ban", "base/centos"}
+	const notJudged = "2 signatures, 1 SBOM, 1 Helm chart and 1 other artifact not judged"
+
+	code, out, stderr := runCLI(t, append(base, "--exit-code", "3")...)
+	if code != 3 {
+		t.Errorf("exit %d, want 3 (--exit-code 3 with findings): %s", code, stderr)
+	}
+	if !regexp.MustCompile(`base-banned +team/app:1.0`).MatchString(out) || !strings.Contains(out, "1 of 3 images (tag and platform) with findings: 1 base-banned, 1 base-too-old; "+notJudged) {
+		t.Errorf("table:\n%s", out)
+	}
+
+	code, out, stderr = runCLI(t, append(base, "-o", "markdown")...)
+	if code != 0 || !strings.Contains(out, notJudged) || !strings.Contains(out, "team/app:1.0") {
+		t.Errorf("markdown: exit %d: %s\n%s", code, stderr, out)
+	}
+
+	code, out, stderr = runCLI(t, append(base, "-o", "json")...)
+	if code != 0 {
+		t.Fatalf("json: exit %d: %s", code, stderr)
+	}
+	var doc struct {
+		Images    []struct{ Repository string } `json:"images"`
+		NotJudged []struct {
+			Repository, Tag, Digest, Kind string
+		} `json:"notJudged"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	for _, n := range doc.NotJudged {
+		if n.Repository == "" || n.Tag == "" || n.Digest == "" {
+			t.Errorf("notJudged entry lacks a field: %+v", n)
+		}
+		kinds[n.Kind]++
+	}
+	if len(doc.Images) != 3 || kinds["signature"] != 2 || kinds["sbom"] != 1 || kinds["helm-chart"] != 1 || kinds["artifact"] != 1 {
+		t.Errorf("json: %d images, not judged %v; want 3 images, 2 signatures, 1 sbom, 1 helm-chart, 1 artifact", len(doc.Images), kinds)
+	}
+
+	code, out, stderr = runCLI(t, append(base, "-o", "csv")...)
+	if code != 0 {
+		t.Fatalf("csv: exit %d: %s", code, stderr)
+	}
+	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := len(rows[0]) - 1
+	if rows[0][last] != "NOT JUDGED" || len(rows) != 1+8 {
+		t.Fatalf("csv: want a NOT JUDGED column and a row per tag (8):\n%s", out)
+	}
+	judged := 0
+	for _, r := range rows[1:] {
+		if r[last] == "" {
+			judged++
+		}
+	}
+	if judged != 3 {
+		t.Errorf("csv: %d rows judged, want 3:\n%s", judged, out)
+	}
+}
