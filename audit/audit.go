@@ -147,6 +147,9 @@ type Base struct {
 	// that there is one.
 	Repository string `json:"repository"`
 	Tag        string `json:"tag,omitempty"`
+	// Registry is the host of a base on another registry (named by
+	// annotation, and not found here); empty for this registry's.
+	Registry string `json:"registry,omitempty"`
 	// Digest is the base's platform manifest.
 	Digest     string `json:"digest,omitempty"`
 	Created    string `json:"created,omitempty"`
@@ -168,6 +171,16 @@ func (b *Base) Name() string {
 		return ""
 	case b.Repository == "":
 		return "(unknown)"
+	case b.Registry != "":
+		// On another registry: its tag there was not read.
+		n := b.Registry + "/" + b.Repository
+		if b.Tag != "" {
+			n += ":" + b.Tag
+		}
+		if b.Digest != "" {
+			n += "@" + shortDigest(b.Digest)
+		}
+		return n
 	case b.Tag != "" && b.Tagged:
 		return b.Repository + ":" + b.Tag
 	case b.Tag != "":
@@ -376,17 +389,26 @@ func (a *analyzer) byAnnotation(ctx context.Context, img *inventory.Image, p *in
 		return nil, nil, false
 	}
 	b := &Base{DetectedBy: ByAnnotation, Digest: baseDigest}
-	repo, tag, local := a.splitName(baseName)
+	repo, tag, host := a.splitName(baseName)
 	b.Repository, b.Tag = repo, tag
-	if !local {
-		// A base on another registry: named, not verifiable here.
-		b.Confidence = Medium
-		b.Note = "base is on another registry; its layers were not checked"
-		return b, nil, true
-	}
 
 	var bp *inventory.Platform
 	switch {
+	case host != "":
+		// Named by another host: this registry's all the same when its
+		// repository here holds the named digest (the registry reached
+		// by another name: localhost and 127.0.0.1).
+		if baseDigest != "" && repo != "" {
+			bp = a.platformIn(ctx, repo, baseDigest, p)
+		}
+		if bp == nil {
+			// A base on another registry: named, not verifiable here,
+			// and its tag there was not read.
+			b.Registry = host
+			b.Confidence = Medium
+			b.Note = "base is on another registry (" + host + "); its layers were not checked (--registry-alias names this registry's other names)"
+			return b, nil, true
+		}
 	case baseDigest != "":
 		bp = a.platformByDigest(ctx, repo, baseDigest, p)
 	case tag != "":
@@ -417,21 +439,55 @@ func (a *analyzer) byAnnotation(ctx context.Context, img *inventory.Image, p *in
 	return b, bp, true
 }
 
-// splitName parses an annotation's base name and reports whether it is on
-// this registry (a name without a registry host counts as this registry).
-func (a *analyzer) splitName(s string) (repo, tag string, local bool) {
+// splitName parses an annotation's base name. host is empty when the name
+// is on this registry: no registry host, the host audited, or one of
+// Policy.RegistryAliases.
+func (a *analyzer) splitName(s string) (repo, tag, host string) {
 	if s == "" {
-		return "", "", true
+		return "", "", ""
 	}
 	s, _, _ = strings.Cut(s, "@")
-	host := ""
 	if i := strings.Index(s, "/"); i > 0 && (strings.ContainsAny(s[:i], ".:") || s[:i] == "localhost") {
 		host, s = s[:i], s[i+1:]
 	}
 	if i := strings.LastIndex(s, ":"); i > 0 {
 		s, tag = s[:i], s[i+1:]
 	}
-	return s, tag, host == "" || host == a.inv.Registry
+	if a.isThisRegistry(host) {
+		host = ""
+	}
+	return s, tag, host
+}
+
+// isThisRegistry reports whether host names the registry audited: empty,
+// the host audited, or one of Policy.RegistryAliases.
+func (a *analyzer) isThisRegistry(host string) bool {
+	return host == "" || strings.EqualFold(host, a.inv.Registry) || slices.ContainsFunc(a.opts.Policy.RegistryAliases, func(h string) bool {
+		return strings.EqualFold(h, host)
+	})
+}
+
+// platformIn finds the platform manifest digest names in repository repo
+// of this registry, tagged (in the inventory) or not (read by digest); nil
+// when repo does not hold it.
+func (a *analyzer) platformIn(ctx context.Context, repo, digest string, img *inventory.Platform) *inventory.Platform {
+	for i := range a.inv.Images {
+		if cand := &a.inv.Images[i]; cand.Repository == repo && cand.Digest == digest {
+			return pickPlatform(cand, img.Platform)
+		}
+	}
+	for i := range a.inv.Images {
+		cand := &a.inv.Images[i]
+		if cand.Repository != repo {
+			continue
+		}
+		for j := range cand.Platforms {
+			if cand.Platforms[j].Digest == digest && cand.Platforms[j].Config != nil {
+				return &cand.Platforms[j]
+			}
+		}
+	}
+	return a.fetchPlatform(ctx, repo, digest, img)
 }
 
 // platformByDigest finds the platform manifest a base digest names: in the
@@ -449,6 +505,12 @@ func (a *analyzer) platformByDigest(ctx context.Context, repo, digest string, im
 			}
 		}
 	}
+	return a.fetchPlatform(ctx, repo, digest, img)
+}
+
+// fetchPlatform reads the platform manifest digest names in repo from the
+// registry (a base no tag points at); nil when it cannot.
+func (a *analyzer) fetchPlatform(ctx context.Context, repo, digest string, img *inventory.Platform) *inventory.Platform {
 	if a.fetch == nil || repo == "" {
 		return nil
 	}
@@ -672,7 +734,7 @@ func (a *analyzer) reasons(img *inventory.Image, p *inventory.Platform, b *Base,
 	matches := func(pats []Pattern) bool {
 		for _, pat := range pats {
 			for _, n := range names {
-				if pat.Match(a.inv.Registry, n.repo, n.tag, b.Digest) {
+				if pat.Match(a.hostFor(b, pat), n.repo, n.tag, b.Digest) {
 					return true
 				}
 			}
@@ -685,12 +747,15 @@ func (a *analyzer) reasons(img *inventory.Image, p *inventory.Platform, b *Base,
 	if len(pol.Allow) > 0 && !matches(pol.Allow) {
 		reasons = append(reasons, ReasonNotAllowed)
 	}
-	if b.Repository != "" && b.Tag != "" && b.Digest != "" && b.DetectedBy != "" {
-		if cur := a.tags[b.Repository+":"+b.Tag]; cur == nil {
-			if a.repoKnown(b.Repository) {
-				reasons = append(reasons, ReasonOutdated) // the tag is gone
+	// base-outdated needs evidence: the base's tag, on this registry, was
+	// read and names another image, or its repository was listed without
+	// it. The tag of a base on another registry is not read.
+	if b.Registry == "" && b.Repository != "" && b.Tag != "" && b.Digest != "" && b.DetectedBy != "" {
+		if cur := a.tags[b.Repository+":"+b.Tag]; cur != nil {
+			if cp := pickPlatform(cur, p.Platform); cp == nil || cp.Digest != b.Digest {
+				reasons = append(reasons, ReasonOutdated)
 			}
-		} else if cp := pickPlatform(cur, p.Platform); cp == nil || cp.Digest != b.Digest {
+		} else if a.tagGone(b.Repository, b.Tag) {
 			reasons = append(reasons, ReasonOutdated)
 		}
 	}
@@ -701,6 +766,30 @@ func (a *analyzer) reasons(img *inventory.Image, p *inventory.Platform, b *Base,
 		reasons = append(reasons, ReasonUnknown)
 	}
 	return reasons
+}
+
+// hostFor is the registry host a pattern is matched against for base b:
+// the base's own registry when it is on another, else this registry's
+// name, or the alias the pattern names.
+func (a *analyzer) hostFor(b *Base, pat Pattern) string {
+	if b.Registry != "" {
+		return b.Registry
+	}
+	if pat.host != "" && a.isThisRegistry(pat.host) {
+		return pat.host
+	}
+	return a.inv.Registry
+}
+
+// tagGone reports whether the listing of repo shows that tag is not there
+// any more (not merely unread: a tag listed that could not be read is no
+// evidence).
+func (a *analyzer) tagGone(repo, tag string) bool {
+	if a.inv.Listed == nil {
+		return a.repoKnown(repo)
+	}
+	tags, listed := a.inv.Listed[repo]
+	return listed && !slices.Contains(tags, tag)
 }
 
 func (a *analyzer) repoKnown(repo string) bool {

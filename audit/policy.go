@@ -44,6 +44,12 @@ type Policy struct {
 	RequireSignature bool
 	// RequireSBOM: an image with no SBOM attached is no-sbom.
 	RequireSBOM bool
+
+	// RegistryAliases are the other names of the registry audited (a
+	// host[:port] each): a base named with one of them is this registry's.
+	// A base named by any other host whose repository holds the named
+	// digest is this registry's too.
+	RegistryAliases []string
 }
 
 // DefaultPolicy is the policy when nothing says otherwise: bases older than

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,6 +11,8 @@ import (
 
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/internal/testbed/artifacts"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 // TestAuditJudgesImagesWithoutOS is issue 24 item 1: images whose config
@@ -50,5 +53,52 @@ func TestAuditJudgesImagesWithoutOS(t *testing.T) {
 	}
 	if got, want := res.NotJudgedSummary(), "2 signatures, 1 SBOM, 1 Helm chart and 1 other artifact not judged"; got != want {
 		t.Errorf("NotJudgedSummary() = %q, want %q", got, want)
+	}
+}
+
+// TestAuditDoesNotDependOnTheRegistryName is issue 24 item 9: images name
+// their base as 127.0.0.1:PORT/base/busybox:1 with its current digest;
+// audited as localhost:PORT (the same registry), they were base-outdated
+// ("base is on another registry"). A base whose repository and digest are
+// here is this registry's; --registry-alias names other hosts; a base on
+// another registry is never base-outdated, as its tag was not read.
+func TestAuditDoesNotDependOnTheRegistryName(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	srv := regtest.Registry(t, embedded.Options{})
+	busybox := artifacts.OSless(t, nil, now.AddDate(0, 0, -30), "busybox rootfs")
+	bd := artifacts.PushIndex(t, srv, "base/busybox:1", busybox)
+	app := artifacts.OSless(t, busybox, now.AddDate(0, 0, -1), "app")
+	_, port, _ := strings.Cut(srv.Host, ":")
+	// Named with this registry's other name and the current digest.
+	artifacts.Push(t, srv, "team/app:1", artifacts.Annotated(app, srv.Host+"/base/busybox:1", bd.String()))
+	// Named by a host only an alias says is this one, without a digest.
+	artifacts.Push(t, srv, "team/app:alias", artifacts.Annotated(app, "registry.internal:5000/base/busybox:1", ""))
+	// On another registry, same repository and tag, another digest: the
+	// tag here says nothing about the tag there.
+	artifacts.Push(t, srv, "team/app:elsewhere", artifacts.Annotated(app, "mirror.example.com/base/busybox:1", "sha256:"+strings.Repeat("e", 64)))
+
+	want := map[string]string{
+		"team/app:1":         "base/busybox:1 annotation high []",
+		"team/app:alias":     "base/busybox:1 annotation high []",
+		"team/app:elsewhere": "mirror.example.com/base/busybox:1@sha256:eeeeeeeeeeee annotation medium []",
+	}
+	for _, host := range []string{srv.Host, "localhost:" + port} {
+		pol := audit.DefaultPolicy()
+		pol.RegistryAliases = []string{"registry.internal:5000"}
+		got := map[string]string{}
+		for _, img := range runAudit(t, host, pol, now).Images {
+			if img.Repository != "team/app" {
+				continue
+			}
+			b := img.Base
+			if b == nil {
+				got[img.Repository+":"+img.Tag] = "no base"
+				continue
+			}
+			got[img.Repository+":"+img.Tag] = fmt.Sprintf("%s %s %s %v", b.Name(), b.DetectedBy, b.Confidence, img.Reasons)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("audit %s (-want +got):\n%s", host, diff)
+		}
 	}
 }

@@ -24,6 +24,7 @@ type auditFlags struct {
 	requireLabels []string
 	requireSig    bool
 	requireSBOM   bool
+	aliases       []string
 	exitCode      int
 
 	flags *pflag.FlagSet // to tell a flag given from its default
@@ -40,6 +41,7 @@ func (a *auditFlags) register(cmd *cobra.Command) {
 	f.BoolVar(&a.latestOnly, "tag-latest-only", true, "report images that no tag but latest names (--tag-latest-only=false turns it off)")
 	f.StringArrayVar(&a.requireLabels, "require-label", nil, "report images whose config lacks this label (repeatable), e.g. org.opencontainers.image.revision")
 	f.BoolVar(&a.requireSig, "require-signature", false, "report images with no signature attached (OCI referrer or cosign .sig tag)")
+	f.StringArrayVar(&a.aliases, "registry-alias", nil, "another name of the registry (HOST[:PORT], repeatable): a base named with it is this registry's")
 	f.BoolVar(&a.requireSBOM, "require-sbom", false, "report images with no SBOM attached (OCI referrer, cosign .sbom tag, or an SPDX/CycloneDX attestation)")
 }
 
@@ -84,6 +86,12 @@ func (a *auditFlags) policy() (audit.Policy, error) {
 			return pol, usageError("--require-label: empty label key")
 		}
 		pol.RequireLabels = append(pol.RequireLabels, l)
+	}
+	for _, h := range a.aliases {
+		if h = strings.TrimSpace(h); h == "" || strings.ContainsAny(h, "/ ") {
+			return pol, usageError("--registry-alias: want a HOST[:PORT], got %q", h)
+		}
+		pol.RegistryAliases = append(pol.RegistryAliases, h)
 	}
 	for _, list := range []struct {
 		flag string

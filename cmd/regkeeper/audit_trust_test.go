@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/regkeeper/regkeeper/internal/testbed/artifacts"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
 
 // TestAuditCommandOSlessImages is issue 24 item 1 from the command line:
@@ -77,5 +79,30 @@ func TestAuditCommandOSlessImages(t *testing.T) {
 	}
 	if judged != 3 {
 		t.Errorf("csv: %d rows judged, want 3:\n%s", judged, out)
+	}
+}
+
+// TestAuditCommandRegistryName is issue 24 item 9 from the command line:
+// the same embedded registry audited as 127.0.0.1:PORT and as
+// localhost:PORT gives the same findings, and --registry-alias names a
+// host the annotations use.
+func TestAuditCommandRegistryName(t *testing.T) {
+	now := time.Now()
+	srv := regtest.Registry(t, embedded.Options{})
+	busybox := artifacts.OSless(t, nil, now.AddDate(0, 0, -30), "busybox rootfs")
+	bd := artifacts.PushIndex(t, srv, "base/busybox:1", busybox)
+	app := artifacts.OSless(t, busybox, now.AddDate(0, 0, -1), "app")
+	artifacts.Push(t, srv, "team/app:1", artifacts.Annotated(app, srv.Host+"/base/busybox:1", bd.String()))
+	artifacts.Push(t, srv, "team/app:2", artifacts.Annotated(app, "registry.internal/base/busybox:1", ""))
+	_, port, _ := strings.Cut(srv.Host, ":")
+	for _, host := range []string{srv.Host, "localhost:" + port} {
+		code, out, stderr := runCLI(t, "audit", host, "--insecure", "--registry-alias", "registry.internal",
+			"--ban", "registry.internal/base/busybox", "--exit-code", "3")
+		if code != 3 {
+			t.Errorf("audit %s: exit %d, want 3: %s", host, code, stderr)
+		}
+		if !strings.Contains(out, "2 of 3 images (tag and platform) with findings: 2 base-banned\n") || strings.Contains(out, "base-outdated") {
+			t.Errorf("audit %s:\n%s", host, out)
+		}
 	}
 }

@@ -92,3 +92,29 @@ func SeedOSless(t testing.TB, now time.Time) *embedded.Server {
 	Push(t, srv, "files/notes:1", Artifact(t, "application/vnd.unknown.config.v1+json", types.OCILayer, "notes"))
 	return srv
 }
+
+// Annotated returns img with the OCI base annotations naming base (a full
+// reference, host included) and baseDigest (omitted when empty).
+func Annotated(img v1.Image, base, baseDigest string) v1.Image {
+	ann := map[string]string{"org.opencontainers.image.base.name": base}
+	if baseDigest != "" {
+		ann["org.opencontainers.image.base.digest"] = baseDigest
+	}
+	return mutate.Annotations(img, ann).(v1.Image)
+}
+
+// PushIndex pushes an index of img for linux/amd64 as ref ("repo:tag") to
+// srv and returns the index's digest.
+func PushIndex(t testing.TB, srv *embedded.Server, ref string, img v1.Image) v1.Hash {
+	t.Helper()
+	idx := mutate.AppendManifests(empty.Index, mutate.IndexAddendum{Add: img,
+		Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: "amd64"}}})
+	if err := remote.WriteIndex(regtest.Ref(t, srv, ref), idx, remote.WithContext(context.Background())); err != nil {
+		t.Fatalf("pushing %s: %v", ref, err)
+	}
+	d, err := idx.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
