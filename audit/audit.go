@@ -28,6 +28,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/regkeeper/regkeeper/internal/patterns"
 	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
@@ -102,6 +103,10 @@ type Result struct {
 	NotJudged []NotJudged       `json:"notJudged"`
 	Problems  []walk.Problem    `json:"problems"`
 	Errors    []inventory.Error `json:"errors"`
+	// Warnings: what was asked that may not be what was meant, such as a
+	// --ban, --allow or policy file pattern that matches no image or base
+	// of the registry.
+	Warnings []patterns.Warning `json:"warnings"`
 
 	// Inventory is the walk of the whole registry the audit was made from
 	// (whatever the filters), for reports; not part of the JSON.
@@ -288,7 +293,7 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 		}
 	}
 	a.indexTags()
-	res := &Result{Registry: inv.Registry, Images: []Image{}, NotJudged: []NotJudged{}, Problems: []walk.Problem{}, Errors: []inventory.Error{}, Inventory: inv}
+	res := &Result{Registry: inv.Registry, Images: []Image{}, NotJudged: []NotJudged{}, Warnings: []patterns.Warning{}, Problems: []walk.Problem{}, Errors: []inventory.Error{}, Inventory: inv}
 	for _, p := range inv.Problems {
 		if selected(opts.Inventory, &inventory.Image{Repository: p.Repository, Tag: p.Tag}) {
 			res.Problems = append(res.Problems, p)
@@ -314,7 +319,45 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 			res.Images = append(res.Images, a.judge(ctx, img, p))
 		}
 	}
+	res.Warnings = a.unmatched(res.Images)
 	return res
+}
+
+// unmatched warns about each ban and allow pattern that matches no image of
+// the registry (whatever the filters) and no base found: a typo must not
+// turn a rule off without a word.
+func (a *analyzer) unmatched(judged []Image) []patterns.Warning {
+	// What a pattern can name: every image of the registry, by its tag
+	// and its digests, and every base found (some are untagged, or on
+	// another registry).
+	var items []*Base
+	for _, img := range a.inv.Images {
+		items = append(items, &Base{Repository: img.Repository, Tag: img.Tag, Digest: img.Digest})
+		for _, p := range img.Platforms {
+			if p.Digest != img.Digest {
+				items = append(items, &Base{Repository: img.Repository, Tag: img.Tag, Digest: p.Digest})
+			}
+		}
+	}
+	for _, img := range judged {
+		if img.Base != nil && img.Base.Repository != "" {
+			items = append(items, img.Base)
+		}
+	}
+	what := fmt.Sprintf("the %s of the registry and their bases", plural(len(a.inv.Images), "tag", "tags"))
+	warnings := []patterns.Warning{}
+	for _, list := range [][]Pattern{a.opts.Policy.Ban, a.opts.Policy.Allow} {
+		for _, p := range patterns.Unmatched(list, items, func(p Pattern, b *Base) bool {
+			return p.Match(a.hostFor(b, p), b.Repository, b.Tag, b.Digest)
+		}) {
+			source := p.Source
+			if source == "" {
+				source = "pattern"
+			}
+			warnings = append(warnings, patterns.UnmatchedWarning(source, p.Text, what))
+		}
+	}
+	return warnings
 }
 
 // selected reports whether the filters select an image (or an error of the

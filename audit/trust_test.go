@@ -1,7 +1,9 @@
 package audit_test
 
 import (
+	"context"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/regkeeper/regkeeper/internal/testbed/artifacts"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+	"github.com/regkeeper/regkeeper/inventory"
 )
 
 // TestAuditJudgesImagesWithoutOS is issue 24 item 1: images whose config
@@ -100,5 +103,45 @@ func TestAuditDoesNotDependOnTheRegistryName(t *testing.T) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("audit %s (-want +got):\n%s", host, diff)
 		}
+	}
+}
+
+// TestAuditWarnsAboutUnmatchedPatterns is issue 24 item 6 in the library:
+// a ban or allow pattern that names no image of the registry (by tag or
+// digest, whatever the filters) and no base found is a warning.
+func TestAuditWarnsAboutUnmatchedPatterns(t *testing.T) {
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	srv := artifacts.SeedOSless(t, now)
+	inv := runAudit(t, srv.Host, audit.Policy{}, now).Inventory
+	var toolDigest string
+	for _, img := range inv.Images {
+		if img.Repository == "team/tool" && img.Tag == "1.0" {
+			toolDigest = img.Digest
+		}
+	}
+	pat := func(s, source string) audit.Pattern {
+		p := mustPattern(t, s)
+		p.Source = source
+		return p
+	}
+	pol := audit.Policy{
+		Ban: []audit.Pattern{pat("base/centos", "--ban"), pat("base/cent0s", "--ban"), pat(toolDigest, "--ban"),
+			pat(srv.Host+"/team/*", "--ban"), pat("other.example.com/base/centos", "--ban")},
+		Allow: []audit.Pattern{pat("base/centos:7", "p.yaml line 2 (allow)"), pat("base/centos:8", "p.yaml line 3 (allow)")},
+	}
+	// Filters do not make a pattern unmatched: it names a tag of the
+	// registry all the same.
+	res, err := audit.Run(context.Background(), srv.Host, audit.Options{
+		Inventory: inventory.Options{Client: regtest.Client(), Repo: regexp.MustCompile("^charts/")}, Policy: pol, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range res.Warnings {
+		got = append(got, w.Kind+" "+w.Source+" "+w.Pattern)
+	}
+	want := []string{"pattern-unmatched --ban base/cent0s", "pattern-unmatched --ban other.example.com/base/centos", "pattern-unmatched p.yaml line 3 (allow) base/centos:8"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
 }

@@ -103,6 +103,7 @@ func (a *auditFlags) policy() (audit.Policy, error) {
 			if err != nil {
 				return pol, usageError("%s: %v", list.flag, err)
 			}
+			p.Source = list.flag
 			*list.out = append(*list.out, p)
 		}
 	}
@@ -212,6 +213,7 @@ exit code unless --fail-on-problems. --tree prints the lineage of the whole regi
 			took := time.Since(start)
 			if err == nil {
 				warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
+				warnAudit(cmd, res)
 				if tree {
 					err = audit.WriteTree(cmd.OutOrStdout(), res.Lineage())
 				} else {
@@ -248,6 +250,15 @@ exit code unless --fail-on-problems. --tree prints the lineage of the whole regi
 	cmd.Flags().BoolVar(&tree, "tree", false, "print the lineage of the registry: which images are built on which base")
 	g.registerOutput(cmd)
 	return cmd
+}
+
+// warnAudit says on stderr, as warnUnmatched does for --repo, what the
+// audit warns about (a --ban, --allow or policy pattern that matches
+// nothing), whatever the format; JSON has them under "warnings" too.
+func warnAudit(cmd *cobra.Command, res *audit.Result) {
+	for _, w := range res.Warnings {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w.Message)
+	}
 }
 
 func findings(res *audit.Result) int {

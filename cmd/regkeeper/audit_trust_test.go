@@ -3,6 +3,8 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -103,6 +105,56 @@ func TestAuditCommandRegistryName(t *testing.T) {
 		}
 		if !strings.Contains(out, "2 of 3 images (tag and platform) with findings: 2 base-banned\n") || strings.Contains(out, "base-outdated") {
 			t.Errorf("audit %s:\n%s", host, out)
+		}
+	}
+}
+
+// TestAuditCommandUnmatchedPatterns is issue 24 item 6: --ban base/cent0s
+// (a typo) turned the policy off without a word. A --ban, --allow or
+// policy file pattern that matches no image or base of the registry is
+// warned about on stderr, in every format, and listed under "warnings" in
+// JSON.
+func TestAuditCommandUnmatchedPatterns(t *testing.T) {
+	srv := artifacts.SeedOSless(t, time.Now())
+	policy := filepath.Join(t.TempDir(), "policy.yaml")
+	if err := os.WriteFile(policy, []byte("ban:\n  - base/centos\n  - base/alpine*\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"audit", srv.Host, "--insecure", "--policy", policy, "--ban", "base/cent0s", "--allow", "base/centos:7", "--allow", "base/debian:13"}
+	wantWarnings := []string{
+		policy + ` line 3 (ban) "base/alpine*" matches none of`,
+		`--ban "base/cent0s" matches none of`,
+		`--allow "base/debian:13" matches none of`,
+	}
+	for _, format := range []string{"table", "json", "csv", "markdown"} {
+		code, out, stderr := runCLI(t, append(args, "-o", format)...)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", format, code, stderr)
+		}
+		for _, w := range wantWarnings {
+			if !strings.Contains(stderr, "warning: "+w) {
+				t.Errorf("%s: stderr lacks %q:\n%s", format, w, stderr)
+			}
+		}
+		if strings.Count(stderr, "warning: ") != len(wantWarnings) {
+			t.Errorf("%s: want %d warnings:\n%s", format, len(wantWarnings), stderr)
+		}
+		if format != "json" {
+			continue
+		}
+		var doc struct {
+			Warnings []struct{ Kind, Source, Pattern, Message string } `json:"warnings"`
+		}
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, w := range doc.Warnings {
+			got = append(got, w.Kind+" "+w.Source+" "+w.Pattern)
+		}
+		want := []string{"pattern-unmatched " + policy + " line 3 (ban) base/alpine*", "pattern-unmatched --ban base/cent0s", "pattern-unmatched --allow base/debian:13"}
+		if strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("json warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 		}
 	}
 }
