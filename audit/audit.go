@@ -636,7 +636,16 @@ func byHistory(cf *v1.ConfigFile, now time.Time) (*Base, time.Time) {
 		return nil, time.Time{}
 	}
 	return &Base{DetectedBy: ByHistory, Confidence: Low,
-		Note: fmt.Sprintf("the first %d of %d layers predate the image's build; no image of the registry has exactly those layers", split, len(times))}, newestValid(times[:split], now)
+		Note: predate(split, len(times)) + "; no image of the registry has exactly those layers"}, newestValid(times[:split], now)
+}
+
+// predate says how many of an image's layers predate its build: "the
+// first of 2 layers predates", "the first 2 of 3 layers predate".
+func predate(split, total int) string {
+	if split == 1 {
+		return fmt.Sprintf("the first of %d layers predates the image's build", total)
+	}
+	return fmt.Sprintf("the first %d of %d layers predate the image's build", split, total)
 }
 
 // layerTimes returns the history time of each layer (empty-layer entries

@@ -145,3 +145,29 @@ func TestAuditWarnsAboutUnmatchedPatterns(t *testing.T) {
 		t.Errorf("warnings (-want +got):\n%s", diff)
 	}
 }
+
+// TestSummaryCountsNouns: "1 image", not "1 images"; what is not judged
+// is said in the same line.
+func TestSummaryCountsNouns(t *testing.T) {
+	none := []string{}
+	for _, tc := range []struct {
+		name string
+		res  audit.Result
+		want string
+	}{
+		{"one image", audit.Result{Images: []audit.Image{{Reasons: none}}},
+			"1 image (tag and platform) audited: no findings"},
+		{"one finding, one signature", audit.Result{Images: []audit.Image{{Reasons: []string{audit.ReasonTooOld}}},
+			NotJudged: []audit.NotJudged{{Kind: audit.KindSignature}}},
+			"1 of 1 image (tag and platform) with findings: 1 base-too-old; 1 signature not judged"},
+		{"many", audit.Result{Images: []audit.Image{{Reasons: none}, {Reasons: none}},
+			NotJudged: []audit.NotJudged{{Kind: audit.KindSBOM}, {Kind: audit.KindSignature}, {Kind: audit.KindSignature}}},
+			"2 images (tag and platform) audited: no findings; 2 signatures and 1 SBOM not judged"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.res.Summary(); got != tc.want {
+				t.Errorf("Summary() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}

@@ -237,7 +237,7 @@ exit code unless --fail-on-problems. --tree prints the lineage of the whole regi
 				return err
 			}
 			if af.exitCode != 0 && findings(res) > 0 {
-				return &exitCodeError{code: af.exitCode, err: fmt.Errorf("%d findings", findings(res)), silent: true}
+				return &exitCodeError{code: af.exitCode, err: fmt.Errorf("findings: %d", findings(res)), silent: true}
 			}
 			return nil
 		},
