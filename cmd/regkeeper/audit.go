@@ -183,7 +183,15 @@ The table lists findings grouped by reason, worst first; -o json and -o csv
 list every tag and platform. What is broken in the registry itself
 (an index whose platform manifests are absent, a missing or unparseable
 manifest) is listed as a problem after the findings, and does not change the
-exit code unless --fail-on-problems. --tree prints the lineage of the whole registry.`,
+exit code unless --fail-on-problems. --tree prints the lineage of the whole registry.
+
+Images are told from artifacts by their media types and the cosign tag
+conventions (an image with no os in its config is judged); signatures, SBOMs,
+attestations, Helm charts and other artifacts are not judged, and are counted
+in the summary line (notJudged in JSON, NOT JUDGED in CSV). A --ban, --allow or
+policy pattern that matches no tag or base is warned about on stderr (warnings
+in JSON). A base named with another host is this registry's when that host is
+a --registry-alias or its repository here holds the named digest.`,
 		Example: `  # stale or banned bases, failing a CI job when there are any
   regkeeper audit registry.example.com --max-base-age 90d --ban 'base/centos*' --exit-code 3
 
