@@ -158,3 +158,18 @@ func TestAuditCommandUnmatchedPatterns(t *testing.T) {
 		}
 	}
 }
+
+// TestReportCommandWarnsAboutUnmatchedPatterns: report shares audit's
+// policy flags and says the same warnings on stderr.
+func TestReportCommandWarnsAboutUnmatchedPatterns(t *testing.T) {
+	srv := artifacts.SeedOSless(t, time.Now())
+	out := filepath.Join(t.TempDir(), "report.md")
+	code, _, stderr := runCLI(t, "report", srv.Host, "--insecure", "--ban", "base/cent0s", "-o", "markdown", "--out", out)
+	if code != 0 || !strings.Contains(stderr, `warning: --ban "base/cent0s" matches none of the 8 tags`) {
+		t.Errorf("exit %d, stderr:\n%s", code, stderr)
+	}
+	md, err := os.ReadFile(out)
+	if err != nil || !strings.Contains(string(md), "2 signatures, 1 SBOM, 1 Helm chart and 1 other artifact not judged") {
+		t.Errorf("report (%v):\n%s", err, md)
+	}
+}

@@ -98,6 +98,9 @@ verify, gc not run; 5 gc failed.`,
 			if res.Backup != nil {
 				warnUnmatched(cmd, &filter, res.Backup.Selection)
 			}
+			if res.Audit != nil {
+				warnAudit(cmd, res.Audit)
+			}
 			if werr := writeCycle(cmd, g.format(), res); werr != nil && runErr == nil {
 				runErr = werr
 			}
