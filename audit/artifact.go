@@ -66,6 +66,10 @@ func kindOfType(t string) string {
 	return KindArtifact
 }
 
+// KindOf says what the platform manifest p of a tag is: "" for an image
+// that audit judges, else the Kind* of what it does not judge.
+func KindOf(tag string, p *inventory.Platform) string { return kindOf(tag, p, nil) }
+
 // kindOf says what a platform manifest of a tag is: "" for an image, else
 // the kind of what is not judged. unreadable holds the digests the walk
 // reported as problems.
@@ -98,7 +102,7 @@ func kindOf(tag string, p *inventory.Platform, unreadable map[string]bool) strin
 		return kindOfLayers(m.Layers)
 	}
 	for _, l := range m.Layers {
-		if !l.MediaType.IsLayer() {
+		if !isLayer(l.MediaType) {
 			return kindOfLayers(m.Layers)
 		}
 	}
@@ -106,6 +110,14 @@ func kindOf(tag string, p *inventory.Platform, unreadable map[string]bool) strin
 		return KindUnreadable
 	}
 	return ""
+}
+
+// isLayer reports whether a media type is a filesystem layer's: the types
+// go-containerregistry knows, and any other OCI or Docker layer type
+// (encrypted, a compression it does not know).
+func isLayer(mt types.MediaType) bool {
+	return mt.IsLayer() || strings.HasPrefix(string(mt), "application/vnd.oci.image.layer.") ||
+		strings.HasPrefix(string(mt), "application/vnd.docker.image.rootfs.")
 }
 
 // kindOfLayers says what an artifact is by its first layer of a known

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/regkeeper/regkeeper/audit"
 	"github.com/regkeeper/regkeeper/internal/testbed/artifacts"
@@ -167,6 +169,54 @@ func TestSummaryCountsNouns(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.res.Summary(); got != tc.want {
 				t.Errorf("Summary() = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestKindOf: what a manifest is, from its tag, artifactType, config and
+// layer media types; os plays no part.
+func TestKindOf(t *testing.T) {
+	const (
+		ociConfig = "application/vnd.oci.image.config.v1+json"
+		ociLayer  = "application/vnd.oci.image.layer.v1.tar+gzip"
+	)
+	d := func(mt string) v1.Descriptor { return v1.Descriptor{MediaType: types.MediaType(mt)} }
+	cf := &v1.ConfigFile{} // no os, no architecture
+	for _, tc := range []struct {
+		name, tag    string
+		artifactType string
+		config       string
+		layers       []string
+		noConfig     bool
+		want         string
+	}{
+		{"image with no os", "1.0", "", ociConfig, []string{ociLayer}, false, ""},
+		{"docker image, foreign and zstd layers", "1.0", "", "application/vnd.docker.container.image.v1+json",
+			[]string{"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", "application/vnd.oci.image.layer.v1.tar+zstd"}, false, ""},
+		{"encrypted layer", "1.0", "", ociConfig, []string{"application/vnd.oci.image.layer.v1.tar+gzip+encrypted"}, false, ""},
+		{"cosign signature", "sha256-" + strings.Repeat("a", 64) + ".sig", "", ociConfig, []string{"application/vnd.dev.cosign.simplesigning.v1+json"}, false, audit.KindSignature},
+		{"cosign attestation", "sha256-" + strings.Repeat("a", 64) + ".att", "", ociConfig, []string{"application/vnd.dsse.envelope.v1+json"}, false, audit.KindAttestation},
+		{"cosign sbom by tag alone", "sha256-" + strings.Repeat("a", 64) + ".sbom", "", ociConfig, []string{ociLayer}, false, audit.KindSBOM},
+		{"signature by layer type", "x", "", ociConfig, []string{"application/vnd.dev.cosign.simplesigning.v1+json"}, false, audit.KindSignature},
+		{"buildkit attestation manifest", "x", "", ociConfig, []string{"application/vnd.in-toto+json"}, false, audit.KindAttestation},
+		{"notation by artifactType", "x", "application/vnd.cncf.notary.signature", "application/vnd.oci.empty.v1+json", []string{"application/jose+json"}, true, audit.KindSignature},
+		{"cyclonedx referrer", "x", "application/vnd.cyclonedx+json", "application/vnd.oci.empty.v1+json", []string{"application/vnd.cyclonedx+json"}, true, audit.KindSBOM},
+		{"helm chart", "0.1.0", "", "application/vnd.cncf.helm.config.v1+json", []string{"application/vnd.cncf.helm.chart.content.v1.tar+gzip"}, true, audit.KindHelmChart},
+		{"oras file", "1", "", "application/vnd.unknown.config.v1+json", []string{"application/vnd.oci.image.layer.v1.tar"}, true, audit.KindArtifact},
+		{"image config unreadable", "1.0", "", ociConfig, []string{ociLayer}, true, audit.KindUnreadable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &v1.Manifest{SchemaVersion: 2, ArtifactType: tc.artifactType, Config: d(tc.config)}
+			for _, l := range tc.layers {
+				m.Layers = append(m.Layers, d(l))
+			}
+			p := &inventory.Platform{Digest: "sha256:" + strings.Repeat("b", 64), Manifest: m, Config: cf}
+			if tc.noConfig {
+				p.Config = nil
+			}
+			if got := audit.KindOf(tc.tag, p); got != tc.want {
+				t.Errorf("KindOf = %q, want %q", got, tc.want)
 			}
 		})
 	}
