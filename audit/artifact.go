@@ -27,6 +27,10 @@ const (
 	KindUnreadable = "unreadable"
 )
 
+// NotJudgedKinds lists every kind of NotJudged, in the order of
+// NotJudgedSummary.
+var NotJudgedKinds = []string{KindSignature, KindSBOM, KindAttestation, KindHelmChart, KindArtifact, KindUnreadable}
+
 // kindOrder is the order and the nouns of NotJudgedSummary.
 var kindOrder = []struct{ kind, one, many string }{
 	{KindSignature, "signature", "signatures"},

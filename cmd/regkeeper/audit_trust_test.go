@@ -32,6 +32,22 @@ func TestAuditCommandOSlessImages(t *testing.T) {
 		t.Errorf("table:\n%s", out)
 	}
 
+	// The metrics count them by kind.
+	mfile := filepath.Join(t.TempDir(), "audit.prom")
+	if code, _, stderr := runCLI(t, append(base, "--ban", "base/cent0s", "--metrics-file", mfile)...); code != 0 {
+		t.Fatalf("metrics: exit %d: %s", code, stderr)
+	}
+	prom, err := os.ReadFile(mfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`regkeeper_audit_not_judged{kind="signature"} 2`, `regkeeper_audit_not_judged{kind="sbom"} 1`,
+		`regkeeper_audit_not_judged{kind="unreadable"} 0`, "regkeeper_audit_warnings 1"} {
+		if !strings.Contains(string(prom), want+"\n") {
+			t.Errorf("metrics lack %q:\n%s", want, prom)
+		}
+	}
+
 	code, out, stderr = runCLI(t, append(base, "-o", "markdown")...)
 	if code != 0 || !strings.Contains(out, notJudged) || !strings.Contains(out, "team/app:1.0") {
 		t.Errorf("markdown: exit %d: %s\n%s", code, stderr, out)
