@@ -28,6 +28,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
+	"github.com/regkeeper/regkeeper/internal/patterns"
 	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
 )
@@ -94,10 +95,18 @@ const (
 
 // Result is the audit of a registry. Its JSON field names are a contract.
 type Result struct {
-	Registry string            `json:"registry"`
-	Images   []Image           `json:"images"`
-	Problems []walk.Problem    `json:"problems"`
-	Errors   []inventory.Error `json:"errors"`
+	Registry string  `json:"registry"`
+	Images   []Image `json:"images"`
+	// NotJudged lists the tags (and platforms) of the selection that are
+	// not images: signatures, SBOMs, attestations, Helm charts, other
+	// artifacts, and manifests that could not be read.
+	NotJudged []NotJudged       `json:"notJudged"`
+	Problems  []walk.Problem    `json:"problems"`
+	Errors    []inventory.Error `json:"errors"`
+	// Warnings: what was asked that may not be what was meant, such as a
+	// --ban, --allow or policy file pattern that matches no image or base
+	// of the registry.
+	Warnings []patterns.Warning `json:"warnings"`
 
 	// Inventory is the walk of the whole registry the audit was made from
 	// (whatever the filters), for reports; not part of the JSON.
@@ -143,6 +152,9 @@ type Base struct {
 	// that there is one.
 	Repository string `json:"repository"`
 	Tag        string `json:"tag,omitempty"`
+	// Registry is the host of a base on another registry (named by
+	// annotation, and not found here); empty for this registry's.
+	Registry string `json:"registry,omitempty"`
 	// Digest is the base's platform manifest.
 	Digest     string `json:"digest,omitempty"`
 	Created    string `json:"created,omitempty"`
@@ -164,6 +176,16 @@ func (b *Base) Name() string {
 		return ""
 	case b.Repository == "":
 		return "(unknown)"
+	case b.Registry != "":
+		// On another registry: its tag there was not read.
+		n := b.Registry + "/" + b.Repository
+		if b.Tag != "" {
+			n += ":" + b.Tag
+		}
+		if b.Digest != "" {
+			n += "@" + shortDigest(b.Digest)
+		}
+		return n
 	case b.Tag != "" && b.Tagged:
 		return b.Repository + ":" + b.Tag
 	case b.Tag != "":
@@ -254,12 +276,16 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
+	unreadable := map[string]bool{}
+	for _, p := range inv.Problems {
+		unreadable[p.Digest] = true
+	}
 	for i := range inv.Images {
 		img := &inv.Images[i]
 		a.tags[img.Repository+":"+img.Tag] = img
 		for j := range img.Platforms {
 			p := &img.Platforms[j]
-			if !isImage(p) || len(p.Config.RootFS.DiffIDs) == 0 {
+			if kindOf(img.Tag, p, unreadable) != "" || len(p.Config.RootFS.DiffIDs) == 0 {
 				continue
 			}
 			k := chainKey(p.Config.RootFS.DiffIDs)
@@ -267,7 +293,7 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 		}
 	}
 	a.indexTags()
-	res := &Result{Registry: inv.Registry, Images: []Image{}, Problems: []walk.Problem{}, Errors: []inventory.Error{}, Inventory: inv}
+	res := &Result{Registry: inv.Registry, Images: []Image{}, NotJudged: []NotJudged{}, Warnings: []patterns.Warning{}, Problems: []walk.Problem{}, Errors: []inventory.Error{}, Inventory: inv}
 	for _, p := range inv.Problems {
 		if selected(opts.Inventory, &inventory.Image{Repository: p.Repository, Tag: p.Tag}) {
 			res.Problems = append(res.Problems, p)
@@ -285,27 +311,53 @@ func Analyze(ctx context.Context, inv *inventory.Result, f Fetcher, opts Options
 		}
 		for j := range img.Platforms {
 			p := &img.Platforms[j]
-			if !isImage(p) {
-				continue // signatures, SBOMs and unreadable platforms are not images
+			if k := kindOf(img.Tag, p, unreadable); k != "" {
+				// Not an image: counted and said, never skipped in silence.
+				res.NotJudged = append(res.NotJudged, NotJudged{Repository: img.Repository, Tag: img.Tag, Digest: p.Digest, Platform: p.Platform, Kind: k})
+				continue
 			}
 			res.Images = append(res.Images, a.judge(ctx, img, p))
 		}
 	}
+	res.Warnings = a.unmatched(res.Images)
 	return res
 }
 
-// isImage reports whether a platform is a container image: a config with an
-// OS, and filesystem layers only (cosign signatures have neither).
-func isImage(p *inventory.Platform) bool {
-	if p.Config == nil || p.Manifest == nil || p.Config.OS == "" {
-		return false
-	}
-	for _, l := range p.Manifest.Layers {
-		if !l.MediaType.IsLayer() {
-			return false
+// unmatched warns about each ban and allow pattern that matches no image of
+// the registry (whatever the filters) and no base found: a typo must not
+// turn a rule off without a word.
+func (a *analyzer) unmatched(judged []Image) []patterns.Warning {
+	// What a pattern can name: every image of the registry, by its tag
+	// and its digests, and every base found (some are untagged, or on
+	// another registry).
+	var items []*Base
+	for _, img := range a.inv.Images {
+		items = append(items, &Base{Repository: img.Repository, Tag: img.Tag, Digest: img.Digest})
+		for _, p := range img.Platforms {
+			if p.Digest != img.Digest {
+				items = append(items, &Base{Repository: img.Repository, Tag: img.Tag, Digest: p.Digest})
+			}
 		}
 	}
-	return true
+	for _, img := range judged {
+		if img.Base != nil && img.Base.Repository != "" {
+			items = append(items, img.Base)
+		}
+	}
+	what := fmt.Sprintf("the %s of the registry and their bases", plural(len(a.inv.Images), "tag", "tags"))
+	warnings := []patterns.Warning{}
+	for _, list := range [][]Pattern{a.opts.Policy.Ban, a.opts.Policy.Allow} {
+		for _, p := range patterns.Unmatched(list, items, func(p Pattern, b *Base) bool {
+			return p.Match(a.hostFor(b, p), b.Repository, b.Tag, b.Digest)
+		}) {
+			source := p.Source
+			if source == "" {
+				source = "pattern"
+			}
+			warnings = append(warnings, patterns.UnmatchedWarning(source, p.Text, what))
+		}
+	}
+	return warnings
 }
 
 // selected reports whether the filters select an image (or an error of the
@@ -380,17 +432,26 @@ func (a *analyzer) byAnnotation(ctx context.Context, img *inventory.Image, p *in
 		return nil, nil, false
 	}
 	b := &Base{DetectedBy: ByAnnotation, Digest: baseDigest}
-	repo, tag, local := a.splitName(baseName)
+	repo, tag, host := a.splitName(baseName)
 	b.Repository, b.Tag = repo, tag
-	if !local {
-		// A base on another registry: named, not verifiable here.
-		b.Confidence = Medium
-		b.Note = "base is on another registry; its layers were not checked"
-		return b, nil, true
-	}
 
 	var bp *inventory.Platform
 	switch {
+	case host != "":
+		// Named by another host: this registry's all the same when its
+		// repository here holds the named digest (the registry reached
+		// by another name: localhost and 127.0.0.1).
+		if baseDigest != "" && repo != "" {
+			bp = a.platformIn(ctx, repo, baseDigest, p)
+		}
+		if bp == nil {
+			// A base on another registry: named, not verifiable here,
+			// and its tag there was not read.
+			b.Registry = host
+			b.Confidence = Medium
+			b.Note = "base is on another registry (" + host + "); its layers were not checked (--registry-alias names this registry's other names)"
+			return b, nil, true
+		}
 	case baseDigest != "":
 		bp = a.platformByDigest(ctx, repo, baseDigest, p)
 	case tag != "":
@@ -421,21 +482,55 @@ func (a *analyzer) byAnnotation(ctx context.Context, img *inventory.Image, p *in
 	return b, bp, true
 }
 
-// splitName parses an annotation's base name and reports whether it is on
-// this registry (a name without a registry host counts as this registry).
-func (a *analyzer) splitName(s string) (repo, tag string, local bool) {
+// splitName parses an annotation's base name. host is empty when the name
+// is on this registry: no registry host, the host audited, or one of
+// Policy.RegistryAliases.
+func (a *analyzer) splitName(s string) (repo, tag, host string) {
 	if s == "" {
-		return "", "", true
+		return "", "", ""
 	}
 	s, _, _ = strings.Cut(s, "@")
-	host := ""
 	if i := strings.Index(s, "/"); i > 0 && (strings.ContainsAny(s[:i], ".:") || s[:i] == "localhost") {
 		host, s = s[:i], s[i+1:]
 	}
 	if i := strings.LastIndex(s, ":"); i > 0 {
 		s, tag = s[:i], s[i+1:]
 	}
-	return s, tag, host == "" || host == a.inv.Registry
+	if a.isThisRegistry(host) {
+		host = ""
+	}
+	return s, tag, host
+}
+
+// isThisRegistry reports whether host names the registry audited: empty,
+// the host audited, or one of Policy.RegistryAliases.
+func (a *analyzer) isThisRegistry(host string) bool {
+	return host == "" || strings.EqualFold(host, a.inv.Registry) || slices.ContainsFunc(a.opts.Policy.RegistryAliases, func(h string) bool {
+		return strings.EqualFold(h, host)
+	})
+}
+
+// platformIn finds the platform manifest digest names in repository repo
+// of this registry, tagged (in the inventory) or not (read by digest); nil
+// when repo does not hold it.
+func (a *analyzer) platformIn(ctx context.Context, repo, digest string, img *inventory.Platform) *inventory.Platform {
+	for i := range a.inv.Images {
+		if cand := &a.inv.Images[i]; cand.Repository == repo && cand.Digest == digest {
+			return pickPlatform(cand, img.Platform)
+		}
+	}
+	for i := range a.inv.Images {
+		cand := &a.inv.Images[i]
+		if cand.Repository != repo {
+			continue
+		}
+		for j := range cand.Platforms {
+			if cand.Platforms[j].Digest == digest && cand.Platforms[j].Config != nil {
+				return &cand.Platforms[j]
+			}
+		}
+	}
+	return a.fetchPlatform(ctx, repo, digest, img)
 }
 
 // platformByDigest finds the platform manifest a base digest names: in the
@@ -453,6 +548,12 @@ func (a *analyzer) platformByDigest(ctx context.Context, repo, digest string, im
 			}
 		}
 	}
+	return a.fetchPlatform(ctx, repo, digest, img)
+}
+
+// fetchPlatform reads the platform manifest digest names in repo from the
+// registry (a base no tag points at); nil when it cannot.
+func (a *analyzer) fetchPlatform(ctx context.Context, repo, digest string, img *inventory.Platform) *inventory.Platform {
 	if a.fetch == nil || repo == "" {
 		return nil
 	}
@@ -535,7 +636,16 @@ func byHistory(cf *v1.ConfigFile, now time.Time) (*Base, time.Time) {
 		return nil, time.Time{}
 	}
 	return &Base{DetectedBy: ByHistory, Confidence: Low,
-		Note: fmt.Sprintf("the first %d of %d layers predate the image's build; no image of the registry has exactly those layers", split, len(times))}, newestValid(times[:split], now)
+		Note: predate(split, len(times)) + "; no image of the registry has exactly those layers"}, newestValid(times[:split], now)
+}
+
+// predate says how many of an image's layers predate its build: "the
+// first of 2 layers predates", "the first 2 of 3 layers predate".
+func predate(split, total int) string {
+	if split == 1 {
+		return fmt.Sprintf("the first of %d layers predates the image's build", total)
+	}
+	return fmt.Sprintf("the first %d of %d layers predate the image's build", split, total)
 }
 
 // layerTimes returns the history time of each layer (empty-layer entries
@@ -676,7 +786,7 @@ func (a *analyzer) reasons(img *inventory.Image, p *inventory.Platform, b *Base,
 	matches := func(pats []Pattern) bool {
 		for _, pat := range pats {
 			for _, n := range names {
-				if pat.Match(a.inv.Registry, n.repo, n.tag, b.Digest) {
+				if pat.Match(a.hostFor(b, pat), n.repo, n.tag, b.Digest) {
 					return true
 				}
 			}
@@ -689,12 +799,15 @@ func (a *analyzer) reasons(img *inventory.Image, p *inventory.Platform, b *Base,
 	if len(pol.Allow) > 0 && !matches(pol.Allow) {
 		reasons = append(reasons, ReasonNotAllowed)
 	}
-	if b.Repository != "" && b.Tag != "" && b.Digest != "" && b.DetectedBy != "" {
-		if cur := a.tags[b.Repository+":"+b.Tag]; cur == nil {
-			if a.repoKnown(b.Repository) {
-				reasons = append(reasons, ReasonOutdated) // the tag is gone
+	// base-outdated needs evidence: the base's tag, on this registry, was
+	// read and names another image, or its repository was listed without
+	// it. The tag of a base on another registry is not read.
+	if b.Registry == "" && b.Repository != "" && b.Tag != "" && b.Digest != "" && b.DetectedBy != "" {
+		if cur := a.tags[b.Repository+":"+b.Tag]; cur != nil {
+			if cp := pickPlatform(cur, p.Platform); cp == nil || cp.Digest != b.Digest {
+				reasons = append(reasons, ReasonOutdated)
 			}
-		} else if cp := pickPlatform(cur, p.Platform); cp == nil || cp.Digest != b.Digest {
+		} else if a.tagGone(b.Repository, b.Tag) {
 			reasons = append(reasons, ReasonOutdated)
 		}
 	}
@@ -705,6 +818,30 @@ func (a *analyzer) reasons(img *inventory.Image, p *inventory.Platform, b *Base,
 		reasons = append(reasons, ReasonUnknown)
 	}
 	return reasons
+}
+
+// hostFor is the registry host a pattern is matched against for base b:
+// the base's own registry when it is on another, else this registry's
+// name, or the alias the pattern names.
+func (a *analyzer) hostFor(b *Base, pat Pattern) string {
+	if b.Registry != "" {
+		return b.Registry
+	}
+	if pat.host != "" && a.isThisRegistry(pat.host) {
+		return pat.host
+	}
+	return a.inv.Registry
+}
+
+// tagGone reports whether the listing of repo shows that tag is not there
+// any more (not merely unread: a tag listed that could not be read is no
+// evidence).
+func (a *analyzer) tagGone(repo, tag string) bool {
+	if a.inv.Listed == nil {
+		return a.repoKnown(repo)
+	}
+	tags, listed := a.inv.Listed[repo]
+	return listed && !slices.Contains(tags, tag)
 }
 
 func (a *analyzer) repoKnown(repo string) bool {

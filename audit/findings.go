@@ -101,17 +101,25 @@ func (r *Result) Counts() (byReason map[string]int, withFindings int) {
 	return byReason, withFindings
 }
 
-// Summary is one line: how many images were audited and found, by reason.
+// Summary is one line: how many images were audited and found, by reason,
+// and what was not judged ("; 2 signatures and 1 SBOM not judged").
 func (r *Result) Summary() string {
 	counts, with := r.Counts()
+	images := plural(len(r.Images), "image", "images") + " (tag and platform)"
+	var s string
 	if with == 0 {
-		return fmt.Sprintf("%d images (tag and platform) audited: no findings", len(r.Images))
-	}
-	var parts []string
-	for _, reason := range Severity {
-		if n := counts[reason]; n > 0 {
-			parts = append(parts, fmt.Sprintf("%d %s", n, reason))
+		s = images + " audited: no findings"
+	} else {
+		var parts []string
+		for _, reason := range Severity {
+			if n := counts[reason]; n > 0 {
+				parts = append(parts, fmt.Sprintf("%d %s", n, reason))
+			}
 		}
+		s = fmt.Sprintf("%d of %s with findings: %s", with, images, strings.Join(parts, ", "))
 	}
-	return fmt.Sprintf("%d of %d images (tag and platform) with findings: %s", with, len(r.Images), strings.Join(parts, ", "))
+	if nj := r.NotJudgedSummary(); nj != "" {
+		s += "; " + nj
+	}
+	return s
 }

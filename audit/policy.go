@@ -44,6 +44,12 @@ type Policy struct {
 	RequireSignature bool
 	// RequireSBOM: an image with no SBOM attached is no-sbom.
 	RequireSBOM bool
+
+	// RegistryAliases are the other names of the registry audited (a
+	// host[:port] each): a base named with one of them is this registry's.
+	// A base named by any other host whose repository holds the named
+	// digest is this registry's too.
+	RegistryAliases []string
 }
 
 // DefaultPolicy is the policy when nothing says otherwise: bases older than
@@ -58,7 +64,11 @@ func DefaultPolicy() Policy {
 // registry host. In globs, * matches any run of characters (slashes
 // included) and ? one character.
 type Pattern struct {
-	Text   string
+	Text string
+	// Source says where the pattern was given, for the warning when it
+	// matches nothing: "--ban", "policy.yaml line 3 (ban)". Set by
+	// LoadPolicy and by the caller for flags.
+	Source string
 	host   string
 	repo   *regexp.Regexp
 	tag    *regexp.Regexp // nil: any tag
@@ -186,6 +196,11 @@ func LoadPolicy(path string) (Policy, error) {
 	if err != nil {
 		return Policy{}, fmt.Errorf("policy %s: %w", path, err)
 	}
+	for _, list := range [][]Pattern{pol.Ban, pol.Allow} {
+		for i := range list {
+			list[i].Source = path + " " + list[i].Source
+		}
+	}
 	return pol, nil
 }
 
@@ -276,6 +291,7 @@ func patternList(key string, n yaml.Node) ([]Pattern, error) {
 		if err != nil {
 			return nil, fmt.Errorf("line %d: %s: %v", item.Line, key, err)
 		}
+		p.Source = fmt.Sprintf("line %d (%s)", item.Line, key)
 		out = append(out, p)
 	}
 	return out, nil

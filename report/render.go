@@ -229,6 +229,7 @@ pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
 <tr><th>finding</th><th>image</th><th>platform</th><th>base</th><th>base age</th><th>detected by</th><th>detail</th></tr>
 {{range .F}}<tr><td class="reason {{.Reason}}">{{.Reason}}</td><td>{{.Image.Repository}}:{{.Image.Tag}}</td><td>{{.Image.Platform}}</td><td>{{.Image.Base.Name}}</td><td class="n">{{age .Image.BaseAgeDays}}</td><td>{{with .Image.Base}}{{.DetectedBy}} ({{.Confidence}}){{end}}</td><td>{{.Detail}}</td></tr>
 {{end}}</table></div>{{else}}<p>No findings.</p>{{end}}
+{{with .D.Audit}}<p class="sub">{{.Summary}}</p>{{range .Warnings}}<p>warning: {{.Message}}</p>{{end}}{{end}}
 
 <h2>Base-image lineage</h2>
 <pre>{{.Lineage}}</pre>
@@ -306,6 +307,13 @@ func (d *Data) WriteMarkdown(w io.Writer) error {
 		}
 	} else {
 		p("No findings.\n")
+	}
+	if d.Audit != nil {
+		// What was not judged, and the patterns that matched nothing.
+		p("\n%s\n", output.MarkdownEscape(d.Audit.Summary()))
+		for _, w := range d.Audit.Warnings {
+			p("\nwarning: %s\n", output.MarkdownEscape(w.Message))
+		}
 	}
 	if ps := d.Problems(); len(ps) > 0 {
 		p("\n## Problems in the registry\n\nBroken in the registry itself, found and walked past (not failures of this run).\n\n| image | kind | digest | what is wrong |\n|---|---|---|---|\n")

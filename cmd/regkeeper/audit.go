@@ -24,6 +24,7 @@ type auditFlags struct {
 	requireLabels []string
 	requireSig    bool
 	requireSBOM   bool
+	aliases       []string
 	exitCode      int
 
 	flags *pflag.FlagSet // to tell a flag given from its default
@@ -40,6 +41,7 @@ func (a *auditFlags) register(cmd *cobra.Command) {
 	f.BoolVar(&a.latestOnly, "tag-latest-only", true, "report images that no tag but latest names (--tag-latest-only=false turns it off)")
 	f.StringArrayVar(&a.requireLabels, "require-label", nil, "report images whose config lacks this label (repeatable), e.g. org.opencontainers.image.revision")
 	f.BoolVar(&a.requireSig, "require-signature", false, "report images with no signature attached (OCI referrer or cosign .sig tag)")
+	f.StringArrayVar(&a.aliases, "registry-alias", nil, "another name of the registry (HOST[:PORT], repeatable): a base named with it is this registry's")
 	f.BoolVar(&a.requireSBOM, "require-sbom", false, "report images with no SBOM attached (OCI referrer, cosign .sbom tag, or an SPDX/CycloneDX attestation)")
 }
 
@@ -85,6 +87,12 @@ func (a *auditFlags) policy() (audit.Policy, error) {
 		}
 		pol.RequireLabels = append(pol.RequireLabels, l)
 	}
+	for _, h := range a.aliases {
+		if h = strings.TrimSpace(h); h == "" || strings.ContainsAny(h, "/ ") {
+			return pol, usageError("--registry-alias: want a HOST[:PORT], got %q", h)
+		}
+		pol.RegistryAliases = append(pol.RegistryAliases, h)
+	}
 	for _, list := range []struct {
 		flag string
 		in   []string
@@ -95,6 +103,7 @@ func (a *auditFlags) policy() (audit.Policy, error) {
 			if err != nil {
 				return pol, usageError("%s: %v", list.flag, err)
 			}
+			p.Source = list.flag
 			*list.out = append(*list.out, p)
 		}
 	}
@@ -174,7 +183,15 @@ The table lists findings grouped by reason, worst first; -o json and -o csv
 list every tag and platform. What is broken in the registry itself
 (an index whose platform manifests are absent, a missing or unparseable
 manifest) is listed as a problem after the findings, and does not change the
-exit code unless --fail-on-problems. --tree prints the lineage of the whole registry.`,
+exit code unless --fail-on-problems. --tree prints the lineage of the whole registry.
+
+Images are told from artifacts by their media types and the cosign tag
+conventions (an image with no os in its config is judged); signatures, SBOMs,
+attestations, Helm charts and other artifacts are not judged, and are counted
+in the summary line (notJudged in JSON, NOT JUDGED in CSV). A --ban, --allow or
+policy pattern that matches no tag or base is warned about on stderr (warnings
+in JSON). A base named with another host is this registry's when that host is
+a --registry-alias or its repository here holds the named digest.`,
 		Example: `  # stale or banned bases, failing a CI job when there are any
   regkeeper audit registry.example.com --max-base-age 90d --ban 'base/centos*' --exit-code 3
 
@@ -204,6 +221,7 @@ exit code unless --fail-on-problems. --tree prints the lineage of the whole regi
 			took := time.Since(start)
 			if err == nil {
 				warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
+				warnAudit(cmd, res)
 				if tree {
 					err = audit.WriteTree(cmd.OutOrStdout(), res.Lineage())
 				} else {
@@ -227,7 +245,7 @@ exit code unless --fail-on-problems. --tree prints the lineage of the whole regi
 				return err
 			}
 			if af.exitCode != 0 && findings(res) > 0 {
-				return &exitCodeError{code: af.exitCode, err: fmt.Errorf("%d findings", findings(res)), silent: true}
+				return &exitCodeError{code: af.exitCode, err: fmt.Errorf("findings: %d", findings(res)), silent: true}
 			}
 			return nil
 		},
@@ -242,6 +260,15 @@ exit code unless --fail-on-problems. --tree prints the lineage of the whole regi
 	return cmd
 }
 
+// warnAudit says on stderr, as warnUnmatched does for --repo, what the
+// audit warns about (a --ban, --allow or policy pattern that matches
+// nothing), whatever the format; JSON has them under "warnings" too.
+func warnAudit(cmd *cobra.Command, res *audit.Result) {
+	for _, w := range res.Warnings {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w.Message)
+	}
+}
+
 func findings(res *audit.Result) int {
 	_, n := res.Counts()
 	return n
@@ -254,7 +281,7 @@ func writeAudit(cmd *cobra.Command, f output.Format, res *audit.Result) error {
 		return output.WriteJSON(out, res)
 	case output.CSV:
 		rows := output.Rows{Header: []string{"REPOSITORY", "TAG", "PLATFORM", "DIGEST", "BASE", "BASE DIGEST", "DETECTED BY", "CONFIDENCE", "BASE AGE DAYS", "REASONS",
-			"CREATED", "CREATED FROM", "IMAGE AGE DAYS", "MISSING LABELS", "SIGNED", "SBOM"}}
+			"CREATED", "CREATED FROM", "IMAGE AGE DAYS", "MISSING LABELS", "SIGNED", "SBOM", "NOT JUDGED"}}
 		opt := func(p *bool) string {
 			if p == nil {
 				return ""
@@ -273,7 +300,11 @@ func writeAudit(cmd *cobra.Command, f output.Format, res *audit.Result) error {
 				imgAge = fmt.Sprint(*img.ImageAgeDays)
 			}
 			rows.Add(img.Repository, img.Tag, img.Platform, img.Digest, base, bd, by, conf, age, strings.Join(img.Reasons, " "),
-				img.Created, img.CreatedFrom, imgAge, strings.Join(img.MissingLabels, " "), opt(img.Signed), opt(img.SBOM))
+				img.Created, img.CreatedFrom, imgAge, strings.Join(img.MissingLabels, " "), opt(img.Signed), opt(img.SBOM), "")
+		}
+		// What is not an image has a row too, its kind under NOT JUDGED.
+		for _, n := range res.NotJudged {
+			rows.Add(n.Repository, n.Tag, n.Platform, n.Digest, "", "", "", "", "", "", "", "", "", "", "", "", n.Kind)
 		}
 		return output.Write(out, f, rows, res)
 	}

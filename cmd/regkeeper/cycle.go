@@ -139,6 +139,9 @@ nothing done.`,
 			if res.Backup != nil {
 				warnUnmatched(cmd, &filter, res.Backup.Selection)
 			}
+			if res.Audit != nil {
+				warnAudit(cmd, res.Audit)
+			}
 			if werr := writeCycle(cmd, g.format(), res); werr != nil && runErr == nil {
 				runErr = werr
 			}

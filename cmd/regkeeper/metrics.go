@@ -116,6 +116,17 @@ var auditMetricTable = []metric[auditRun]{
 		}
 		return out
 	}},
+	{name: "not_judged", help: "Tags (and platforms) not judged because they are not images, by kind (every kind, 0 included).", label: "kind", values: func(a auditRun) map[string]float64 {
+		out := map[string]float64{}
+		for _, k := range audit.NotJudgedKinds {
+			out[k] = 0
+		}
+		for _, n := range a.res.NotJudged {
+			out[n.Kind]++
+		}
+		return out
+	}},
+	{name: "warnings", help: "Warnings of the audit: --ban, --allow or policy patterns that match nothing.", value: func(a auditRun) float64 { return float64(len(a.res.Warnings)) }},
 	{name: "errors", help: "Repositories or tags that could not be read.", value: func(a auditRun) float64 { return float64(len(a.res.Errors)) }},
 	{name: "problems", help: "Problems in the registry (broken indexes, missing or corrupt manifests) among the audited tags.", value: func(a auditRun) float64 { return float64(len(a.res.Problems)) }},
 	{name: "duration_seconds", help: "Duration of the audit.", value: func(a auditRun) float64 { return a.took.Seconds() }},

@@ -68,6 +68,7 @@ same tables. The policy flags are audit's.`,
 				return err
 			}
 			warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
+			warnAudit(cmd, res)
 			d := &report.Data{Registry: res.Registry, Generated: time.Now(), Audit: res, Inventory: res.Inventory}
 			if config != "" || root != "" {
 				drv, err := openStorage(cmd, config, root)

@@ -263,9 +263,25 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 	if cmd != nil {
 		who = cmd.CommandPath()
 	}
+	// The last word goes through the JSON logger when --log-format json
+	// was asked, so that every line on stderr is a JSON object.
+	say := func(err error, code int, hint string) {
+		if lf := root.PersistentFlags().Lookup("log-format"); lf != nil && lf.Value.String() == "json" {
+			attrs := []any{"command", who, "error", err.Error(), "exit", code}
+			if hint != "" {
+				attrs = append(attrs, "hint", hint)
+			}
+			slog.New(slog.NewJSONHandler(stderr, nil)).Error(who+": "+err.Error(), attrs...)
+			return
+		}
+		fmt.Fprintf(stderr, "%s: %v\n", who, err)
+		if hint != "" {
+			fmt.Fprintln(stderr, hint)
+		}
+	}
 	var sig interrupted
 	if errors.As(context.Cause(ctx), &sig) {
-		fmt.Fprintf(stderr, "%s: %v\n", who, sig)
+		say(sig, 128+int(sig.sig), "")
 		return 128 + int(sig.sig)
 	}
 	if err == nil {
@@ -282,9 +298,10 @@ func run(ctx context.Context, argv []string, stdout, stderr io.Writer) int {
 	case strings.HasPrefix(err.Error(), "unknown command"), strings.HasPrefix(err.Error(), "unknown flag"):
 		code = exitUsage
 	}
-	fmt.Fprintf(stderr, "%s: %v\n", who, err)
+	hint := ""
 	if code == exitUsage {
-		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
+		hint = fmt.Sprintf("Run '%s --help' for usage.", who)
 	}
+	say(err, code, hint)
 	return code
 }

@@ -224,11 +224,14 @@ func Describe(err error) string {
 	if errors.As(err, &terr) {
 		switch terr.StatusCode {
 		case http.StatusUnauthorized:
-			return "authentication failed (check credentials in the Docker config): " + terr.Error()
+			return describeUnauthorized(terr)
 		case http.StatusForbidden:
-			return "access denied: " + terr.Error()
+			if user, host := whoAt(terr); user != "" {
+				return fmt.Sprintf("access denied to %s at %s: %s", user, host, errorText(terr))
+			}
+			return "access denied: " + errorText(terr)
 		}
-		return terr.Error()
+		return errorText(terr)
 	}
 	var nerr net.Error
 	var oerr *net.OpError
@@ -236,6 +239,59 @@ func Describe(err error) string {
 		return "registry unreachable: " + err.Error()
 	}
 	return err.Error()
+}
+
+// describeUnauthorized tells a wrong password from missing credentials, by
+// what the refused request carried: basic credentials (htpasswd, or a
+// token server that refused them) name their user; none is "no
+// credentials"; a bearer token the registry refused is said as such.
+func describeUnauthorized(terr *transport.Error) string {
+	user, host := whoAt(terr)
+	switch {
+	case user != "":
+		return fmt.Sprintf("authentication failed for %s at %s: wrong user name or password (%s)", user, host, errorText(terr))
+	case terr.Request != nil && strings.HasPrefix(terr.Request.Header.Get("Authorization"), "Bearer "):
+		return fmt.Sprintf("authentication failed at %s: the registry refused the token its token server issued (%s)", host, errorText(terr))
+	}
+	return fmt.Sprintf("no credentials for %s (docker login %s, or a credential helper in the Docker config): %s", host, host, errorText(terr))
+}
+
+// whoAt returns the user name of the basic credentials a failed request
+// carried (empty when none) and the host it went to.
+func whoAt(terr *transport.Error) (user, host string) {
+	if terr.Request == nil || terr.Request.URL == nil {
+		return "", "the registry"
+	}
+	user, _, _ = terr.Request.BasicAuth()
+	return user, terr.Request.URL.Host
+}
+
+// errorText is a registry's error in one line: the request, and each error
+// code with its message; a detail is kept only when it is text (the
+// registry's details are often structures, which Go would print as a map
+// dump: [map[Action:* Class: Name:catalog Type:registry]]).
+func errorText(terr *transport.Error) string {
+	if len(terr.Errors) == 0 {
+		return terr.Error()
+	}
+	var parts []string
+	for _, d := range terr.Errors {
+		msg := string(d.Code)
+		if d.Message != "" {
+			msg += ": " + d.Message
+		}
+		if detail, ok := d.Detail.(string); ok && detail != "" {
+			msg += "; " + detail
+		}
+		parts = append(parts, msg)
+	}
+	text := strings.Join(parts, "; ")
+	if r := terr.Request; r != nil && r.URL != nil {
+		u := *r.URL
+		u.RawQuery, u.User = "", nil
+		text = r.Method + " " + u.String() + ": " + text
+	}
+	return text
 }
 
 // IsTLS reports whether err holds a TLS failure: an untrusted or invalid
