@@ -1,0 +1,146 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+	"github.com/regkeeper/regkeeper/retain"
+)
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestRetainCommand(t *testing.T) {
+	srv, _ := regtest.Seeded(t, embedded.Options{})
+	pol := writeFile(t, "retain.yml", `
+policies:
+  - repositories: ["team-a/**"]
+    keep:
+      - tags: ['^latest$']
+`)
+	tagsOf := func(repo string) []string {
+		tags, err := remote.List(regtest.Ref(t, srv, repo+":x").Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		sort.Strings(tags)
+		return tags
+	}
+	before := tagsOf("team-a/api")
+
+	code, out, errOut := runCLI(t, "retain", srv.Host, "--insecure", "--policy", pol, "--dry-run", "-o", "json", "--root", srv.Root)
+	if code != 0 {
+		t.Fatalf("dry run: exit %d: %s", code, errOut)
+	}
+	var plan retain.Result
+	if err := json.Unmarshal([]byte(out), &plan); err != nil {
+		t.Fatal(err)
+	}
+	var kept, removed []string
+	for _, tp := range plan.Tags {
+		if tp.Repository != "team-a/api" {
+			t.Errorf("%s:%s judged: no policy covers it", tp.Repository, tp.Tag)
+		}
+		if tp.PushedFrom != retain.FromStorage {
+			t.Errorf("%s: pushedFrom %q, want storage", tp.Tag, tp.PushedFrom)
+		}
+		if tp.Action == retain.Keep {
+			kept = append(kept, tp.Tag)
+		} else {
+			removed = append(removed, tp.Tag)
+		}
+	}
+	sort.Strings(kept)
+	// 1.0 and latest name one digest in the estate: removing 1.0 frees
+	// nothing.
+	if !plan.DryRun || !contains(removed, "1.0") || !contains(kept, "latest") || plan.BytesFreed != 0 {
+		t.Fatalf("plan: dryRun %v kept %q removed %q bytes %d", plan.DryRun, kept, removed, plan.BytesFreed)
+	}
+	if diff := cmp.Diff(before, tagsOf("team-a/api")); diff != "" {
+		t.Fatalf("a dry run removed tags (-want +got):\n%s", diff)
+	}
+
+	// Above the cap: exit 1, nothing removed.
+	code, _, errOut = runCLI(t, "retain", srv.Host, "--insecure", "--policy", pol, "--max-remove", "0", "--journal", filepath.Join(t.TempDir(), "j"))
+	if code != 1 || !strings.Contains(errOut, "more than --max-remove allows (0)") {
+		t.Fatalf("cap: exit %d, %s", code, errOut)
+	}
+	if diff := cmp.Diff(before, tagsOf("team-a/api")); diff != "" {
+		t.Fatalf("a refused plan removed tags (-want +got):\n%s", diff)
+	}
+
+	// A real run removes exactly the plan's tags; undo puts them back.
+	journal := filepath.Join(t.TempDir(), "journal.jsonl")
+	code, _, errOut = runCLI(t, "retain", srv.Host, "--insecure", "--policy", pol, "--root", srv.Root, "--journal", journal)
+	if code != 0 {
+		t.Fatalf("run: exit %d: %s", code, errOut)
+	}
+	if diff := cmp.Diff(kept, tagsOf("team-a/api")); diff != "" {
+		t.Errorf("tags after retain (-want +got):\n%s", diff)
+	}
+	code, out, errOut = runCLI(t, "retain", srv.Host, "--insecure", "--undo", journal)
+	if code != 0 {
+		t.Fatalf("undo: exit %d: %s %s", code, out, errOut)
+	}
+	if diff := cmp.Diff(before, tagsOf("team-a/api")); diff != "" {
+		t.Errorf("tags after undo (-want +got):\n%s", diff)
+	}
+}
+
+func TestRetainCommandUsage(t *testing.T) {
+	srv, _ := regtest.Seeded(t, embedded.Options{})
+	pol := writeFile(t, "retain.yml", `
+policies:
+  - repositories: ["team-a/**"]
+    keep:
+      - pulledWithin: 90d
+`)
+	code, _, errOut := runCLI(t, "retain", srv.Host, "--insecure", "--policy", pol, "--journal", filepath.Join(t.TempDir(), "j"))
+	if code != 1 || !strings.Contains(errOut, "no usage ledger (--usage) for policies[0].keep[0] pulledWithin 90d") {
+		t.Fatalf("no ledger: exit %d, %s", code, errOut)
+	}
+	code, _, errOut = runCLI(t, "retain", srv.Host, "--insecure", "--policy", pol, "--usage", "/nonexistent")
+	if code != 1 || !strings.Contains(errOut, "usage ledger support not built") {
+		t.Fatalf("--usage: exit %d, %s", code, errOut)
+	}
+	// With --allow-stale-usage, every tag is unknown to the rule: kept.
+	code, out, errOut := runCLI(t, "retain", srv.Host, "--insecure", "--policy", pol, "--allow-stale-usage", "--dry-run", "-o", "json")
+	if code != 0 {
+		t.Fatalf("allowed: exit %d, %s", code, errOut)
+	}
+	var plan retain.Result
+	if err := json.Unmarshal([]byte(out), &plan); err != nil {
+		t.Fatal(err)
+	}
+	if plan.Removed != 0 || plan.Kept == 0 {
+		t.Errorf("allowed without a ledger: kept %d removed %d, want every tag kept", plan.Kept, plan.Removed)
+	}
+	code, _, errOut = runCLI(t, "retain", srv.Host, "--insecure", "--policy", writeFile(t, "bad.yml", "policies:\n  - repositories: [a]\n    kep: []\n"))
+	if code != 2 || !strings.Contains(errOut, "unknown key kep (the keys here are repositories, exclude, keep)") {
+		t.Fatalf("bad policy: exit %d, %s", code, errOut)
+	}
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
