@@ -144,3 +144,46 @@ func contains(s []string, x string) bool {
 	}
 	return false
 }
+
+// cycle --retain-policy: retention runs after verify and before gc, which
+// collects what it left untagged; the report says what it removed.
+func TestCycleRetainStep(t *testing.T) {
+	srv, _ := regtest.Seeded(t, embedded.Options{})
+	dir := t.TempDir()
+	pol := writeFile(t, "retain.yml", "policies:\n  - repositories: [\"team-a/**\"]\n    keep:\n      - tags: ['^latest$']\n")
+	rep := filepath.Join(dir, "report.html")
+	code, out, stderr := runCLI(t, "cycle", srv.Host, "--insecure", "--config", srv.ConfigFile, "--backup", filepath.Join(dir, "backup"),
+		"--repo", "^(base|team)", "--grace", "0", "--settle", "100ms", "--retain-policy", pol, "--report", rep, "-o", "json")
+	if code != 0 {
+		t.Fatalf("cycle: exit %d: %s\n%s", code, stderr, out)
+	}
+	var doc struct {
+		Steps  []struct{ Name, Status string }
+		Retain struct {
+			Removed, Untagged int
+			Journal           string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, s := range doc.Steps {
+		steps = append(steps, s.Name+" "+s.Status)
+	}
+	want := []string{"inventory ok", "audit ok", "backup ok", "verify ok", "retain ok", "gc ok"}
+	if diff := cmp.Diff(want, steps); diff != "" {
+		t.Errorf("steps (-want +got):\n%s", diff)
+	}
+	if doc.Retain.Removed == 0 || doc.Retain.Untagged != doc.Retain.Removed || !strings.HasPrefix(doc.Retain.Journal, filepath.Join(dir, "backup", ".regkeeper")) {
+		t.Errorf("retain: %+v", doc.Retain)
+	}
+	tags, err := remote.List(regtest.Ref(t, srv, "team-a/api:x").Context())
+	if err != nil || contains(tags, "1.0") || !contains(tags, "latest") {
+		t.Errorf("team-a/api after the cycle: %q %v", tags, err)
+	}
+	html, _ := os.ReadFile(rep)
+	if !strings.Contains(string(html), "What retention would remove") {
+		t.Error("the report lacks what retention removed")
+	}
+}
