@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sort"
 	"sync"
 	"time"
 
@@ -57,12 +58,11 @@ func Gather(ctx context.Context, w *walk.Walker, opts GatherOptions) (*Facts, []
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	l, err := w.List(ctx)
+	repos, errs, err := list(ctx, w, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	facts := &Facts{Repositories: make([]RepoFacts, 0, len(l.Repositories)), Problems: []walk.Problem{}}
-	errs := append([]walk.Error{}, l.Errors...)
+	facts := &Facts{Repositories: make([]RepoFacts, 0, len(repos)), Problems: []walk.Problem{}}
 	if opts.Evidence != nil {
 		u := &UsageFacts{}
 		if ev, run, err := opts.Evidence.Freshness(); err != nil {
@@ -72,15 +72,15 @@ func Gather(ctx context.Context, w *walk.Walker, opts GatherOptions) (*Facts, []
 		}
 		facts.Usage = u
 	}
-	for _, r := range l.Repositories {
+	for _, r := range repos {
 		var rp *RepoPolicy
 		if opts.Policy != nil {
-			if p, ok := opts.Policy.Explain(r.Name); ok {
+			if p, ok := opts.Policy.Explain(r.name); ok {
 				rp = &p
 			}
 		}
-		g := &repoGatherer{w: w, opts: opts, repo: r.Name, covered: rp != nil, manifests: map[string]*manifestFacts{}}
-		rf, err := g.gather(ctx, r.All)
+		g := &repoGatherer{w: w, opts: opts, repo: r.name, covered: rp != nil, manifests: map[string]*manifestFacts{}}
+		rf, err := g.gather(ctx, r.tags, r.links)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -94,6 +94,53 @@ func Gather(ctx context.Context, w *walk.Walker, opts GatherOptions) (*Facts, []
 	walk.SortProblems(facts.Problems)
 	walk.SortErrors(errs)
 	return facts, errs, nil
+}
+
+// listed is one repository's tags, with their links when storage was read.
+type listed struct {
+	name  string
+	tags  []string
+	links map[string]gc.TagLink
+}
+
+// list lists every repository and its tags. Without storage, through the
+// walker (the catalog and tag lists, page by page as the registry sends
+// them). With storage, the catalog through the walker and each
+// repository's tags from its _manifests/tags in storage, which is what the
+// registry's tag list reads too, once instead of once per page (a
+// distribution registry walks the tag directory from its start for every
+// page, which for 100,000 tags is most of the time of a plan).
+func list(ctx context.Context, w *walk.Walker, opts GatherOptions) ([]listed, []walk.Error, error) {
+	if opts.Storage == nil {
+		l, err := w.List(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		out := make([]listed, 0, len(l.Repositories))
+		for _, r := range l.Repositories {
+			out = append(out, listed{name: r.Name, tags: r.All})
+		}
+		return out, append([]walk.Error{}, l.Errors...), nil
+	}
+	names, err := w.Catalog(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	sort.Strings(names)
+	out := make([]listed, 0, len(names))
+	for _, n := range names {
+		links, err := gc.TagLinks(ctx, opts.Storage, n, opts.Jobs)
+		if err != nil {
+			return nil, nil, err
+		}
+		tags := make([]string, 0, len(links))
+		for t := range links {
+			tags = append(tags, t)
+		}
+		sort.Strings(tags)
+		out = append(out, listed{name: n, tags: tags, links: links})
+	}
+	return out, []walk.Error{}, nil
 }
 
 type repoGatherer struct {
@@ -130,15 +177,8 @@ func (g *repoGatherer) fail(tag string, err error) {
 	g.mu.Unlock()
 }
 
-func (g *repoGatherer) gather(ctx context.Context, tags []string) (RepoFacts, error) {
+func (g *repoGatherer) gather(ctx context.Context, tags []string, links map[string]gc.TagLink) (RepoFacts, error) {
 	rf := RepoFacts{Name: g.repo, Tags: make([]TagFacts, len(tags))}
-	var links map[string]gc.TagLink
-	if g.opts.Storage != nil {
-		var err error
-		if links, err = gc.TagLinks(ctx, g.opts.Storage, g.repo, g.opts.Jobs); err != nil {
-			return rf, err
-		}
-	}
 	eg, ectx := errgroup.WithContext(ctx)
 	eg.SetLimit(g.opts.Jobs)
 	for i, tag := range tags {
