@@ -1,11 +1,16 @@
 package retain
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,8 +106,11 @@ func img(t *testing.T, base v1.Image, layers int64) v1.Image {
 // main-2 and main-3 share a base layer), an index (idx-old) with two
 // children and a cosign signature of it, a signature of latest; lib has
 // semantic versions; other/untouched is covered by no policy.
-func buildEstate(t *testing.T) *testEstate {
-	e := &testEstate{srv: regtest.Registry(t, embedded.Options{}), digests: map[string]v1.Hash{}, images: map[string]v1.Image{}}
+func buildEstate(t *testing.T, srv ...*embedded.Server) *testEstate {
+	if len(srv) == 0 {
+		srv = append(srv, regtest.Registry(t, embedded.Options{}))
+	}
+	e := &testEstate{srv: srv[0], digests: map[string]v1.Hash{}, images: map[string]v1.Image{}}
 	a := img(t, nil, 1)
 	e.push(t, "app", "latest", a)
 	e.push(t, "app", "main-1", a)
@@ -177,8 +185,55 @@ func tagsOf(t *testing.T, e *testEstate, repo string) []string {
 	return tags
 }
 
-func TestRetainOnRegistry(t *testing.T) {
-	e := buildEstate(t)
+func TestRetainOnRegistry(t *testing.T) { retainOnRegistry(t, buildEstate(t)) }
+
+// The same on the stock distribution registry binary (registry serve),
+// installed by scripts/setup-registry.
+func TestRetainOnStockRegistry(t *testing.T) {
+	bin := filepath.Join(os.Getenv("HOME"), ".cache/regkeeper/bin/registry")
+	if dir := os.Getenv("XDG_CACHE_HOME"); dir != "" {
+		bin = filepath.Join(dir, "regkeeper/bin/registry")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no stock registry binary (scripts/setup-registry installs it): %v", err)
+	}
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	root := filepath.Join(dir, "storage")
+	cfg := strings.Replace(embedded.ConfigYAML(root, 0, ""), "addr: 127.0.0.1:0", "addr: "+addr, 1)
+	cfgFile := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", cfgFile)
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	ready := false
+	for range 200 {
+		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
+			resp.Body.Close()
+			ready = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !ready {
+		t.Fatalf("the stock registry did not answer on %s:\n%s", addr, logs.String())
+	}
+	srv := &embedded.Server{Host: addr, URL: "http://" + addr, Root: root, ConfigFile: cfgFile}
+	retainOnRegistry(t, buildEstate(t, srv))
+}
+
+func retainOnRegistry(t *testing.T, e *testEstate) {
 	ctx := context.Background()
 	policy := mustParse(t, estatePolicy)
 	p, _ := plan(t, e, policy, true, nil)
