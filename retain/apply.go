@@ -88,7 +88,11 @@ type verdict struct {
 // Apply judges facts against policy at now. It does no I/O: a table test
 // drives it with no registry.
 func Apply(facts *Facts, policy *Policy, now time.Time) *Plan {
-	plan := &Plan{Repositories: []RepoPlan{}, Tags: []TagPlan{}, Problems: append([]walk.Problem{}, facts.Problems...), Blocked: []string{}}
+	n := 0
+	for _, r := range facts.Repositories {
+		n += len(r.Tags)
+	}
+	plan := &Plan{Repositories: []RepoPlan{}, Tags: make([]TagPlan, 0, n), Problems: append([]walk.Problem{}, facts.Problems...), Blocked: []string{}}
 	// Which policy covers each repository, and whether any needs usage.
 	covering := make([]*RepoPolicy, len(facts.Repositories))
 	matchedRepos := make([]int, len(policy.Policies))

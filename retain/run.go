@@ -79,7 +79,9 @@ func Run(ctx context.Context, host string, opts Options) (*Result, error) {
 		return nil, fmt.Errorf("reading the registry's tags: %w", err)
 	}
 	opts.Logger.Info("facts read", "repositories", len(facts.Repositories), "seconds", time.Since(start).Seconds())
+	start = time.Now()
 	plan := Apply(facts, opts.Policy, now)
+	opts.Logger.Info("plan made", "tags", plan.Kept+plan.Removed, "seconds", time.Since(start).Seconds())
 	plan.DryRun = opts.DryRun
 	res := &Result{Plan: plan, Errors: errs}
 	switch {

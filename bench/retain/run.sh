@@ -24,10 +24,11 @@ measure() {
   local wall rss
   wall=$(awk -F': ' '/Elapsed \(wall clock\)/{print $2}' "$work/time.txt")
   rss=$(awk -F': ' '/Maximum resident set size/{print $2}' "$work/time.txt")
+  grep -Eo 'msg="(facts read|plan made)".*' "$work/time.txt" >&2 || true
   printf '| %s | %s | %d MiB | %s |\n' "$what" "$wall" $((rss / 1024)) \
     "$(python3 -c 'import json,sys; p=json.load(open(sys.argv[1])); print(p["kept"], "kept,", p["removed"], "removed")' "$work/plan.json")"
 }
 echo "| plan of $TAGS tags | wall (m:s) | peak RSS | plan |"
 echo "|---|---:|---:|---|"
-measure "--root (storage)" "$work/regkeeper" retain "$host" --insecure --policy bench/retain/policy.yml --root "$root" --dry-run -o json
-[ "${STORAGE_ONLY:-}" = 1 ] || measure "registry API only" "$work/regkeeper" retain "$host" --insecure --policy bench/retain/policy.yml --dry-run -o json
+measure "--root (storage)" "$work/regkeeper" retain "$host" --insecure --policy bench/retain/policy.yml --root "$root" --dry-run -o json -v
+[ "${STORAGE_ONLY:-}" = 1 ] || measure "registry API only" "$work/regkeeper" retain "$host" --insecure --policy bench/retain/policy.yml --dry-run -o json -v
