@@ -75,6 +75,17 @@ policies:
 		t.Fatalf("a dry run removed tags (-want +got):\n%s", diff)
 	}
 
+	// --explain: which policy, its rules, and only that repository's tags.
+	code, out, errOut = runCLI(t, "retain", srv.Host, "--insecure", "--policy", pol, "--explain", "team-a/api")
+	if code != 0 || !strings.Contains(out, "team-a/api: covered by policies[0] (repositories team-a/**, exclude none)") ||
+		!strings.Contains(out, "policies[0].keep[0] tags ^latest$") || !strings.Contains(out, "1.0") {
+		t.Errorf("--explain: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, _ = runCLI(t, "retain", srv.Host, "--insecure", "--policy", pol, "--explain", "base/debian")
+	if code != 0 || !strings.Contains(out, "base/debian: no policy covers it; retention leaves it untouched") {
+		t.Errorf("--explain of an uncovered repository: exit %d\n%s", code, out)
+	}
+
 	// Above the cap: exit 1, nothing removed.
 	code, _, errOut = runCLI(t, "retain", srv.Host, "--insecure", "--policy", pol, "--max-remove", "0", "--journal", filepath.Join(t.TempDir(), "j"))
 	if code != 1 || !strings.Contains(errOut, "more than --max-remove allows (0)") {
