@@ -269,3 +269,35 @@ func TestParseErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestCap(t *testing.T) {
+	plan := &Plan{Kept: 90, Removed: 10, Repositories: []RepoPlan{
+		{Repository: "a", Kept: 80, Removed: 2}, {Repository: "b", Kept: 10, Removed: 8}}}
+	for _, tc := range []struct {
+		cap, want string
+	}{
+		{"", ""},
+		{"10", ""},
+		{"9", "(9): the run removes 10 of 100 tags; nothing removed"},
+		{"10%", "(10%): b: 8 of 18 tags; nothing removed"},
+		{"50%", ""},
+		{"0", "(0): the run removes 10 of 100 tags, a: 2 of 82 tags, b: 8 of 18 tags; nothing removed"},
+	} {
+		c, err := ParseCap(tc.cap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if err := c.Check(plan); err != nil {
+			got = err.Error()
+		}
+		if (tc.want == "") != (got == "") || !strings.HasSuffix(got, tc.want) {
+			t.Errorf("--max-remove %q: %q, want ...%q", tc.cap, got, tc.want)
+		}
+	}
+	for _, bad := range []string{"-1", "x", "101%", "5%%"} {
+		if _, err := ParseCap(bad); err == nil {
+			t.Errorf("ParseCap(%q) accepted", bad)
+		}
+	}
+}
