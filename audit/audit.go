@@ -745,6 +745,11 @@ func newestValid(times []time.Time, now time.Time) time.Time {
 	return newest
 }
 
+// ValidTime reports whether t can be an age or a date: not the zero time,
+// not a reproducible-build epoch (1970, 1980, or anything that early), not
+// in the future. retain reads push times from image configs with it.
+func ValidTime(t, now time.Time) bool { return validTime(t, now) }
+
 // validTime reports whether t can be an age: not the zero time, not a
 // reproducible-build epoch (1970-01-01, 1980-01-01, or anything that early),
 // not in the future.

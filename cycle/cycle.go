@@ -22,6 +22,7 @@ import (
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
+	"github.com/regkeeper/regkeeper/retain"
 )
 
 // Step names, in order.
@@ -31,6 +32,10 @@ const (
 	StepBackup    = "backup"
 	StepVerify    = "verify"
 	StepGC        = "gc"
+	// StepRetain runs between verify and gc when Options.Retain is set;
+	// it is not in Steps (a cycle without a retention policy has no such
+	// step).
+	StepRetain = "retain"
 )
 
 // Steps lists the steps in the order they run. The first, StepCheck
@@ -43,6 +48,9 @@ var (
 	ErrBackupFailed = errors.New("backup failed; gc was not run")
 	ErrVerifyFailed = errors.New("the backup did not verify; gc was not run")
 	ErrGCFailed     = errors.New("gc failed")
+	// ErrRetainFailed: retention refused its plan or could not carry it
+	// out; gc still ran (it only collects what no tag reaches).
+	ErrRetainFailed = errors.New("retain failed")
 	ErrLocked       = errors.New("another cycle is running")
 )
 
@@ -65,7 +73,11 @@ type Options struct {
 	Policy    audit.Policy
 	Backup    backup.Options
 	GC        gc.Options
-	Logger    *slog.Logger
+	// Retain, when set, runs retention after the backup verified and
+	// before gc, on Host with Storage; its Journal defaults to
+	// BackupDir/.regkeeper/retain-<time>.jsonl.
+	Retain *retain.Options
+	Logger *slog.Logger
 	// Now is the reference time for audit ages; zero means time.Now.
 	Now time.Time
 	// Outputs are the files the command writes after the steps (metrics,
@@ -97,6 +109,7 @@ type Result struct {
 	Backup  *backup.Result       `json:"backup,omitempty"`
 	Verify  *backup.VerifyResult `json:"verify,omitempty"`
 	GC      *gc.Report           `json:"gc,omitempty"`
+	Retain  *retain.Result       `json:"retain,omitempty"`
 	// Inventory is the walk of the whole registry; not in the JSON (the
 	// audit has every image).
 	Inventory *inventory.Result `json:"-"`
@@ -128,6 +141,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}
 	res := &Result{Problems: []walk.Problem{}, Errors: []inventory.Error{}, Checks: []Check{}}
 	for _, name := range Steps {
+		if name == StepGC && opts.Retain != nil {
+			res.Steps = append(res.Steps, Step{Name: StepRetain, Status: "skipped"})
+		}
 		res.Steps = append(res.Steps, Step{Name: name, Status: "skipped"})
 	}
 
@@ -237,7 +253,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		return res, fmt.Errorf("%w: %v", ErrVerifyFailed, err)
 	}
 
-	// 5. GC, only now.
+	// 5. Retention, with the backup verified: what it untags is in the
+	// backup, and gc below collects it.
+	retainErr := runRetain(ctx, opts, res, run)
+
+	// 6. GC, only now.
 	if err := run(StepGC, func() (string, error) {
 		rep, err := gc.Run(ctx, opts.Storage, opts.GC)
 		res.GC = rep
@@ -251,7 +271,34 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	}); err != nil {
 		return res, fmt.Errorf("%w: %v", ErrGCFailed, err)
 	}
-	return res, nil
+	return res, retainErr
+}
+
+// runRetain is the retain step, when there is a retention policy.
+func runRetain(ctx context.Context, opts Options, res *Result, run func(string, func() (string, error)) error) error {
+	if opts.Retain == nil {
+		return nil
+	}
+	ro := *opts.Retain
+	if ro.Storage == nil {
+		ro.Storage = opts.Storage
+	}
+	ro.Client = opts.Inventory.Client
+	if ro.Logger == nil {
+		ro.Logger = opts.Logger
+	}
+	if ro.Journal == "" {
+		ro.Journal = filepath.Join(opts.BackupDir, ".regkeeper", "retain-"+time.Now().UTC().Format("20060102T150405Z")+".jsonl")
+	}
+	err := run(StepRetain, func() (string, error) {
+		r, err := retain.Run(ctx, opts.Host, ro)
+		res.Retain = r
+		return "", err
+	})
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrRetainFailed, err)
+	}
+	return nil
 }
 
 // runStep runs the step called name and records how it went.

@@ -42,6 +42,19 @@ func (r *Result) Summary(step string) string {
 			s += fmt.Sprintf("; %d could not be read: %s", n, whereList(r.Inventory.Errors))
 		}
 		return s
+	case StepRetain:
+		if r.Retain == nil {
+			return ""
+		}
+		verb := "removed"
+		if r.Retain.Untagged != r.Retain.Removed {
+			verb = fmt.Sprintf("removed %d of", r.Retain.Untagged)
+		}
+		s := fmt.Sprintf("kept %d tags, %s %d (gc frees %s)", r.Retain.Kept, verb, r.Retain.Removed, output.Bytes(r.Retain.BytesFreed))
+		if r.Retain.Journal != "" {
+			s += "; journal " + r.Retain.Journal
+		}
+		return s
 	case StepAudit:
 		if r.Audit == nil {
 			return ""

@@ -70,6 +70,10 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 		env.Close()
 		return nil, fmt.Errorf("seeding the sample estate: %w", err)
 	}
+	if err := seedCI(ctx, srv, dir, time.Now()); err != nil {
+		env.Close()
+		return nil, fmt.Errorf("seeding %s: %w", CIRepository, err)
+	}
 	return env, nil
 }
 
@@ -113,6 +117,8 @@ func (e *Env) WriteSeeded(w io.Writer) error {
 	fmt.Fprintf(w, "\nseeded %d repositories, %d tags, %d manifests; %d manifests are untagged leftovers of tag replacement, %d blobs are garbage\n"+
 		"(one leftover, an untagged debian, is the base of team-b/web:prod: gc keeps it and its config for the audit, see --no-keep-bases)\n",
 		len(s.Repositories()), len(tags), len(s.Manifests), deadN, len(s.DeadBlobs()))
+	fmt.Fprintf(w, "and %s: %d CI builds and releases (main-N, feat-x-N, semantic versions, latest) for the retention policy in %s:\n%s",
+		CIRepository, len(ciTags)+1, filepath.Join(e.Dir, "retain.yml"), Policy)
 	return nil
 }
 
@@ -147,18 +153,25 @@ func (e *Env) RunCycle(ctx context.Context, progress *progress.Reporter, log *sl
 	// microseconds apart, a second of settle is plenty.
 	gcOpts.Settle = time.Second
 	cli := client.Options{Insecure: true}
+	ropts, err := retainOptions()
+	if err != nil {
+		return nil, err
+	}
 	out := &CycleResult{BackupDir: filepath.Join(e.Dir, "backup"), ReportFile: filepath.Join(e.Dir, "report.html")}
 	res, err := cycle.Run(ctx, cycle.Options{
 		Host: e.Server.Host, Storage: drv, BackupDir: out.BackupDir,
 		Inventory: inventory.Options{Client: cli, Progress: progress, Logger: log},
 		Policy:    audit.Policy{MaxBaseAge: audit.DefaultMaxBaseAge, Ban: []audit.Pattern{ban}},
-		Backup:    backup.DefaultOptions(), GC: gcOpts, Logger: log, Now: e.Estate.Now,
+		Backup:    backup.DefaultOptions(), GC: gcOpts, Logger: log, Now: e.Estate.Now, Retain: ropts,
 	})
 	out.Result = res
 	if err != nil {
 		return out, err
 	}
 	d := &report.Data{Registry: e.Server.Host, Generated: time.Now(), Inventory: res.Inventory, Audit: res.Audit, GC: res.GC}
+	if res.Retain != nil {
+		d.Retain = res.Retain.Plan
+	}
 	var page bytes.Buffer
 	if err := d.WriteHTML(&page); err != nil {
 		return out, err

@@ -166,6 +166,7 @@ func (d *Data) charts(storage []RepoStorage) (store, reclaim, findings template.
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
 	"bytes": output.Bytes,
+	"add":   func(a, b int) int { return a + b },
 	"age": func(p *int) string {
 		if p == nil {
 			return ""
@@ -222,6 +223,14 @@ pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
 <p>{{.D.GC.ManifestsDeleted}} untagged manifests, {{.D.GC.BlobsDeleted}} blobs, {{bytes .D.GC.BytesReclaimed}} (a dry run of <code>regkeeper gc</code> on the registry's storage).</p>
 {{with .D.GC.GraceNote}}<p>{{.}}</p>{{end}}
 {{else}}<p>Not computed: give <code>--config</code> with the registry's configuration file.</p>{{end}}
+{{with .D.Retain}}
+<h2 id="retain">What retention would remove</h2>
+<p>{{.Removed}} of {{add .Kept .Removed}} tags in the repositories a retention policy covers{{if .DryRun}} would be removed{{else}} were removed{{end}}; gc then frees {{bytes .BytesFreed}} (blobs only those tags held).</p>
+{{if .Repositories}}<div class="wide"><table>
+<tr><th>repository</th><th>policy</th><th>kept</th><th>removed</th><th>gc then frees</th></tr>
+{{range .Repositories}}<tr><td>{{.Repository}}</td><td>{{.Policy}}</td><td class="n">{{.Kept}}</td><td class="n">{{.Removed}}</td><td class="n">{{bytes .BytesFreed}}</td></tr>
+{{end}}</table></div>{{end}}
+{{end}}
 
 <h2>Audit findings, worst first</h2>
 {{.Findings}}
@@ -290,6 +299,15 @@ func (d *Data) WriteMarkdown(w io.Writer) error {
 	}
 	if d.GC != nil && d.GC.GraceNote() != "" {
 		p("\n%s\n", output.MarkdownEscape(d.GC.GraceNote()))
+	}
+	if r := d.Retain; r != nil {
+		p("\n## What retention would remove\n\n%d of %d tags in the repositories a retention policy covers; gc then frees %s.\n\n", r.Removed, r.Kept+r.Removed, output.Bytes(r.BytesFreed))
+		if len(r.Repositories) > 0 {
+			p("| repository | policy | kept | removed | gc then frees |\n|---|---|---:|---:|---:|\n")
+			for _, rp := range r.Repositories {
+				p("| %s | %s | %d | %d | %s |\n", output.MarkdownEscape(rp.Repository), output.MarkdownEscape(rp.Policy), rp.Kept, rp.Removed, output.Bytes(rp.BytesFreed))
+			}
+		}
 	}
 	p("\n## Audit findings, worst first\n\n")
 	if fs := d.Findings(); len(fs) > 0 {

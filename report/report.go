@@ -14,6 +14,7 @@ import (
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/walk"
 	"github.com/regkeeper/regkeeper/inventory"
+	"github.com/regkeeper/regkeeper/retain"
 )
 
 // Data is what a report is made of. GC may be nil (no --config given).
@@ -23,6 +24,9 @@ type Data struct {
 	Inventory *inventory.Result
 	Audit     *audit.Result
 	GC        *gc.Report
+	// Retain is a retention plan, when the cycle ran one: what it removes
+	// and the bytes gc then frees.
+	Retain *retain.Plan
 }
 
 // Totals of a registry.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/regkeeper/regkeeper/backup"
 	"github.com/regkeeper/regkeeper/cycle"
@@ -15,6 +16,7 @@ import (
 	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/internal/output"
 	"github.com/regkeeper/regkeeper/report"
+	"github.com/regkeeper/regkeeper/retain"
 )
 
 // Exit codes of cycle's safety stops.
@@ -38,6 +40,7 @@ func newCycleCmd(g *globalOptions) *cobra.Command {
 		checkOnly         bool
 		restartCommand    string
 		gcOpts            = gc.DefaultOptions()
+		rf                cycleRetainFlags
 		bopts             = backup.DefaultOptions()
 	)
 	cmd := &cobra.Command{
@@ -68,6 +71,12 @@ the lock file's, the metrics file's and the report's directories are writable.
 what to do). --restart-command CMD (split on spaces, no shell) restarts the
 registry right after gc deleted anything, so its in-memory cache forgets
 what gc deleted.
+
+--retain-policy FILE adds a retain step after verify and before gc: the tags
+the policy does not keep are removed (see regkeeper retain), journalled in
+DIR/.regkeeper/, and gc collects what that leaves untagged. A refused plan
+(--retain-max-remove, usage evidence not fresh) removes nothing, gc still
+runs, and the cycle exits 1.
 
 Exit codes: 0 every step succeeded (problems in the registry included,
 unless --fail-on-problems); 1 an error, or parts of the registry could not
@@ -109,6 +118,10 @@ nothing done.`,
 			if err != nil {
 				return err
 			}
+			ropts, err := rf.options()
+			if err != nil {
+				return err
+			}
 			start := time.Now()
 			gcOpts.Jobs, gcOpts.Logger, gcOpts.Progress = g.jobs, log, g.reporter(cmd)
 			restart := strings.Fields(restartCommand)
@@ -125,7 +138,7 @@ nothing done.`,
 			copts := cycle.Options{
 				Host: argv[0], Storage: drv, BackupDir: dir, LockFile: lockFile,
 				Inventory: ao.Inventory, Policy: ao.Policy,
-				Backup: bopts, GC: gcOpts, Logger: log,
+				Backup: bopts, GC: gcOpts, Logger: log, Retain: ropts,
 				Outputs: outputs, RestartCommand: restart,
 			}
 			if checkOnly {
@@ -147,6 +160,9 @@ nothing done.`,
 			}
 			if reportFile != "" && res.Audit != nil {
 				d := &report.Data{Registry: res.Audit.Registry, Generated: time.Now(), Inventory: res.Inventory, Audit: res.Audit, GC: res.GC}
+				if res.Retain != nil {
+					d.Retain = res.Retain.Plan
+				}
 				if werr := writeReportFile(reportFile, d); werr != nil && runErr == nil {
 					runErr = werr
 				}
@@ -181,6 +197,7 @@ nothing done.`,
 	f.BoolVar(&bopts.KeepHistory, "keep-history", false, "backup: keep the previous digest of a moved tag as repo:tag@<date>")
 	f.BoolVar(&bopts.Referrers, "referrers", bopts.Referrers, "backup: also back up referrers listed by the referrers API")
 	registerGCFlags(f, &gcOpts)
+	rf.register(f)
 	g.registerOutput(cmd)
 	return cmd
 }
@@ -194,6 +211,8 @@ func cycleExit(err error) error {
 		return &exitCodeError{code: exitBackupFailed, err: err}
 	case errors.Is(err, cycle.ErrVerifyFailed):
 		return &exitCodeError{code: exitVerifyFailed, err: err}
+	case errors.Is(err, cycle.ErrRetainFailed):
+		return err // exit 1; gc ran
 	case errors.Is(err, cycle.ErrGCFailed):
 		return &exitCodeError{code: exitGCFailed, err: err}
 	case errors.Is(err, cycle.ErrCheckFailed):
@@ -254,4 +273,44 @@ func writeReportFile(path string, d *report.Data) error {
 		return err
 	}
 	return writeFileAtomic(path, buf.Bytes())
+}
+
+// cycleRetainFlags are the retain step's flags (--policy is audit's in a
+// cycle, hence --retain-policy).
+type cycleRetainFlags struct {
+	policy, maxRemove, usage string
+	allowStale               bool
+}
+
+func (r *cycleRetainFlags) register(f *pflag.FlagSet) {
+	f.StringVar(&r.policy, "retain-policy", "", "run retention with this policy after verify, before gc (see retain --policy)")
+	f.StringVar(&r.maxRemove, "retain-max-remove", "", "retain: refuse a plan above N tags or P% (per run and per repository)")
+	f.StringVar(&r.usage, "usage", "", "retain: the usage ledger, for pulledWithin, mostRecentlyPulled and inUse")
+	f.BoolVar(&r.allowStale, "allow-stale-usage", false, "retain: remove even when the usage ledger is absent or stale")
+}
+
+// options returns the retain step's options, nil without --retain-policy.
+func (r *cycleRetainFlags) options() (*retain.Options, error) {
+	if r.policy == "" {
+		if r.maxRemove != "" || r.usage != "" || r.allowStale {
+			return nil, usageError("--retain-max-remove, --usage and --allow-stale-usage need --retain-policy")
+		}
+		return nil, nil
+	}
+	limit, err := retain.ParseCap(r.maxRemove)
+	if err != nil {
+		return nil, usageError("--retain-max-remove: %v", err)
+	}
+	pol, err := retain.Load(r.policy)
+	if err != nil {
+		return nil, usageError("%v", err)
+	}
+	pol.AllowStaleUsage = r.allowStale
+	o := &retain.Options{Policy: pol, MaxRemove: limit}
+	if r.usage != "" {
+		if o.Evidence, err = openUsage(r.usage); err != nil {
+			return nil, fmt.Errorf("opening the usage ledger %s: %w", r.usage, err)
+		}
+	}
+	return o, nil
 }

@@ -60,7 +60,8 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("demo exit %d: %s", code, stderr)
 	}
 	for _, want := range []string{"team-a/api", "mirror/alpine", "untagged leftovers",
-		"gc         ok", "deleted 9 manifests, 22 blobs: 231.4 KiB reclaimed", "1 base-banned", "15 of 15 tags pulled back",
+		"gc         ok", "deleted 19 manifests, 52 blobs: 237.9 KiB reclaimed",
+		"retain     ok", "kept 8 tags, removed 10 (gc frees 6.6 KiB)", "1 base-banned", "15 of 15 tags pulled back",
 		"1 problem in the registry", "mirror/alpine:3.20  children-absent"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, out)
