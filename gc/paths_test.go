@@ -16,6 +16,7 @@ func TestPathFor(t *testing.T) {
 	}{
 		{registryRootSpec{}, "/docker/registry/v2"},
 		{lockSpec{}, "/docker/registry/v2/regkeeper-gc.lock"},
+		{markCacheSpec{}, "/docker/registry/v2/regkeeper-markcache"},
 		{repositoriesSpec{}, "/docker/registry/v2/repositories"},
 		{blobsSpec{digest.SHA256}, "/docker/registry/v2/blobs/sha256"},
 		{blobSpec{d}, "/docker/registry/v2/blobs/sha256/ab/" + hex},
