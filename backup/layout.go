@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
@@ -34,7 +35,10 @@ import (
 //	    cycle.lock               held (flock) by a running regkeeper cycle
 //	    tmp/<hex>.<random>       a blob being written: hashed as it streams in,
 //	                             checked, fsynced, then renamed to blobs/<alg>/<hex>
-//	    index.json.<random>      the next index.json, renamed over it when complete
+//	    index.json.<random>      the next index.json (or snapshot), renamed over it when complete
+//	    snapshots/<id>.json      the record of one backup run (snapshot.go): what it
+//	                             backed up and whether it finished; written at the
+//	                             start of the run ("running") and last, after index.json
 //
 // A blob is only ever visible under blobs/ complete and verified, and
 // index.json only names manifests whose blobs are all under blobs/, so a run
@@ -52,6 +56,7 @@ const (
 	privateDirName = ".regkeeper"
 	lockFileName   = "lock"
 	tempDirName    = "tmp"
+	snapshotsDir   = "snapshots"
 )
 
 // layoutFileContent is the oci-layout file every layout starts with.
@@ -81,6 +86,14 @@ func (l Layout) PrivateDir() string { return filepath.Join(l.Root, privateDirNam
 
 // LockFile is DIR/.regkeeper/lock.
 func (l Layout) LockFile() string { return filepath.Join(l.Root, privateDirName, lockFileName) }
+
+// SnapshotsDir is DIR/.regkeeper/snapshots.
+func (l Layout) SnapshotsDir() string { return filepath.Join(l.Root, privateDirName, snapshotsDir) }
+
+// SnapshotFile is DIR/.regkeeper/snapshots/<id>.json.
+func (l Layout) SnapshotFile(id string) string {
+	return filepath.Join(l.SnapshotsDir(), id+".json")
+}
 
 // TempDir is DIR/.regkeeper/tmp.
 func (l Layout) TempDir() string { return filepath.Join(l.Root, privateDirName, tempDirName) }
@@ -168,6 +181,39 @@ func (l Layout) HasBlob(d v1.Hash, size int64) bool {
 	return err == nil && fi.Mode().IsRegular() && (size < 0 || fi.Size() == size)
 }
 
+// verifiedTime is the modification time a blob is given once its content
+// has been hashed and found to match its name (when backup writes it, or
+// finds it unmarked). Any later write to the file sets its mtime to the
+// time of that write, so backup tells a blob changed in place (a flipped
+// byte keeps the size) from a verified one with a stat it makes anyway,
+// and re-hashes only those. Corruption that does not touch the mtime (bit
+// rot below the file system) is found by verify, not by backup.
+var verifiedTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// markVerified stamps a blob whose content was just checked.
+func markVerified(path string) { _ = os.Chtimes(path, time.Time{}, verifiedTime) }
+
+// HasGoodBlob reports whether blob d is present with the given size and
+// its content is trusted: marked verified, or re-hashed now and found
+// right (then marked). A blob that fails is left for the caller to write
+// again.
+func (l Layout) HasGoodBlob(d v1.Hash, size int64) bool {
+	path := l.Blob(d)
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() || (size >= 0 && fi.Size() != size) {
+		return false
+	}
+	if fi.ModTime().Equal(verifiedTime) {
+		return true
+	}
+	got, err := hashFile(path, d.Algorithm, func(int64) {})
+	if err != nil || got != d.Hex {
+		return false
+	}
+	markVerified(path)
+	return true
+}
+
 // ReadBlob returns the whole of a (small) blob, checked against its digest.
 func (l Layout) ReadBlob(d v1.Hash) ([]byte, error) {
 	b, err := os.ReadFile(l.Blob(d))
@@ -195,12 +241,12 @@ func (l Layout) WriteBlob(d v1.Hash, size int64, r io.Reader, progress func(int6
 		return err
 	}
 	if err := os.MkdirAll(l.AlgorithmDir(d.Algorithm), 0o755); err != nil {
-		return err
+		return &WriteError{Path: l.AlgorithmDir(d.Algorithm), Err: err}
 	}
 	tmp := l.tempBlob(d)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("creating temporary blob: %w", err)
+		return &WriteError{Path: tmp, Err: err}
 	}
 	defer func() {
 		if err != nil {
@@ -208,7 +254,7 @@ func (l Layout) WriteBlob(d v1.Hash, size int64, r io.Reader, progress func(int6
 			os.Remove(tmp)
 		}
 	}()
-	var w io.Writer = io.MultiWriter(f, h)
+	var w io.Writer = io.MultiWriter(fileWriter{f, tmp}, h)
 	if progress != nil {
 		w = io.MultiWriter(w, progressWriter(progress))
 	}
@@ -222,15 +268,31 @@ func (l Layout) WriteBlob(d v1.Hash, size int64, r io.Reader, progress func(int6
 		return &DigestError{Want: d, Got: got, WantSize: size, GotSize: n}
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing blob %s: %w", d, err)
+		return &WriteError{Path: tmp, Err: err}
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing blob %s: %w", d, err)
+		return &WriteError{Path: tmp, Err: err}
 	}
 	if err := os.Rename(tmp, l.Blob(d)); err != nil {
-		return fmt.Errorf("moving blob %s into place: %w", d, err)
+		return &WriteError{Path: l.Blob(d), Err: err}
 	}
+	markVerified(l.Blob(d))
 	return nil
+}
+
+// fileWriter tells a failed write into the backup (a full disk) from a
+// failed read of what is copied into it.
+type fileWriter struct {
+	f    *os.File
+	path string
+}
+
+func (w fileWriter) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	if err != nil {
+		return n, &WriteError{Path: w.path, Err: err}
+	}
+	return n, nil
 }
 
 type progressWriter func(int64)

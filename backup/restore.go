@@ -45,6 +45,12 @@ type RestoreOptions struct {
 	// Zero or less means DefaultReferrersDepth. Referrers whose subject is
 	// not in the layout at all are restored when no tag filter is given.
 	ReferrersDepth int
+	// Snapshot picks what is restored from a regkeeper backup: "" or
+	// "latest" the latest complete snapshot (a layout without snapshots:
+	// every entry of index.json, completeness unknown), an ID (or a
+	// unique prefix) that snapshot, SnapshotAll every entry of index.json
+	// (history entries and tags since deleted from the registry included).
+	Snapshot string
 	// DryRun plans and lists, and contacts no registry.
 	DryRun   bool
 	Progress *progress.Reporter
@@ -54,6 +60,13 @@ type RestoreOptions struct {
 // RestoreResult is what Restore did, or with DryRun would do.
 type RestoreResult struct {
 	DryRun bool `json:"dryRun"`
+	// Snapshot is the backup run restored (nil: index.json); Completeness
+	// as verify says it (CompletenessUnknown for a layout without
+	// snapshots); Note says what an operator should know: the last run did
+	// not finish, or nothing says the layout is complete.
+	Snapshot     *SnapshotInfo `json:"snapshot"`
+	Completeness string        `json:"completeness"`
+	Note         string        `json:"note,omitempty"`
 	// Images, Referrers and History count the index.json entries selected;
 	// Attached, the signature and fallback tags a tag filter brought
 	// along; Untagged, entries with no name pushed by digest into
@@ -139,11 +152,11 @@ func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*Resto
 	if err != nil {
 		return nil, err
 	}
-	entries, err := l.ReadIndex()
+	res := &RestoreResult{DryRun: opts.DryRun, Entries: []RestoreEntry{}, Errors: []Error{}}
+	entries, err := restoreEntries(l, opts.Snapshot, res)
 	if err != nil {
 		return nil, err
 	}
-	res := &RestoreResult{DryRun: opts.DryRun, Entries: []RestoreEntry{}, Errors: []Error{}}
 	cache := &manifestCache{l: l}
 	placements, errs := placeEntries(cache, entries, opts)
 	res.Errors = append(res.Errors, errs...)
@@ -182,6 +195,59 @@ func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*Resto
 	sort.SliceStable(res.Errors, func(i, j int) bool { return res.Errors[i].Repository < res.Errors[j].Repository })
 	res.DurationSeconds = time.Since(start).Seconds()
 	return res, ctx.Err()
+}
+
+// SnapshotAll restores every entry of index.json.
+const SnapshotAll = "all"
+
+// restoreEntries picks the entries to restore: those of the snapshot asked
+// for, or of index.json; and says in res which and how complete.
+func restoreEntries(l Layout, which string, res *RestoreResult) ([]Entry, error) {
+	snaps, err := l.ReadSnapshots()
+	if err != nil {
+		return nil, err
+	}
+	res.Completeness = CompletenessUnknown
+	var last *Snapshot
+	if len(snaps) > 0 {
+		last = snaps[len(snaps)-1]
+		res.Completeness = CompletenessIncomplete
+		if last.Complete() {
+			res.Completeness = CompletenessComplete
+		}
+	}
+	unfinished := ""
+	if last != nil && !last.Complete() {
+		unfinished = fmt.Sprintf("the last backup run (snapshot %s, %s) did not finish", last.ID, last.Time.Format(time.RFC3339))
+	}
+	if which == SnapshotAll || (len(snaps) == 0 && (which == "" || which == "latest")) {
+		switch {
+		case len(snaps) == 0:
+			res.Note = "this layout has no snapshot (a backup made before regkeeper recorded its runs, or another tool's layout): nothing says it holds every image the registry had"
+		case unfinished != "":
+			res.Note = unfinished + "; restoring every entry of index.json"
+		}
+		return l.ReadIndex()
+	}
+	if which == "" {
+		which = "latest"
+	}
+	if which == "latest" && latestComplete(snaps) == nil {
+		return nil, fmt.Errorf("%w: no backup run has completed (%s); --snapshot ID restores what an unfinished run backed up, --snapshot all every entry of index.json", ErrNoSnapshot, unfinished)
+	}
+	s, err := FindSnapshot(snaps, which)
+	if err != nil {
+		return nil, err
+	}
+	in := s.Info()
+	res.Snapshot = &in
+	switch {
+	case !s.Complete():
+		res.Note = fmt.Sprintf("snapshot %s is of a run that did not finish (%s): it holds part of the registry", s.ID, s.Reason)
+	case unfinished != "":
+		res.Note = unfinished + fmt.Sprintf("; restoring snapshot %s (%s), the latest complete", s.ID, s.Time.Format(time.RFC3339))
+	}
+	return s.Entries(), nil
 }
 
 // planRestore selects entries and orders what each repository needs:
