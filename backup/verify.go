@@ -82,8 +82,8 @@ type VerifyResult struct {
 	// BadBlobs counts the distinct blobs with a problem.
 	BadBlobs int `json:"badBlobs"`
 	// Repaired lists the blobs verify --repair fetched again.
-	Repaired []string `json:"repaired,omitempty"`
-	Images   int      `json:"images"`
+	Repaired  []string  `json:"repaired,omitempty"`
+	Images    int       `json:"images"`
 	Referrers int       `json:"referrers"`
 	Manifests int       `json:"manifests"`
 	Blobs     int       `json:"blobs"`
