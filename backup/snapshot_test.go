@@ -174,7 +174,7 @@ func TestApplyPolicy(t *testing.T) {
 	add("e", 8, SnapshotComplete)    // Tue W46
 	add("f", 30, SnapshotComplete)   // Wed W50, December
 	add("g", 31, SnapshotIncomplete) // Thu W50, the last run, unfinished
-	type kept map[string]string // id -> reasons
+	type kept map[string]string      // id -> reasons
 	for _, tc := range []struct {
 		name string
 		p    ExpirePolicy
