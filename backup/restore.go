@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -129,6 +130,10 @@ type repoPlan struct {
 	// listed is, by subject, the referrers list entry of every manifest
 	// with a subject that this repository receives.
 	listed map[v1.Hash][]v1.Descriptor
+	// sources are, by blob, the repositories the layout names for the
+	// entries that need it, when --map moves them elsewhere: restored into
+	// the registry they came from, the blob is mounted from there.
+	sources map[v1.Hash][]string
 }
 
 type planManifest struct {
@@ -187,13 +192,30 @@ func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*Resto
 	if _, err := transport.Ping(ctx, reg, opts.Client.RoundTripper()); err != nil {
 		return nil, fmt.Errorf("contacting %s: %s", reg.RegistryStr(), client.Describe(err))
 	}
-	forEach(ctx, opts.Client.JobCount(), plans, func(p *repoPlan) {
-		if err := rs.push(ctx, p); err != nil && ctx.Err() == nil {
+	// Credentials the registry refuses are refused for every repository:
+	// the first refusal stops the run, as one error.
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var authOnce sync.Once
+	var authErr error
+	forEach(pctx, opts.Client.JobCount(), plans, func(p *repoPlan) {
+		err := rs.push(pctx, p)
+		switch {
+		case err == nil:
+		case refused(err):
+			authOnce.Do(func() {
+				authErr = err
+				stop()
+			})
+		case pctx.Err() == nil:
 			rs.addError(Error{Repository: p.repo, Error: client.Describe(err)})
 		}
 	})
 	sort.SliceStable(res.Errors, func(i, j int) bool { return res.Errors[i].Repository < res.Errors[j].Repository })
 	res.DurationSeconds = time.Since(start).Seconds()
+	if authErr != nil && ctx.Err() == nil {
+		return res, fmt.Errorf("pushing to %s: %s", reg.RegistryStr(), client.Describe(authErr))
+	}
 	return res, ctx.Err()
 }
 
@@ -265,7 +287,7 @@ func planRestore(c *manifestCache, placements []placed, opts RestoreOptions, res
 		repo := pl.repo
 		p := plans[repo]
 		if p == nil {
-			p = &repoPlan{repo: repo, fallback: map[v1.Hash]planManifest{}, listed: map[v1.Hash][]v1.Descriptor{}}
+			p = &repoPlan{repo: repo, fallback: map[v1.Hash]planManifest{}, listed: map[v1.Hash][]v1.Descriptor{}, sources: map[v1.Hash][]string{}}
 			plans[repo] = p
 			seenManifest[repo] = map[v1.Hash]bool{}
 			seenBlob[repo] = map[v1.Hash]bool{}
@@ -323,6 +345,9 @@ func planRestore(c *manifestCache, placements []placed, opts RestoreOptions, res
 			if !seenBlob[repo][b.Digest] {
 				seenBlob[repo][b.Digest] = true
 				p.blobs = append(p.blobs, b)
+			}
+			if pl.source != "" && pl.source != repo && !slices.Contains(p.sources[b.Digest], pl.source) {
+				p.sources[b.Digest] = append(p.sources[b.Digest], pl.source)
 			}
 		}
 		note := func(m planManifest) {
@@ -488,7 +513,7 @@ func (rs *restorer) push(ctx context.Context, p *repoPlan) error {
 				return
 			}
 			defer func() { <-rs.sem }()
-			errs[i] = rs.pushBlob(ctx, hc, repo, b)
+			errs[i] = rs.pushBlob(ctx, hc, repo, b, p.sources[b.Digest])
 		}()
 	}
 	wg.Wait()
@@ -514,7 +539,29 @@ func (rs *restorer) push(ctx context.Context, p *repoPlan) error {
 	return rs.pushReferrersLists(ctx, hc, repo, p)
 }
 
-func (rs *restorer) pushBlob(ctx context.Context, hc *http.Client, repo name.Repository, b v1.Descriptor) error {
+// refused reports a 401: the registry refuses the credentials.
+func refused(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && terr.StatusCode == http.StatusUnauthorized
+}
+
+// mountSource returns one of sources (repositories of this registry) that
+// has blob d, or "" when none does.
+func (rs *restorer) mountSource(ctx context.Context, d v1.Hash, sources []string) string {
+	for _, src := range sources {
+		repo := rs.reg.Repo(src)
+		hc, err := rs.opts.Client.HTTPClient(ctx, repo, transport.PullScope)
+		if err != nil {
+			continue
+		}
+		if ok, err := headBlob(ctx, hc, repo, d); err == nil && ok {
+			return src
+		}
+	}
+	return ""
+}
+
+func (rs *restorer) pushBlob(ctx context.Context, hc *http.Client, repo name.Repository, b v1.Descriptor, sources []string) error {
 	ok, err := headBlob(ctx, hc, repo, b.Digest)
 	if err != nil {
 		return fmt.Errorf("checking blob %s: %w", b.Digest, err)
@@ -531,6 +578,19 @@ func (rs *restorer) pushBlob(ctx context.Context, hc *http.Client, repo name.Rep
 	// The first repository to need a blob uploads it; the others ask the
 	// registry to mount it from there, transferring nothing.
 	origin, err := rs.uploads.do(b.Digest.String(), func() (string, error) {
+		// Restored (--map) into the registry the backup came from: the
+		// blob is there already, in the repository it came from.
+		if src := rs.mountSource(ctx, b.Digest, sources); src != "" {
+			ml := &remote.MountableLayer{Layer: layer, Reference: rs.reg.Repo(src).Digest(b.Digest.String())}
+			if err := rs.pusher.Upload(ctx, repo, ml); err != nil {
+				return "", fmt.Errorf("mounting from %s: %w", src, err)
+			}
+			rs.mu.Lock()
+			rs.res.BlobsMounted++
+			rs.mu.Unlock()
+			rs.bar.Add(b.Size)
+			return repo.RepositoryStr(), nil
+		}
 		if err := rs.pusher.Upload(ctx, repo, layer); err != nil {
 			return "", err
 		}

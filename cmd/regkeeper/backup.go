@@ -31,7 +31,14 @@ one image from it, e.g.
 Run it every week on the same DIR. An unchanged tag costs one HEAD request;
 only blobs DIR lacks are downloaded; a tag that moved is updated (and, with
 --keep-history, its previous digest stays as repo:tag@<date first backed up>).
-Nothing in DIR is ever deleted.
+Nothing in DIR is deleted but by "backup forget --prune".
+
+Every run records a snapshot in DIR/.regkeeper/snapshots: its time, the
+registry, every repository:tag and referrer it backed up with its digest, and
+whether it finished. verify fails when the last run did not finish; restore
+picks the latest complete snapshot, or the one --snapshot names. "backup
+snapshots DIR" lists them; "backup forget DIR --keep-... [--prune]" drops
+snapshots and the blobs no kept one needs.
 
 Blobs are hashed while they stream into a temporary file, checked against
 digest and size, fsynced and renamed into place; index.json is written last,
@@ -104,6 +111,7 @@ that failed, is an error: exit 1.`,
 	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are followed (1: those of the images only)")
 	f.BoolVar(&opts.KeepHistory, "keep-history", false, "keep the previous digest of a moved tag as repo:tag@<date>")
 	g.registerOutput(cmd)
+	cmd.AddCommand(newBackupSnapshotsCmd(g), newBackupForgetCmd(g))
 	return cmd
 }
 
@@ -112,8 +120,8 @@ func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) 
 	if f == output.JSON {
 		return output.WriteJSON(out, res)
 	}
-	rows := output.Rows{Header: []string{"IMAGES", "UNCHANGED", "UPDATED", "REFERRERS", "BLOBS WRITTEN", "BYTES WRITTEN", "BLOBS SKIPPED", "BYTES SKIPPED"}}
-	rows.Add(res.Images, res.Unchanged, res.Updated, res.Referrers, res.BlobsWritten, bytesCell(f, res.BytesWritten), res.BlobsSkipped, bytesCell(f, res.BytesSkipped))
+	rows := output.Rows{Header: []string{"IMAGES", "UNCHANGED", "NEW", "UPDATED", "REFERRERS", "BLOBS WRITTEN", "BYTES WRITTEN", "BLOBS SKIPPED", "BYTES SKIPPED"}}
+	rows.Add(res.Images, res.Unchanged, res.Added, res.Updated, res.Referrers, res.BlobsWritten, bytesCell(f, res.BytesWritten), res.BlobsSkipped, bytesCell(f, res.BytesSkipped))
 	if err := output.Write(out, f, rows, res); err != nil {
 		return err
 	}
@@ -121,7 +129,11 @@ func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) 
 		return err
 	}
 	if f == output.Table {
-		fmt.Fprintf(out, "\n%d images in %.1fs\n", res.Images, res.DurationSeconds)
+		state := "complete"
+		if !res.Complete {
+			state = "did not finish"
+		}
+		fmt.Fprintf(out, "\n%s in %.1fs; snapshot %s (%s)\n", countNoun(res.Images, "image", "images"), res.DurationSeconds, res.Snapshot, state)
 	}
 	return nil
 }
