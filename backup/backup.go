@@ -252,6 +252,7 @@ type runner struct {
 	counted   map[v1.Hash]bool // blobs counted as written or skipped
 	complete  map[v1.Hash]bool // manifests found complete in the layout
 	good      map[v1.Hash]bool // blobs found present and whole in the layout
+	damaged   map[v1.Hash]bool // blobs found present but damaged, until written again
 	lastSaved time.Time
 	// snap holds the entries this run backed up, for its snapshot: by
 	// repo:tag, and repo@digest for referrers.
@@ -283,7 +284,7 @@ func newRunner(ctx context.Context, reg name.Registry, l Layout, idx *index, opt
 	return &runner{opts: opts, reg: reg, layout: l, idx: idx, walker: w, puller: w.Puller(), refOpts: append(ropts, remote.Reuse(rp)),
 		log: log, now: now, bar: opts.Progress.Bytes(-1, "backup"), jobs: jobs,
 		blobSem: make(chan struct{}, jobs), counted: map[v1.Hash]bool{}, complete: map[v1.Hash]bool{},
-		good: map[v1.Hash]bool{}, snap: map[string]v1.Descriptor{}, lastSaved: time.Now()}, nil
+		good: map[v1.Hash]bool{}, damaged: map[v1.Hash]bool{}, snap: map[string]v1.Descriptor{}, lastSaved: time.Now()}, nil
 }
 
 // target is one tag to back up.
@@ -536,6 +537,7 @@ func (r *runner) writeManifest(desc v1.Descriptor, raw []byte) error {
 			return err
 		}
 		r.countWritten(desc.Digest, int64(len(raw)))
+		r.markGood(desc.Digest)
 		return nil
 	})
 }
@@ -592,10 +594,16 @@ func (r *runner) copyBlob(ctx context.Context, repo name.Repository, b v1.Descri
 		return fmt.Errorf("blob %s in %s: %w", b.Digest, repo.RepositoryStr(), err)
 	}
 	r.countWritten(b.Digest, b.Size)
-	r.mu.Lock()
-	r.good[b.Digest] = true
-	r.mu.Unlock()
+	r.markGood(b.Digest)
 	return nil
+}
+
+// markGood notes a blob just written, checked.
+func (r *runner) markGood(d v1.Hash) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.good[d] = true
+	delete(r.damaged, d)
 }
 
 // hasBlob reports whether the layout has blob d whole (layout.HasGoodBlob),
@@ -608,9 +616,21 @@ func (r *runner) hasBlob(d v1.Hash, size int64) bool {
 	if ok {
 		return true
 	}
+	r.mu.Lock()
+	damaged := r.damaged[d]
+	r.mu.Unlock()
+	if damaged {
+		return false // until it is written again
+	}
 	if !r.layout.HasGoodBlob(d, size) {
 		if r.layout.HasBlob(d, size) {
-			r.log.Warn("blob in the backup is damaged (its content does not hash to its name): fetching it again", "digest", d.String())
+			r.mu.Lock()
+			first := !r.damaged[d]
+			r.damaged[d] = true
+			r.mu.Unlock()
+			if first {
+				r.log.Warn("blob in the backup is damaged (its content does not hash to its name): fetching it again", "digest", d.String())
+			}
 		}
 		return false
 	}

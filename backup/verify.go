@@ -116,6 +116,9 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyResult,
 		return nil, err
 	}
 	defer unlock()
+	if err := os.MkdirAll(l.TempDir(), 0o755); err != nil { // another tool's layout has none
+		return nil, &WriteError{Path: l.TempDir(), Err: err}
+	}
 	var repaired []string
 	// A repaired index may reveal children it could not name before: a
 	// few rounds, while they fetch something.
