@@ -398,12 +398,16 @@ func TestVerifyFindsCorruption(t *testing.T) {
 		t.Errorf("problems (-want +got):\n%s\n%+v", diff, v.Problems)
 	}
 
-	// The next backup repairs what it needs: the missing blob comes back.
-	// (A corrupt blob of the right size is only found by verify.)
+	// The next backup repairs what it needs: the missing blob comes back,
+	// and so does the one damaged in place (its mtime changed).
 	backup(t, srv.Host, dir, testOptions())
 	if !l.HasBlob(missing, -1) {
 		t.Error("backup did not refetch a missing blob")
 	}
+	if _, err := l.ReadBlob(layer); err != nil {
+		t.Errorf("backup did not refetch a blob damaged in place: %v", err)
+	}
+	mustVerify(t, dir)
 }
 
 // requestCounter counts requests by method and kind of path.
