@@ -137,12 +137,16 @@ type Absent struct {
 // when nothing could be done (bad directory, registry unreachable) or ctx
 // ends, and then index.json still records every image completed.
 func Run(ctx context.Context, host, dir string, opts Options) (*Result, error) {
+	return RunLayout(ctx, host, Layout{Root: dir}, opts)
+}
+
+// RunLayout is Run into a layout anywhere (OpenTarget).
+func RunLayout(ctx context.Context, host string, l Layout, opts Options) (*Result, error) {
 	start := time.Now()
 	reg, err := opts.Client.Registry(host)
 	if err != nil {
 		return nil, err
 	}
-	l := Layout{Root: dir}
 	if err := l.Init(); err != nil {
 		return nil, err
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"sort"
 	"time"
 
@@ -145,10 +144,14 @@ type PrunePlan struct {
 // none of them needs. Plan first: a kept manifest that cannot be read
 // stops the prune before anything is deleted. Holds the backup's lock.
 func Forget(ctx context.Context, dir string, opts ForgetOptions) (*ForgetResult, error) {
+	return ForgetLayout(ctx, Layout{Root: dir}, opts)
+}
+
+// ForgetLayout is Forget on a layout anywhere (OpenTarget).
+func ForgetLayout(ctx context.Context, l Layout, opts ForgetOptions) (*ForgetResult, error) {
 	if opts.Policy.Empty() {
 		return nil, errors.New("forget needs a policy: at least one of keep-last, keep-daily, keep-weekly, keep-monthly")
 	}
-	l := Layout{Root: dir}
 	if err := l.Check(); err != nil {
 		return nil, err
 	}
@@ -162,7 +165,7 @@ func Forget(ctx context.Context, dir string, opts ForgetOptions) (*ForgetResult,
 		return nil, err
 	}
 	if len(snaps) == 0 {
-		return nil, fmt.Errorf("%w: %s has no snapshots (a backup made before regkeeper recorded its runs?); run a backup first", ErrNoSnapshot, dir)
+		return nil, fmt.Errorf("%w: %s has no snapshots (a backup made before regkeeper recorded its runs?); run a backup first", ErrNoSnapshot, l)
 	}
 	res := &ForgetResult{DryRun: opts.DryRun, Snapshots: ApplyPolicy(snaps, opts.Policy)}
 	byID := map[string]*Snapshot{}
@@ -191,12 +194,12 @@ func Forget(ctx context.Context, dir string, opts ForgetOptions) (*ForgetResult,
 	// deletes.
 	for _, d := range res.Snapshots {
 		if !d.Keep {
-			if err := os.Remove(l.SnapshotFile(d.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := l.remove(l.SnapshotFile(d.ID)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return res, fmt.Errorf("removing snapshot %s: %w", d.ID, err)
 			}
 		}
 	}
-	if err := syncDir(l.SnapshotsDir()); err != nil {
+	if err := l.syncDir(l.SnapshotsDir()); err != nil {
 		return res, fmt.Errorf("syncing %s: %w", l.SnapshotsDir(), err)
 	}
 	if res.Prune == nil {
@@ -210,7 +213,7 @@ func Forget(ctx context.Context, dir string, opts ForgetOptions) (*ForgetResult,
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		if err := os.Remove(l.Blob(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := l.remove(l.Blob(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return res, fmt.Errorf("deleting blob %s: %w", d, err)
 		}
 	}
@@ -271,33 +274,19 @@ func planPrune(ctx context.Context, l Layout, kept []*Snapshot) (*PrunePlan, err
 	if p.newIndex == nil {
 		p.newIndex = []v1.Descriptor{}
 	}
-	algs, err := os.ReadDir(l.BlobsDir())
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	blobs, err := l.listBlobs()
+	if err != nil {
 		return nil, fmt.Errorf("reading blobs: %w", err)
 	}
-	for _, a := range algs {
-		if !a.IsDir() {
+	for _, b := range blobs {
+		if need[b.d] {
+			p.KeptBlobs++
+			p.KeptBytes += b.size
 			continue
 		}
-		names, err := os.ReadDir(l.AlgorithmDir(a.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("reading blobs: %w", err)
-		}
-		for _, n := range names {
-			info, err := n.Info()
-			if err != nil || !info.Mode().IsRegular() {
-				continue
-			}
-			d := v1.Hash{Algorithm: a.Name(), Hex: n.Name()}
-			if need[d] {
-				p.KeptBlobs++
-				p.KeptBytes += info.Size()
-				continue
-			}
-			p.Blobs++
-			p.Bytes += info.Size()
-			p.deleteBlobs = append(p.deleteBlobs, d)
-		}
+		p.Blobs++
+		p.Bytes += b.size
+		p.deleteBlobs = append(p.deleteBlobs, b.d)
 	}
 	return p, nil
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -112,7 +111,7 @@ func (l Layout) ReadIndex() ([]Entry, error) {
 }
 
 func (l Layout) readIndex() (*index, error) {
-	b, err := os.ReadFile(l.IndexFile())
+	b, err := l.readFile(l.IndexFile())
 	if errors.Is(err, fs.ErrNotExist) {
 		return &index{}, nil
 	}

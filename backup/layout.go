@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -44,8 +45,16 @@ import (
 // index.json only names manifests whose blobs are all under blobs/, so a run
 // killed at any moment leaves a valid layout; temp files it leaves behind are
 // removed by the next backup.
+//
+// A layout on object storage (OpenTarget, DriverLayout) has the same files
+// at the root of a storage driver; there, a blob is written straight to its
+// key where the store makes it visible only when complete (S3, GCS), the
+// lock is an object (driverLock) and nothing needs a sync.
 type Layout struct {
 	Root string
+
+	driver storagedriver.StorageDriver // nil: Root is a local directory
+	name   string                      // the target as named, for messages
 }
 
 // The fixed files of the layout.
@@ -118,6 +127,9 @@ func randomSuffix() string {
 // an oci-layout file. A missing index.json is an empty backup (a first run
 // killed before writing it).
 func (l Layout) Check() error {
+	if l.driver != nil {
+		return l.checkLayoutFile()
+	}
 	fi, err := os.Stat(l.Root)
 	if err != nil {
 		return fmt.Errorf("opening backup %s: %w", l.Root, err)
@@ -125,9 +137,13 @@ func (l Layout) Check() error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%w: %s is not a directory", ErrNotLayout, l.Root)
 	}
-	b, err := os.ReadFile(l.LayoutFile())
+	return l.checkLayoutFile()
+}
+
+func (l Layout) checkLayoutFile() error {
+	b, err := l.readFile(l.LayoutFile())
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %s has no oci-layout file", ErrNotLayout, l.Root)
+		return fmt.Errorf("%w: %s has no oci-layout file", ErrNotLayout, l)
 	}
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", l.LayoutFile(), err)
@@ -145,6 +161,9 @@ func (l Layout) Check() error {
 // is one otherwise. It never removes or overwrites anything but its own
 // temporary files.
 func (l Layout) Init() error {
+	if l.driver != nil {
+		return l.driverInit()
+	}
 	entries, err := os.ReadDir(l.Root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -177,6 +196,10 @@ func (l Layout) Init() error {
 // HasBlob reports whether blob d is present with the given size (size < 0:
 // any size). Presence is trusted; Verify re-hashes.
 func (l Layout) HasBlob(d v1.Hash, size int64) bool {
+	if l.driver != nil {
+		n, _, regular, err := l.stat(l.Blob(d))
+		return err == nil && regular && (size < 0 || n == size)
+	}
 	fi, err := os.Stat(l.Blob(d))
 	return err == nil && fi.Mode().IsRegular() && (size < 0 || fi.Size() == size)
 }
@@ -197,7 +220,14 @@ func markVerified(path string) { _ = os.Chtimes(path, time.Time{}, verifiedTime)
 // its content is trusted: marked verified, or re-hashed now and found
 // right (then marked). A blob that fails is left for the caller to write
 // again.
+//
+// On object storage a blob present with its size is trusted: objects are
+// written whole and checked before they become visible, and are not
+// changed in place; verify re-hashes them.
 func (l Layout) HasGoodBlob(d v1.Hash, size int64) bool {
+	if l.driver != nil {
+		return l.HasBlob(d, size)
+	}
 	path := l.Blob(d)
 	fi, err := os.Stat(path)
 	if err != nil || !fi.Mode().IsRegular() || (size >= 0 && fi.Size() != size) {
@@ -216,7 +246,7 @@ func (l Layout) HasGoodBlob(d v1.Hash, size int64) bool {
 
 // ReadBlob returns the whole of a (small) blob, checked against its digest.
 func (l Layout) ReadBlob(d v1.Hash) ([]byte, error) {
-	b, err := os.ReadFile(l.Blob(d))
+	b, err := l.readFile(l.Blob(d))
 	if err != nil {
 		return nil, err
 	}
@@ -236,6 +266,9 @@ func (l Layout) ReadBlob(d v1.Hash) ([]byte, error) {
 // fsynced and renamed into place. progress (may be nil) is told of every
 // byte written. A mismatch returns a *DigestError and leaves nothing behind.
 func (l Layout) WriteBlob(d v1.Hash, size int64, r io.Reader, progress func(int64)) (err error) {
+	if l.driver != nil {
+		return l.driverWriteBlob(d, size, r, progress)
+	}
 	h, err := newHash(d.Algorithm)
 	if err != nil {
 		return err
@@ -305,6 +338,9 @@ func (p progressWriter) Write(b []byte) (int, error) {
 // syncBlobDirs makes the renames of blobs durable before an index.json that
 // names them is written.
 func (l Layout) syncBlobDirs() error {
+	if l.driver != nil {
+		return nil
+	}
 	entries, err := os.ReadDir(l.BlobsDir())
 	if err != nil {
 		return err
@@ -322,7 +358,7 @@ func (l Layout) syncBlobDirs() error {
 // removeTemp deletes temporary files a killed run left behind. Only called
 // with the lock held.
 func (l Layout) removeTemp() error {
-	entries, err := os.ReadDir(l.TempDir())
+	entries, err := l.readDir(l.TempDir())
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -330,17 +366,20 @@ func (l Layout) removeTemp() error {
 		return err
 	}
 	for _, e := range entries {
-		if err := os.Remove(filepath.Join(l.TempDir(), e.Name())); err != nil {
+		if err := l.remove(filepath.Join(l.TempDir(), e)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	priv, err := os.ReadDir(l.PrivateDir())
+	priv, err := l.readDir(l.PrivateDir())
 	if err != nil {
+		if l.driver != nil && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		return err
 	}
 	for _, e := range priv {
-		if strings.HasPrefix(e.Name(), indexFileName+".") {
-			if err := os.Remove(filepath.Join(l.PrivateDir(), e.Name())); err != nil {
+		if strings.HasPrefix(e, indexFileName+".") {
+			if err := l.remove(filepath.Join(l.PrivateDir(), e)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 		}
@@ -351,6 +390,9 @@ func (l Layout) removeTemp() error {
 // writeFileAtomic writes path through a temporary file in DIR/.regkeeper,
 // fsynced and renamed over path, then fsyncs path's directory.
 func writeFileAtomic(l Layout, path string, data []byte) error {
+	if l.driver != nil {
+		return l.driverPut(path, data)
+	}
 	if err := os.MkdirAll(l.PrivateDir(), 0o755); err != nil {
 		return err
 	}

@@ -18,6 +18,9 @@ const lockSupported = true
 // kernel releases it when the process dies. The holder writes who it is
 // into the file, so that a second run can name it.
 func (l Layout) lock() (unlock func(), err error) {
+	if l.driver != nil {
+		return l.driverLock()
+	}
 	if err := os.MkdirAll(l.PrivateDir(), 0o755); err != nil {
 		return nil, &WriteError{Path: l.PrivateDir(), Err: err}
 	}

@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -148,8 +147,12 @@ type planManifest struct {
 // keeps its digest; blobs and manifests the registry already has are not
 // pushed again.
 func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*RestoreResult, error) {
+	return RestoreLayout(ctx, Layout{Root: dir}, host, opts)
+}
+
+// RestoreLayout is Restore from a layout anywhere (OpenTarget).
+func RestoreLayout(ctx context.Context, l Layout, host string, opts RestoreOptions) (*RestoreResult, error) {
 	start := time.Now()
-	l := Layout{Root: dir}
 	if err := l.Check(); err != nil {
 		return nil, err
 	}
@@ -574,7 +577,7 @@ func (rs *restorer) pushBlob(ctx context.Context, hc *http.Client, repo name.Rep
 		rs.bar.Add(b.Size)
 		return nil
 	}
-	layer := &fileLayer{path: rs.layout.Blob(b.Digest), desc: b, progress: rs.bar.Add}
+	layer := &fileLayer{l: rs.layout, path: rs.layout.Blob(b.Digest), desc: b, progress: rs.bar.Add}
 	// The first repository to need a blob uploads it; the others ask the
 	// registry to mount it from there, transferring nothing.
 	origin, err := rs.uploads.do(b.Digest.String(), func() (string, error) {
@@ -728,6 +731,7 @@ const acceptAll = "application/vnd.oci.image.index.v1+json, application/vnd.oci.
 
 // fileLayer is a blob of the layout, for uploading.
 type fileLayer struct {
+	l        Layout
 	path     string
 	desc     v1.Descriptor
 	progress func(int64)
@@ -744,7 +748,7 @@ func (f *fileLayer) Uncompressed() (io.ReadCloser, error) {
 }
 
 func (f *fileLayer) Compressed() (io.ReadCloser, error) {
-	file, err := os.Open(f.path)
+	file, err := f.l.open(f.path)
 	if err != nil {
 		return nil, err
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"sort"
 	"strings"
 	"time"
@@ -104,7 +103,7 @@ func (s *Snapshot) Info() SnapshotInfo {
 // layout with none (written before snapshots existed, or by another tool)
 // returns an empty list.
 func (l Layout) ReadSnapshots() ([]*Snapshot, error) {
-	names, err := os.ReadDir(l.SnapshotsDir())
+	names, err := l.readDir(l.SnapshotsDir())
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -113,11 +112,14 @@ func (l Layout) ReadSnapshots() ([]*Snapshot, error) {
 	}
 	var out []*Snapshot
 	for _, n := range names {
-		id, ok := strings.CutSuffix(n.Name(), ".json")
-		if !ok || n.IsDir() {
+		id, ok := strings.CutSuffix(n, ".json")
+		if !ok {
 			continue
 		}
-		b, err := os.ReadFile(l.SnapshotFile(id))
+		b, err := l.readFile(l.SnapshotFile(id))
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a directory named *.json, or removed since listed
+		}
 		if err != nil {
 			return nil, fmt.Errorf("reading snapshot %s: %w", id, err)
 		}
@@ -176,7 +178,7 @@ func latestComplete(snaps []*Snapshot) *Snapshot {
 
 // writeSnapshot saves s atomically.
 func (l Layout) writeSnapshot(s *Snapshot) error {
-	if err := os.MkdirAll(l.SnapshotsDir(), 0o755); err != nil {
+	if err := l.mkdirAll(l.SnapshotsDir()); err != nil {
 		return &WriteError{Path: l.SnapshotsDir(), Err: err}
 	}
 	if s.Manifests == nil {

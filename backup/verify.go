@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 	"time"
@@ -104,7 +102,11 @@ func (r *VerifyResult) OK() bool { return len(r.Problems) == 0 }
 // did not finish is a problem (ProblemUnfinished). With opts.Repair, bad
 // and missing blobs are fetched again from the registry first.
 func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyResult, error) {
-	l := Layout{Root: dir}
+	return VerifyLayout(ctx, Layout{Root: dir}, opts)
+}
+
+// VerifyLayout is Verify of a layout anywhere (OpenTarget).
+func VerifyLayout(ctx context.Context, l Layout, opts VerifyOptions) (*VerifyResult, error) {
 	if err := l.Check(); err != nil {
 		return nil, err
 	}
@@ -116,7 +118,7 @@ func Verify(ctx context.Context, dir string, opts VerifyOptions) (*VerifyResult,
 		return nil, err
 	}
 	defer unlock()
-	if err := os.MkdirAll(l.TempDir(), 0o755); err != nil { // another tool's layout has none
+	if err := l.mkdirAll(l.TempDir()); err != nil { // another tool's layout has none
 		return nil, &WriteError{Path: l.TempDir(), Err: err}
 	}
 	var repaired []string
@@ -180,41 +182,20 @@ func verify(ctx context.Context, l Layout, opts VerifyOptions) (*VerifyResult, e
 	}
 
 	// 1. Every blob hashes to its name.
-	type file struct {
-		d    v1.Hash
-		path string
-		size int64
-	}
-	var files []file
-	var total int64
-	algs, err := os.ReadDir(l.BlobsDir())
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	files, err := l.listBlobs()
+	if err != nil {
 		return nil, fmt.Errorf("reading blobs: %w", err)
 	}
-	for _, a := range algs {
-		if !a.IsDir() {
-			continue
-		}
-		names, err := os.ReadDir(l.AlgorithmDir(a.Name()))
-		if err != nil {
-			return nil, fmt.Errorf("reading blobs: %w", err)
-		}
-		for _, n := range names {
-			info, err := n.Info()
-			if err != nil || !info.Mode().IsRegular() {
-				continue
-			}
-			d := v1.Hash{Algorithm: a.Name(), Hex: n.Name()}
-			files = append(files, file{d, filepath.Join(l.AlgorithmDir(a.Name()), n.Name()), info.Size()})
-			total += info.Size()
-		}
+	var total int64
+	for _, f := range files {
+		total += f.size
 	}
 	bar := opts.Progress.Bytes(total, "verify")
 	defer bar.Done()
 	corrupt := map[v1.Hash]bool{}
 	var mu sync.Mutex
-	forEach(ctx, jobs, files, func(f file) {
-		got, err := hashFile(f.path, f.d.Algorithm, bar.Add)
+	forEach(ctx, jobs, files, func(f blobFile) {
+		got, err := l.hashBlob(f.path, f.d.Algorithm, bar.Add)
 		mu.Lock()
 		defer mu.Unlock()
 		res.Blobs++
@@ -256,7 +237,7 @@ func verify(ctx context.Context, l Layout, opts VerifyOptions) (*VerifyResult, e
 		}
 		checked[d.Digest] = true
 		res.Manifests++
-		raw, err := os.ReadFile(l.Blob(d.Digest))
+		raw, err := l.readFile(l.Blob(d.Digest))
 		if err != nil {
 			report(Problem{Blob: d.Digest.String(), Problem: ProblemMissing, Detail: what + ": " + err.Error()})
 			return

@@ -1,0 +1,279 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go/aws"
+	"github.com/aws/aws-sdk-go/service/s3"
+	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/minio"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+)
+
+// startMinIO starts MinIO for one test with a fresh bucket, or skips the
+// test when MinIO is not installed (scripts/setup-minio).
+func startMinIO(t *testing.T, bucket string) *minio.Server {
+	t.Helper()
+	bin, err := minio.Find()
+	if errors.Is(err, minio.ErrNotInstalled) {
+		t.Skipf("skipping the S3 test: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	m, err := minio.Start(ctx, bin, filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := m.CreateBucket(ctx, bucket); err != nil {
+		t.Fatal(err)
+	}
+	// The s3:// target takes its credentials from the environment, as
+	// the AWS SDK does.
+	t.Setenv("AWS_ACCESS_KEY_ID", minio.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", minio.SecretKey)
+	return m
+}
+
+// blobGets records the digests of the blobs a run downloads.
+type blobGets struct {
+	inner http.RoundTripper
+	mu    sync.Mutex
+	got   map[string]int
+}
+
+func (b *blobGets) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodGet {
+		if _, d, ok := strings.Cut(req.URL.Path, "/blobs/"); ok {
+			b.mu.Lock()
+			b.got[d]++
+			b.mu.Unlock()
+		}
+	}
+	return b.inner.RoundTrip(req)
+}
+
+// blobKeys are the blobs of the layout under prefix in bucket, by digest.
+func blobKeys(t *testing.T, m *minio.Server, bucket, prefix string) map[string]int64 {
+	t.Helper()
+	objs, err := m.Objects(context.Background(), bucket, prefix+"/blobs/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for k, n := range objs {
+		rest := strings.TrimPrefix(k, prefix+"/blobs/")
+		alg, hex, _ := strings.Cut(rest, "/")
+		out[alg+":"+hex] = n
+	}
+	return out
+}
+
+// The estate backed up to MinIO through an s3:// target: an interrupted
+// run leaves what it wrote, and the next run downloads none of it again;
+// the layout is an OCI image layout under the prefix; verify reads it
+// there and finds a blob damaged in the bucket; restore from the bucket
+// into a fresh registry gives every tag its digest, and every image pulls.
+func TestBackupS3(t *testing.T) {
+	const bucket, prefix = "backups", "registry/weekly"
+	m := startMinIO(t, bucket)
+	srv, e := regtest.Seeded(t, embedded.Options{})
+	target := "s3://" + bucket + "/" + prefix + "?region=" + minio.Region + "&endpoint=" + m.Endpoint
+	ctx := context.Background()
+	l, err := OpenTarget(ctx, target, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Driver() == nil || l.Driver().Name() != "s3aws" || l.String() != target {
+		t.Fatalf("opened %q as %v", target, l)
+	}
+
+	// Interrupted after a few blobs.
+	cctx, cancel := context.WithCancel(ctx)
+	opts := testOptions()
+	opts.Client.Jobs = 2
+	opts.Checkpoint = time.Nanosecond
+	opts.Client.Transport = &cancelAfter{inner: http.DefaultTransport, n: 10, cancel: cancel}
+	first, err := RunLayout(cctx, srv.Host, l, opts)
+	cancel()
+	if !errors.Is(err, context.Canceled) || first.Complete {
+		t.Fatalf("interrupted run: %v, complete %v", err, first.Complete)
+	}
+	there := blobKeys(t, m, bucket, prefix)
+	if len(there) == 0 || first.BlobsWritten == 0 {
+		t.Fatalf("the interrupted run left no blob in the bucket (%d written)", first.BlobsWritten)
+	}
+	v, err := VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Problems) != 1 || v.Problems[0].Problem != ProblemUnfinished || v.Blobs != len(there) {
+		t.Errorf("verify after the interrupted run: %d blobs (bucket has %d), %+v", v.Blobs, len(there), v.Problems)
+	}
+
+	// The next run downloads (and uploads) none of what is there.
+	gets := &blobGets{inner: http.DefaultTransport, got: map[string]int{}}
+	opts = testOptions()
+	opts.Client.Transport = gets
+	res, err := RunLayout(ctx, srv.Host, l, opts)
+	if err != nil || len(res.Errors) > 0 || !res.Complete {
+		t.Fatalf("resumed run: %v %+v", err, res.Errors)
+	}
+	for d := range there {
+		if gets.got[d] > 0 {
+			t.Errorf("the resumed run downloaded %s again, already in the bucket", d)
+		}
+	}
+	if res.BlobsSkipped < len(there) || res.BlobsWritten == 0 {
+		t.Errorf("resumed run: %d blobs skipped (%d were there), %d written", res.BlobsSkipped, len(there), res.BlobsWritten)
+	}
+
+	// An OCI image layout under the prefix, nothing outside it.
+	objs, err := m.Objects(ctx, bucket, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"oci-layout", "index.json", ".regkeeper/snapshots/" + res.Snapshot + ".json"} {
+		if _, ok := objs[prefix+"/"+k]; !ok {
+			t.Errorf("no %s/%s in the bucket", prefix, k)
+		}
+	}
+	for k := range objs {
+		if !strings.HasPrefix(k, prefix+"/") {
+			t.Errorf("object %s outside the prefix", k)
+		}
+		if strings.Contains(k, "/.regkeeper/tmp/") || strings.HasSuffix(k, "/.regkeeper/lock") {
+			t.Errorf("object %s left behind", k)
+		}
+	}
+	entries, err := l.ReadIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]v1.Hash{}
+	for _, en := range entries {
+		if en.Kind() == KindTag {
+			got[en.Repository()+":"+en.Tag()] = en.Digest
+		}
+	}
+	if diff := cmp.Diff(e.Tags(), got); diff != "" {
+		t.Errorf("tags in the S3 backup (-want +got):\n%s", diff)
+	}
+	v, err = VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil || !v.OK() || v.Completeness != CompletenessComplete || v.Blobs != len(blobKeys(t, m, bucket, prefix)) {
+		t.Fatalf("verify: %v %s %d blobs %+v", err, v.Completeness, v.Blobs, v.Problems)
+	}
+	snaps, err := l.ReadSnapshots()
+	if err != nil || len(snaps) != 2 || snaps[0].Complete() || !snaps[1].Complete() {
+		t.Errorf("snapshots: %v %+v", err, snaps)
+	}
+
+	// A second run holds the lock: refused while it is there.
+	if err := l.Driver().PutContent(ctx, l.LockFile(), []byte("regkeeper pid 1 on elsewhere\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunLayout(ctx, srv.Host, l, testOptions()); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "elsewhere") {
+		t.Errorf("run on a locked S3 backup: %v", err)
+	}
+	if err := l.Driver().Delete(ctx, l.LockFile()); err != nil {
+		t.Fatal(err)
+	}
+
+	// Restore from the bucket into an empty registry.
+	dst := regtest.Registry(t, embedded.Options{})
+	rres, err := RestoreLayout(ctx, l, dst.Host, RestoreOptions{Client: regtest.Client()})
+	if err != nil || len(rres.Errors) > 0 {
+		t.Fatalf("restore: %v %+v", err, rres.Errors)
+	}
+	for ref, d := range e.Tags() {
+		desc, err := remote.Head(regtest.Ref(t, dst, ref))
+		if err != nil {
+			t.Errorf("%s: %v", ref, err)
+			continue
+		}
+		if desc.Digest != d {
+			t.Errorf("%s restored as %s, want %s", ref, desc.Digest, d)
+		}
+	}
+	regtest.PullAll(t, dst.Host, e)
+
+	// A blob damaged in the bucket (same size) is found by verify.
+	var victim string
+	var size int64
+	for d, n := range blobKeys(t, m, bucket, prefix) {
+		if n > 1024 && (victim == "" || d < victim) {
+			victim, size = d, n
+		}
+	}
+	alg, hex, _ := strings.Cut(victim, ":")
+	if _, err := m.S3.PutObjectWithContext(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket),
+		Key: aws.String(prefix + "/blobs/" + alg + "/" + hex), Body: bytes.NewReader(make([]byte, size))}); err != nil {
+		t.Fatal(err)
+	}
+	v, err = VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var corrupt []string
+	for _, p := range v.Problems {
+		if p.Problem == ProblemCorrupt {
+			corrupt = append(corrupt, p.Blob)
+		}
+	}
+	if diff := cmp.Diff([]string{victim}, corrupt); diff != "" {
+		t.Errorf("corrupt blobs (-want +got):\n%s", diff)
+	}
+}
+
+func TestS3Target(t *testing.T) {
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	for _, tc := range []struct {
+		target string
+		want   map[string]any
+		err    string
+	}{
+		{target: "s3://b", want: map[string]any{"bucket": "b", "region": "us-east-1", "secure": true}},
+		{target: "s3://b/p/q/?region=eu-west-1", want: map[string]any{"bucket": "b", "rootdirectory": "/p/q", "region": "eu-west-1", "secure": true}},
+		{target: "s3://b/p?endpoint=http://127.0.0.1:9000", want: map[string]any{"bucket": "b", "rootdirectory": "/p", "region": "us-east-1",
+			"regionendpoint": "http://127.0.0.1:9000", "forcepathstyle": true, "secure": false}},
+		{target: "s3://b?endpoint=minio.example.com&secure=true", want: map[string]any{"bucket": "b", "region": "us-east-1",
+			"regionendpoint": "https://minio.example.com", "forcepathstyle": true, "secure": true}},
+		{target: "s3://key:secret@b/p", err: "credentials do not go on the command line"},
+		{target: "s3://b?accesskey=k", err: `unknown parameter "accesskey"`},
+		{target: "s3:///p", err: "no bucket"},
+	} {
+		got, err := s3Params(tc.target)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || strings.Contains(err.Error(), "secret@") {
+				t.Errorf("%s: error %v, want %q", tc.target, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.target, err)
+			continue
+		}
+		if diff := cmp.Diff(tc.want, got); diff != "" {
+			t.Errorf("%s (-want +got):\n%s", tc.target, diff)
+		}
+	}
+	if _, err := OpenTarget(context.Background(), "gs://b/p", ""); err == nil || !strings.Contains(err.Error(), "--target-config") {
+		t.Errorf("gs:// target: %v", err)
+	}
+}
