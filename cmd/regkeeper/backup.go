@@ -15,6 +15,7 @@ func newBackupCmd(g *globalOptions) *cobra.Command {
 		filter filterOptions
 		mf     metricsFlag
 		pf     problemsFlag
+		tf     targetFlag
 	)
 	opts := backup.DefaultOptions()
 	cmd := &cobra.Command{
@@ -39,6 +40,14 @@ whether it finished. verify fails when the last run did not finish; restore
 picks the latest complete snapshot, or the one --snapshot names. "backup
 snapshots DIR" lists them; "backup forget DIR --keep-... [--prune]" drops
 snapshots and the blobs no kept one needs.
+
+DIR may be on object storage: s3://BUCKET/PREFIX[?region=R&endpoint=URL]
+(credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or the
+instance role, never on the command line), or, with --target-config FILE and
+no DIR, the storage: section of FILE, written as in the registry's own config
+(s3, azure, gcs, filesystem; the layout is at its rootdirectory). It is the
+same OCI image layout; verify, restore, backup snapshots and backup forget
+take the same DIR or --target-config.
 
 Blobs are hashed while they stream into a temporary file, checked against
 digest and size, fsynced and renamed into place; index.json is written last,
@@ -68,9 +77,15 @@ that failed, is an error: exit 1.`,
   # one team, keeping the previous digest of moved tags, as JSON
   regkeeper backup registry.example.com /backups/registry --repo '^team-a/' --keep-history -o json
 
+  # to S3 (or MinIO: add &endpoint=http://127.0.0.1:9000), credentials from the environment
+  regkeeper backup registry.example.com 's3://backups/registry?region=eu-west-1'
+
+  # to the storage a registry-style config names (azure, gcs, s3 with every option)
+  regkeeper backup registry.example.com --target-config backup-storage.yml
+
   # the embedded demo registry (plain HTTP)
   regkeeper backup 127.0.0.1:5000 ./backup --insecure`,
-		Args: positional(argRegistry, argBackupDir),
+		Args: tf.args(1, argRegistry, argBackupDir),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var err error
 			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
@@ -81,7 +96,11 @@ that failed, is an error: exit 1.`,
 			}
 			log := g.logger(cmd)
 			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
-			res, err := backup.Run(cmd.Context(), argv[0], argv[1], opts)
+			l, argv, err := tf.open(cmd, argv, 1)
+			if err != nil {
+				return err
+			}
+			res, err := backup.RunLayout(cmd.Context(), argv[0], l, opts)
 			// A run that failed before it backed anything up (registry
 			// unreachable, credentials refused) is the one line on stderr,
 			// as in inventory, not a table of zeros; JSON still says it.
@@ -106,6 +125,7 @@ that failed, is an error: exit 1.`,
 	filter.register(cmd)
 	mf.register(cmd)
 	pf.register(cmd)
+	tf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
 	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are followed (1: those of the images only)")
@@ -157,4 +177,36 @@ func reportBackupErrors(cmd *cobra.Command, errs []backup.Error) error {
 		return fmt.Errorf("%d repositories or images failed: %w", len(errs), errPartial)
 	}
 	return nil
+}
+
+// targetFlag is --target-config FILE of the commands that read or write a
+// backup: the backup is then on the storage a registry-style config's
+// storage: section names (s3, azure, gcs, filesystem), at its
+// rootdirectory, and the DIR argument is not given. Without it, DIR is a
+// local directory or an s3://BUCKET/PREFIX URL.
+type targetFlag struct{ config string }
+
+func (t *targetFlag) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&t.config, "target-config", "", "the backup is on the storage of this YAML file's storage: section (as in the registry's config); DIR is then left out")
+}
+
+// args is positional(want...) with the argument at dir left out under
+// --target-config.
+func (t *targetFlag) args(dir int, want ...arg) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, got []string) error {
+		if t.config == "" {
+			return positional(want...)(cmd, got)
+		}
+		return positional(append(append([]arg{}, want[:dir]...), want[dir+1:]...)...)(cmd, got)
+	}
+}
+
+// open opens the backup argv names at dir (or --target-config), and
+// returns argv with DIR in its place either way.
+func (t *targetFlag) open(cmd *cobra.Command, argv []string, dir int) (backup.Layout, []string, error) {
+	if t.config != "" {
+		argv = append(append(append([]string{}, argv[:dir]...), t.config), argv[dir:]...)
+	}
+	l, err := backup.OpenTarget(cmd.Context(), argv[dir], t.config)
+	return l, argv, err
 }

@@ -14,6 +14,7 @@ import (
 var argSnapshotsDir = arg{"DIR", "the backup whose snapshots to list"}
 
 func newBackupSnapshotsCmd(g *globalOptions) *cobra.Command {
+	var tf targetFlag
 	cmd := &cobra.Command{
 		Use:   "snapshots DIR",
 		Short: "List the snapshots of a backup: one per backup run, with what it holds and whether it finished",
@@ -26,9 +27,12 @@ for a script.`,
 
   # the ID of the latest complete snapshot
   regkeeper backup snapshots /backups/registry -o json | jq -r '[.[] | select(.status == "complete")][-1].id'`,
-		Args: positional(argSnapshotsDir),
+		Args: tf.args(0, argSnapshotsDir),
 		RunE: func(cmd *cobra.Command, argv []string) error {
-			l := backup.Layout{Root: argv[0]}
+			l, argv, err := tf.open(cmd, argv, 0)
+			if err != nil {
+				return err
+			}
 			if err := l.Check(); err != nil {
 				return err
 			}
@@ -56,6 +60,7 @@ for a script.`,
 			return output.Write(out, f, rows, infos)
 		},
 	}
+	tf.register(cmd)
 	g.registerOutput(cmd)
 	return cmd
 }
@@ -64,6 +69,7 @@ var argForgetDir = arg{"DIR", "the backup whose snapshots to forget"}
 
 func newBackupForgetCmd(g *globalOptions) *cobra.Command {
 	var opts backup.ForgetOptions
+	var tf targetFlag
 	cmd := &cobra.Command{
 		Use:   "forget DIR --keep-last N|--keep-daily N|--keep-weekly N|--keep-monthly N [--prune] [--dry-run]",
 		Short: "Drop the snapshots a keep policy does not keep, and with --prune the blobs no kept snapshot needs",
@@ -85,7 +91,7 @@ it does not run beside a backup.`,
 		Example: `  # what a weekly cron keeps: 4 weeks and 6 months, the last run always
   regkeeper backup forget /backups/registry --keep-last 1 --keep-weekly 4 --keep-monthly 6 --prune --dry-run
   regkeeper backup forget /backups/registry --keep-last 1 --keep-weekly 4 --keep-monthly 6 --prune`,
-		Args: positional(argForgetDir),
+		Args: tf.args(0, argForgetDir),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			p := opts.Policy
 			if p.Last < 0 || p.Daily < 0 || p.Weekly < 0 || p.Monthly < 0 {
@@ -95,7 +101,11 @@ it does not run beside a backup.`,
 				return usageError("forget needs a policy: at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly")
 			}
 			opts.Logger = g.logger(cmd)
-			res, err := backup.Forget(cmd.Context(), argv[0], opts)
+			l, _, err := tf.open(cmd, argv, 0)
+			if err != nil {
+				return err
+			}
+			res, err := backup.ForgetLayout(cmd.Context(), l, opts)
 			if err != nil {
 				return err
 			}
@@ -109,6 +119,7 @@ it does not run beside a backup.`,
 	f.IntVar(&opts.Policy.Monthly, "keep-monthly", 0, "keep the newest snapshot of each of the N latest months that have one")
 	f.BoolVar(&opts.Prune, "prune", false, "delete the blobs no kept snapshot needs")
 	f.BoolVar(&opts.DryRun, "dry-run", false, "show what would be forgotten and pruned; change nothing")
+	tf.register(cmd)
 	g.registerOutput(cmd)
 	return cmd
 }

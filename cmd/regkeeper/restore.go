@@ -13,6 +13,7 @@ import (
 func newRestoreCmd(g *globalOptions) *cobra.Command {
 	var filter filterOptions
 	var maps []string
+	var tf targetFlag
 	opts := backup.RestoreOptions{ReferrersDepth: backup.DefaultReferrersDepth}
 	cmd := &cobra.Command{
 		Use:   "restore DIR REGISTRY",
@@ -55,7 +56,11 @@ completeness.
 
 History entries (--keep-history) are pushed by digest, untagged. With --tag,
 the referrers, signature and fallback tags of the selected images are
-restored too. --dry-run lists what would be pushed and contacts no registry.`,
+restored too. --dry-run lists what would be pushed and contacts no registry.
+
+DIR may be an s3:// URL, or left out with --target-config FILE (as in
+regkeeper backup): the backup is read where it is, blobs streamed from the
+store to the registry.`,
 		Example: `  # everything, to a new registry
   regkeeper restore /backups/registry registry2.example.com
 
@@ -70,8 +75,11 @@ restored too. --dry-run lists what would be pushed and contacts no registry.`,
 
   # last week's team-a/api:prod, by the snapshot of that run
   regkeeper backup snapshots /backups/registry
-  regkeeper restore /backups/registry registry.example.com --snapshot 3f9c2a1b --repo '^team-a/api$' --tag '^prod$'`,
-		Args: positional(argRestoreDir, argTarget),
+  regkeeper restore /backups/registry registry.example.com --snapshot 3f9c2a1b --repo '^team-a/api$' --tag '^prod$'
+
+  # from a backup on S3
+  regkeeper restore 's3://backups/registry?region=eu-west-1' registry2.example.com`,
+		Args: tf.args(0, argRestoreDir, argTarget),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var err error
 			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
@@ -95,7 +103,11 @@ restored too. --dry-run lists what would be pushed and contacts no registry.`,
 			}
 			log := g.logger(cmd)
 			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
-			res, err := backup.Restore(cmd.Context(), argv[0], argv[1], opts)
+			l, argv, err := tf.open(cmd, argv, 0)
+			if err != nil {
+				return err
+			}
+			res, err := backup.RestoreLayout(cmd.Context(), l, argv[1], opts)
 			if res != nil && res.Note != "" {
 				fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+res.Note)
 			}
@@ -111,6 +123,7 @@ restored too. --dry-run lists what would be pushed and contacts no registry.`,
 		},
 	}
 	filter.register(cmd)
+	tf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&opts.DryRun, "dry-run", false, "list what would be pushed; push nothing")
 	f.StringVar(&opts.Snapshot, "snapshot", "latest", "the backup run to restore: latest (complete), an ID from 'backup snapshots', or all (every entry of index.json)")

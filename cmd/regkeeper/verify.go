@@ -13,6 +13,7 @@ import (
 
 func newVerifyCmd(g *globalOptions) *cobra.Command {
 	var repair string
+	var tf targetFlag
 	cmd := &cobra.Command{
 		Use:   "verify DIR [--repair REGISTRY]",
 		Short: "Re-hash a backup and check that every manifest's blobs are present",
@@ -33,7 +34,10 @@ Each corrupt, missing or mis-sized blob is listed by digest with what
 references it and the images it breaks; the exit code is 1 if there is any.
 verify never modifies DIR, except with --repair REGISTRY: then every bad or
 missing blob is fetched again from REGISTRY (from a repository of an image
-that needs it), checked, and put in place, and the backup is verified again.`,
+that needs it), checked, and put in place, and the backup is verified again.
+
+DIR may be an s3:// URL, or left out with --target-config FILE (as in
+regkeeper backup): the backup is read where it is.`,
 		Example: `  # check last night's backup
   regkeeper verify /backups/registry
 
@@ -41,11 +45,18 @@ that needs it), checked, and put in place, and the backup is verified again.`,
   regkeeper verify /backups/registry -o json || alert "backup is damaged"
 
   # fetch what is damaged or missing again from the registry
-  regkeeper verify /backups/registry --repair registry.example.com`,
-		Args: positional(argVerifyDir),
+  regkeeper verify /backups/registry --repair registry.example.com
+
+  # a backup on S3
+  regkeeper verify 's3://backups/registry?region=eu-west-1'`,
+		Args: tf.args(0, argVerifyDir),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			log := g.logger(cmd)
-			res, err := backup.Verify(cmd.Context(), argv[0], backup.VerifyOptions{Jobs: g.jobs, Progress: g.reporter(cmd), Logger: log,
+			l, _, err := tf.open(cmd, argv, 0)
+			if err != nil {
+				return err
+			}
+			res, err := backup.VerifyLayout(cmd.Context(), l, backup.VerifyOptions{Jobs: g.jobs, Progress: g.reporter(cmd), Logger: log,
 				Repair: repair, Client: g.client(log)})
 			if err != nil {
 				return err
@@ -65,6 +76,7 @@ that needs it), checked, and put in place, and the backup is verified again.`,
 			return nil
 		},
 	}
+	tf.register(cmd)
 	cmd.Flags().StringVar(&repair, "repair", "", "fetch every bad or missing blob again from this registry")
 	g.registerOutput(cmd)
 	return cmd
