@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -72,6 +73,11 @@ type Options struct {
 	// TagDone, when set, is called after each selected tag is backed up
 	// or found unchanged (from several goroutines at once).
 	TagDone func(repo, tag string)
+	// Source is the registry's own storage (gc.Open of its config). When
+	// it and the backup are S3 buckets of one endpoint, blobs are copied
+	// inside the store (CopyObject) instead of pulled through this
+	// machine; manifests are still fetched and checked.
+	Source storagedriver.StorageDriver
 }
 
 // DefaultOptions returns the defaults: referrers on, followed
@@ -94,6 +100,11 @@ type Result struct {
 	// images that DIR already had.
 	BlobsSkipped int   `json:"blobsSkipped"`
 	BytesSkipped int64 `json:"bytesSkipped"`
+	// BlobsCopiedInStore and BytesCopiedInStore count the blobs of
+	// BlobsWritten copied inside the object store (Options.Source), not
+	// through this machine.
+	BlobsCopiedInStore int   `json:"blobsCopiedInStore"`
+	BytesCopiedInStore int64 `json:"bytesCopiedInStore"`
 	// Unchanged tags cost one HEAD request; Added tags were not in the
 	// backup; Updated tags moved to another digest.
 	Unchanged int `json:"unchanged"`
@@ -229,6 +240,7 @@ func RunLayout(ctx context.Context, host string, l Layout, opts Options) (*Resul
 }
 
 type runner struct {
+	copier *storeCopier // nil: blobs are pulled
 	opts   Options
 	reg    name.Registry
 	layout Layout
@@ -285,7 +297,11 @@ func newRunner(ctx context.Context, reg name.Registry, l Layout, idx *index, opt
 		return nil, err
 	}
 	jobs := opts.Client.JobCount()
-	return &runner{opts: opts, reg: reg, layout: l, idx: idx, walker: w, puller: w.Puller(), refOpts: append(ropts, remote.Reuse(rp)),
+	copier, why := newStoreCopier(opts.Source, l)
+	if why != "" {
+		log.Warn("blobs are pulled through this machine: "+why, "backup", l.String())
+	}
+	return &runner{copier: copier, opts: opts, reg: reg, layout: l, idx: idx, walker: w, puller: w.Puller(), refOpts: append(ropts, remote.Reuse(rp)),
 		log: log, now: now, bar: opts.Progress.Bytes(-1, "backup"), jobs: jobs,
 		blobSem: make(chan struct{}, jobs), counted: map[v1.Hash]bool{}, complete: map[v1.Hash]bool{},
 		good: map[v1.Hash]bool{}, damaged: map[v1.Hash]bool{}, snap: map[string]v1.Descriptor{}, lastSaved: time.Now()}, nil
@@ -580,6 +596,22 @@ func (r *runner) copyBlob(ctx context.Context, repo name.Repository, b v1.Descri
 	if r.hasBlob(b.Digest, b.Size) {
 		r.countSkipped(b.Digest, b.Size)
 		return nil
+	}
+	if r.copier != nil {
+		ok, err := r.copier.copy(ctx, b.Digest, b.Size, r.layout.Blob(b.Digest))
+		if err != nil {
+			return fmt.Errorf("blob %s in %s: %w", b.Digest, repo.RepositoryStr(), err)
+		}
+		if ok {
+			r.countWritten(b.Digest, b.Size)
+			r.mu.Lock()
+			r.res.BlobsCopiedInStore++
+			r.res.BytesCopiedInStore += b.Size
+			r.mu.Unlock()
+			r.bar.Add(b.Size)
+			r.markGood(b.Digest)
+			return nil
+		}
 	}
 	layer, err := r.puller.Layer(ctx, repo.Digest(b.Digest.String()))
 	if isNotFound(err) {

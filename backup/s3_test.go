@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -20,6 +21,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/minio"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
@@ -353,4 +355,114 @@ func TestBackupS3SlowDown(t *testing.T) {
 	if diff := cmp.Diff(want, snapshotTags(snaps[0])); diff != "" {
 		t.Errorf("tags (-want +got):\n%s", diff)
 	}
+}
+
+// bodyBytes counts the bytes of the response bodies a client reads, by
+// kind (blobs, manifests, other).
+type bodyBytes struct {
+	inner http.RoundTripper
+	mu    sync.Mutex
+	n     map[string]int64
+	gets  map[string]int
+}
+
+func (b *bodyBytes) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := b.inner.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	kind := "other"
+	for _, k := range []string{"blobs", "manifests"} {
+		if strings.Contains(req.URL.Path, "/"+k+"/") {
+			kind = k
+		}
+	}
+	b.mu.Lock()
+	b.gets[req.Method+" "+kind]++
+	b.mu.Unlock()
+	resp.Body = &countingBody{ReadCloser: resp.Body, add: func(n int) {
+		b.mu.Lock()
+		b.n[kind] += int64(n)
+		b.mu.Unlock()
+	}}
+	return resp, nil
+}
+
+type countingBody struct {
+	io.ReadCloser
+	add func(int)
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.add(n)
+	return n, err
+}
+
+// A registry on MinIO backed up into another bucket of the same MinIO,
+// once by pulling and once with the registry's storage as Source: the
+// second copies every blob inside the store (CopyObject) and reads no blob
+// through this machine, only manifests; it verifies (every copied object
+// re-hashed) and restores into a fresh registry with every digest equal.
+func TestBackupS3StoreSideCopy(t *testing.T) {
+	m := startMinIO(t, "registry")
+	ctx := context.Background()
+	if err := m.CreateBucket(ctx, "backups"); err != nil {
+		t.Fatal(err)
+	}
+	srv, e := regtest.Seeded(t, embedded.Options{Storage: m.StorageYAML("registry")})
+	source, err := gc.Open(ctx, srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(prefix string, src bool) (*Result, *bodyBytes, Layout) {
+		t.Helper()
+		l, err := OpenTarget(ctx, "s3://backups/"+prefix+"?endpoint="+m.Endpoint, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bb := &bodyBytes{inner: http.DefaultTransport, n: map[string]int64{}, gets: map[string]int{}}
+		opts := testOptions()
+		opts.Client.Transport = bb
+		if src {
+			opts.Source = source
+		}
+		res, err := RunLayout(ctx, srv.Host, l, opts)
+		if err != nil || len(res.Errors) > 0 || !res.Complete {
+			t.Fatalf("backup to %s: %v %+v", prefix, err, res.Errors)
+		}
+		return res, bb, l
+	}
+	pulled, pullBytes, _ := run("pulled", false)
+	copied, copyBytes, l := run("copied", true)
+	t.Logf("pull path: %d blobs, %d bytes of blobs and %d of manifests through the machine; store-side copy: %d blobs copied (%d bytes), %d bytes of blobs and %d of manifests through the machine",
+		pulled.BlobsWritten, pullBytes.n["blobs"], pullBytes.n["manifests"], copied.BlobsCopiedInStore, copied.BytesCopiedInStore, copyBytes.n["blobs"], copyBytes.n["manifests"])
+	if pulled.BlobsCopiedInStore != 0 || pullBytes.n["blobs"] == 0 {
+		t.Errorf("pull path: %d blobs copied in store, %d blob bytes read", pulled.BlobsCopiedInStore, pullBytes.n["blobs"])
+	}
+	if copyBytes.gets["GET blobs"] != 0 || copyBytes.n["blobs"] != 0 {
+		t.Errorf("store-side copy read %d blobs (%d bytes) through the machine", copyBytes.gets["GET blobs"], copyBytes.n["blobs"])
+	}
+	if copied.BlobsCopiedInStore == 0 || copied.BlobsWritten != pulled.BlobsWritten || copied.BytesWritten != pulled.BytesWritten {
+		t.Errorf("store-side copy wrote %d blobs (%d copied), %d bytes; the pull path %d, %d", copied.BlobsWritten, copied.BlobsCopiedInStore, copied.BytesWritten, pulled.BlobsWritten, pulled.BytesWritten)
+	}
+	if copyBytes.n["manifests"] == 0 {
+		t.Error("store-side copy read no manifest")
+	}
+	v, err := VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil || !v.OK() || v.Blobs != copied.BlobsWritten {
+		t.Fatalf("verify of the copied backup: %v, %d blobs, %+v", err, v.Blobs, v.Problems)
+	}
+	dst := regtest.Registry(t, embedded.Options{})
+	rres, err := RestoreLayout(ctx, l, dst.Host, RestoreOptions{Client: regtest.Client()})
+	if err != nil || len(rres.Errors) > 0 {
+		t.Fatalf("restore: %v %+v", err, rres.Errors)
+	}
+	for ref, d := range e.Tags() {
+		desc, err := remote.Head(regtest.Ref(t, dst, ref))
+		if err != nil || desc.Digest != d {
+			t.Errorf("%s restored: %v %v, want %s", ref, err, desc, d)
+		}
+	}
+	regtest.PullAll(t, dst.Host, e)
 }
