@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regkeeper/regkeeper/backup"
+	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/internal/output"
 )
@@ -16,6 +17,7 @@ func newBackupCmd(g *globalOptions) *cobra.Command {
 		mf     metricsFlag
 		pf     problemsFlag
 		tf     targetFlag
+		config string
 	)
 	opts := backup.DefaultOptions()
 	cmd := &cobra.Command{
@@ -48,6 +50,11 @@ no DIR, the storage: section of FILE, written as in the registry's own config
 (s3, azure, gcs, filesystem; the layout is at its rootdirectory). It is the
 same OCI image layout; verify, restore, backup snapshots and backup forget
 take the same DIR or --target-config.
+
+With --config (the registry's own config file, as gc takes it) and both the
+registry's storage and the backup on one S3 endpoint, every blob is copied
+inside the store (CopyObject) instead of pulled through this machine;
+manifests are still fetched and checked (blobsCopiedInStore in the JSON).
 
 Blobs are hashed while they stream into a temporary file, checked against
 digest and size, fsynced and renamed into place; index.json is written last,
@@ -100,6 +107,11 @@ that failed, is an error: exit 1.`,
 			if err != nil {
 				return err
 			}
+			if config != "" {
+				if opts.Source, err = gc.Open(cmd.Context(), config); err != nil {
+					return err
+				}
+			}
 			res, err := backup.RunLayout(cmd.Context(), argv[0], l, opts)
 			// A run that failed before it backed anything up (registry
 			// unreachable, credentials refused) is the one line on stderr,
@@ -127,6 +139,7 @@ that failed, is an error: exit 1.`,
 	pf.register(cmd)
 	tf.register(cmd)
 	f := cmd.Flags()
+	f.StringVar(&config, "config", "", "the registry's configuration file: when its storage and the backup are S3 buckets of one endpoint, blobs are copied inside the store")
 	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
 	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are followed (1: those of the images only)")
 	f.BoolVar(&opts.KeepHistory, "keep-history", false, "keep the previous digest of a moved tag as repo:tag@<date>")

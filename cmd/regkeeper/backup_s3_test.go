@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/regkeeper/regkeeper/backup"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/minio"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
@@ -93,6 +95,21 @@ func TestBackupCommandsS3(t *testing.T) {
 			run(0, append([]string{"backup", "forget", "--keep-last", "1", "--prune", "--dry-run"}, tc.target...)...)
 		})
 	}
+	// A registry on the same MinIO, backed up with its config: every blob
+	// is copied inside the store.
+	if err := m.CreateBucket(ctx, "registry"); err != nil {
+		t.Fatal(err)
+	}
+	onS3, _ := regtest.Seeded(t, embedded.Options{Storage: m.StorageYAML("registry")})
+	code, out, stderr := runCLI(t, "backup", onS3.Host, "s3://"+bucket+"/copied?endpoint="+m.Endpoint, "--config", onS3.ConfigFile, "--insecure", "-o", "json")
+	var res backup.Result
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil {
+		t.Fatalf("backup --config: exit %d: %s%s", code, out, stderr)
+	}
+	if res.BlobsCopiedInStore == 0 || res.BytesCopiedInStore == 0 || !strings.Contains(out, `"blobsCopiedInStore"`) {
+		t.Errorf("backup --config copied nothing in the store: %s", out)
+	}
+
 	// DIR and --target-config together, or neither: usage errors.
 	for _, argv := range [][]string{
 		{"backup", srv.Host, "/tmp/x", "--target-config", cfg},
