@@ -243,6 +243,25 @@ func TestBackupS3(t *testing.T) {
 	if diff := cmp.Diff([]string{victim}, corrupt); diff != "" {
 		t.Errorf("corrupt blobs (-want +got):\n%s", diff)
 	}
+	// verify --repair puts it back in the bucket.
+	v, err = VerifyLayout(ctx, l, VerifyOptions{Repair: srv.Host, Client: regtest.Client()})
+	if err != nil || !v.OK() || !cmp.Equal(v.Repaired, []string{victim}) {
+		t.Errorf("verify --repair: %v, repaired %v, %+v", err, v.Repaired, v.Problems)
+	}
+
+	// forget drops the interrupted run's snapshot; prune keeps every blob
+	// the complete one needs (all of them).
+	before := blobKeys(t, m, bucket, prefix)
+	f, err := ForgetLayout(ctx, l, ForgetOptions{Policy: ExpirePolicy{Last: 1}, Prune: true})
+	if err != nil || f.Kept != 1 || f.Removed != 1 || f.Prune == nil || f.Prune.Blobs != 0 {
+		t.Fatalf("forget: %v %+v", err, f)
+	}
+	if snaps, err := l.ReadSnapshots(); err != nil || len(snaps) != 1 || snaps[0].ID != res.Snapshot {
+		t.Errorf("snapshots after forget: %v %+v", err, snaps)
+	}
+	if diff := cmp.Diff(before, blobKeys(t, m, bucket, prefix)); diff != "" {
+		t.Errorf("blobs after prune (-want +got):\n%s", diff)
+	}
 }
 
 func TestS3Target(t *testing.T) {
