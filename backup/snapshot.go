@@ -116,9 +116,12 @@ func (l Layout) ReadSnapshots() ([]*Snapshot, error) {
 		if !ok {
 			continue
 		}
+		if _, _, regular, err := l.stat(l.SnapshotFile(id)); err == nil && !regular {
+			continue // a directory named *.json
+		}
 		b, err := l.readFile(l.SnapshotFile(id))
 		if errors.Is(err, fs.ErrNotExist) {
-			continue // a directory named *.json, or removed since listed
+			continue // removed since listed
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading snapshot %s: %w", id, err)
