@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -67,8 +68,16 @@ type Options struct {
 	Progress *progress.Reporter
 	// Logger receives warnings (absent children) and notices; nil discards.
 	Logger *slog.Logger
-	// Now stamps new entries; zero means time.Now.
+	// Now stamps new entries and the run's snapshot; zero means time.Now.
 	Now time.Time
+	// TagDone, when set, is called after each selected tag is backed up
+	// or found unchanged (from several goroutines at once).
+	TagDone func(repo, tag string)
+	// Source is the registry's own storage (gc.Open of its config). When
+	// it and the backup are S3 buckets of one endpoint, blobs are copied
+	// inside the store (CopyObject) instead of pulled through this
+	// machine; manifests are still fetched and checked.
+	Source storagedriver.StorageDriver
 }
 
 // DefaultOptions returns the defaults: referrers on, followed
@@ -91,8 +100,15 @@ type Result struct {
 	// images that DIR already had.
 	BlobsSkipped int   `json:"blobsSkipped"`
 	BytesSkipped int64 `json:"bytesSkipped"`
-	// Unchanged tags cost one HEAD request; Updated tags were new or moved.
+	// BlobsCopiedInStore and BytesCopiedInStore count the blobs of
+	// BlobsWritten copied inside the object store (Options.Source), not
+	// through this machine.
+	BlobsCopiedInStore int   `json:"blobsCopiedInStore"`
+	BytesCopiedInStore int64 `json:"bytesCopiedInStore"`
+	// Unchanged tags cost one HEAD request; Added tags were not in the
+	// backup; Updated tags moved to another digest.
 	Unchanged int `json:"unchanged"`
+	Added     int `json:"added"`
 	Updated   int `json:"updated"`
 	// Referrers recorded by this run through the referrers API.
 	Referrers int `json:"referrers"`
@@ -110,6 +126,10 @@ type Result struct {
 	// Errors are what could not be read or written: the run failed there.
 	Errors          []Error `json:"errors"`
 	DurationSeconds float64 `json:"durationSeconds"`
+	// Snapshot is the ID of this run's record in the backup; Complete
+	// whether the run finished with every selected tag backed up.
+	Snapshot string `json:"snapshot"`
+	Complete bool   `json:"complete"`
 
 	// Selection counts what the filters selected; not in the JSON.
 	Selection walk.Selection `json:"-"`
@@ -128,12 +148,16 @@ type Absent struct {
 // when nothing could be done (bad directory, registry unreachable) or ctx
 // ends, and then index.json still records every image completed.
 func Run(ctx context.Context, host, dir string, opts Options) (*Result, error) {
+	return RunLayout(ctx, host, Layout{Root: dir}, opts)
+}
+
+// RunLayout is Run into a layout anywhere (OpenTarget).
+func RunLayout(ctx context.Context, host string, l Layout, opts Options) (*Result, error) {
 	start := time.Now()
 	reg, err := opts.Client.Registry(host)
 	if err != nil {
 		return nil, err
 	}
-	l := Layout{Root: dir}
 	if err := l.Init(); err != nil {
 		return nil, err
 	}
@@ -149,28 +173,74 @@ func Run(ctx context.Context, host, dir string, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := newRunner(ctx, reg, l, idx, opts)
+	now := opts.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	opts.Now = now
+	// The run's record, written first as "running": a run killed outright
+	// leaves it so, and verify says the last run did not finish.
+	snap, err := l.newSnapshot(now, reg.RegistryStr())
 	if err != nil {
 		return nil, err
 	}
-	defer r.bar.Done()
-
-	err = r.run(ctx)
-	// Whatever happened, record what was completed.
-	if werr := idx.write(l); werr != nil && err == nil {
-		err = werr
+	if opts.Repo != nil {
+		snap.RepoFilter = opts.Repo.String()
 	}
-	res := r.result()
+	if opts.Tag != nil {
+		snap.TagFilter = opts.Tag.String()
+	}
+	if err := l.writeSnapshot(snap); err != nil {
+		return nil, err
+	}
+	r, err := newRunner(ctx, reg, l, idx, opts)
+	if err == nil {
+		defer r.bar.Done()
+		err = r.run(ctx)
+		// Whatever happened, record what was completed.
+		if werr := idx.write(l); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	var res *Result
+	if r != nil {
+		res = r.result()
+	} else {
+		res = &Result{Absent: []Absent{}, Problems: []walk.Problem{}, Errors: []Error{}}
+	}
 	res.DurationSeconds = time.Since(start).Seconds()
 	if err != nil && ctx.Err() == nil {
 		// A run that could not do its job says so in its JSON too, not
 		// only on stderr: no "errors": [] beside 0 images.
-		res.Errors = append(res.Errors, Error{Error: err.Error()})
+		res.Errors = append(res.Errors, Error{Error: describe(err)})
 	}
+	// The record of the run, last.
+	switch {
+	case ctx.Err() != nil:
+		snap.Status, snap.Reason = SnapshotIncomplete, "interrupted"
+	case err != nil:
+		snap.Status, snap.Reason = SnapshotIncomplete, "failed: "+describe(err)
+	case len(res.Errors) > 0:
+		snap.Status, snap.Reason = SnapshotIncomplete, fmt.Sprintf("%d of the selected repositories or tags could not be backed up (first: %s)", len(res.Errors), res.Errors[0].Error)
+	default:
+		snap.Status = SnapshotComplete
+	}
+	if r != nil {
+		snap.Manifests = r.snapshotManifests()
+	}
+	if werr := l.writeSnapshot(snap); werr != nil {
+		res.Errors = append(res.Errors, Error{Error: describe(werr)})
+		if err == nil {
+			err = werr
+		}
+		snap.Status = SnapshotIncomplete
+	}
+	res.Snapshot, res.Complete = snap.ID, snap.Complete()
 	return res, err
 }
 
 type runner struct {
+	copier *storeCopier // nil: blobs are pulled
 	opts   Options
 	reg    name.Registry
 	layout Layout
@@ -197,7 +267,12 @@ type runner struct {
 	res       Result
 	counted   map[v1.Hash]bool // blobs counted as written or skipped
 	complete  map[v1.Hash]bool // manifests found complete in the layout
+	good      map[v1.Hash]bool // blobs found present and whole in the layout
+	damaged   map[v1.Hash]bool // blobs found present but damaged, until written again
 	lastSaved time.Time
+	// snap holds the entries this run backed up, for its snapshot: by
+	// repo:tag, and repo@digest for referrers.
+	snap map[string]v1.Descriptor
 }
 
 func newRunner(ctx context.Context, reg name.Registry, l Layout, idx *index, opts Options) (*runner, error) {
@@ -222,10 +297,14 @@ func newRunner(ctx context.Context, reg name.Registry, l Layout, idx *index, opt
 		return nil, err
 	}
 	jobs := opts.Client.JobCount()
-	return &runner{opts: opts, reg: reg, layout: l, idx: idx, walker: w, puller: w.Puller(), refOpts: append(ropts, remote.Reuse(rp)),
+	copier, why := newStoreCopier(opts.Source, l)
+	if why != "" {
+		log.Warn("blobs are pulled through this machine: "+why, "backup", l.String())
+	}
+	return &runner{copier: copier, opts: opts, reg: reg, layout: l, idx: idx, walker: w, puller: w.Puller(), refOpts: append(ropts, remote.Reuse(rp)),
 		log: log, now: now, bar: opts.Progress.Bytes(-1, "backup"), jobs: jobs,
 		blobSem: make(chan struct{}, jobs), counted: map[v1.Hash]bool{}, complete: map[v1.Hash]bool{},
-		lastSaved: time.Now()}, nil
+		good: map[v1.Hash]bool{}, damaged: map[v1.Hash]bool{}, snap: map[string]v1.Descriptor{}, lastSaved: time.Now()}, nil
 }
 
 // target is one tag to back up.
@@ -289,9 +368,15 @@ func (r *runner) backupAll(ctx context.Context, targets []target) map[string]map
 			return
 		case err != nil:
 			if ctx.Err() == nil {
-				r.addError(Error{Repository: t.repo, Tag: t.tag, Error: client.Describe(err)})
+				r.addError(Error{Repository: t.repo, Tag: t.tag, Error: describe(err)})
 			}
 			return
+		}
+		if desc, ok := r.idx.tag(t.repo, t.tag); ok {
+			r.record(t.repo+":"+t.tag, desc)
+		}
+		if r.opts.TagDone != nil {
+			r.opts.TagDone(t.repo, t.tag)
 		}
 		mu.Lock()
 		if digests[t.repo] == nil {
@@ -328,7 +413,8 @@ func (r *runner) backupTag(ctx context.Context, t target) ([]v1.Hash, error) {
 	repo := r.reg.Repo(t.repo)
 	ref := repo.Tag(t.tag)
 	var getRef name.Reference = ref
-	if prev, ok := r.idx.tag(t.repo, t.tag); ok {
+	prev, existed := r.idx.tag(t.repo, t.tag)
+	if existed {
 		head, err := r.puller.Head(ctx, ref)
 		if err != nil {
 			return nil, tagError(ref, err)
@@ -360,7 +446,13 @@ func (r *runner) backupTag(ctx context.Context, t target) ([]v1.Hash, error) {
 	}
 	r.idx.setTag(t.repo, t.tag, desc, absent, r.now, r.opts.KeepHistory)
 	r.mu.Lock()
-	r.res.Updated++
+	if existed && prev.Digest != desc.Digest {
+		r.res.Updated++
+	} else if existed {
+		r.res.Unchanged++ // same digest, made whole again
+	} else {
+		r.res.Added++
+	}
 	r.mu.Unlock()
 	return ds, nil
 }
@@ -437,7 +529,7 @@ func (r *runner) copyManifest(ctx context.Context, repo name.Repository, desc v1
 // registry.
 func (r *runner) fetchManifest(ctx context.Context, repo name.Repository, desc v1.Descriptor) ([]byte, error) {
 	ref := repo.Digest(desc.Digest.String())
-	if r.layout.HasBlob(desc.Digest, desc.Size) {
+	if r.hasBlob(desc.Digest, desc.Size) {
 		if _, err := r.puller.Head(ctx, ref); err != nil {
 			return nil, err
 		}
@@ -453,18 +545,19 @@ func (r *runner) fetchManifest(ctx context.Context, repo name.Repository, desc v
 }
 
 func (r *runner) writeManifest(desc v1.Descriptor, raw []byte) error {
-	if r.layout.HasBlob(desc.Digest, int64(len(raw))) {
+	if r.hasBlob(desc.Digest, int64(len(raw))) {
 		r.countSkipped(desc.Digest, int64(len(raw)))
 		return nil
 	}
 	return r.blobs.doErr(desc.Digest.String(), func() error {
-		if r.layout.HasBlob(desc.Digest, int64(len(raw))) {
+		if r.hasBlob(desc.Digest, int64(len(raw))) {
 			return nil
 		}
 		if err := r.layout.WriteBlob(desc.Digest, int64(len(raw)), bytes.NewReader(raw), r.bar.Add); err != nil {
 			return err
 		}
 		r.countWritten(desc.Digest, int64(len(raw)))
+		r.markGood(desc.Digest)
 		return nil
 	})
 }
@@ -478,7 +571,7 @@ func (r *runner) copyBlobs(ctx context.Context, repo name.Repository, blobs []v1
 			r.log.Info("non-distributable layer not backed up", "repository", repo.RepositoryStr(), "digest", b.Digest.String())
 			continue
 		}
-		if r.layout.HasBlob(b.Digest, b.Size) {
+		if r.hasBlob(b.Digest, b.Size) {
 			r.countSkipped(b.Digest, b.Size)
 			continue
 		}
@@ -500,9 +593,25 @@ func (r *runner) copyBlobs(ctx context.Context, repo name.Repository, blobs []v1
 }
 
 func (r *runner) copyBlob(ctx context.Context, repo name.Repository, b v1.Descriptor) error {
-	if r.layout.HasBlob(b.Digest, b.Size) {
+	if r.hasBlob(b.Digest, b.Size) {
 		r.countSkipped(b.Digest, b.Size)
 		return nil
+	}
+	if r.copier != nil {
+		ok, err := r.copier.copy(ctx, b.Digest, b.Size, r.layout.Blob(b.Digest))
+		if err != nil {
+			return fmt.Errorf("blob %s in %s: %w", b.Digest, repo.RepositoryStr(), err)
+		}
+		if ok {
+			r.countWritten(b.Digest, b.Size)
+			r.mu.Lock()
+			r.res.BlobsCopiedInStore++
+			r.res.BytesCopiedInStore += b.Size
+			r.mu.Unlock()
+			r.bar.Add(b.Size)
+			r.markGood(b.Digest)
+			return nil
+		}
 	}
 	layer, err := r.puller.Layer(ctx, repo.Digest(b.Digest.String()))
 	if isNotFound(err) {
@@ -521,7 +630,70 @@ func (r *runner) copyBlob(ctx context.Context, repo name.Repository, b v1.Descri
 		return fmt.Errorf("blob %s in %s: %w", b.Digest, repo.RepositoryStr(), err)
 	}
 	r.countWritten(b.Digest, b.Size)
+	r.markGood(b.Digest)
 	return nil
+}
+
+// markGood notes a blob just written, checked.
+func (r *runner) markGood(d v1.Hash) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.good[d] = true
+	delete(r.damaged, d)
+}
+
+// hasBlob reports whether the layout has blob d whole (layout.HasGoodBlob),
+// once per run: a blob changed in place since it was verified is re-hashed,
+// and fetched again when it is damaged.
+func (r *runner) hasBlob(d v1.Hash, size int64) bool {
+	r.mu.Lock()
+	ok := r.good[d]
+	r.mu.Unlock()
+	if ok {
+		return true
+	}
+	r.mu.Lock()
+	damaged := r.damaged[d]
+	r.mu.Unlock()
+	if damaged {
+		return false // until it is written again
+	}
+	if !r.layout.HasGoodBlob(d, size) {
+		if r.layout.HasBlob(d, size) {
+			r.mu.Lock()
+			first := !r.damaged[d]
+			r.damaged[d] = true
+			r.mu.Unlock()
+			if first {
+				r.log.Warn("blob in the backup is damaged (its content does not hash to its name): fetching it again", "digest", d.String())
+			}
+		}
+		return false
+	}
+	r.mu.Lock()
+	r.good[d] = true
+	r.mu.Unlock()
+	return true
+}
+
+// record notes an entry of this run's snapshot.
+func (r *runner) record(key string, desc v1.Descriptor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.snap[key] = desc
+}
+
+// snapshotManifests are the entries this run backed up, in index.json
+// order.
+func (r *runner) snapshotManifests() []v1.Descriptor {
+	r.mu.Lock()
+	out := make([]v1.Descriptor, 0, len(r.snap))
+	for _, d := range r.snap {
+		out = append(out, d)
+	}
+	r.mu.Unlock()
+	sortEntries(out)
+	return out
 }
 
 // isComplete reports whether manifest d and everything it references
@@ -550,7 +722,7 @@ func (r *runner) isComplete(d v1.Hash, absent map[v1.Hash]bool) bool {
 		if !distributable(b) {
 			continue
 		}
-		if !r.layout.HasBlob(b.Digest, b.Size) {
+		if !r.hasBlob(b.Digest, b.Size) {
 			return false
 		}
 		r.countSkipped(b.Digest, b.Size)

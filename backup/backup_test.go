@@ -101,7 +101,7 @@ func TestBackupRestoreEstate(t *testing.T) {
 
 	res := backup(t, srv.Host, dir, testOptions())
 	want := e.Tags()
-	if res.Images != len(want) || res.Updated != len(want) || res.Unchanged != 0 {
+	if res.Images != len(want) || res.Added != len(want) || res.Updated != 0 || res.Unchanged != 0 {
 		t.Errorf("first run: images %d updated %d unchanged %d, want %d new", res.Images, res.Updated, res.Unchanged, len(want))
 	}
 	if res.BlobsWritten == 0 || res.BytesWritten == 0 || res.ReferrersAPI {
@@ -330,7 +330,7 @@ func TestBackupMovedTagKeepsHistory(t *testing.T) {
 
 	// Restore --repo team-d/tool --dry-run lists both, pushes nothing.
 	dst := regtest.Registry(t, embedded.Options{})
-	ro := RestoreOptions{Client: regtest.Client(), Repo: regexp.MustCompile(`^team-d/tool$`), DryRun: true}
+	ro := RestoreOptions{Client: regtest.Client(), Repo: regexp.MustCompile(`^team-d/tool$`), DryRun: true, Snapshot: SnapshotAll}
 	rres, err := Restore(context.Background(), dir, dst.Host, ro)
 	if err != nil {
 		t.Fatal(err)
@@ -398,12 +398,16 @@ func TestVerifyFindsCorruption(t *testing.T) {
 		t.Errorf("problems (-want +got):\n%s\n%+v", diff, v.Problems)
 	}
 
-	// The next backup repairs what it needs: the missing blob comes back.
-	// (A corrupt blob of the right size is only found by verify.)
+	// The next backup repairs what it needs: the missing blob comes back,
+	// and so does the one damaged in place (its mtime changed).
 	backup(t, srv.Host, dir, testOptions())
 	if !l.HasBlob(missing, -1) {
 		t.Error("backup did not refetch a missing blob")
 	}
+	if _, err := l.ReadBlob(layer); err != nil {
+		t.Errorf("backup did not refetch a blob damaged in place: %v", err)
+	}
+	mustVerify(t, dir)
 }
 
 // requestCounter counts requests by method and kind of path.
@@ -459,8 +463,15 @@ func TestBackupResumesAfterCancel(t *testing.T) {
 		if !errors.Is(err, context.Canceled) {
 			t.Fatalf("cancelled after %d blobs: %v", n, err)
 		}
-		t.Logf("cancelled after %d blob requests: %d tags recorded, %d blobs written", n, res.Updated, res.BlobsWritten)
-		mustVerify(t, dir)
+		t.Logf("cancelled after %d blob requests: %d tags recorded, %d blobs written", n, res.Added, res.BlobsWritten)
+		// Every blob is whole; the run is said not to have finished.
+		v, err := Verify(context.Background(), dir, VerifyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Problems) != 1 || v.Problems[0].Problem != ProblemUnfinished || v.Completeness != CompletenessIncomplete || res.Complete {
+			t.Errorf("verify after an interrupted run: %s %+v", v.Completeness, v.Problems)
+		}
 		for ref, d := range tagsInBackup(t, dir) {
 			if e.Tags()[ref] != d {
 				t.Errorf("partial backup has %s at %s", ref, d)
@@ -596,8 +607,13 @@ func TestBadInput(t *testing.T) {
 	if _, err := Restore(ctx, notLayout, "127.0.0.1:1", RestoreOptions{}); !errors.Is(err, ErrNotLayout) {
 		t.Errorf("restore of a non-layout: %v", err)
 	}
-	if _, err := Restore(ctx, empty, "127.0.0.1:1", RestoreOptions{Client: regtest.Client()}); err != nil {
+	// The run that failed left an empty layout and a record that it did
+	// not finish: restore refuses to pick it, unless asked for all.
+	if _, err := Restore(ctx, empty, "127.0.0.1:1", RestoreOptions{Client: regtest.Client()}); !errors.Is(err, ErrNoSnapshot) {
 		t.Errorf("restore of an empty backup: %v", err)
+	}
+	if _, err := Restore(ctx, empty, "127.0.0.1:1", RestoreOptions{Client: regtest.Client(), Snapshot: SnapshotAll}); err != nil {
+		t.Errorf("restore of an empty backup, --snapshot all: %v", err)
 	}
 	// A layout with an image restores to an unreachable registry with a
 	// clear error.
@@ -627,7 +643,7 @@ func TestBadInput(t *testing.T) {
 	if err := idx.write(l); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Restore(ctx, empty, "127.0.0.1:1", RestoreOptions{Client: regtest.Client()}); err == nil || !strings.Contains(err.Error(), "unreachable") {
+	if _, err := Restore(ctx, empty, "127.0.0.1:1", RestoreOptions{Client: regtest.Client(), Snapshot: SnapshotAll}); err == nil || !strings.Contains(err.Error(), "unreachable") {
 		t.Errorf("restore to an unreachable registry: %v", err)
 	}
 	if err := l.WriteBlob(d, 5, strings.NewReader("hello"), nil); err == nil {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/regkeeper/regkeeper/internal/client"
+
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -14,7 +16,31 @@ var (
 	ErrNotLayout = errors.New("not an OCI image layout")
 	// ErrLocked: another backup is writing to the directory.
 	ErrLocked = errors.New("backup directory is locked by another run")
+	// ErrNoSnapshot: the snapshot asked for is not in the backup.
+	ErrNoSnapshot = errors.New("no such snapshot")
 )
+
+// WriteError is a failure to write into the backup directory (a full
+// disk, a read-only file system): what failed is the backup's storage,
+// not the registry.
+type WriteError struct {
+	Path string
+	Err  error
+}
+
+func (e *WriteError) Error() string { return fmt.Sprintf("writing the backup: %s: %v", e.Path, e.Err) }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// describe renders an error of a run for its report: a write into the
+// backup names the path (a full disk is not the registry being
+// unreachable), anything else as the client describes it.
+func describe(err error) string {
+	var we *WriteError
+	if errors.As(err, &we) {
+		return we.Error()
+	}
+	return client.Describe(err)
+}
 
 // DigestError is a blob whose content does not match its digest or size.
 type DigestError struct {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -112,7 +111,7 @@ func (l Layout) ReadIndex() ([]Entry, error) {
 }
 
 func (l Layout) readIndex() (*index, error) {
-	b, err := os.ReadFile(l.IndexFile())
+	b, err := l.readFile(l.IndexFile())
 	if errors.Is(err, fs.ErrNotExist) {
 		return &index{}, nil
 	}
@@ -212,6 +211,18 @@ func (x *index) setTag(repo, tag string, desc v1.Descriptor, absent []v1.Hash, n
 	x.entries = append(x.entries, nd)
 }
 
+// referrer returns the entry of a referrer of repo.
+func (x *index) referrer(repo string, d v1.Hash) (v1.Descriptor, bool) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.lookup()
+	i, ok := x.referrers[repo+"@"+d.String()]
+	if !ok {
+		return v1.Descriptor{}, false
+	}
+	return x.entries[i], true
+}
+
 // addReferrer records a referrer of subject in repo, once.
 func (x *index) addReferrer(repo string, desc v1.Descriptor, subject v1.Hash, now time.Time) bool {
 	x.mu.Lock()
@@ -236,19 +247,7 @@ func (x *index) marshal() ([]byte, error) {
 	x.mu.Lock()
 	entries := append([]v1.Descriptor(nil), x.entries...)
 	x.mu.Unlock()
-	sort.SliceStable(entries, func(i, j int) bool {
-		a, b := Entry{entries[i]}, Entry{entries[j]}
-		if a.Repository() != b.Repository() {
-			return a.Repository() < b.Repository()
-		}
-		if a.Kind() != b.Kind() {
-			return a.Kind() > b.Kind() // tag, referrer, history
-		}
-		if a.Annotations[AnnotationRefName] != b.Annotations[AnnotationRefName] {
-			return a.Annotations[AnnotationRefName] < b.Annotations[AnnotationRefName]
-		}
-		return a.Digest.String() < b.Digest.String()
-	})
+	sortEntries(entries)
 	if entries == nil {
 		entries = []v1.Descriptor{}
 	}
@@ -272,10 +271,10 @@ func (x *index) write(l Layout) error {
 		return nil
 	}
 	if err := l.syncBlobDirs(); err != nil {
-		return fmt.Errorf("syncing blobs: %w", err)
+		return &WriteError{Path: l.BlobsDir(), Err: err}
 	}
 	if err := writeFileAtomic(l, l.IndexFile(), b); err != nil {
-		return fmt.Errorf("writing index.json: %w", err)
+		return &WriteError{Path: l.IndexFile(), Err: err}
 	}
 	x.written = b
 	return nil

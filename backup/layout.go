@@ -14,7 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
@@ -34,14 +36,25 @@ import (
 //	    cycle.lock               held (flock) by a running regkeeper cycle
 //	    tmp/<hex>.<random>       a blob being written: hashed as it streams in,
 //	                             checked, fsynced, then renamed to blobs/<alg>/<hex>
-//	    index.json.<random>      the next index.json, renamed over it when complete
+//	    index.json.<random>      the next index.json (or snapshot), renamed over it when complete
+//	    snapshots/<id>.json      the record of one backup run (snapshot.go): what it
+//	                             backed up and whether it finished; written at the
+//	                             start of the run ("running") and last, after index.json
 //
 // A blob is only ever visible under blobs/ complete and verified, and
 // index.json only names manifests whose blobs are all under blobs/, so a run
 // killed at any moment leaves a valid layout; temp files it leaves behind are
 // removed by the next backup.
+//
+// A layout on object storage (OpenTarget, DriverLayout) has the same files
+// at the root of a storage driver; there, a blob is written straight to its
+// key where the store makes it visible only when complete (S3, GCS), the
+// lock is an object (driverLock) and nothing needs a sync.
 type Layout struct {
 	Root string
+
+	driver storagedriver.StorageDriver // nil: Root is a local directory
+	name   string                      // the target as named, for messages
 }
 
 // The fixed files of the layout.
@@ -52,6 +65,7 @@ const (
 	privateDirName = ".regkeeper"
 	lockFileName   = "lock"
 	tempDirName    = "tmp"
+	snapshotsDir   = "snapshots"
 )
 
 // layoutFileContent is the oci-layout file every layout starts with.
@@ -82,6 +96,14 @@ func (l Layout) PrivateDir() string { return filepath.Join(l.Root, privateDirNam
 // LockFile is DIR/.regkeeper/lock.
 func (l Layout) LockFile() string { return filepath.Join(l.Root, privateDirName, lockFileName) }
 
+// SnapshotsDir is DIR/.regkeeper/snapshots.
+func (l Layout) SnapshotsDir() string { return filepath.Join(l.Root, privateDirName, snapshotsDir) }
+
+// SnapshotFile is DIR/.regkeeper/snapshots/<id>.json.
+func (l Layout) SnapshotFile(id string) string {
+	return filepath.Join(l.SnapshotsDir(), id+".json")
+}
+
 // TempDir is DIR/.regkeeper/tmp.
 func (l Layout) TempDir() string { return filepath.Join(l.Root, privateDirName, tempDirName) }
 
@@ -105,6 +127,9 @@ func randomSuffix() string {
 // an oci-layout file. A missing index.json is an empty backup (a first run
 // killed before writing it).
 func (l Layout) Check() error {
+	if l.driver != nil {
+		return l.checkLayoutFile()
+	}
 	fi, err := os.Stat(l.Root)
 	if err != nil {
 		return fmt.Errorf("opening backup %s: %w", l.Root, err)
@@ -112,9 +137,13 @@ func (l Layout) Check() error {
 	if !fi.IsDir() {
 		return fmt.Errorf("%w: %s is not a directory", ErrNotLayout, l.Root)
 	}
-	b, err := os.ReadFile(l.LayoutFile())
+	return l.checkLayoutFile()
+}
+
+func (l Layout) checkLayoutFile() error {
+	b, err := l.readFile(l.LayoutFile())
 	if errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("%w: %s has no oci-layout file", ErrNotLayout, l.Root)
+		return fmt.Errorf("%w: %s has no oci-layout file", ErrNotLayout, l)
 	}
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", l.LayoutFile(), err)
@@ -132,6 +161,9 @@ func (l Layout) Check() error {
 // is one otherwise. It never removes or overwrites anything but its own
 // temporary files.
 func (l Layout) Init() error {
+	if l.driver != nil {
+		return l.driverInit()
+	}
 	entries, err := os.ReadDir(l.Root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -164,13 +196,57 @@ func (l Layout) Init() error {
 // HasBlob reports whether blob d is present with the given size (size < 0:
 // any size). Presence is trusted; Verify re-hashes.
 func (l Layout) HasBlob(d v1.Hash, size int64) bool {
+	if l.driver != nil {
+		n, _, regular, err := l.stat(l.Blob(d))
+		return err == nil && regular && (size < 0 || n == size)
+	}
 	fi, err := os.Stat(l.Blob(d))
 	return err == nil && fi.Mode().IsRegular() && (size < 0 || fi.Size() == size)
 }
 
+// verifiedTime is the modification time a blob is given once its content
+// has been hashed and found to match its name (when backup writes it, or
+// finds it unmarked). Any later write to the file sets its mtime to the
+// time of that write, so backup tells a blob changed in place (a flipped
+// byte keeps the size) from a verified one with a stat it makes anyway,
+// and re-hashes only those. Corruption that does not touch the mtime (bit
+// rot below the file system) is found by verify, not by backup.
+var verifiedTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// markVerified stamps a blob whose content was just checked.
+func markVerified(path string) { _ = os.Chtimes(path, time.Time{}, verifiedTime) }
+
+// HasGoodBlob reports whether blob d is present with the given size and
+// its content is trusted: marked verified, or re-hashed now and found
+// right (then marked). A blob that fails is left for the caller to write
+// again.
+//
+// On object storage a blob present with its size is trusted: objects are
+// written whole and checked before they become visible, and are not
+// changed in place; verify re-hashes them.
+func (l Layout) HasGoodBlob(d v1.Hash, size int64) bool {
+	if l.driver != nil {
+		return l.HasBlob(d, size)
+	}
+	path := l.Blob(d)
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() || (size >= 0 && fi.Size() != size) {
+		return false
+	}
+	if fi.ModTime().Equal(verifiedTime) {
+		return true
+	}
+	got, err := hashFile(path, d.Algorithm, func(int64) {})
+	if err != nil || got != d.Hex {
+		return false
+	}
+	markVerified(path)
+	return true
+}
+
 // ReadBlob returns the whole of a (small) blob, checked against its digest.
 func (l Layout) ReadBlob(d v1.Hash) ([]byte, error) {
-	b, err := os.ReadFile(l.Blob(d))
+	b, err := l.readFile(l.Blob(d))
 	if err != nil {
 		return nil, err
 	}
@@ -190,17 +266,20 @@ func (l Layout) ReadBlob(d v1.Hash) ([]byte, error) {
 // fsynced and renamed into place. progress (may be nil) is told of every
 // byte written. A mismatch returns a *DigestError and leaves nothing behind.
 func (l Layout) WriteBlob(d v1.Hash, size int64, r io.Reader, progress func(int64)) (err error) {
+	if l.driver != nil {
+		return l.driverWriteBlob(d, size, r, progress)
+	}
 	h, err := newHash(d.Algorithm)
 	if err != nil {
 		return err
 	}
 	if err := os.MkdirAll(l.AlgorithmDir(d.Algorithm), 0o755); err != nil {
-		return err
+		return &WriteError{Path: l.AlgorithmDir(d.Algorithm), Err: err}
 	}
 	tmp := l.tempBlob(d)
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if err != nil {
-		return fmt.Errorf("creating temporary blob: %w", err)
+		return &WriteError{Path: tmp, Err: err}
 	}
 	defer func() {
 		if err != nil {
@@ -208,7 +287,7 @@ func (l Layout) WriteBlob(d v1.Hash, size int64, r io.Reader, progress func(int6
 			os.Remove(tmp)
 		}
 	}()
-	var w io.Writer = io.MultiWriter(f, h)
+	var w io.Writer = io.MultiWriter(fileWriter{f, tmp}, h)
 	if progress != nil {
 		w = io.MultiWriter(w, progressWriter(progress))
 	}
@@ -222,15 +301,31 @@ func (l Layout) WriteBlob(d v1.Hash, size int64, r io.Reader, progress func(int6
 		return &DigestError{Want: d, Got: got, WantSize: size, GotSize: n}
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("syncing blob %s: %w", d, err)
+		return &WriteError{Path: tmp, Err: err}
 	}
 	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing blob %s: %w", d, err)
+		return &WriteError{Path: tmp, Err: err}
 	}
 	if err := os.Rename(tmp, l.Blob(d)); err != nil {
-		return fmt.Errorf("moving blob %s into place: %w", d, err)
+		return &WriteError{Path: l.Blob(d), Err: err}
 	}
+	markVerified(l.Blob(d))
 	return nil
+}
+
+// fileWriter tells a failed write into the backup (a full disk) from a
+// failed read of what is copied into it.
+type fileWriter struct {
+	f    *os.File
+	path string
+}
+
+func (w fileWriter) Write(b []byte) (int, error) {
+	n, err := w.f.Write(b)
+	if err != nil {
+		return n, &WriteError{Path: w.path, Err: err}
+	}
+	return n, nil
 }
 
 type progressWriter func(int64)
@@ -243,6 +338,9 @@ func (p progressWriter) Write(b []byte) (int, error) {
 // syncBlobDirs makes the renames of blobs durable before an index.json that
 // names them is written.
 func (l Layout) syncBlobDirs() error {
+	if l.driver != nil {
+		return nil
+	}
 	entries, err := os.ReadDir(l.BlobsDir())
 	if err != nil {
 		return err
@@ -260,7 +358,7 @@ func (l Layout) syncBlobDirs() error {
 // removeTemp deletes temporary files a killed run left behind. Only called
 // with the lock held.
 func (l Layout) removeTemp() error {
-	entries, err := os.ReadDir(l.TempDir())
+	entries, err := l.readDir(l.TempDir())
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil
@@ -268,17 +366,20 @@ func (l Layout) removeTemp() error {
 		return err
 	}
 	for _, e := range entries {
-		if err := os.Remove(filepath.Join(l.TempDir(), e.Name())); err != nil {
+		if err := l.remove(filepath.Join(l.TempDir(), e)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	priv, err := os.ReadDir(l.PrivateDir())
+	priv, err := l.readDir(l.PrivateDir())
 	if err != nil {
+		if l.driver != nil && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
 		return err
 	}
 	for _, e := range priv {
-		if strings.HasPrefix(e.Name(), indexFileName+".") {
-			if err := os.Remove(filepath.Join(l.PrivateDir(), e.Name())); err != nil {
+		if strings.HasPrefix(e, indexFileName+".") {
+			if err := l.remove(filepath.Join(l.PrivateDir(), e)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return err
 			}
 		}
@@ -289,6 +390,9 @@ func (l Layout) removeTemp() error {
 // writeFileAtomic writes path through a temporary file in DIR/.regkeeper,
 // fsynced and renamed over path, then fsyncs path's directory.
 func writeFileAtomic(l Layout, path string, data []byte) error {
+	if l.driver != nil {
+		return l.driverPut(path, data)
+	}
 	if err := os.MkdirAll(l.PrivateDir(), 0o755); err != nil {
 		return err
 	}

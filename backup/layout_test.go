@@ -5,8 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -24,6 +26,8 @@ func TestLayoutPaths(t *testing.T) {
 		{l.PrivateDir(), "/b/.regkeeper"},
 		{l.LockFile(), "/b/.regkeeper/lock"},
 		{l.TempDir(), "/b/.regkeeper/tmp"},
+		{l.SnapshotsDir(), "/b/.regkeeper/snapshots"},
+		{l.SnapshotFile("0a1b2c3d"), "/b/.regkeeper/snapshots/0a1b2c3d.json"},
 		{filepath.Dir(l.tempBlob(d)), "/b/.regkeeper/tmp"},
 		{filepath.Dir(l.tempIndex()), "/b/.regkeeper"},
 	} {
@@ -82,6 +86,8 @@ func TestWriteBlob(t *testing.T) {
 	}
 	if _, err := l.lock(); lockSupported && !errors.Is(err, ErrLocked) {
 		t.Errorf("second lock: %v", err)
+	} else if lockSupported && !strings.Contains(err.Error(), fmt.Sprintf("held by regkeeper pid %d on ", os.Getpid())) {
+		t.Errorf("second lock does not name its holder: %v", err)
 	}
 	unlock()
 }

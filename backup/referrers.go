@@ -116,6 +116,9 @@ func (r *runner) backupReferrers(ctx context.Context, repo name.Repository, subj
 					r.res.Referrers++
 					r.mu.Unlock()
 				}
+				if e, ok := r.idx.referrer(repo.RepositoryStr(), desc.Digest); ok {
+					r.record(repo.RepositoryStr()+"@"+desc.Digest.String(), e)
+				}
 				next = append(next, r.coveredDigests(desc.Digest)...)
 			}
 		}

@@ -8,8 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -45,6 +45,12 @@ type RestoreOptions struct {
 	// Zero or less means DefaultReferrersDepth. Referrers whose subject is
 	// not in the layout at all are restored when no tag filter is given.
 	ReferrersDepth int
+	// Snapshot picks what is restored from a regkeeper backup: "" or
+	// "latest" the latest complete snapshot (a layout without snapshots:
+	// every entry of index.json, completeness unknown), an ID (or a
+	// unique prefix) that snapshot, SnapshotAll every entry of index.json
+	// (history entries and tags since deleted from the registry included).
+	Snapshot string
 	// DryRun plans and lists, and contacts no registry.
 	DryRun   bool
 	Progress *progress.Reporter
@@ -54,6 +60,13 @@ type RestoreOptions struct {
 // RestoreResult is what Restore did, or with DryRun would do.
 type RestoreResult struct {
 	DryRun bool `json:"dryRun"`
+	// Snapshot is the backup run restored (nil: index.json); Completeness
+	// as verify says it (CompletenessUnknown for a layout without
+	// snapshots); Note says what an operator should know: the last run did
+	// not finish, or nothing says the layout is complete.
+	Snapshot     *SnapshotInfo `json:"snapshot"`
+	Completeness string        `json:"completeness"`
+	Note         string        `json:"note,omitempty"`
 	// Images, Referrers and History count the index.json entries selected;
 	// Attached, the signature and fallback tags a tag filter brought
 	// along; Untagged, entries with no name pushed by digest into
@@ -116,6 +129,10 @@ type repoPlan struct {
 	// listed is, by subject, the referrers list entry of every manifest
 	// with a subject that this repository receives.
 	listed map[v1.Hash][]v1.Descriptor
+	// sources are, by blob, the repositories the layout names for the
+	// entries that need it, when --map moves them elsewhere: restored into
+	// the registry they came from, the blob is mounted from there.
+	sources map[v1.Hash][]string
 }
 
 type planManifest struct {
@@ -130,8 +147,12 @@ type planManifest struct {
 // keeps its digest; blobs and manifests the registry already has are not
 // pushed again.
 func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*RestoreResult, error) {
+	return RestoreLayout(ctx, Layout{Root: dir}, host, opts)
+}
+
+// RestoreLayout is Restore from a layout anywhere (OpenTarget).
+func RestoreLayout(ctx context.Context, l Layout, host string, opts RestoreOptions) (*RestoreResult, error) {
 	start := time.Now()
-	l := Layout{Root: dir}
 	if err := l.Check(); err != nil {
 		return nil, err
 	}
@@ -139,11 +160,11 @@ func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*Resto
 	if err != nil {
 		return nil, err
 	}
-	entries, err := l.ReadIndex()
+	res := &RestoreResult{DryRun: opts.DryRun, Entries: []RestoreEntry{}, Errors: []Error{}}
+	entries, err := restoreEntries(l, opts.Snapshot, res)
 	if err != nil {
 		return nil, err
 	}
-	res := &RestoreResult{DryRun: opts.DryRun, Entries: []RestoreEntry{}, Errors: []Error{}}
 	cache := &manifestCache{l: l}
 	placements, errs := placeEntries(cache, entries, opts)
 	res.Errors = append(res.Errors, errs...)
@@ -174,14 +195,84 @@ func Restore(ctx context.Context, dir, host string, opts RestoreOptions) (*Resto
 	if _, err := transport.Ping(ctx, reg, opts.Client.RoundTripper()); err != nil {
 		return nil, fmt.Errorf("contacting %s: %s", reg.RegistryStr(), client.Describe(err))
 	}
-	forEach(ctx, opts.Client.JobCount(), plans, func(p *repoPlan) {
-		if err := rs.push(ctx, p); err != nil && ctx.Err() == nil {
+	// Credentials the registry refuses are refused for every repository:
+	// the first refusal stops the run, as one error.
+	pctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var authOnce sync.Once
+	var authErr error
+	forEach(pctx, opts.Client.JobCount(), plans, func(p *repoPlan) {
+		err := rs.push(pctx, p)
+		switch {
+		case err == nil:
+		case refused(err):
+			authOnce.Do(func() {
+				authErr = err
+				stop()
+			})
+		case pctx.Err() == nil:
 			rs.addError(Error{Repository: p.repo, Error: client.Describe(err)})
 		}
 	})
 	sort.SliceStable(res.Errors, func(i, j int) bool { return res.Errors[i].Repository < res.Errors[j].Repository })
 	res.DurationSeconds = time.Since(start).Seconds()
+	if authErr != nil && ctx.Err() == nil {
+		return res, fmt.Errorf("pushing to %s: %s", reg.RegistryStr(), client.Describe(authErr))
+	}
 	return res, ctx.Err()
+}
+
+// SnapshotAll restores every entry of index.json.
+const SnapshotAll = "all"
+
+// restoreEntries picks the entries to restore: those of the snapshot asked
+// for, or of index.json; and says in res which and how complete.
+func restoreEntries(l Layout, which string, res *RestoreResult) ([]Entry, error) {
+	snaps, err := l.ReadSnapshots()
+	if err != nil {
+		return nil, err
+	}
+	res.Completeness = CompletenessUnknown
+	var last *Snapshot
+	if len(snaps) > 0 {
+		last = snaps[len(snaps)-1]
+		res.Completeness = CompletenessIncomplete
+		if last.Complete() {
+			res.Completeness = CompletenessComplete
+		}
+	}
+	unfinished := ""
+	if last != nil && !last.Complete() {
+		unfinished = fmt.Sprintf("the last backup run (snapshot %s, %s) did not finish", last.ID, last.Time.Format(time.RFC3339))
+	}
+	if which == SnapshotAll || (len(snaps) == 0 && (which == "" || which == "latest")) {
+		switch {
+		case len(snaps) == 0:
+			res.Note = "this layout has no snapshot (a backup made before regkeeper recorded its runs, or another tool's layout): nothing says it holds every image the registry had"
+		case unfinished != "":
+			res.Note = unfinished + "; restoring every entry of index.json"
+		}
+		return l.ReadIndex()
+	}
+	if which == "" {
+		which = "latest"
+	}
+	if which == "latest" && latestComplete(snaps) == nil {
+		return nil, fmt.Errorf("%w: no backup run has completed (%s); --snapshot ID restores what an unfinished run backed up, --snapshot all every entry of index.json", ErrNoSnapshot, unfinished)
+	}
+	s, err := FindSnapshot(snaps, which)
+	if err != nil {
+		return nil, err
+	}
+	in := s.Info()
+	res.Snapshot = &in
+	switch {
+	case !s.Complete():
+		res.Note = fmt.Sprintf("snapshot %s is of a run that did not finish (%s): it holds part of the registry", s.ID, s.Reason)
+	case unfinished != "":
+		res.Note = unfinished + fmt.Sprintf("; restoring snapshot %s (%s), the latest complete", s.ID, s.Time.Format(time.RFC3339))
+	}
+	return s.Entries(), nil
 }
 
 // planRestore selects entries and orders what each repository needs:
@@ -199,7 +290,7 @@ func planRestore(c *manifestCache, placements []placed, opts RestoreOptions, res
 		repo := pl.repo
 		p := plans[repo]
 		if p == nil {
-			p = &repoPlan{repo: repo, fallback: map[v1.Hash]planManifest{}, listed: map[v1.Hash][]v1.Descriptor{}}
+			p = &repoPlan{repo: repo, fallback: map[v1.Hash]planManifest{}, listed: map[v1.Hash][]v1.Descriptor{}, sources: map[v1.Hash][]string{}}
 			plans[repo] = p
 			seenManifest[repo] = map[v1.Hash]bool{}
 			seenBlob[repo] = map[v1.Hash]bool{}
@@ -257,6 +348,9 @@ func planRestore(c *manifestCache, placements []placed, opts RestoreOptions, res
 			if !seenBlob[repo][b.Digest] {
 				seenBlob[repo][b.Digest] = true
 				p.blobs = append(p.blobs, b)
+			}
+			if pl.source != "" && pl.source != repo && !slices.Contains(p.sources[b.Digest], pl.source) {
+				p.sources[b.Digest] = append(p.sources[b.Digest], pl.source)
 			}
 		}
 		note := func(m planManifest) {
@@ -422,7 +516,7 @@ func (rs *restorer) push(ctx context.Context, p *repoPlan) error {
 				return
 			}
 			defer func() { <-rs.sem }()
-			errs[i] = rs.pushBlob(ctx, hc, repo, b)
+			errs[i] = rs.pushBlob(ctx, hc, repo, b, p.sources[b.Digest])
 		}()
 	}
 	wg.Wait()
@@ -448,7 +542,29 @@ func (rs *restorer) push(ctx context.Context, p *repoPlan) error {
 	return rs.pushReferrersLists(ctx, hc, repo, p)
 }
 
-func (rs *restorer) pushBlob(ctx context.Context, hc *http.Client, repo name.Repository, b v1.Descriptor) error {
+// refused reports a 401: the registry refuses the credentials.
+func refused(err error) bool {
+	var terr *transport.Error
+	return errors.As(err, &terr) && terr.StatusCode == http.StatusUnauthorized
+}
+
+// mountSource returns one of sources (repositories of this registry) that
+// has blob d, or "" when none does.
+func (rs *restorer) mountSource(ctx context.Context, d v1.Hash, sources []string) string {
+	for _, src := range sources {
+		repo := rs.reg.Repo(src)
+		hc, err := rs.opts.Client.HTTPClient(ctx, repo, transport.PullScope)
+		if err != nil {
+			continue
+		}
+		if ok, err := headBlob(ctx, hc, repo, d); err == nil && ok {
+			return src
+		}
+	}
+	return ""
+}
+
+func (rs *restorer) pushBlob(ctx context.Context, hc *http.Client, repo name.Repository, b v1.Descriptor, sources []string) error {
 	ok, err := headBlob(ctx, hc, repo, b.Digest)
 	if err != nil {
 		return fmt.Errorf("checking blob %s: %w", b.Digest, err)
@@ -461,10 +577,23 @@ func (rs *restorer) pushBlob(ctx context.Context, hc *http.Client, repo name.Rep
 		rs.bar.Add(b.Size)
 		return nil
 	}
-	layer := &fileLayer{path: rs.layout.Blob(b.Digest), desc: b, progress: rs.bar.Add}
+	layer := &fileLayer{l: rs.layout, path: rs.layout.Blob(b.Digest), desc: b, progress: rs.bar.Add}
 	// The first repository to need a blob uploads it; the others ask the
 	// registry to mount it from there, transferring nothing.
 	origin, err := rs.uploads.do(b.Digest.String(), func() (string, error) {
+		// Restored (--map) into the registry the backup came from: the
+		// blob is there already, in the repository it came from.
+		if src := rs.mountSource(ctx, b.Digest, sources); src != "" {
+			ml := &remote.MountableLayer{Layer: layer, Reference: rs.reg.Repo(src).Digest(b.Digest.String())}
+			if err := rs.pusher.Upload(ctx, repo, ml); err != nil {
+				return "", fmt.Errorf("mounting from %s: %w", src, err)
+			}
+			rs.mu.Lock()
+			rs.res.BlobsMounted++
+			rs.mu.Unlock()
+			rs.bar.Add(b.Size)
+			return repo.RepositoryStr(), nil
+		}
 		if err := rs.pusher.Upload(ctx, repo, layer); err != nil {
 			return "", err
 		}
@@ -602,6 +731,7 @@ const acceptAll = "application/vnd.oci.image.index.v1+json, application/vnd.oci.
 
 // fileLayer is a blob of the layout, for uploading.
 type fileLayer struct {
+	l        Layout
 	path     string
 	desc     v1.Descriptor
 	progress func(int64)
@@ -618,7 +748,7 @@ func (f *fileLayer) Uncompressed() (io.ReadCloser, error) {
 }
 
 func (f *fileLayer) Compressed() (io.ReadCloser, error) {
-	file, err := os.Open(f.path)
+	file, err := f.l.open(f.path)
 	if err != nil {
 		return nil, err
 	}

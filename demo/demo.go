@@ -5,8 +5,10 @@ package demo
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -48,9 +50,46 @@ type Env struct {
 	temp   bool
 }
 
+// markerFile, in a demo's directory, says it is one: a later demo may
+// seed into it again.
+const markerFile = ".regkeeper-demo"
+
+// checkDir refuses a directory that is neither empty (or absent) nor a
+// demo's, so that a demo never seeds a registry into someone's files.
+func checkDir(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) || (err == nil && len(entries) == 0) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("opening --dir %s: %w", dir, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, markerFile)); err == nil {
+		return nil
+	}
+	// A demo's directory from before the marker: config.yml and storage/.
+	_, cerr := os.Stat(filepath.Join(dir, "config.yml"))
+	st, serr := os.Stat(filepath.Join(dir, "storage"))
+	if cerr == nil && serr == nil && st.IsDir() {
+		return nil
+	}
+	return fmt.Errorf("--dir %s is not empty and is not a demo's directory (no %s): refusing to seed a registry into it; give an empty or new directory", dir, markerFile)
+}
+
 // Start starts the embedded registry and seeds the sample estate.
 func Start(ctx context.Context, opts Options) (*Env, error) {
 	dir, temp := opts.Dir, false
+	if dir != "" {
+		if err := checkDir(dir); err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("creating --dir %s: %w", dir, err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, markerFile), []byte("a regkeeper demo registry: config.yml, storage/, backup/, report.html\n"), 0o644); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", filepath.Join(dir, markerFile), err)
+		}
+	}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "regkeeper-demo-")
 		if err != nil {

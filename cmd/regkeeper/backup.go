@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regkeeper/regkeeper/backup"
+	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/internal/output"
 )
@@ -15,6 +16,8 @@ func newBackupCmd(g *globalOptions) *cobra.Command {
 		filter filterOptions
 		mf     metricsFlag
 		pf     problemsFlag
+		tf     targetFlag
+		config string
 	)
 	opts := backup.DefaultOptions()
 	cmd := &cobra.Command{
@@ -31,7 +34,27 @@ one image from it, e.g.
 Run it every week on the same DIR. An unchanged tag costs one HEAD request;
 only blobs DIR lacks are downloaded; a tag that moved is updated (and, with
 --keep-history, its previous digest stays as repo:tag@<date first backed up>).
-Nothing in DIR is ever deleted.
+Nothing in DIR is deleted but by "backup forget --prune".
+
+Every run records a snapshot in DIR/.regkeeper/snapshots: its time, the
+registry, every repository:tag and referrer it backed up with its digest, and
+whether it finished. verify fails when the last run did not finish; restore
+picks the latest complete snapshot, or the one --snapshot names. "backup
+snapshots DIR" lists them; "backup forget DIR --keep-... [--prune]" drops
+snapshots and the blobs no kept one needs.
+
+DIR may be on object storage: s3://BUCKET/PREFIX[?region=R&endpoint=URL]
+(credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws or the
+instance role, never on the command line), or, with --target-config FILE and
+no DIR, the storage: section of FILE, written as in the registry's own config
+(s3, azure, gcs, filesystem; the layout is at its rootdirectory). It is the
+same OCI image layout; verify, restore, backup snapshots and backup forget
+take the same DIR or --target-config.
+
+With --config (the registry's own config file, as gc takes it) and both the
+registry's storage and the backup on one S3 endpoint, every blob is copied
+inside the store (CopyObject) instead of pulled through this machine;
+manifests are still fetched and checked (blobsCopiedInStore in the JSON).
 
 Blobs are hashed while they stream into a temporary file, checked against
 digest and size, fsynced and renamed into place; index.json is written last,
@@ -61,9 +84,15 @@ that failed, is an error: exit 1.`,
   # one team, keeping the previous digest of moved tags, as JSON
   regkeeper backup registry.example.com /backups/registry --repo '^team-a/' --keep-history -o json
 
+  # to S3 (or MinIO: add &endpoint=http://127.0.0.1:9000), credentials from the environment
+  regkeeper backup registry.example.com 's3://backups/registry?region=eu-west-1'
+
+  # to the storage a registry-style config names (azure, gcs, s3 with every option)
+  regkeeper backup registry.example.com --target-config backup-storage.yml
+
   # the embedded demo registry (plain HTTP)
   regkeeper backup 127.0.0.1:5000 ./backup --insecure`,
-		Args: positional(argRegistry, argBackupDir),
+		Args: tf.args(1, argRegistry, argBackupDir),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var err error
 			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
@@ -74,7 +103,16 @@ that failed, is an error: exit 1.`,
 			}
 			log := g.logger(cmd)
 			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
-			res, err := backup.Run(cmd.Context(), argv[0], argv[1], opts)
+			l, argv, err := tf.open(cmd, argv, 1)
+			if err != nil {
+				return err
+			}
+			if config != "" {
+				if opts.Source, err = gc.Open(cmd.Context(), config); err != nil {
+					return err
+				}
+			}
+			res, err := backup.RunLayout(cmd.Context(), argv[0], l, opts)
 			// A run that failed before it backed anything up (registry
 			// unreachable, credentials refused) is the one line on stderr,
 			// as in inventory, not a table of zeros; JSON still says it.
@@ -99,11 +137,14 @@ that failed, is an error: exit 1.`,
 	filter.register(cmd)
 	mf.register(cmd)
 	pf.register(cmd)
+	tf.register(cmd)
 	f := cmd.Flags()
+	f.StringVar(&config, "config", "", "the registry's configuration file: when its storage and the backup are S3 buckets of one endpoint, blobs are copied inside the store")
 	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
 	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are followed (1: those of the images only)")
 	f.BoolVar(&opts.KeepHistory, "keep-history", false, "keep the previous digest of a moved tag as repo:tag@<date>")
 	g.registerOutput(cmd)
+	cmd.AddCommand(newBackupSnapshotsCmd(g), newBackupForgetCmd(g))
 	return cmd
 }
 
@@ -112,8 +153,8 @@ func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) 
 	if f == output.JSON {
 		return output.WriteJSON(out, res)
 	}
-	rows := output.Rows{Header: []string{"IMAGES", "UNCHANGED", "UPDATED", "REFERRERS", "BLOBS WRITTEN", "BYTES WRITTEN", "BLOBS SKIPPED", "BYTES SKIPPED"}}
-	rows.Add(res.Images, res.Unchanged, res.Updated, res.Referrers, res.BlobsWritten, bytesCell(f, res.BytesWritten), res.BlobsSkipped, bytesCell(f, res.BytesSkipped))
+	rows := output.Rows{Header: []string{"IMAGES", "UNCHANGED", "NEW", "UPDATED", "REFERRERS", "BLOBS WRITTEN", "BYTES WRITTEN", "BLOBS SKIPPED", "BYTES SKIPPED"}}
+	rows.Add(res.Images, res.Unchanged, res.Added, res.Updated, res.Referrers, res.BlobsWritten, bytesCell(f, res.BytesWritten), res.BlobsSkipped, bytesCell(f, res.BytesSkipped))
 	if err := output.Write(out, f, rows, res); err != nil {
 		return err
 	}
@@ -121,7 +162,11 @@ func writeBackupResult(cmd *cobra.Command, f output.Format, res *backup.Result) 
 		return err
 	}
 	if f == output.Table {
-		fmt.Fprintf(out, "\n%d images in %.1fs\n", res.Images, res.DurationSeconds)
+		state := "complete"
+		if !res.Complete {
+			state = "did not finish"
+		}
+		fmt.Fprintf(out, "\n%s in %.1fs; snapshot %s (%s)\n", countNoun(res.Images, "image", "images"), res.DurationSeconds, res.Snapshot, state)
 	}
 	return nil
 }
@@ -145,4 +190,36 @@ func reportBackupErrors(cmd *cobra.Command, errs []backup.Error) error {
 		return fmt.Errorf("%d repositories or images failed: %w", len(errs), errPartial)
 	}
 	return nil
+}
+
+// targetFlag is --target-config FILE of the commands that read or write a
+// backup: the backup is then on the storage a registry-style config's
+// storage: section names (s3, azure, gcs, filesystem), at its
+// rootdirectory, and the DIR argument is not given. Without it, DIR is a
+// local directory or an s3://BUCKET/PREFIX URL.
+type targetFlag struct{ config string }
+
+func (t *targetFlag) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&t.config, "target-config", "", "the backup is on the storage of this YAML file's storage: section (as in the registry's config); DIR is then left out")
+}
+
+// args is positional(want...) with the argument at dir left out under
+// --target-config.
+func (t *targetFlag) args(dir int, want ...arg) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, got []string) error {
+		if t.config == "" {
+			return positional(want...)(cmd, got)
+		}
+		return positional(append(append([]arg{}, want[:dir]...), want[dir+1:]...)...)(cmd, got)
+	}
+}
+
+// open opens the backup argv names at dir (or --target-config), and
+// returns argv with DIR in its place either way.
+func (t *targetFlag) open(cmd *cobra.Command, argv []string, dir int) (backup.Layout, []string, error) {
+	if t.config != "" {
+		argv = append(append(append([]string{}, argv[:dir]...), t.config), argv[dir:]...)
+	}
+	l, err := backup.OpenTarget(cmd.Context(), argv[dir], t.config)
+	return l, argv, err
 }

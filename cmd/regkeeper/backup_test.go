@@ -59,7 +59,7 @@ func TestBackupRestoreVerifyCommands(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &first); err != nil {
 		t.Fatal(err)
 	}
-	if first.Images != len(e.Tags()) || first.BytesWritten == 0 || len(first.Absent) != 2 {
+	if first.Images != len(e.Tags()) || first.Added != len(e.Tags()) || first.Updated != 0 || first.BytesWritten == 0 || len(first.Absent) != 2 || !first.Complete {
 		t.Errorf("first backup: %+v", first)
 	}
 	if diff := cmp.Diff(e.Tags(), backupTags(t, dir)); diff != "" {
@@ -80,13 +80,27 @@ func TestBackupRestoreVerifyCommands(t *testing.T) {
 	}
 
 	code, out, stderr = runCLI(t, "verify", dir)
-	if code != 0 || !strings.HasPrefix(out, "ok: ") {
+	if code != 0 || !strings.HasPrefix(out, "ok: ") || !strings.Contains(out, "latest complete snapshot: ") {
 		t.Errorf("verify exit %d: %s%s", code, out, stderr)
+	}
+	// Three runs, three complete snapshots, listed; forget keeps the last.
+	code, out, stderr = runCLI(t, "backup", "snapshots", dir, "-o", "json")
+	var snaps []backup.SnapshotInfo
+	if code != 0 || json.Unmarshal([]byte(out), &snaps) != nil || len(snaps) != 3 || snaps[1].ID != second.Snapshot ||
+		snaps[2].Status != backup.SnapshotComplete || snaps[2].Images != len(e.Tags()) {
+		t.Errorf("backup snapshots exit %d: %s%s", code, out, stderr)
+	}
+	code, out, stderr = runCLI(t, "backup", "forget", dir, "--keep-last", "1", "--prune", "--dry-run")
+	if code != 0 || !strings.Contains(out, "kept 1 snapshot, would remove 2 snapshots") || !strings.Contains(out, "prune would delete 0 blobs (0 B)") {
+		t.Errorf("backup forget --dry-run exit %d:\n%s%s", code, out, stderr)
+	}
+	if code, _, stderr = runCLI(t, "backup", "forget", dir); code != 2 || !strings.Contains(stderr, "needs a policy") {
+		t.Errorf("backup forget without a policy: exit %d %s", code, stderr)
 	}
 
 	dst := regtest.Registry(t, embedded.Options{})
 	code, out, _ = runCLI(t, "restore", dir, dst.Host, "--insecure", "--repo", "^team-a/api$", "--tag", `^1\.0$`, "--dry-run")
-	if code != 0 || !strings.Contains(out, "dry run: would push 1 images") || !strings.Contains(out, "team-a/api") {
+	if code != 0 || !strings.Contains(out, "dry run: would push 1 image, ") || !strings.Contains(out, "team-a/api") {
 		t.Errorf("restore --dry-run exit %d:\n%s", code, out)
 	}
 	code, out, stderr = runCLI(t, "restore", dir, dst.Host, "--insecure", "-o", "json")
@@ -113,8 +127,16 @@ func TestBackupRestoreVerifyCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, stderr = runCLI(t, "verify", dir)
-	if code != 1 || !strings.Contains(out, victim.String()) || !strings.Contains(out, "corrupt") || !strings.Contains(stderr, "corrupt or missing") {
+	if code != 1 || !strings.Contains(out, victim.String()) || !strings.Contains(out, "corrupt") || !strings.Contains(out, "base/centos:") ||
+		!strings.Contains(stderr, "1 blob is corrupt or missing") {
 		t.Errorf("verify of a damaged backup: exit %d\n%s%s", code, out, stderr)
+	}
+	code, out, stderr = runCLI(t, "verify", dir, "--repair", srv.Host, "--insecure")
+	if code != 0 || !strings.HasPrefix(out, "repaired: fetched 1 blob again") {
+		t.Errorf("verify --repair: exit %d\n%s%s", code, out, stderr)
+	}
+	if code, out, stderr = runCLI(t, "verify", dir); code != 0 {
+		t.Errorf("verify after --repair: exit %d\n%s%s", code, out, stderr)
 	}
 }
 
@@ -202,7 +224,9 @@ func TestBackupKilledAndResumed(t *testing.T) {
 		}
 		n, _ := os.ReadDir(blobs)
 		t.Logf("round %d: killed (%v) with %d blobs written", round, err, len(n))
-		if code, out, stderr := runCLI(t, "verify", dir); code != 0 {
+		// Every blob there is whole, but the run did not finish: exit 1.
+		if code, out, stderr := runCLI(t, "verify", dir); code != 1 || !strings.Contains(out, "did not finish: it was killed or is still running") ||
+			!strings.Contains(stderr, "the last backup run did not finish") {
 			t.Errorf("verify after kill: exit %d\n%s%s", code, out, stderr)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 func newRestoreCmd(g *globalOptions) *cobra.Command {
 	var filter filterOptions
 	var maps []string
+	var tf targetFlag
 	opts := backup.RestoreOptions{ReferrersDepth: backup.DefaultReferrersDepth}
 	cmd := &cobra.Command{
 		Use:   "restore DIR REGISTRY",
@@ -42,9 +43,24 @@ Referrers of referrers (a signature on an SBOM) are restored to
 tag sha256-<hex> of each subject is written or extended, as the OCI
 distribution spec describes, so that clients find the referrers there.
 
+What is restored from a regkeeper backup is the latest complete snapshot
+(the record of the last backup run that finished): the tags and referrers
+that run found, at their digests then. --snapshot ID restores an earlier one
+(regkeeper backup snapshots DIR lists them), so last week's app:prod is
+restorable by name; --snapshot all restores every entry of index.json, with
+the history entries and tags since deleted from the registry. A backup whose
+last run did not finish is said so; one whose runs never finished is not
+restored without --snapshot. A layout with no snapshot (an older backup,
+another tool's) restores its index.json, and is said to be of unknown
+completeness.
+
 History entries (--keep-history) are pushed by digest, untagged. With --tag,
 the referrers, signature and fallback tags of the selected images are
-restored too. --dry-run lists what would be pushed and contacts no registry.`,
+restored too. --dry-run lists what would be pushed and contacts no registry.
+
+DIR may be an s3:// URL, or left out with --target-config FILE (as in
+regkeeper backup): the backup is read where it is, blobs streamed from the
+store to the registry.`,
 		Example: `  # everything, to a new registry
   regkeeper restore /backups/registry registry2.example.com
 
@@ -55,8 +71,15 @@ restored too. --dry-run lists what would be pushed and contacts no registry.`,
   regkeeper restore ./api-layout registry.example.com --repository team-a/api
 
   # a backup into other repositories
-  regkeeper restore /backups/registry registry.example.com --map team-a=archive/team-a`,
-		Args: positional(argRestoreDir, argTarget),
+  regkeeper restore /backups/registry registry.example.com --map team-a=archive/team-a
+
+  # last week's team-a/api:prod, by the snapshot of that run
+  regkeeper backup snapshots /backups/registry
+  regkeeper restore /backups/registry registry.example.com --snapshot 3f9c2a1b --repo '^team-a/api$' --tag '^prod$'
+
+  # from a backup on S3
+  regkeeper restore 's3://backups/registry?region=eu-west-1' registry2.example.com`,
+		Args: tf.args(0, argRestoreDir, argTarget),
 		RunE: func(cmd *cobra.Command, argv []string) error {
 			var err error
 			if opts.Repo, opts.Tag, err = filter.compile(); err != nil {
@@ -80,7 +103,14 @@ restored too. --dry-run lists what would be pushed and contacts no registry.`,
 			}
 			log := g.logger(cmd)
 			opts.Client, opts.Logger, opts.Progress = g.client(log), log, g.reporter(cmd)
-			res, err := backup.Restore(cmd.Context(), argv[0], argv[1], opts)
+			l, argv, err := tf.open(cmd, argv, 0)
+			if err != nil {
+				return err
+			}
+			res, err := backup.RestoreLayout(cmd.Context(), l, argv[1], opts)
+			if res != nil && res.Note != "" {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning: "+res.Note)
+			}
 			if res != nil {
 				if werr := writeRestoreResult(cmd, g.format(), res); werr != nil && err == nil {
 					err = werr
@@ -93,8 +123,10 @@ restored too. --dry-run lists what would be pushed and contacts no registry.`,
 		},
 	}
 	filter.register(cmd)
+	tf.register(cmd)
 	f := cmd.Flags()
 	f.BoolVar(&opts.DryRun, "dry-run", false, "list what would be pushed; push nothing")
+	f.StringVar(&opts.Snapshot, "snapshot", "latest", "the backup run to restore: latest (complete), an ID from 'backup snapshots', or all (every entry of index.json)")
 	f.StringVar(&opts.Repository, "repository", "", "repository for entries named by a bare tag, and (by digest) for entries with no name")
 	f.StringArrayVar(&maps, "map", nil, "OLD=NEW: restore repositories under prefix OLD to NEW instead (repeatable)")
 	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are restored (1: those of the images only)")
@@ -122,10 +154,15 @@ func writeRestoreResult(cmd *cobra.Command, f output.Format, res *backup.Restore
 		return nil
 	}
 	if res.DryRun {
-		fmt.Fprintf(out, "\ndry run: would push %d images, %d history entries, %d referrers, %d attached tags, %d untagged\n", res.Images, res.History, res.Referrers, res.Attached, res.Untagged)
+		fmt.Fprintf(out, "\ndry run: would push %s, %s, %s, %s, %d untagged\n", countNoun(res.Images, "image", "images"),
+			countNoun(res.History, "history entry", "history entries"), countNoun(res.Referrers, "referrer", "referrers"),
+			countNoun(res.Attached, "attached tag", "attached tags"), res.Untagged)
 		return nil
 	}
-	fmt.Fprintf(out, "\npushed %d manifests and %d blobs (%s), mounted %d blobs across repositories; already there: %d manifests, %d blobs (%s); %d referrers tags written; %.1fs\n",
-		res.ManifestsPushed, res.BlobsPushed, output.Bytes(res.BytesPushed), res.BlobsMounted, res.ManifestsSkipped, res.BlobsSkipped, output.Bytes(res.BytesSkipped), res.ReferrersTagsWritten, res.DurationSeconds)
+	fmt.Fprintf(out, "\npushed %s and %s (%s), mounted %s across repositories; already there: %s, %s (%s); %s written; %.1fs\n",
+		countNoun(res.ManifestsPushed, "manifest", "manifests"), countNoun(res.BlobsPushed, "blob", "blobs"), output.Bytes(res.BytesPushed),
+		countNoun(res.BlobsMounted, "blob", "blobs"), countNoun(res.ManifestsSkipped, "manifest", "manifests"),
+		countNoun(res.BlobsSkipped, "blob", "blobs"), output.Bytes(res.BytesSkipped),
+		countNoun(res.ReferrersTagsWritten, "referrers tag", "referrers tags"), res.DurationSeconds)
 	return nil
 }
