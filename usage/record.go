@@ -98,6 +98,12 @@ func (r *Result) add(o Result) {
 // returns nil, every event is durably stored (or was a duplicate), and the
 // envelope may be acknowledged; on error nothing of it is stored.
 func (l *Ledger) Record(ctx context.Context, env *Envelope) (Result, error) {
+	return l.record(ctx, env, true)
+}
+
+// record stores env; live says the events were received now (notifications),
+// which moves the ledger's freshness, rather than read from a log.
+func (l *Ledger) record(ctx context.Context, env *Envelope, live bool) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, err
 	}
@@ -131,6 +137,9 @@ func (l *Ledger) Record(ctx context.Context, env *Envelope) (Result, error) {
 		if err := l.pruneSeen(tx, now); err != nil {
 			return err
 		}
+		if !live {
+			return nil
+		}
 		if err := tx.Bucket(bMeta).Put([]byte("lastEvent"), []byte(now.UTC().Format(time.RFC3339Nano))); err != nil {
 			return err
 		}
@@ -161,7 +170,7 @@ func (l *Ledger) pruneSeen(tx *bolt.Tx, now time.Time) error {
 }
 
 // client identifies who made a request, to tell the fetches of one pull.
-func client(ev *Event) string {
+func clientOf(ev *Event) string {
 	host := ev.Request.Addr
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
@@ -224,7 +233,7 @@ func (l *Ledger) apply(tx *bolt.Tx, ev *Event) (Result, error) {
 			count(&d.Counts)
 		}
 		if !ign && !head {
-			d.FetchedBy, d.FetchedAt = client(ev), at
+			d.FetchedBy, d.FetchedAt = clientOf(ev), at
 			if isIndexType(d.MediaType) && len(d.Children) == 0 && ev.Target.Digest != "" {
 				res.Unlinked = append(res.Unlinked, Manifest{repo, ev.Target.Digest})
 			}
@@ -235,7 +244,7 @@ func (l *Ledger) apply(tx *bolt.Tx, ev *Event) (Result, error) {
 					return res, err
 				}
 				pr.LastPull = maxTime(pr.LastPull, at)
-				if !(pr.FetchedBy == client(ev) && !at.Before(pr.FetchedAt) && at.Sub(pr.FetchedAt) <= sameClient) {
+				if !(pr.FetchedBy == clientOf(ev) && !at.Before(pr.FetchedAt) && at.Sub(pr.FetchedAt) <= sameClient) {
 					pr.Pulls++
 					pr.addDay(at, l.opts.window)
 				}

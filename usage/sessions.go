@@ -46,7 +46,33 @@ func (l *Ledger) StartListening(kind string, interval time.Duration) error {
 	now := l.opts.now().UTC()
 	k := append(timeKey(now), kind...)
 	err := l.db.Update(func(tx *bolt.Tx) error {
-		return put(tx.Bucket(bSessions), k, Session{Kind: kind, Start: now, Last: now, Interval: interval})
+		// This process holds the file's lock, so no other listener is
+		// live: a session left without a stop died at its last heartbeat.
+		b := tx.Bucket(bSessions)
+		var dead [][]byte
+		if err := b.ForEach(func(k, v []byte) error {
+			var s Session
+			if err := json.Unmarshal(v, &s); err != nil {
+				return err
+			}
+			if s.Stop.IsZero() {
+				dead = append(dead, append([]byte(nil), k...))
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+		for _, dk := range dead {
+			s, err := get[Session](b, dk)
+			if err != nil {
+				return err
+			}
+			s.Stop = s.Last
+			if err := put(b, dk, s); err != nil {
+				return err
+			}
+		}
+		return put(b, k, Session{Kind: kind, Start: now, Last: now, Interval: interval})
 	})
 	if err != nil {
 		return fmt.Errorf("recording the start of listening in ledger %s: %w", l.path, err)

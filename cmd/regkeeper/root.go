@@ -247,6 +247,7 @@ that deletes what tag replacement left behind, on the registry's own storage.`,
 		newRestoreCmd(g),
 		newVerifyCmd(g),
 		newGCCmd(g),
+		newUsageCmd(g),
 	)
 	return root
 }

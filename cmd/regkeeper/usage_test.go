@@ -1,0 +1,343 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/regkeeper/regkeeper/internal/testbed/stock"
+	"github.com/regkeeper/regkeeper/usage"
+)
+
+// usageServer is a `regkeeper usage serve` child process.
+type usageServer struct {
+	t             *testing.T
+	bin, addr, db string
+	token         string
+	cmd           *exec.Cmd
+	exited        chan struct{}
+	stderr        bytes.Buffer
+}
+
+func (s *usageServer) start() {
+	t := s.t
+	tok := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tok, []byte(s.token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.stderr.Reset()
+	s.cmd = exec.Command(s.bin, "usage", "serve", "--listen", s.addr, "--db", s.db, "--token-file", tok, "--every", "1s", "-v")
+	s.cmd.Stderr = &s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.exited = make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(s.exited) }()
+	for i := 0; ; i++ {
+		resp, err := http.Get("http://" + s.addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		select {
+		case <-s.exited:
+			t.Fatalf("usage serve exited: %s", s.stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if i > 600 {
+			t.Fatalf("usage serve not listening after 30s: %s", s.stderr.String())
+		}
+	}
+}
+
+func (s *usageServer) stop(sig syscall.Signal) {
+	_ = s.cmd.Process.Signal(sig)
+	<-s.exited
+}
+
+// get reads GET /usage on the live server.
+func (s *usageServer) usage(q string, v any) {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+s.addr+"/usage"+q, nil)
+	req.Header.Set("Authorization", "Bearer "+s.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		s.t.Fatalf("GET /usage%s: %s %s", q, resp.Status, b)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+func (s *usageServer) post(body []byte, token, contentType string) int {
+	s.t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+s.addr+"/events", bytes.NewReader(body))
+	req.Header.Set("Content-Type", contentType)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		// a server that refuses a huge body may close the connection early
+		s.t.Logf("POST /events: %v", err)
+		return 0
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// tagFigures are the answers the test asserts, per tag.
+type tagFigures struct {
+	Pulled  bool
+	Pulls   int64
+	Headed  bool
+	Ignored bool
+}
+
+func figures(s *usage.Summary) map[string]tagFigures {
+	out := map[string]tagFigures{}
+	for _, t := range s.Tags {
+		if t.Repo == "sentinel" {
+			continue
+		}
+		f := tagFigures{Pulled: t.LastPulled != nil, Headed: t.LastHead != nil, Ignored: t.Ignored > 0, Pulls: -1}
+		if t.Pulls30d != nil {
+			f.Pulls = *t.Pulls30d
+		}
+		out[t.Repo+":"+t.Tag] = f
+	}
+	return out
+}
+
+// A stock `registry serve` notifies a real `regkeeper usage serve` child
+// process; pulls by tag, by digest, HEAD only, and an index then its
+// children, are counted exactly; a SIGKILL of the listener between pulls
+// loses nothing the registry saw acknowledged and leaves a reported gap;
+// duplicates count once; regkeeper's own backup changes no pull; requests
+// without the token, malformed and oversized bodies are rejected with
+// nothing stored; the ledger is readable while serve runs.
+func TestUsageServeWithStockRegistry(t *testing.T) {
+	if _, err := os.Stat(stock.Binary()); err != nil {
+		t.Skipf("stock registry binary %s is absent (run scripts/setup-registry)", stock.Binary())
+	}
+	start := time.Now()
+	bin := buildBinary(t)
+	t.Logf("built in %s", time.Since(start).Round(time.Millisecond))
+	srv := &usageServer{t: t, bin: bin, addr: stock.FreePort(t), db: filepath.Join(t.TempDir(), "usage.db"), token: "s3cret"}
+	srv.start()
+	t.Cleanup(func() {
+		if srv.cmd.ProcessState == nil {
+			srv.stop(syscall.SIGTERM)
+		}
+	})
+	reg := stock.Start(t, stock.Options{Endpoints: []stock.Endpoint{{Name: "usage", URL: "http://" + srv.addr + "/events", Token: srv.token}}})
+
+	ref := func(s string) name.Reference {
+		r, err := name.ParseReference(reg.Host+"/"+s, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	push := func(s string, img v1.Image) v1.Hash {
+		if err := remote.Write(ref(s), img); err != nil {
+			t.Fatal(err)
+		}
+		d, _ := img.Digest()
+		return d
+	}
+	get := func(s string, opts ...remote.Option) {
+		if _, err := remote.Get(ref(s), opts...); err != nil {
+			t.Fatalf("pulling %s: %v", s, err)
+		}
+	}
+	// sync waits until the listener has stored every event the registry
+	// sent so far: the registry sends in order, so once a fresh pull of a
+	// sentinel is in the ledger, everything before it is.
+	n := 0
+	sync := func() {
+		t.Helper()
+		n++
+		tag := fmt.Sprintf("s%d", n)
+		img, _ := random.Image(64, 1)
+		push("sentinel:"+tag, img)
+		get("sentinel:" + tag)
+		for i := 0; ; i++ {
+			var u usage.TagUsage
+			srv.usage("?repo=sentinel&tag="+tag, &u)
+			if u.LastPulled != nil {
+				return
+			}
+			if i > 600 {
+				t.Fatalf("sentinel %s not delivered after 30s; registry log:\n%s", tag, reg.Stderr())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	summary := func() *usage.Summary {
+		var s usage.Summary
+		srv.usage("", &s)
+		return &s
+	}
+
+	img, _ := random.Image(256, 1)
+	dApp := push("app:v1", img)
+	img2, _ := random.Image(256, 1)
+	push("headonly:v1", img2)
+	idx, _ := random.Index(128, 1, 2)
+	if err := remote.WriteIndex(ref("multi:v1"), idx); err != nil {
+		t.Fatal(err)
+	}
+	im, _ := idx.IndexManifest()
+	img3, _ := random.Image(64, 1)
+	push("never:v1", img3)
+
+	get("app:v1")                                              // by tag
+	get("app@" + dApp.String())                                // by digest
+	if _, err := remote.Head(ref("headonly:v1")); err != nil { // HEAD only
+		t.Fatal(err)
+	}
+	get("multi:v1")                                                                       // the index by tag
+	get("multi@" + im.Manifests[0].Digest.String())                                       // its child, same client: the same pull
+	get("multi@"+im.Manifests[1].Digest.String(), remote.WithUserAgent("containerd/2.0")) // a pinned child, another client
+	sync()
+
+	// Pulls -1: null, unknown: the ledger has not listened for 30 days
+	// and saw no pull, so it cannot say "0 in 30 days".
+	want := map[string]tagFigures{
+		"app:v1":      {Pulled: true, Pulls: 2},
+		"headonly:v1": {Pulls: -1, Headed: true},
+		"multi:v1":    {Pulled: true, Pulls: 2},
+		"never:v1":    {Pulls: -1},
+	}
+	if diff := cmp.Diff(want, figures(summary())); diff != "" {
+		t.Fatalf("after the pulls (-want +got):\n%s", diff)
+	}
+
+	// readable while serve runs: usage show reads serve's snapshot
+	code, out, errOut := runCLI(t, "usage", "show", "--db", srv.db)
+	if code != 0 || !strings.Contains(out, "snapshot of a running usage serve") || !strings.Contains(out, "app") {
+		t.Fatalf("usage show while serving: exit %d\n%s%s", code, out, errOut)
+	}
+
+	t.Logf("pulls checked at %s", time.Since(start).Round(time.Millisecond))
+	// regkeeper's own backup pulls every manifest: not a pull
+	before := figures(summary())
+	if code, _, errOut := runCLI(t, "backup", reg.Host, filepath.Join(t.TempDir(), "bk"), "--insecure"); code != 0 {
+		t.Fatalf("backup: exit %d: %s", code, errOut)
+	}
+	sync()
+	after := figures(summary())
+	for k, f := range before {
+		f.Ignored = true // the backup's requests are counted as ignored
+		before[k] = f
+	}
+	if diff := cmp.Diff(before, after); diff != "" {
+		t.Errorf("regkeeper's backup changed pulls (-want +got):\n%s", diff)
+	}
+
+	t.Logf("backup checked at %s", time.Since(start).Round(time.Millisecond))
+	// SIGKILL between pulls: the registry retries, nothing is lost, a gap is reported
+	srv.stop(syscall.SIGKILL)
+	get("app:v1")
+	srv.start()
+	sync()
+	s := summary()
+	if got := figures(s)["app:v1"].Pulls; got != 3 {
+		t.Errorf("app:v1 pulls after the listener was killed: %d, want 3", got)
+	}
+	if len(s.Gaps) != 1 {
+		t.Errorf("gaps after a SIGKILL: %v, want one", s.Gaps)
+	}
+
+	t.Logf("kill checked at %s", time.Since(start).Round(time.Millisecond))
+	// duplicates count once; rejections store nothing
+	env := []byte(`{"events":[{"id":"dup-1","timestamp":"` + time.Now().UTC().Format(time.RFC3339Nano) + `","action":"pull",
+	  "target":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + dApp.String() + `","repository":"app","url":"http://x/v2/app/manifests/v1","tag":"v1"},
+	  "request":{"method":"GET","useragent":"docker/27"}}]}`)
+	for i := 0; i < 2; i++ {
+		if code := srv.post(env, srv.token, usage.MediaType); code != http.StatusOK {
+			t.Fatalf("posting a valid envelope: %d", code)
+		}
+	}
+	if got := figures(summary())["app:v1"].Pulls; got != 4 {
+		t.Errorf("app:v1 pulls after one event delivered twice: %d, want 4", got)
+	}
+	before = figures(summary())
+	env2 := bytes.ReplaceAll(env, []byte("dup-1"), []byte("new-1"))
+	huge := append(append([]byte(`{"events":[],"pad":"`), bytes.Repeat([]byte("x"), 10<<20)...), '"', '}')
+	for _, tc := range []struct {
+		what       string
+		body       []byte
+		token      string
+		wantStatus int
+	}{
+		{"no token", env2, "", http.StatusUnauthorized},
+		{"wrong token", env2, "nope", http.StatusUnauthorized},
+		{"malformed JSON", []byte(`{"events":[{"id":`), srv.token, http.StatusBadRequest},
+		{"no events", []byte(`{"events":[]}`), srv.token, http.StatusBadRequest},
+		{"10 MB body", huge, srv.token, http.StatusRequestEntityTooLarge},
+	} {
+		if code := srv.post(tc.body, tc.token, usage.MediaType); code != tc.wantStatus && !(code == 0 && tc.wantStatus == http.StatusRequestEntityTooLarge) {
+			t.Errorf("%s: status %d, want %d", tc.what, code, tc.wantStatus)
+		}
+	}
+	if diff := cmp.Diff(before, figures(summary())); diff != "" {
+		t.Errorf("rejected envelopes changed the ledger (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(srv.stderr.String(), "envelope rejected") {
+		t.Errorf("no log line for the rejected envelopes:\n%s", srv.stderr.String())
+	}
+	resp, err := http.Get("http://" + srv.addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range []string{
+		`regkeeper_usage_envelopes_rejected_total{reason="unauthorized"} 2`,
+		`regkeeper_usage_envelopes_rejected_total{reason="malformed"} 2`,
+		`regkeeper_usage_events_duplicate_total 1`,
+	} {
+		if !strings.Contains(string(metrics), line) {
+			t.Errorf("metrics lack %q:\n%s", line, metrics)
+		}
+	}
+
+	// a clean stop; the file itself is readable again
+	srv.stop(syscall.SIGTERM)
+	code, out, errOut = runCLI(t, "usage", "show", "--db", srv.db, "-o", "json")
+	if code != 0 {
+		t.Fatalf("usage show: exit %d: %s", code, errOut)
+	}
+	var final usage.Summary
+	if err := json.Unmarshal([]byte(out), &final); err != nil {
+		t.Fatal(err)
+	}
+	if final.Snapshot || final.Listening || len(final.Gaps) != 2 {
+		t.Errorf("after a clean stop: snapshot %v listening %v gaps %v; want false, false and two gaps (the SIGKILL, since the stop)", final.Snapshot, final.Listening, final.Gaps)
+	}
+	_ = context.Background
+}
