@@ -101,11 +101,13 @@ func NewServer(l *Ledger, opts ServeOptions) *Server {
 	return s
 }
 
-// Handler routes POST /events, GET /usage, GET /healthz and GET /metrics.
+// Handler routes POST /events, POST /inuse, GET /usage, GET /healthz and
+// GET /metrics.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/events", s.events)
 	mux.HandleFunc("/usage", s.usage)
+	mux.HandleFunc("/inuse", s.inuse)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
 	mux.Handle("/metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{}))
 	return mux
@@ -185,6 +187,65 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 	s.size.Set(float64(s.l.Size()))
 	s.log.Debug("envelope stored", "events", len(env.Events), "stored", res.Stored, "duplicates", res.Duplicates, "ignored", res.Ignored)
 	w.WriteHeader(http.StatusOK)
+}
+
+// MaxSnapshot bounds an in-use snapshot posted to /inuse (64 MiB).
+const MaxSnapshot = 64 << 20
+
+// inuse stores a Snapshot posted by usage kube --server: the ledger file is
+// serve's while it runs, so other writers go through it.
+func (s *Server) inuse(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		s.reject(w, r, http.StatusMethodNotAllowed, "method", fmt.Errorf("%s, want POST", r.Method))
+		return
+	}
+	if !s.authorized(r) {
+		s.reject(w, r, http.StatusUnauthorized, "unauthorized", errors.New("missing or wrong bearer token"))
+		return
+	}
+	var snap Snapshot
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxSnapshot))
+	if err := dec.Decode(&snap); err != nil || snap.Source == "" || snap.At.IsZero() {
+		if err == nil {
+			err = errors.New("snapshot without source or time")
+		}
+		s.reject(w, r, http.StatusBadRequest, "malformed", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.l.RecordInUse(r.Context(), snap); err != nil {
+		s.reject(w, r, http.StatusServiceUnavailable, "store", err)
+		return
+	}
+	s.log.Info("in-use snapshot stored", "source", snap.Source, "images", len(snap.Images))
+	w.WriteHeader(http.StatusOK)
+}
+
+// PostSnapshot sends snap to a running usage serve at url (its /inuse).
+func PostSnapshot(ctx context.Context, url, token string, snap Snapshot) error {
+	raw, err := json.Marshal(snap)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(url, "/")+"/inuse", strings.NewReader(string(raw)))
+	if err != nil {
+		return fmt.Errorf("posting in-use snapshot of %s: %w", snap.Source, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("posting in-use snapshot of %s: %w", snap.Source, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("posting in-use snapshot of %s to %s: %s: %s", snap.Source, url, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return nil
 }
 
 // usage answers GET /usage?repo=R&tag=T[&digest=D] with a TagUsage, and

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 
 	"github.com/regkeeper/regkeeper/internal/output"
 	"github.com/regkeeper/regkeeper/usage"
+	"github.com/regkeeper/regkeeper/usage/kube"
 )
 
 func newUsageCmd(g *globalOptions) *cobra.Command {
@@ -26,7 +28,7 @@ read it.`,
   # what the ledger knows, its gaps and freshness
   regkeeper usage show --db /var/lib/regkeeper/usage.db`,
 	}
-	cmd.AddCommand(newUsageServeCmd(g), newUsageShowCmd(g), newUsageImportCmd(g))
+	cmd.AddCommand(newUsageServeCmd(g), newUsageShowCmd(g), newUsageImportCmd(g), newUsageKubeCmd(g))
 	return cmd
 }
 
@@ -81,15 +83,9 @@ GET /metrics serves Prometheus metrics, GET /healthz says ok.`,
   regkeeper usage serve --listen :5050 --db usage.db --token-file usage.token --registry registry.example.com`,
 		Args: positional(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var token string
-			if tokenFile != "" {
-				raw, err := os.ReadFile(tokenFile)
-				if err != nil {
-					return usageError("--token-file: %v", err)
-				}
-				if token = strings.TrimSpace(string(raw)); token == "" {
-					return usageError("--token-file: %s is empty", tokenFile)
-				}
+			token, err := readToken(tokenFile)
+			if err != nil {
+				return err
 			}
 			l, err := lo.openWrite(g, cmd)
 			if err != nil {
@@ -254,4 +250,139 @@ a by-tag pull is credited to the tag only.`,
 	lo.register(cmd, true)
 	g.registerOutput(cmd)
 	return cmd
+}
+
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", usageError("--token-file: %v", err)
+	}
+	token := strings.TrimSpace(string(raw))
+	if token == "" {
+		return "", usageError("--token-file: %s is empty", path)
+	}
+	return token, nil
+}
+
+func newUsageKubeCmd(g *globalOptions) *cobra.Command {
+	var (
+		lo                          ledgerOptions
+		kubeconfig, server, tokFile string
+		contexts, from              []string
+		inCluster                   bool
+	)
+	cmd := &cobra.Command{
+		Use:   "kube",
+		Short: "Record the images Kubernetes clusters run or keep for rollback",
+		Long: `kube reads, through client-go, the Pods (containers, init and ephemeral
+containers, and the digests their status reports), ReplicaSets (those scaled
+to zero are a Deployment's rollback targets), Deployments, StatefulSets,
+DaemonSets, Jobs and CronJobs of every namespace, and records the images they
+name as in use now, with where ("cluster prod: Deployment shop/web"). Each
+cluster's record replaces its previous one.
+
+Clusters: every context of the kubeconfig (--kubeconfig, else $KUBECONFIG,
+else ~/.kube/config), or those named with --context, or --in-cluster (the
+service account of the pod it runs in; the cluster is named "in-cluster").
+--from FILE reads instead the JSON of
+  kubectl get pods,rs,deploy,sts,ds,jobs,cronjobs -A -o json
+(the source is named after the file) or a plain list of image references, one
+a line, with an optional "where" after a space (ECS, Nomad, a spreadsheet).
+
+The ledger is written directly (--db), or, while usage serve holds it,
+through serve (--server URL, with serve's --token-file).`,
+		Example: `  # every context of ~/.kube/config
+  regkeeper usage kube --db usage.db
+
+  # two clusters, through a running usage serve
+  regkeeper usage kube --context prod --context staging --server http://127.0.0.1:5050 --token-file usage.token
+
+  # a cluster regkeeper cannot reach
+  kubectl get pods,rs,deploy,sts,ds,jobs,cronjobs -A -o json > prod.json
+  regkeeper usage kube --db usage.db --from prod.json`,
+		Args: positional(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if (lo.db == "") == (server == "") {
+				return usageError("give one of --db and --server")
+			}
+			if len(from) > 0 && (inCluster || len(contexts) > 0) {
+				return usageError("--from reads files instead of clusters: not with --context or --in-cluster")
+			}
+			token, err := readToken(tokFile)
+			if err != nil {
+				return err
+			}
+			snaps, err := usageKube(cmd, kubeconfig, contexts, inCluster, from)
+			if err != nil {
+				return err
+			}
+			if server != "" {
+				for _, s := range snaps {
+					if err := usage.PostSnapshot(cmd.Context(), server, token, s); err != nil {
+						return err
+					}
+				}
+			} else {
+				l, err := lo.openWrite(g, cmd)
+				if err != nil {
+					return err
+				}
+				defer l.Close()
+				for _, s := range snaps {
+					if err := l.RecordInUse(cmd.Context(), s); err != nil {
+						return err
+					}
+				}
+			}
+			rows := output.Rows{Header: []string{"SOURCE", "AT", "IMAGES"}}
+			for _, s := range snaps {
+				rows.Add(s.Source, s.At.Format(time.RFC3339), len(s.Images))
+			}
+			return output.Write(cmd.OutOrStdout(), g.format(), rows, snaps)
+		},
+	}
+	lo.register(cmd, false)
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
+	cmd.Flags().StringArrayVar(&contexts, "context", nil, "kubeconfig context to read (repeatable; default: every context)")
+	cmd.Flags().BoolVar(&inCluster, "in-cluster", false, "read the cluster this runs in, with its service account")
+	cmd.Flags().StringArrayVar(&from, "from", nil, "read kubectl JSON or a list of image references from this file instead (repeatable)")
+	cmd.Flags().StringVar(&server, "server", "", "post to a running usage serve at this URL instead of writing --db")
+	cmd.Flags().StringVar(&tokFile, "token-file", "", "with --server: the file holding serve's token")
+	g.registerOutput(cmd)
+	return cmd
+}
+
+// usageKube reads the snapshots the flags ask for.
+func usageKube(cmd *cobra.Command, kubeconfig string, contexts []string, inCluster bool, from []string) ([]usage.Snapshot, error) {
+	now := time.Now()
+	var snaps []usage.Snapshot
+	if len(from) > 0 {
+		for _, f := range from {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, err
+			}
+			s, err := kube.FromFile(data, filepath.Base(f), now)
+			if err != nil {
+				return nil, err
+			}
+			snaps = append(snaps, s)
+		}
+		return snaps, nil
+	}
+	clusters, err := kube.Clusters(kubeconfig, contexts, inCluster)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range clusters {
+		s, err := kube.Collect(cmd.Context(), c.Client, c.Name, now)
+		if err != nil {
+			return nil, err
+		}
+		snaps = append(snaps, s)
+	}
+	return snaps, nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +24,25 @@ import (
 	"github.com/regkeeper/regkeeper/usage"
 )
 
+// TestMain lets the test binary be regkeeper itself: with
+// REGKEEPER_TEST_AS_MAIN=1 it runs the command line in its arguments, as
+// main does, and exits. Tests start real child processes of regkeeper
+// this way without building the binary again.
+func TestMain(m *testing.M) {
+	if os.Getenv("REGKEEPER_TEST_AS_MAIN") == "1" {
+		main()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// selfCommand is a child process of the test binary running regkeeper argv.
+func selfCommand(argv ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], argv...)
+	cmd.Env = append(os.Environ(), "REGKEEPER_TEST_AS_MAIN=1")
+	return cmd
+}
+
 // usageServer is a `regkeeper usage serve` child process.
 type usageServer struct {
 	t             *testing.T
@@ -42,7 +60,7 @@ func (s *usageServer) start() {
 		t.Fatal(err)
 	}
 	s.stderr.Reset()
-	s.cmd = exec.Command(s.bin, "usage", "serve", "--listen", s.addr, "--db", s.db, "--token-file", tok, "--every", "1s", "-v")
+	s.cmd = selfCommand("usage", "serve", "--listen", s.addr, "--db", s.db, "--token-file", tok, "--every", "1s", "-v")
 	s.cmd.Stderr = &s.stderr
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -143,9 +161,7 @@ func TestUsageServeWithStockRegistry(t *testing.T) {
 		t.Skipf("stock registry binary %s is absent (run scripts/setup-registry)", stock.Binary())
 	}
 	start := time.Now()
-	bin := buildBinary(t)
-	t.Logf("built in %s", time.Since(start).Round(time.Millisecond))
-	srv := &usageServer{t: t, bin: bin, addr: stock.FreePort(t), db: filepath.Join(t.TempDir(), "usage.db"), token: "s3cret"}
+	srv := &usageServer{t: t, addr: stock.FreePort(t), db: filepath.Join(t.TempDir(), "usage.db"), token: "s3cret"}
 	srv.start()
 	t.Cleanup(func() {
 		if srv.cmd.ProcessState == nil {
@@ -326,6 +342,26 @@ func TestUsageServeWithStockRegistry(t *testing.T) {
 		}
 	}
 
+	// usage kube through the running serve: app:v1 runs in "prod"
+	list := filepath.Join(t.TempDir(), "prod.txt")
+	if err := os.WriteFile(list, []byte(reg.Host+"/app:v1 cluster prod: Deployment shop/app\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok := filepath.Join(t.TempDir(), "token")
+	os.WriteFile(tok, []byte(srv.token), 0o600)
+	if code, _, errOut := runCLI(t, "usage", "kube", "--server", "http://"+srv.addr, "--token-file", tok, "--from", list); code != 0 {
+		t.Fatalf("usage kube --server: exit %d: %s", code, errOut)
+	}
+	var u usage.TagUsage
+	srv.usage("?repo=app&tag=v1", &u)
+	if u.InUse == nil || !*u.InUse || !cmp.Equal(u.Where, []string{"cluster prod: Deployment shop/app"}) {
+		t.Errorf("app:v1 in use: %v %v, want true in cluster prod", u.InUse, u.Where)
+	}
+	srv.usage("?repo=never&tag=v1", &u)
+	if u.InUse == nil || *u.InUse {
+		t.Errorf("never:v1 in use: %v, want false", u.InUse)
+	}
+
 	// a clean stop; the file itself is readable again
 	srv.stop(syscall.SIGTERM)
 	code, out, errOut = runCLI(t, "usage", "show", "--db", srv.db, "-o", "json")
@@ -339,5 +375,56 @@ func TestUsageServeWithStockRegistry(t *testing.T) {
 	if final.Snapshot || final.Listening || len(final.Gaps) != 2 {
 		t.Errorf("after a clean stop: snapshot %v listening %v gaps %v; want false, false and two gaps (the SIGKILL, since the stop)", final.Snapshot, final.Listening, final.Gaps)
 	}
-	_ = context.Background
+}
+
+// import, kube --from and show, in-process on one ledger file.
+func TestUsageImportKubeShow(t *testing.T) {
+	dir := t.TempDir()
+	db := filepath.Join(dir, "usage.db")
+	log := filepath.Join(dir, "access.log")
+	lines := `10.0.0.1 - - [05/Dec/2026:10:00:00 +0000] "GET /v2/team/web/manifests/v1 HTTP/1.1" 200 500 "" "containerd/2.0"
+10.0.0.2 - - [05/Dec/2026:10:05:00 +0000] "HEAD /v2/team/web/manifests/v2 HTTP/1.1" 200 0 "" "containerd/2.0"
+10.0.0.3 - - [05/Dec/2026:10:06:00 +0000] "GET /v2/team/web/manifests/v2 HTTP/1.1" 200 500 "" "regkeeper/1.0 go-containerregistry/v0.20"
+10.0.0.3 - - [05/Dec/2026:10:07:00 +0000] "GET /v2/team/web/blobs/sha256:abc HTTP/1.1" 200 500 "" "containerd/2.0"
+`
+	if err := os.WriteFile(log, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := runCLI(t, "usage", "import", "--db", db, log, "-o", "json")
+	if code != 0 {
+		t.Fatalf("import: exit %d: %s", code, errOut)
+	}
+	var imp []usage.ImportResult
+	if err := json.Unmarshal([]byte(out), &imp); err != nil {
+		t.Fatal(err)
+	}
+	if len(imp) != 1 || imp[0].Lines != 4 || imp[0].Requests != 3 || imp[0].Stored != 2 || imp[0].Ignored != 1 {
+		t.Errorf("import result: %+v", imp)
+	}
+	fixture := filepath.Join("..", "..", "usage", "kube", "testdata", "kubectl-get-all.json")
+	if code, _, errOut := runCLI(t, "usage", "kube", "--db", db, "--from", fixture); code != 0 {
+		t.Fatalf("kube --from: exit %d: %s", code, errOut)
+	}
+	code, out, errOut = runCLI(t, "usage", "show", "--db", db, "-o", "json")
+	if code != 0 {
+		t.Fatalf("show: exit %d: %s", code, errOut)
+	}
+	var s usage.Summary
+	if err := json.Unmarshal([]byte(out), &s); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, tg := range s.Tags {
+		got[tg.Repo+":"+tg.Tag] = fmt.Sprintf("pulled=%v head=%v ignored=%d inUse=%v %v", tg.LastPulled != nil, tg.LastHead != nil, tg.Ignored, *tg.InUse, tg.Where)
+	}
+	want := map[string]string{
+		"team/web:v1": "pulled=true head=false ignored=0 inUse=true [cluster kubectl-get-all.json: ReplicaSet shop/web-5f8b7c9d6 (rollback)]",
+		"team/web:v2": "pulled=false head=true ignored=1 inUse=true [cluster kubectl-get-all.json: Deployment shop/web cluster kubectl-get-all.json: Pod shop/web-7d9c6b5f4-x2k8p]",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("show (-want +got):\n%s", diff)
+	}
+	if len(s.Sources) != 1 || s.Sources[0].Images != 8 || len(s.Covered) != 1 {
+		t.Errorf("sources %v covered %v", s.Sources, s.Covered)
+	}
 }
