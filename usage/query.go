@@ -11,15 +11,19 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// tagView reads a tag's record and that of the digest it points to.
-func tagView(tx *bolt.Tx, repo, tag string) (*tagRecord, *digestRecord, error) {
+// tagView reads a tag's record and that of the digest it points to: dgst
+// when given (the caller read the registry), else the last the ledger saw.
+func tagView(tx *bolt.Tx, repo, tag, dgst string) (*tagRecord, *digestRecord, error) {
 	t, err := get[tagRecord](tx.Bucket(bTags), key(repo, tag))
 	if err != nil {
 		return nil, nil, err
 	}
+	if dgst == "" {
+		dgst = t.Digest
+	}
 	d := &digestRecord{}
-	if t.Digest != "" {
-		if d, err = get[digestRecord](tx.Bucket(bDigests), key(repo, t.Digest)); err != nil {
+	if dgst != "" {
+		if d, err = get[digestRecord](tx.Bucket(bDigests), key(repo, dgst)); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -36,9 +40,13 @@ func tagView(tx *bolt.Tx, repo, tag string) (*tagRecord, *digestRecord, error) {
 // listening after since, or a gap) known is false: "unknown", never "not
 // pulled". A zero last with known true means "not pulled since since".
 func (l *Ledger) LastPull(repo, tag string, since time.Time) (last time.Time, known bool, err error) {
+	return l.lastPull(repo, tag, "", since)
+}
+
+func (l *Ledger) lastPull(repo, tag, dgst string, since time.Time) (last time.Time, known bool, err error) {
 	now := l.opts.now()
 	err = l.db.View(func(tx *bolt.Tx) error {
-		t, d, err := tagView(tx, repo, tag)
+		t, d, err := tagView(tx, repo, tag, dgst)
 		if err != nil {
 			return err
 		}
@@ -66,9 +74,13 @@ func (l *Ledger) LastPull(repo, tag string, since time.Time) (last time.Time, kn
 // covers [since, now] without a gap (when not, the count is a lower bound).
 // since must be within the window of pulls per day the ledger keeps.
 func (l *Ledger) Pulls(repo, tag string, since time.Time) (n int64, known bool, err error) {
+	return l.pulls(repo, tag, "", since)
+}
+
+func (l *Ledger) pulls(repo, tag, dgst string, since time.Time) (n int64, known bool, err error) {
 	now := l.opts.now()
 	err = l.db.View(func(tx *bolt.Tx) error {
-		t, d, err := tagView(tx, repo, tag)
+		t, d, err := tagView(tx, repo, tag, dgst)
 		if err != nil {
 			return err
 		}
@@ -229,12 +241,14 @@ type TagUsage struct {
 }
 
 // Usage answers for one tag: LastPulled and Pulls30d are nil when unknown,
-// InUse is nil when no in-use snapshot was ever recorded.
+// InUse is nil when no in-use snapshot was ever recorded. digest, when
+// given, is the tag's digest as the caller read it from the registry, and
+// takes the place of the one the ledger last saw.
 func (l *Ledger) Usage(repo, tag, digest string) (TagUsage, error) {
 	u := TagUsage{Repo: repo, Tag: tag, Digest: digest}
 	now := l.opts.now()
 	since := now.Add(-30 * 24 * time.Hour)
-	last, known, err := l.LastPull(repo, tag, since)
+	last, known, err := l.lastPull(repo, tag, digest, since)
 	if err != nil {
 		return u, err
 	}
@@ -245,7 +259,7 @@ func (l *Ledger) Usage(repo, tag, digest string) (TagUsage, error) {
 		// not pulled within 30 days and the ledger listened all along:
 		// lastPulled stays null but pulls30d is 0
 	}
-	n, nknown, err := l.Pulls(repo, tag, since)
+	n, nknown, err := l.pulls(repo, tag, digest, since)
 	if err != nil {
 		return u, err
 	}
@@ -253,7 +267,7 @@ func (l *Ledger) Usage(repo, tag, digest string) (TagUsage, error) {
 		u.Pulls30d = &n
 	}
 	err = l.db.View(func(tx *bolt.Tx) error {
-		t, d, err := tagView(tx, repo, tag)
+		t, d, err := tagView(tx, repo, tag, digest)
 		if err != nil {
 			return err
 		}

@@ -368,12 +368,49 @@ func TestUsageServeWithStockRegistry(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("usage show: exit %d: %s", code, errOut)
 	}
+	// inventory --usage: per tag lastPulled, pulls30d, inUse (null = unknown)
+	code, invOut, errOut := runCLI(t, "inventory", reg.Host, "--insecure", "--usage", srv.db, "-o", "json")
+	if code != 0 {
+		t.Fatalf("inventory --usage: exit %d: %s", code, errOut)
+	}
+	var inv struct {
+		Images []struct {
+			Repository, Tag string
+			LastPulled      *time.Time `json:"lastPulled"`
+			Pulls30d        *int64     `json:"pulls30d"`
+			InUse           *bool      `json:"inUse"`
+		} `json:"images"`
+	}
+	if err := json.Unmarshal([]byte(invOut), &inv); err != nil {
+		t.Fatal(err)
+	}
+	gotInv := map[string]string{}
+	for _, im := range inv.Images {
+		if im.Repository == "sentinel" {
+			continue
+		}
+		p := "null"
+		if im.Pulls30d != nil {
+			p = fmt.Sprint(*im.Pulls30d)
+		}
+		gotInv[im.Repository+":"+im.Tag] = fmt.Sprintf("lastPulled=%v pulls30d=%s inUse=%v", im.LastPulled != nil, p, *im.InUse)
+	}
+	wantInv := map[string]string{
+		"app:v1":      "lastPulled=true pulls30d=4 inUse=true",
+		"headonly:v1": "lastPulled=false pulls30d=null inUse=false",
+		"multi:v1":    "lastPulled=true pulls30d=2 inUse=false",
+		"never:v1":    "lastPulled=false pulls30d=null inUse=false",
+	}
+	if diff := cmp.Diff(wantInv, gotInv); diff != "" {
+		t.Errorf("inventory --usage (-want +got):\n%s", diff)
+	}
+
 	var final usage.Summary
 	if err := json.Unmarshal([]byte(out), &final); err != nil {
 		t.Fatal(err)
 	}
 	if final.Snapshot || final.Listening || len(final.Gaps) != 2 {
-		t.Errorf("after a clean stop: snapshot %v listening %v gaps %v; want false, false and two gaps (the SIGKILL, since the stop)", final.Snapshot, final.Listening, final.Gaps)
+		t.Errorf("after a clean stop: snapshot %v listening %v gaps %v; want false, false and two gaps (the SIGKILL, since the stop)\n%s", final.Snapshot, final.Listening, final.Gaps, out)
 	}
 }
 

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/regkeeper/regkeeper/inventory"
+	"github.com/regkeeper/regkeeper/usage"
+)
+
+// openUsage opens the ledger of --usage for reading (nil func when the flag
+// is not given) and returns its answers in inventory's terms, and a close.
+func openUsage(path string) (inventory.UsageFunc, func(), error) {
+	if path == "" {
+		return nil, func() {}, nil
+	}
+	l, err := usage.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--usage: %w", err)
+	}
+	return func(repo, tag, digest string) (*inventory.Usage, error) {
+		u, err := l.Usage(repo, tag, digest)
+		if err != nil {
+			return nil, err
+		}
+		return &inventory.Usage{LastPulled: u.LastPulled, Pulls30d: u.Pulls30d, InUse: u.InUse, InUseWhere: u.Where}, nil
+	}, func() { l.Close() }, nil
+}
+
+// usageCells are the LAST PULLED, PULLS 30D and IN USE cells of a table.
+func usageCells(u *inventory.Usage) []any {
+	last, pulls, in := "unknown", "unknown", "unknown"
+	if u.LastPulled != nil {
+		last = u.LastPulled.UTC().Format(time.RFC3339)
+	} else if u.Pulls30d != nil {
+		last = "not in 30d"
+	}
+	if u.Pulls30d != nil {
+		pulls = fmt.Sprint(*u.Pulls30d)
+	}
+	if u.InUse != nil {
+		in = "no"
+		if *u.InUse {
+			in = strings.Join(u.InUseWhere, "; ")
+		}
+	}
+	return []any{last, pulls, in}
+}
