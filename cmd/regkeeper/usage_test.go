@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -463,5 +465,27 @@ func TestUsageImportKubeShow(t *testing.T) {
 	}
 	if len(s.Sources) != 1 || s.Sources[0].Images != 8 || len(s.Covered) != 1 {
 		t.Errorf("sources %v covered %v", s.Sources, s.Covered)
+	}
+}
+
+// The README's usage serve metrics are what GET /metrics serves, name for name.
+func TestUsageMetricsInREADME(t *testing.T) {
+	l, err := usage.OpenWrite(filepath.Join(t.TempDir(), "usage.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	rec := httptest.NewRecorder()
+	usage.NewServer(l, usage.ServeOptions{}).Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	var served []string
+	for _, line := range strings.Split(rec.Body.String(), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# HELP "); ok {
+			name, _, _ := strings.Cut(rest, " ")
+			served = append(served, name)
+		}
+	}
+	sort.Strings(served)
+	if diff := cmp.Diff(readmeMetrics(t)["usage"], served); diff != "" {
+		t.Errorf("README usage metrics vs GET /metrics (-README +served):\n%s", diff)
 	}
 }
