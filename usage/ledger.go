@@ -83,6 +83,7 @@ type options struct {
 	now     func() time.Time
 	log     *slog.Logger
 	timeout time.Duration
+	noSync  bool
 }
 
 // WithWindowDays keeps pulls per day for this many days (default 90).
@@ -103,6 +104,10 @@ func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 // WithLockTimeout is how long Open and OpenWrite wait for the file lock
 // (default 200ms for readers, 1s for writers).
 func WithLockTimeout(d time.Duration) Option { return func(o *options) { o.timeout = d } }
+
+// WithNoSync skips fsync on commit: NOT crash-safe, for benchmarks that
+// measure size only.
+func WithNoSync() Option { return func(o *options) { o.noSync = true } }
 
 // Ledger is an open ledger file, for writing (OpenWrite) or reading (Open).
 type Ledger struct {
@@ -138,7 +143,7 @@ func SnapshotPath(path string) string { return path + ".snapshot" }
 // one process can: bbolt holds an exclusive lock on the file.
 func OpenWrite(path string, opts ...Option) (*Ledger, error) {
 	o := buildOptions(opts, time.Second)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.timeout})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: o.timeout, NoSync: o.noSync})
 	if err != nil {
 		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("opening ledger %s: %w", path, ErrLocked)
