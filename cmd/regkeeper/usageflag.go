@@ -2,6 +2,10 @@ package main
 
 import (
 	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/regkeeper/regkeeper/audit"
 	"strings"
 	"time"
 
@@ -46,4 +50,22 @@ func usageCells(u *inventory.Usage) []any {
 		}
 	}
 	return []any{last, pulls, in}
+}
+
+// usageFlag is --usage on audit and report: findings sorted by use.
+type usageFlag struct{ path string }
+
+func (u *usageFlag) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&u.path, "usage", "", "usage ledger file (readable while usage serve runs): sort findings by use and say how much each image is pulled and where it runs")
+}
+
+// apply makes the audit's inventory read the ledger; call the returned
+// close when done.
+func (u *usageFlag) apply(ao *audit.Options) (func(), error) {
+	fn, closeLedger, err := openUsage(u.path)
+	if err != nil {
+		return nil, err
+	}
+	ao.Inventory.Usage = fn
+	return closeLedger, nil
 }
