@@ -22,7 +22,11 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/regkeeper/regkeeper/audit"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 	"github.com/regkeeper/regkeeper/internal/testbed/stock"
+	"github.com/regkeeper/regkeeper/inventory"
 	"github.com/regkeeper/regkeeper/usage"
 )
 
@@ -487,5 +491,46 @@ func TestUsageMetricsInREADME(t *testing.T) {
 	sort.Strings(served)
 	if diff := cmp.Diff(readmeMetrics(t)["usage"], served); diff != "" {
 		t.Errorf("README usage metrics vs GET /metrics (-README +served):\n%s", diff)
+	}
+}
+
+// audit --usage: every finding says how its image is used.
+func TestAuditUsage(t *testing.T) {
+	srv, _ := regtest.Seeded(t, embedded.Options{})
+	code, out, errOut := runCLI(t, "inventory", srv.Host, "--insecure", "-o", "json")
+	if code != 0 {
+		t.Fatalf("inventory: exit %d: %s", code, errOut)
+	}
+	var inv inventory.Result
+	if err := json.Unmarshal([]byte(out), &inv); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, im := range inv.Images {
+		lines = append(lines, srv.Host+"/"+im.Repository+":"+im.Tag+" cluster test: Deployment ns/"+strings.ReplaceAll(im.Repository, "/", "-"))
+	}
+	list := filepath.Join(t.TempDir(), "images.txt")
+	os.WriteFile(list, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
+	db := filepath.Join(t.TempDir(), "usage.db")
+	if code, _, errOut := runCLI(t, "usage", "kube", "--db", db, "--from", list); code != 0 {
+		t.Fatalf("usage kube: exit %d: %s", code, errOut)
+	}
+	code, out, errOut = runCLI(t, "audit", srv.Host, "--insecure", "--usage", db)
+	if code != 0 {
+		t.Fatalf("audit --usage: exit %d: %s", code, errOut)
+	}
+	rows := 0
+	for _, line := range strings.Split(out, "\n") {
+		for _, reason := range audit.Severity {
+			if strings.HasPrefix(line, reason+" ") {
+				rows++
+				if !strings.Contains(line, "running in cluster test: Deployment ns/") || !strings.Contains(line, "pulls unknown") {
+					t.Errorf("finding without its use: %s", line)
+				}
+			}
+		}
+	}
+	if rows == 0 || !strings.Contains(out, "USE") {
+		t.Errorf("no findings or no USE column:\n%s", out)
 	}
 }
