@@ -27,6 +27,8 @@ type Endpoint struct {
 	Name, URL string
 	// Token, when set, is sent as "Authorization: Bearer TOKEN".
 	Token string
+	// IgnoreActions are actions the registry does not send (e.g. "push").
+	IgnoreActions []string
 }
 
 // Options configure the registry.
@@ -91,6 +93,9 @@ http:
 			fmt.Fprintf(&b, "    - name: %s\n      url: %s\n      timeout: 2s\n      threshold: 1\n      backoff: 200ms\n", e.Name, e.URL)
 			if e.Token != "" {
 				fmt.Fprintf(&b, "      headers:\n        Authorization: [\"Bearer %s\"]\n", e.Token)
+			}
+			if len(e.IgnoreActions) > 0 {
+				fmt.Fprintf(&b, "      ignore:\n        actions: [%s]\n", strings.Join(e.IgnoreActions, ", "))
 			}
 		}
 	}
