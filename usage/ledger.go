@@ -168,7 +168,9 @@ func OpenWrite(path string, opts ...Option) (*Ledger, error) {
 // Open opens the ledger for reading. It is usable while usage serve runs:
 // when serve holds the file, Open reads the consistent snapshot serve
 // writes next to it (SnapshotPath), and Snapshot is set; the snapshot is at
-// most serve's --snapshot-every old, which Freshness shows.
+// most serve's --every old, which Freshness shows. When serve does not run,
+// the reader holds a shared lock on the file that keeps serve from
+// starting: read, then Close promptly.
 func Open(path string, opts ...Option) (*Ledger, error) {
 	o := buildOptions(opts, 200*time.Millisecond)
 	if _, err := os.Stat(path); err != nil {

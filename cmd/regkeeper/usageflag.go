@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -13,23 +14,37 @@ import (
 	"github.com/regkeeper/regkeeper/usage"
 )
 
-// openUsage opens the ledger of --usage for reading (nil func when the flag
-// is not given) and returns its answers in inventory's terms, and a close.
+// openUsage returns the answers of the ledger of --usage in inventory's
+// terms (nil when the flag is not given), and a close. The ledger is opened
+// at the first question (after the registry walk) and closed by the close:
+// a reader holds a shared lock on the file that keeps usage serve from
+// starting, so it holds it only while it reads.
 func openUsage(path string) (inventory.UsageFunc, func(), error) {
 	if path == "" {
 		return nil, func() {}, nil
 	}
-	l, err := usage.Open(path)
-	if err != nil {
+	if _, err := os.Stat(path); err != nil {
 		return nil, nil, fmt.Errorf("--usage: %w", err)
 	}
-	return func(repo, tag, digest string) (*inventory.Usage, error) {
+	var l *usage.Ledger
+	fn := func(repo, tag, digest string) (*inventory.Usage, error) {
+		if l == nil {
+			var err error
+			if l, err = usage.Open(path); err != nil {
+				return nil, fmt.Errorf("--usage: %w", err)
+			}
+		}
 		u, err := l.Usage(repo, tag, digest)
 		if err != nil {
 			return nil, err
 		}
 		return &inventory.Usage{LastPulled: u.LastPulled, Pulls30d: u.Pulls30d, InUse: u.InUse, InUseWhere: u.Where}, nil
-	}, func() { l.Close() }, nil
+	}
+	return fn, func() {
+		if l != nil {
+			l.Close()
+		}
+	}, nil
 }
 
 // usageCells are the LAST PULLED, PULLS 30D and IN USE cells of a table.
