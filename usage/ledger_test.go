@@ -2,6 +2,7 @@ package usage
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -194,5 +195,39 @@ func TestInUse(t *testing.T) {
 	}
 	if _, running, _ := l.Freshness(); !running.Equal(t0) {
 		t.Errorf("running freshness %v, want %v", running, t0)
+	}
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	c, err := LoadConfig(write("ok.yaml", "ignoreUserAgents: [trivy]\nignoreAccounts: [mirror-bot]\nwindowDays: 30\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{Ignore: Ignore{UserAgents: []string{"trivy"}, Accounts: []string{"mirror-bot"}}, WindowDays: 30}
+	if diff := cmp.Diff(want, c); diff != "" {
+		t.Errorf("config (-want +got):\n%s", diff)
+	}
+	if _, err := LoadConfig(write("typo.yaml", "ignoreUserAgent: [trivy]\n")); err == nil {
+		t.Error("a misspelt key is accepted")
+	}
+	for ua, want := range map[string]bool{
+		"regkeeper/dev go-containerregistry/v0.22": true,
+		"Trivy/0.50":     true,
+		"containerd/2.0": false,
+	} {
+		if got := c.Ignore.ignored(ua, ""); got != want {
+			t.Errorf("ignored(%q) = %v, want %v", ua, got, want)
+		}
+	}
+	if !c.Ignore.ignored("docker/27", "mirror-bot") {
+		t.Error("the ignored account is counted")
 	}
 }
