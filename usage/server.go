@@ -236,7 +236,7 @@ func PostSnapshot(ctx context.Context, url, token string, snap Snapshot) error {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Timeout: 2 * time.Minute}).Do(req)
 	if err != nil {
 		return fmt.Errorf("posting in-use snapshot of %s: %w", snap.Source, err)
 	}
