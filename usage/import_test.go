@@ -79,6 +79,22 @@ func TestImportStockRegistryLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// the registry writes a request's log lines after its response: wait
+	// until the last request is in both logs
+	logged := func(log string) bool {
+		for _, line := range strings.Split(log, "\n") {
+			if strings.Contains(line, "regkeeper/test") && strings.Contains(line, "/manifests/") {
+				return true
+			}
+		}
+		return false
+	}
+	for i := 0; !logged(reg.Stdout()) || !logged(reg.Stderr()); i++ {
+		if i > 600 {
+			t.Fatalf("the last request is not in the registry's logs after 30s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for _, tc := range []struct{ file, log string }{
 		{"access.log", reg.Stdout()},
 		{"registry.log", reg.Stderr()},
