@@ -11,6 +11,9 @@ import (
 type Finding struct {
 	Reason string
 	Image  Image
+	// Use says how much the image's tag is used, when the audit read a
+	// usage ledger (FindingsByUse); empty otherwise.
+	Use string
 }
 
 // Findings lists every finding grouped by reason, worst reason first (see

@@ -48,7 +48,28 @@ type Image struct {
 	Platforms   []Platform        `json:"platforms"`
 	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations"`
+	// Usage is set when the inventory read a usage ledger (--usage); its
+	// fields are then in the JSON, null where the ledger has no answer.
+	*Usage
 }
+
+// Usage is what the usage ledger says of a tag.
+type Usage struct {
+	// LastPulled is the last pull the ledger saw credited to the tag (by
+	// tag, by digest, or of a child of its index); null when none.
+	LastPulled *time.Time `json:"lastPulled"`
+	// Pulls30d is the pulls of the last 30 days; null when the ledger did
+	// not listen over all of them and saw none (unknown, not zero).
+	Pulls30d *int64 `json:"pulls30d"`
+	// InUse says whether the latest in-use evidence names the tag or its
+	// digest; null when the ledger holds no in-use evidence at all.
+	InUse *bool `json:"inUse"`
+	// InUseWhere says where ("cluster prod: Deployment shop/web").
+	InUseWhere []string `json:"inUseWhere,omitempty"`
+}
+
+// UsageFunc answers usage questions for repo:tag at digest.
+type UsageFunc func(repo, tag, digest string) (*Usage, error)
 
 // Platform is one platform manifest of an image (an image that is not an
 // index has exactly one).
@@ -85,4 +106,6 @@ type Options struct {
 	// Now is used for nothing but tests of relative output; zero means
 	// time.Now.
 	Now time.Time
+	// Usage, when set, fills every Image's Usage (inventory --usage).
+	Usage UsageFunc
 }

@@ -2,6 +2,7 @@ package inventory
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"sync"
 	"time"
@@ -69,6 +70,16 @@ func Run(ctx context.Context, host string, opts Options) (*Result, error) {
 	})
 	walk.SortErrors(res.Errors)
 	walk.SortProblems(res.Problems)
+	if opts.Usage != nil {
+		for i := range res.Images {
+			img := &res.Images[i]
+			u, err := opts.Usage(img.Repository, img.Tag, img.Digest)
+			if err != nil {
+				return nil, fmt.Errorf("reading the usage of %s:%s: %w", img.Repository, img.Tag, err)
+			}
+			img.Usage = u
+		}
+	}
 	return res, nil
 }
 

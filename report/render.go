@@ -236,7 +236,7 @@ pre { background: #f6f8fa; padding: 1em; overflow-x: auto; }
 {{.Findings}}
 {{if .F}}<div class="wide"><table>
 <tr><th>finding</th><th>image</th><th>platform</th><th>base</th><th>base age</th><th>detected by</th><th>detail</th></tr>
-{{range .F}}<tr><td class="reason {{.Reason}}">{{.Reason}}</td><td>{{.Image.Repository}}:{{.Image.Tag}}</td><td>{{.Image.Platform}}</td><td>{{.Image.Base.Name}}</td><td class="n">{{age .Image.BaseAgeDays}}</td><td>{{with .Image.Base}}{{.DetectedBy}} ({{.Confidence}}){{end}}</td><td>{{.Detail}}</td></tr>
+{{range .F}}<tr><td class="reason {{.Reason}}">{{.Reason}}</td><td>{{.Image.Repository}}:{{.Image.Tag}}</td><td>{{.Image.Platform}}</td><td>{{.Image.Base.Name}}</td><td class="n">{{age .Image.BaseAgeDays}}</td><td>{{with .Image.Base}}{{.DetectedBy}} ({{.Confidence}}){{end}}</td><td>{{.Detail}}{{with .Use}} ({{.}}){{end}}</td></tr>
 {{end}}</table></div>{{else}}<p>No findings.</p>{{end}}
 {{with .D.Audit}}<p class="sub">{{.Summary}}</p>{{range .Warnings}}<p>warning: {{.Message}}</p>{{end}}{{end}}
 
@@ -321,7 +321,7 @@ func (d *Data) WriteMarkdown(w io.Writer) error {
 				by = b.DetectedBy + " (" + b.Confidence + ")"
 			}
 			p("| %s | %s:%s | %s | %s | %s | %s | %s |\n", f.Reason, output.MarkdownEscape(f.Image.Repository), output.MarkdownEscape(f.Image.Tag),
-				f.Image.Platform, output.MarkdownEscape(f.Image.Base.Name()), age, by, output.MarkdownEscape(f.Detail()))
+				f.Image.Platform, output.MarkdownEscape(f.Image.Base.Name()), age, by, output.MarkdownEscape(detailWithUse(f)))
 		}
 	} else {
 		p("No findings.\n")
@@ -347,4 +347,13 @@ func (d *Data) WriteMarkdown(w io.Writer) error {
 		p("```\n")
 	}
 	return nil
+}
+
+// detailWithUse is a finding's detail, followed by how much its image is
+// used when the audit read a usage ledger.
+func detailWithUse(f audit.Finding) string {
+	if f.Use == "" {
+		return f.Detail()
+	}
+	return f.Detail() + " (" + f.Use + ")"
 }

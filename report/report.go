@@ -139,10 +139,11 @@ func (d *Data) Problems() []walk.Problem {
 	return nil
 }
 
-// Findings lists the audit's findings, worst first (none without an audit).
+// Findings lists the audit's findings, worst first, the most used first
+// within a reason when the audit read a usage ledger (none without an audit).
 func (d *Data) Findings() []audit.Finding {
 	if d.Audit == nil {
 		return nil
 	}
-	return d.Audit.Findings()
+	return d.Audit.FindingsByUse()
 }

@@ -135,6 +135,7 @@ func newAuditCmd(g *globalOptions) *cobra.Command {
 		tree   bool
 		mf     metricsFlag
 		pf     problemsFlag
+		uf     usageFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "audit REGISTRY",
@@ -216,6 +217,11 @@ a --registry-alias or its repository here holds the named digest.`,
 				// The tree is text only: not text where JSON was asked for.
 				return usageError("--tree prints a text tree; it takes no -o %s", g.output)
 			}
+			closeLedger, err := uf.apply(&ao)
+			if err != nil {
+				return err
+			}
+			defer closeLedger()
 			start := time.Now()
 			res, err := audit.Run(cmd.Context(), argv[0], ao)
 			took := time.Since(start)
@@ -256,6 +262,7 @@ a --registry-alias or its repository here holds the named digest.`,
 	pf.register(cmd)
 	cmd.Flags().IntVar(&af.exitCode, "exit-code", 0, "exit with this code when there are findings")
 	cmd.Flags().BoolVar(&tree, "tree", false, "print the lineage of the registry: which images are built on which base")
+	uf.register(cmd)
 	g.registerOutput(cmd)
 	return cmd
 }
@@ -323,7 +330,12 @@ func writeAudit(cmd *cobra.Command, f output.Format, res *audit.Result) error {
 // oldest bases first within a reason.
 func findingRows(res *audit.Result) output.Rows {
 	rows := output.Rows{Header: []string{"FINDING", "IMAGE", "PLATFORM", "BASE", "BASE AGE", "DETECTED BY", "DETAIL"}}
-	for _, f := range res.Findings() {
+	fs := res.FindingsByUse()
+	withUse := len(fs) > 0 && fs[0].Use != ""
+	if withUse {
+		rows.Header = append(rows.Header, "USE")
+	}
+	for _, f := range fs {
 		img := f.Image
 		var base, by, days string
 		if img.Base != nil {
@@ -332,7 +344,11 @@ func findingRows(res *audit.Result) output.Rows {
 		if img.BaseAgeDays != nil {
 			days = fmt.Sprintf("%dd", *img.BaseAgeDays)
 		}
-		rows.Add(f.Reason, img.Repository+":"+img.Tag, img.Platform, base, days, by, f.Detail())
+		cells := []any{f.Reason, img.Repository + ":" + img.Tag, img.Platform, base, days, by, f.Detail()}
+		if withUse {
+			cells = append(cells, f.Use)
+		}
+		rows.Add(cells...)
 	}
 	return rows
 }

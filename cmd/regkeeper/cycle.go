@@ -122,6 +122,7 @@ nothing done.`,
 			if err != nil {
 				return err
 			}
+			defer rf.close()
 			start := time.Now()
 			gcOpts.Jobs, gcOpts.Logger, gcOpts.Progress = g.jobs, log, g.reporter(cmd)
 			restart := strings.Fields(restartCommand)
@@ -280,6 +281,7 @@ func writeReportFile(path string, d *report.Data) error {
 type cycleRetainFlags struct {
 	policy, maxRemove, usage string
 	allowStale               bool
+	closeLedger              func()
 }
 
 func (r *cycleRetainFlags) register(f *pflag.FlagSet) {
@@ -290,6 +292,13 @@ func (r *cycleRetainFlags) register(f *pflag.FlagSet) {
 }
 
 // options returns the retain step's options, nil without --retain-policy.
+// close releases the usage ledger, when one was opened.
+func (r *cycleRetainFlags) close() {
+	if r.closeLedger != nil {
+		r.closeLedger()
+	}
+}
+
 func (r *cycleRetainFlags) options() (*retain.Options, error) {
 	if r.policy == "" {
 		if r.maxRemove != "" || r.usage != "" || r.allowStale {
@@ -308,7 +317,7 @@ func (r *cycleRetainFlags) options() (*retain.Options, error) {
 	pol.AllowStaleUsage = r.allowStale
 	o := &retain.Options{Policy: pol, MaxRemove: limit}
 	if r.usage != "" {
-		if o.Evidence, err = openUsage(r.usage); err != nil {
+		if o.Evidence, r.closeLedger, err = openEvidence(r.usage); err != nil {
 			return nil, fmt.Errorf("opening the usage ledger %s: %w", r.usage, err)
 		}
 	}

@@ -12,8 +12,9 @@ import (
 
 func newInventoryCmd(g *globalOptions) *cobra.Command {
 	var (
-		filter filterOptions
-		pf     problemsFlag
+		filter    filterOptions
+		pf        problemsFlag
+		usageFile string
 	)
 	cmd := &cobra.Command{
 		Use:   "inventory REGISTRY",
@@ -49,9 +50,14 @@ refused, failing after retries) is reported on stderr and in the JSON
 				return err
 			}
 			log := g.logger(cmd)
+			uf, closeLedger, err := openUsage(usageFile)
+			if err != nil {
+				return err
+			}
+			defer closeLedger()
 			res, err := inventory.Run(cmd.Context(), argv[0], inventory.Options{
 				Client: g.client(log), Repo: repo, Tag: tag,
-				Progress: g.reporter(cmd), Logger: log,
+				Progress: g.reporter(cmd), Logger: log, Usage: uf,
 			})
 			if err != nil {
 				return err
@@ -71,12 +77,17 @@ refused, failing after retries) is reported on stderr and in the JSON
 	}
 	filter.register(cmd)
 	pf.register(cmd)
+	cmd.Flags().StringVar(&usageFile, "usage", "", "usage ledger file (usage serve's --db, readable while it runs): add lastPulled, pulls30d and inUse per tag")
 	g.registerOutput(cmd)
 	return cmd
 }
 
 func writeInventory(cmd *cobra.Command, f output.Format, res *inventory.Result) error {
 	rows := output.Rows{Header: []string{"REPOSITORY", "TAG", "DIGEST", "PLATFORMS", "SIZE", "CREATED"}}
+	withUsage := len(res.Images) > 0 && res.Images[0].Usage != nil
+	if withUsage {
+		rows.Header = append(rows.Header, "LAST PULLED", "PULLS 30D", "IN USE")
+	}
 	for _, img := range res.Images {
 		var plats []string
 		for _, p := range img.Platforms {
@@ -92,7 +103,11 @@ func writeInventory(cmd *cobra.Command, f output.Format, res *inventory.Result) 
 			digest = output.ShortDigest(digest)
 			created, _, _ = strings.Cut(created, "T")
 		}
-		rows.Add(img.Repository, img.Tag, digest, strings.Join(plats, " "), bytesCell(f, img.Size), created)
+		cells := []any{img.Repository, img.Tag, digest, strings.Join(plats, " "), bytesCell(f, img.Size), created}
+		if withUsage {
+			cells = append(cells, usageCells(img.Usage)...)
+		}
+		rows.Add(cells...)
 	}
 	if err := output.Write(cmd.OutOrStdout(), f, rows, res); err != nil {
 		return err

@@ -25,6 +25,7 @@ func newReportCmd(g *globalOptions) *cobra.Command {
 		format       string // -o: report has its own formats
 		grace        = gc.DefaultOptions().Grace
 		pf           problemsFlag
+		uf           usageFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "report REGISTRY [--config registry.yml] [-o html|markdown] [--out FILE]",
@@ -61,6 +62,11 @@ same tables. The policy flags are audit's.`,
 			if err != nil {
 				return err
 			}
+			closeLedger, err := uf.apply(&ao)
+			if err != nil {
+				return err
+			}
+			defer closeLedger()
 			ctx := cmd.Context()
 			log := ao.Inventory.Logger
 			res, err := audit.Run(ctx, argv[0], ao)
@@ -107,6 +113,7 @@ same tables. The policy flags are audit's.`,
 	filter.register(cmd)
 	af.register(cmd)
 	pf.register(cmd)
+	uf.register(cmd)
 	f := cmd.Flags()
 	f.StringVar(&config, "config", "", "the registry's configuration file, to report what gc would reclaim")
 	f.StringVar(&root, "root", "", "or a filesystem storage root")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,16 +9,19 @@ import (
 
 	"github.com/regkeeper/regkeeper/internal/output"
 	"github.com/regkeeper/regkeeper/retain"
+	"github.com/regkeeper/regkeeper/usage"
 )
 
-// openUsage opens the usage ledger given with --usage.
-//
-// HOOK: the single place where retain meets the usage ledger. It is wired
-// to usage.Open once package usage lands; until then --usage fails with
-// this error, and rules that need usage evidence refuse to remove unless
-// --allow-stale-usage.
-var openUsage = func(path string) (retain.Evidence, error) {
-	return nil, errors.New("usage ledger support not built")
+// openEvidence opens the usage ledger given with --usage for retention: the
+// ledger's file, or the snapshot usage serve writes beside it while it runs.
+// The closer releases the ledger's shared lock (usage serve cannot start
+// while a reader holds it).
+func openEvidence(path string) (retain.Evidence, func(), error) {
+	l, err := usage.Open(path)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	return l, func() { l.Close() }, nil
 }
 
 func newRetainCmd(g *globalOptions) *cobra.Command {
@@ -104,9 +106,12 @@ absent or stale (exit 1), unless --allow-stale-usage.`,
 				}
 			}
 			if usagePath != "" {
-				if opts.Evidence, err = openUsage(usagePath); err != nil {
+				ev, closeLedger, err := openEvidence(usagePath)
+				if err != nil {
 					return fmt.Errorf("opening the usage ledger %s: %w", usagePath, err)
 				}
+				defer closeLedger()
+				opts.Evidence = ev
 			}
 			res, err := retain.Run(ctx, host, opts)
 			if res == nil {

@@ -126,7 +126,7 @@ policies:
 		t.Fatalf("no ledger: exit %d, %s", code, errOut)
 	}
 	code, _, errOut = runCLI(t, "retain", srv.Host, "--insecure", "--policy", pol, "--usage", "/nonexistent")
-	if code != 1 || !strings.Contains(errOut, "usage ledger support not built") {
+	if code != 1 || !strings.Contains(errOut, "opening the usage ledger /nonexistent") {
 		t.Fatalf("--usage: exit %d, %s", code, errOut)
 	}
 	// With --allow-stale-usage, every tag is unknown to the rule: kept.

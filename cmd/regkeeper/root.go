@@ -248,6 +248,7 @@ that deletes what tag replacement left behind, on the registry's own storage.`,
 		newVerifyCmd(g),
 		newGCCmd(g),
 		newRetainCmd(g),
+		newUsageCmd(g),
 	)
 	return root
 }
