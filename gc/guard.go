@@ -29,8 +29,7 @@ func storageTotals(repos []*repoState, blobs blobList) storageSize {
 // deletes anything from a storage with blobs but no tag (what a --root
 // that is not the registry's root, or a lost repositories/ directory,
 // looks like), unless opts.AllowDeleteAll; and, with opts.MaxDeleteRatio,
-// a plan that deletes a larger share of the bytes (which AllowDeleteAll,
-// consent to delete everything, also lifts).
+// a plan that deletes a larger share of the bytes.
 func (p *Plan) guard() error {
 	s := p.storage
 	var bytes int64
@@ -48,7 +47,7 @@ func (p *Plan) guard() error {
 				ErrNoTags, size(s.blobs, s.bytes), s.repositories, len(p.Manifests), size(len(p.Blobs), bytes))
 		}
 	}
-	if r, share := p.opts.maxDeleteRatio(), p.deleteRatio(); r > 0 && share > r && !p.opts.AllowDeleteAll {
+	if r, share := p.opts.maxDeleteRatio(), p.deleteRatio(); r > 0 && share > r {
 		return fmt.Errorf("%w: the plan deletes %s, %.1f%% of the %s in storage, more than --max-delete-ratio %g%s. "+
 			"A weekly run on a healthy registry stays far below that; this much is either a first collection of a registry "+
 			"never collected (then run once with --max-delete-ratio %s) or repositories missing from the storage "+

@@ -105,6 +105,7 @@ nothing done.`,
 			if err := checkGCOptions(gcOpts); err != nil {
 				return err
 			}
+			guardDefaults(cmd, &gcOpts)
 			ao, err := auditOptions(g, cmd, &filter, &af)
 			if err != nil {
 				return err

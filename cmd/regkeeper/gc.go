@@ -69,6 +69,7 @@ registry is stopped or read-only: blobs are deleted at once, no quarantine.`,
 			if err := checkGCOptions(opts); err != nil {
 				return err
 			}
+			guardDefaults(cmd, &opts)
 			ctx := cmd.Context()
 			opts.Jobs, opts.Logger, opts.Progress = g.jobs, g.logger(cmd), g.reporter(cmd)
 			drv, err := openStorage(cmd, config, root)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/regkeeper/regkeeper/gc"
@@ -20,6 +21,14 @@ func registerGuardFlags(f *pflag.FlagSet, opts *gc.Options) {
 	f.BoolVar(&opts.AllowDeleteAll, "allow-delete-all", false, "carry out a plan that deletes every blob, or collects a storage with blobs but no tag (refused otherwise: a wrong --root looks like that)")
 	opts.MaxDeleteRatio = gc.DefaultMaxDeleteRatio
 	f.Var((*ratioValue)(&opts.MaxDeleteRatio), "max-delete-ratio", "refuse a plan deleting more than this share of the stored bytes (0.5 or 50%; 0 or 1: no limit): more than a weekly run deletes, what missing repositories look like")
+}
+
+// guardDefaults: --allow-delete-all, consent to delete everything, lifts
+// the default --max-delete-ratio (one given on the command line stays).
+func guardDefaults(cmd *cobra.Command, opts *gc.Options) {
+	if opts.AllowDeleteAll && !cmd.Flags().Changed("max-delete-ratio") {
+		opts.MaxDeleteRatio = 0
+	}
 }
 
 // ratioValue is a share: 0.25 or 25%, from 0 (no limit) to 1.

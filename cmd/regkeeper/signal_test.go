@@ -150,7 +150,7 @@ func TestInterruptedGCExits130(t *testing.T) {
 	}
 	lock := filepath.Join(root, "docker", "registry", "v2", "regkeeper-gc.lock")
 
-	cmd := exec.Command(bin, "gc", "--config", config, "--grace", "0", "--jobs", "1")
+	cmd := exec.Command(bin, "gc", "--config", config, "--grace", "0", "--jobs", "1", "--max-delete-ratio", "1") // a never-collected storage: 75% of its bytes
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -189,7 +189,7 @@ func TestInterruptedGCExits130(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(filepath.Dir(quarantined), "since")); err != nil {
 		t.Errorf("gc interrupted in its sweep left no quarantine: %v", err)
 	}
-	if code, _, stderr := runCLI(t, "gc", "--config", config, "--grace", "0", "--dry-run"); code != 0 {
+	if code, _, stderr := runCLI(t, "gc", "--config", config, "--grace", "0", "--max-delete-ratio", "1", "--dry-run"); code != 0 {
 		t.Errorf("gc after the interrupted one: exit %d: %s", code, stderr)
 	}
 }
