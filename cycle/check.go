@@ -90,10 +90,13 @@ func RunChecks(ctx context.Context, opts Options) ([]Check, error) {
 				"for s3, gcs or azure the storage credentials (REGISTRY_STORAGE_*) must allow listing, writing and deleting")
 	}
 
-	err = gc.CheckMode(opts.GC)
+	if err = gc.CheckMode(opts.GC); err != nil {
+		// gc's own refusal explains every way out at length; the check's
+		// line says what was found, and its fix what to pass.
+		err = errors.New("online gc, and the registry caches blob descriptors in memory (storage.cache.blobdescriptor: inmemory, as distribution's example config.yml)")
+	}
 	add("gc-mode", err, gcMode(opts),
-		"the registry caches blob descriptors in memory (storage.cache.blobdescriptor: inmemory, as distribution's example config.yml): "+
-			"pass --restart-command with the command that restarts it (systemctl restart docker-registry.service; "+
+		"pass --restart-command with the command that restarts it (systemctl restart docker-registry.service; "+
 			"kubectl rollout restart deployment/registry), which the cycle runs right after gc; "+
 			"or --offline with the registry stopped or read-only; or remove the setting, restart the registry and pass --blob-cache-dropped")
 

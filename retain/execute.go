@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/regkeeper/regkeeper/internal/client"
@@ -223,6 +225,10 @@ func Untag(ctx context.Context, host string, p *Plan, opts RemoveOptions) (int, 
 				return nil
 			}
 			if err := remote.Delete(ref, ropts...); err != nil && !notFound(err) {
+				if deleteDisabled(err) {
+					// Every other tag would fail the same way: stop.
+					return ErrDeleteDisabled
+				}
 				fail("removing the tag: " + client.Describe(err))
 				return gctx.Err()
 			}
@@ -309,4 +315,26 @@ func undoOne(reg name.Registry, e JournalEntry, ropts []remote.Option) string {
 		return "tagging again: " + client.Describe(err)
 	}
 	return ""
+}
+
+// ErrDeleteDisabled: the registry refuses DELETE (distribution's default:
+// storage.delete.enabled is false), so no tag can be removed.
+var ErrDeleteDisabled = errors.New("the registry refuses deletes (UNSUPPORTED): enable them with storage.delete.enabled: true in its config (or REGISTRY_STORAGE_DELETE_ENABLED=true) and restart it; the journal puts back any tag already removed")
+
+// deleteDisabled tells a registry that has deletes switched off: 405 with
+// the UNSUPPORTED code, as distribution answers.
+func deleteDisabled(err error) bool {
+	var terr *transport.Error
+	if !errors.As(err, &terr) {
+		return false
+	}
+	if terr.StatusCode == http.StatusMethodNotAllowed {
+		return true
+	}
+	for _, d := range terr.Errors {
+		if d.Code == transport.UnsupportedErrorCode {
+			return true
+		}
+	}
+	return false
 }

@@ -171,7 +171,7 @@ func writeRetain(cmd *cobra.Command, f output.Format, res *retain.Result) error 
 	fmt.Fprintln(out)
 	fmt.Fprintf(out, "kept %d tags, %s %d; gc would then free %s", res.Kept, verb, res.Removed, output.Bytes(res.BytesFreed))
 	if res.NotCovered > 0 {
-		fmt.Fprintf(out, "; %d repositories no policy covers", res.NotCovered)
+		fmt.Fprintf(out, "; %s no policy covers", countNoun(res.NotCovered, "repository", "repositories"))
 	}
 	fmt.Fprintln(out)
 	for _, r := range res.Repositories {

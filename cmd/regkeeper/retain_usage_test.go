@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,7 @@ import (
 
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/stock"
 	"github.com/regkeeper/regkeeper/retain"
 	"github.com/regkeeper/regkeeper/usage"
 )
@@ -108,5 +111,33 @@ policies:
 	// 200 days reach before the ledger listened: unknown keeps.
 	if diff := cmp.Diff(map[string]string{"recent": "keep", "old": "keep", "never": "keep"}, plan("200d")); diff != "" {
 		t.Errorf("pulledWithin 200d, before the ledger listened (-want +got):\n%s", diff)
+	}
+}
+
+// On a stock registry with deletes off (distribution's default), retain
+// stops at the first refusal with what to change, instead of one error per
+// tag, and its journal puts back nothing that was not removed.
+func TestRetainOnRegistryWithoutDeletes(t *testing.T) {
+	if _, err := os.Stat(stock.Binary()); err != nil {
+		t.Skipf("no stock registry binary (scripts/setup-registry installs it): %v", err)
+	}
+	reg := stock.Start(t, stock.Options{NoDelete: true})
+	for _, tag := range []string{"build-1", "build-2", "build-3"} {
+		img, err := random.Image(128, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, _ := name.ParseReference(reg.Host+"/app/web:"+tag, name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pol := writeFile(t, "retain.yml", "policies:\n  - repositories: [\"app/**\"]\n    keep:\n      - tags: ['^build-3$']\n")
+	code, _, errOut := runCLI(t, "retain", reg.Host, "--insecure", "--policy", pol, "--journal", filepath.Join(t.TempDir(), "j.jsonl"))
+	if code != 1 || !strings.Contains(errOut, "the registry refuses deletes (UNSUPPORTED): enable them with storage.delete.enabled: true") {
+		t.Fatalf("retain on a registry without deletes: exit %d, %s", code, errOut)
+	}
+	if n := strings.Count(errOut, "UNSUPPORTED"); n != 1 {
+		t.Errorf("the refusal is said %d times, want once:\n%s", n, errOut)
 	}
 }

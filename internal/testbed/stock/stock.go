@@ -37,6 +37,9 @@ type Options struct {
 	Endpoints []Endpoint
 	// Extra is YAML appended to the config (top-level keys).
 	Extra string
+	// NoDelete leaves deletes off, as distribution's default and its
+	// example config do.
+	NoDelete bool
 }
 
 // Registry is a running stock registry.
@@ -83,10 +86,10 @@ storage:
   filesystem:
     rootdirectory: %s
   delete:
-    enabled: true
+    enabled: %t
 http:
   addr: %s
-`, root, addr)
+`, root, !opts.NoDelete, addr)
 	if len(opts.Endpoints) > 0 {
 		b.WriteString("notifications:\n  events:\n    includereferences: true\n  endpoints:\n")
 		for _, e := range opts.Endpoints {
