@@ -132,7 +132,7 @@ func TestCycleTableOneLinePerStep(t *testing.T) {
 	if !strings.Contains(backupLine, "failed") || !strings.Contains(backupLine, "could not be backed up") || len([]rune(backupLine)) > 220 {
 		t.Errorf("backup line: %q", backupLine)
 	}
-	if strings.Count(stderr, "not a directory") < 2 {
+	if !strings.Contains(stderr, "writing the backup: ") || !strings.Contains(stderr, "blobs/sha256: not a directory") {
 		t.Errorf("stderr lacks the whole error:\n%s", stderr)
 	}
 }

@@ -182,7 +182,7 @@ func TestCycleRetainStep(t *testing.T) {
 	for _, s := range doc.Steps {
 		steps = append(steps, s.Name+" "+s.Status)
 	}
-	want := []string{"inventory ok", "audit ok", "backup ok", "verify ok", "retain ok", "gc ok"}
+	want := []string{"check ok", "inventory ok", "audit ok", "backup ok", "verify ok", "retain ok", "gc ok"}
 	if diff := cmp.Diff(want, steps); diff != "" {
 		t.Errorf("steps (-want +got):\n%s", diff)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/regkeeper/regkeeper/internal/duration"
 	"github.com/regkeeper/regkeeper/internal/output"
 	"github.com/regkeeper/regkeeper/usage"
 	"github.com/regkeeper/regkeeper/usage/kube"
@@ -108,7 +109,8 @@ GET /metrics serves Prometheus metrics, GET /healthz says ok.`,
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding the shared token required as 'Authorization: Bearer TOKEN'")
 	cmd.Flags().StringVar(&rg, "registry", "", "registry host to read indexes from when the ledger did not see them pushed (uses --insecure)")
 	cmd.Flags().Int64Var(&maxBody, "max-body", usage.DefaultMaxBody, "largest envelope accepted, in bytes")
-	cmd.Flags().DurationVar(&every, "every", 30*time.Second, "heartbeat and reader-snapshot period")
+	every = 30 * time.Second
+	duration.Var(cmd.Flags(), &every, "every", "heartbeat and reader-snapshot period")
 	return cmd
 }
 

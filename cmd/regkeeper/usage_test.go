@@ -259,7 +259,15 @@ func TestUsageServeWithStockRegistry(t *testing.T) {
 	}
 
 	// readable while serve runs: usage show reads serve's snapshot
-	code, out, errOut := runCLI(t, "usage", "show", "--db", srv.db)
+	// (written every --every, 1s here: wait for one that has the pulls)
+	var code int
+	var out, errOut string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, out, errOut = runCLI(t, "usage", "show", "--db", srv.db)
+		if code == 0 && strings.Contains(out, "app") || time.Now().After(deadline) {
+			break
+		}
+	}
 	if code != 0 || !strings.Contains(out, "snapshot of a running usage serve") || !strings.Contains(out, "app") {
 		t.Fatalf("usage show while serving: exit %d\n%s%s", code, out, errOut)
 	}
