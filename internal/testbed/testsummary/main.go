@@ -71,6 +71,11 @@ func run(in io.Reader, out io.Writer) error {
 			}
 			delete(outputs, k)
 		case "skip":
+			if e.Test == "" {
+				// a package without test files: go test's "?" line says so
+				delete(outputs, k)
+				continue
+			}
 			var why []string
 			for _, l := range outputs[k] {
 				l = strings.TrimSpace(l)
