@@ -27,6 +27,7 @@ import (
 	"github.com/regkeeper/regkeeper/internal/testbed/pull"
 	"github.com/regkeeper/regkeeper/inventory"
 	"github.com/regkeeper/regkeeper/report"
+	"github.com/regkeeper/regkeeper/retain"
 
 	"github.com/regkeeper/regkeeper/internal/output"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
@@ -228,6 +229,24 @@ func (e *Env) RunCycle(ctx context.Context, progress *progress.Reporter, log *sl
 			continue
 		}
 		out.Pulled++
+	}
+	// The tags retention kept pull too: it removed tags, never what a kept
+	// tag needs.
+	if res.Retain != nil && res.Retain.Plan != nil {
+		for _, t := range res.Retain.Plan.Tags {
+			if t.Action != retain.Keep {
+				continue
+			}
+			r, err := name.ParseReference(e.Server.Host+"/"+t.Repository+":"+t.Tag, name.Insecure)
+			if err == nil {
+				err = pull.Pull(ctx, r)
+			}
+			if err != nil {
+				out.PullErrors = append(out.PullErrors, fmt.Sprintf("%s:%s: %v", t.Repository, t.Tag, err))
+				continue
+			}
+			out.Pulled++
+		}
 	}
 	sort.Strings(out.PullErrors)
 	return out, nil
