@@ -1,0 +1,188 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/regkeeper/regkeeper/internal/testbed/azurite"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+)
+
+// startAzurite starts Azurite's blob service for one test with a fresh
+// container, or skips the test when Azurite is not installed
+// (scripts/setup-azurite).
+func startAzurite(t *testing.T, container string) *azurite.Server {
+	t.Helper()
+	bin, err := azurite.Find()
+	if errors.Is(err, azurite.ErrNotInstalled) {
+		t.Skipf("skipping the Azure test: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, err := azurite.Start(ctx, bin, filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := a.CreateContainer(ctx, container); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// azureBlobs are the blobs of the layout under prefix in container, by
+// digest.
+func azureBlobs(t *testing.T, a *azurite.Server, container, prefix string) map[string]int64 {
+	t.Helper()
+	objs, err := a.Blobs(context.Background(), container, prefix+"/blobs/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for k, n := range objs {
+		alg, hex, _ := strings.Cut(strings.TrimPrefix(k, prefix+"/blobs/"), "/")
+		out[alg+":"+hex] = n
+	}
+	return out
+}
+
+// The estate backed up to Azurite through a --target-config file with the
+// registry's azure storage section: the layout is an OCI image layout under
+// the rootdirectory, nothing left in .regkeeper/tmp; verify reads it there,
+// re-hashing every blob; a second run finds every blob there and writes
+// none; a blob damaged in the container is found by verify; restore from
+// the container into a fresh registry gives every tag its digest, and
+// every image pulls.
+func TestBackupAzure(t *testing.T) {
+	const container, prefix = "backups", "registry/weekly"
+	a := startAzurite(t, container)
+	srv, e := regtest.Seeded(t, embedded.Options{})
+	cfg := filepath.Join(t.TempDir(), "backup-storage.yml")
+	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(a.StorageYAML(container, "/"+prefix), "\n", "\n  ") + "\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l, err := OpenTarget(ctx, "", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Driver() == nil || l.Driver().Name() != "azure" {
+		t.Fatalf("opened %s as %v", cfg, l)
+	}
+
+	res, err := RunLayout(ctx, srv.Host, l, testOptions())
+	if err != nil || len(res.Errors) > 0 || !res.Complete {
+		t.Fatalf("backup to Azurite: %v %+v", err, res.Errors)
+	}
+	there := azureBlobs(t, a, container, prefix)
+	if len(there) != res.BlobsWritten || res.BlobsWritten == 0 {
+		t.Errorf("%d blobs written, %d in the container", res.BlobsWritten, len(there))
+	}
+
+	// An OCI image layout under the rootdirectory, nothing outside it.
+	objs, err := a.Blobs(ctx, container, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"oci-layout", "index.json", ".regkeeper/snapshots/" + res.Snapshot + ".json"} {
+		if _, ok := objs[prefix+"/"+k]; !ok {
+			t.Errorf("no %s/%s in the container", prefix, k)
+		}
+	}
+	for k := range objs {
+		if !strings.HasPrefix(k, prefix+"/") {
+			t.Errorf("blob %s outside the rootdirectory", k)
+		}
+		if strings.Contains(k, "/.regkeeper/tmp/") || strings.HasSuffix(k, "/.regkeeper/lock") {
+			t.Errorf("blob %s left behind", k)
+		}
+	}
+	entries, err := l.ReadIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]v1.Hash{}
+	for _, en := range entries {
+		if en.Kind() == KindTag {
+			got[en.Repository()+":"+en.Tag()] = en.Digest
+		}
+	}
+	if diff := cmp.Diff(e.Tags(), got); diff != "" {
+		t.Errorf("tags in the Azure backup (-want +got):\n%s", diff)
+	}
+	v, err := VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil || !v.OK() || v.Completeness != CompletenessComplete || v.Blobs != len(there) {
+		t.Fatalf("verify: %v %s %d blobs (%d in the container) %+v", err, v.Completeness, v.Blobs, len(there), v.Problems)
+	}
+
+	// A second run finds every blob there.
+	again, err := RunLayout(ctx, srv.Host, l, testOptions())
+	if err != nil || len(again.Errors) > 0 || !again.Complete || again.BlobsWritten != 0 || again.BlobsSkipped != len(there) {
+		t.Errorf("second run: %v, %d written, %d skipped (%d there), %+v", err, again.BlobsWritten, again.BlobsSkipped, len(there), again.Errors)
+	}
+	snaps, err := l.ReadSnapshots()
+	if err != nil || len(snaps) != 2 || !snaps[0].Complete() || !snaps[1].Complete() {
+		t.Errorf("snapshots: %v %+v", err, snaps)
+	}
+
+	// Restore from the container into an empty registry.
+	dst := regtest.Registry(t, embedded.Options{})
+	rres, err := RestoreLayout(ctx, l, dst.Host, RestoreOptions{Client: regtest.Client()})
+	if err != nil || len(rres.Errors) > 0 {
+		t.Fatalf("restore: %v %+v", err, rres.Errors)
+	}
+	for ref, d := range e.Tags() {
+		desc, err := remote.Head(regtest.Ref(t, dst, ref))
+		if err != nil {
+			t.Errorf("%s: %v", ref, err)
+			continue
+		}
+		if desc.Digest != d {
+			t.Errorf("%s restored as %s, want %s", ref, desc.Digest, d)
+		}
+	}
+	regtest.PullAll(t, dst.Host, e)
+
+	// A blob damaged in the container (same size) is found by verify.
+	var victim string
+	var size int64
+	for d, n := range there {
+		if n > 1024 && (victim == "" || d < victim) {
+			victim, size = d, n
+		}
+	}
+	if victim == "" {
+		t.Fatalf("no blob over 1 kB in the container: %v", there)
+	}
+	alg, hex, _ := strings.Cut(victim, ":")
+	if _, err := a.Client.UploadBuffer(ctx, container, prefix+"/blobs/"+alg+"/"+hex, make([]byte, size), nil); err != nil {
+		t.Fatal(err)
+	}
+	v, err = VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var corrupt []string
+	for _, p := range v.Problems {
+		if p.Problem == ProblemCorrupt {
+			corrupt = append(corrupt, p.Blob)
+		}
+	}
+	if diff := cmp.Diff([]string{victim}, corrupt); diff != "" {
+		t.Errorf("corrupt blobs (-want +got):\n%s", diff)
+	}
+}

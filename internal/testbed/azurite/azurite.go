@@ -1,0 +1,218 @@
+// Package azurite runs Azurite's blob service (Azure Storage's emulator) on
+// 127.0.0.1 for the Azure tests, and talks to it through the Azure SDK's
+// azblob (the client distribution's azure driver uses).
+// scripts/setup-azurite installs it from the npm registry.
+package azurite
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+)
+
+// ErrNotInstalled: no azurite-blob in REGKEEPER_AZURITE, the cache or PATH.
+var ErrNotInstalled = errors.New("azurite not installed (run scripts/setup-azurite, or set REGKEEPER_AZURITE)")
+
+// Azurite's well-known development account (published in its README):
+// every server Start starts has it.
+const (
+	AccountName = "devstoreaccount1"
+	AccountKey  = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+// CacheDir is where scripts/setup-azurite installs Azurite:
+// ${XDG_CACHE_HOME:-$HOME/.cache}/regkeeper/azurite.
+func CacheDir() string {
+	base := os.Getenv("XDG_CACHE_HOME")
+	if base == "" {
+		home, _ := os.UserHomeDir()
+		base = filepath.Join(home, ".cache")
+	}
+	return filepath.Join(base, "regkeeper", "azurite")
+}
+
+// Find returns the azurite-blob command: $REGKEEPER_AZURITE, then the one
+// scripts/setup-azurite installed, then azurite-blob on PATH.
+func Find() (string, error) {
+	if p := os.Getenv("REGKEEPER_AZURITE"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			return "", fmt.Errorf("REGKEEPER_AZURITE=%s: %w", p, err)
+		}
+		return p, nil
+	}
+	if p := filepath.Join(CacheDir(), "node_modules", ".bin", "azurite-blob"); isExec(p) {
+		return p, nil
+	}
+	if p, err := exec.LookPath("azurite-blob"); err == nil {
+		return p, nil
+	}
+	return "", ErrNotInstalled
+}
+
+func isExec(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+}
+
+// Server is a running Azurite blob service.
+type Server struct {
+	// ServiceURL is "http://127.0.0.1:PORT/devstoreaccount1", the azure
+	// driver's serviceurl.
+	ServiceURL string
+	// Client is a client for it, as the development account.
+	Client *azblob.Client
+	cmd    *exec.Cmd
+	log    *os.File
+}
+
+// Start runs bin (azurite-blob) with its data in dir, on a free port of
+// 127.0.0.1, and waits until it serves requests. Its output goes to
+// dir/../azurite.log (dir's parent must be writable).
+func Start(ctx context.Context, bin, dir string) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	logf, err := os.Create(filepath.Join(filepath.Dir(dir), "azurite.log"))
+	if err != nil {
+		return nil, err
+	}
+	// --skipApiVersionCheck: the SDK may speak a newer API version than
+	// this Azurite knows; --loose: it ignores headers it does not support.
+	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(port),
+		"--location", dir, "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent")
+	cmd.Dir = dir
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting azurite: %w", err)
+	}
+	s := &Server{ServiceURL: fmt.Sprintf("http://127.0.0.1:%d/%s", port, AccountName), cmd: cmd, log: logf}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	cred, err := azblob.NewSharedKeyCredential(AccountName, AccountKey)
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	// No retries of the SDK's own: the loop below retries until ready,
+	// and a test's request that fails should say so at once.
+	s.Client, err = azblob.NewClientWithSharedKeyCredential(s.ServiceURL, cred,
+		&azblob.ClientOptions{ClientOptions: azcore.ClientOptions{Retry: policy.RetryOptions{MaxRetries: -1}}})
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	// Ready when the blob service answers an authenticated request.
+	const wait = 2 * time.Minute
+	deadline := time.Now().Add(wait)
+	for {
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err := s.Client.ServiceClient().GetProperties(actx, nil)
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+		select {
+		case xerr := <-exited:
+			tail := s.logTail()
+			logf.Close()
+			return nil, fmt.Errorf("azurite exited (%v):%s", xerr, tail)
+		case <-ctx.Done():
+			s.Close()
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.Close()
+			return nil, fmt.Errorf("azurite on %s does not serve the blob API after %v: %w%s", s.ServiceURL, wait, err, s.logTail())
+		}
+	}
+}
+
+// logTail is the end of the server's log, for an error message.
+func (s *Server) logTail() string {
+	b, err := os.ReadFile(s.log.Name())
+	if err != nil || len(b) == 0 {
+		return ""
+	}
+	if len(b) > 2000 {
+		b = b[len(b)-2000:]
+	}
+	return "\nazurite log (" + s.log.Name() + "):\n" + string(b)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// Close stops the server.
+func (s *Server) Close() error {
+	if s.cmd.Process != nil {
+		_ = s.cmd.Process.Kill()
+	}
+	return s.log.Close()
+}
+
+// CreateContainer creates a container (distribution's azure driver does
+// not: it expects the container to exist).
+func (s *Server) CreateContainer(ctx context.Context, name string) error {
+	if _, err := s.Client.CreateContainer(ctx, name, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
+		return fmt.Errorf("creating container %s: %w%s", name, err, s.logTail())
+	}
+	return nil
+}
+
+// Blobs are the blobs in container whose names start with prefix, with
+// their sizes.
+func (s *Server) Blobs(ctx context.Context, container, prefix string) (map[string]int64, error) {
+	out := map[string]int64{}
+	pager := s.Client.NewListBlobsFlatPager(container, &azblob.ListBlobsFlatOptions{Prefix: &prefix})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("listing container %s: %w", container, err)
+		}
+		for _, b := range page.Segment.BlobItems {
+			var n int64
+			if b.Properties != nil && b.Properties.ContentLength != nil {
+				n = *b.Properties.ContentLength
+			}
+			out[*b.Name] = n
+		}
+	}
+	return out, nil
+}
+
+// StorageYAML is the registry's azure storage driver section for container
+// on this server, with the layout at rootdirectory (as a --target-config
+// file's storage: section, indented under it).
+func (s *Server) StorageYAML(container, rootdirectory string) string {
+	return fmt.Sprintf(`azure:
+  accountname: %s
+  accountkey: %s
+  container: %s
+  serviceurl: %s
+  rootdirectory: %s
+  credentials:
+    type: shared_key
+`, AccountName, AccountKey, container, s.ServiceURL, rootdirectory)
+}
