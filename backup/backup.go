@@ -64,7 +64,9 @@ type Options struct {
 	// complete so far), so that a killed run loses little bookkeeping.
 	// Default 30s.
 	Checkpoint time.Duration
-	// Progress draws a bar in bytes; nil draws nothing.
+	// Progress draws a bar of the bytes this run writes (blobs the backup
+	// already has are not counted), its total growing as manifests are
+	// read, with the images done so far in its label; nil draws nothing.
 	Progress *progress.Reporter
 	// Logger receives warnings (absent children) and notices; nil discards.
 	Logger *slog.Logger
@@ -270,6 +272,9 @@ type runner struct {
 	good      map[v1.Hash]bool // blobs found present and whole in the layout
 	damaged   map[v1.Hash]bool // blobs found present but damaged, until written again
 	lastSaved time.Time
+	planned   map[v1.Hash]bool // blobs added to the bar's total
+	tagsTotal int              // tags to back up, for the bar's label
+	tagsDone  int
 	// snap holds the entries this run backed up, for its snapshot: by
 	// repo:tag, and repo@digest for referrers.
 	snap map[string]v1.Descriptor
@@ -301,8 +306,8 @@ func newRunner(ctx context.Context, reg name.Registry, l Layout, idx *index, opt
 	if why != "" {
 		log.Warn("blobs are pulled through this machine: "+why, "backup", l.String())
 	}
-	return &runner{copier: copier, opts: opts, reg: reg, layout: l, idx: idx, walker: w, puller: w.Puller(), refOpts: append(ropts, remote.Reuse(rp)),
-		log: log, now: now, bar: opts.Progress.Bytes(-1, "backup"), jobs: jobs,
+	return &runner{copier: copier, opts: opts, reg: reg, layout: l.withContext(ctx), idx: idx, walker: w, puller: w.Puller(), refOpts: append(ropts, remote.Reuse(rp)),
+		log: log, now: now, bar: opts.Progress.Growing("backup"), jobs: jobs, planned: map[v1.Hash]bool{},
 		blobSem: make(chan struct{}, jobs), counted: map[v1.Hash]bool{}, complete: map[v1.Hash]bool{},
 		good: map[v1.Hash]bool{}, damaged: map[v1.Hash]bool{}, snap: map[string]v1.Descriptor{}, lastSaved: time.Now()}, nil
 }
@@ -359,7 +364,9 @@ func attachedTo(tag string) (string, bool) {
 func (r *runner) backupAll(ctx context.Context, targets []target) map[string]map[string]bool {
 	digests := map[string]map[string]bool{}
 	var mu sync.Mutex
+	r.tagsMore(len(targets), 0)
 	forEach(ctx, r.jobs, targets, func(t target) {
+		defer r.tagsMore(0, 1)
 		ds, err := r.backupTag(ctx, t)
 		var pe *problemError
 		switch {
@@ -389,6 +396,33 @@ func (r *runner) backupAll(ctx context.Context, targets []target) map[string]map
 		r.checkpoint()
 	})
 	return digests
+}
+
+// tagsMore counts tags to do and done, and shows them on the bar.
+func (r *runner) tagsMore(todo, done int) {
+	if r.bar == nil {
+		return
+	}
+	r.mu.Lock()
+	r.tagsTotal += todo
+	r.tagsDone += done
+	label := fmt.Sprintf("backup %d/%d images", r.tagsDone, r.tagsTotal)
+	r.mu.Unlock()
+	r.bar.Describe(label)
+}
+
+// plan adds a blob this run is about to write to the bar's total, once.
+func (r *runner) plan(d v1.Hash, size int64) {
+	if r.bar == nil {
+		return
+	}
+	r.mu.Lock()
+	first := !r.planned[d]
+	r.planned[d] = true
+	r.mu.Unlock()
+	if first {
+		r.bar.Grow(size)
+	}
 }
 
 // checkpoint saves index.json when the last save is older than the
@@ -549,6 +583,7 @@ func (r *runner) writeManifest(desc v1.Descriptor, raw []byte) error {
 		r.countSkipped(desc.Digest, int64(len(raw)))
 		return nil
 	}
+	r.plan(desc.Digest, int64(len(raw)))
 	return r.blobs.doErr(desc.Digest.String(), func() error {
 		if r.hasBlob(desc.Digest, int64(len(raw))) {
 			return nil
@@ -575,6 +610,7 @@ func (r *runner) copyBlobs(ctx context.Context, repo name.Repository, blobs []v1
 			r.countSkipped(b.Digest, b.Size)
 			continue
 		}
+		r.plan(b.Digest, b.Size)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/sha512"
@@ -55,6 +56,7 @@ type Layout struct {
 
 	driver storagedriver.StorageDriver // nil: Root is a local directory
 	name   string                      // the target as named, for messages
+	ctx    context.Context             // of driver calls; nil: context.Background
 }
 
 // The fixed files of the layout.

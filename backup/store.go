@@ -153,10 +153,26 @@ func (l Layout) atomicPut() bool {
 	return false
 }
 
-// bg is the context of driver calls made from Layout's context-free
-// methods; a run that is cancelled stops at its next read from the
-// registry.
+// bg is the context of the driver calls that must be made even when a run
+// is cancelled: cleaning up after a failed write, and the lock.
 var bg = context.Background()
+
+// withContext returns the layout making its storage calls with ctx, so a
+// cancelled run stops at its next call to the store rather than at its
+// next read from the registry. What a run records after it ends (index.json,
+// its snapshot) goes through a layout without one.
+func (l Layout) withContext(ctx context.Context) Layout {
+	l.ctx = ctx
+	return l
+}
+
+// context is the context of the layout's driver calls.
+func (l Layout) context() context.Context {
+	if l.ctx != nil {
+		return l.ctx
+	}
+	return bg
+}
 
 // driverErr makes a driver's path-not-found an fs.ErrNotExist.
 func driverErr(err error) error {
@@ -171,7 +187,7 @@ func (l Layout) readFile(p string) ([]byte, error) {
 	if l.driver == nil {
 		return os.ReadFile(p)
 	}
-	b, err := l.driver.GetContent(bg, p)
+	b, err := l.driver.GetContent(l.context(), p)
 	return b, driverErr(err)
 }
 
@@ -179,7 +195,7 @@ func (l Layout) open(p string) (io.ReadCloser, error) {
 	if l.driver == nil {
 		return os.Open(p)
 	}
-	r, err := l.driver.Reader(bg, p, 0)
+	r, err := l.driver.Reader(l.context(), p, 0)
 	return r, driverErr(err)
 }
 
@@ -194,7 +210,7 @@ func (l Layout) remove(p string) error {
 	if l.driver == nil {
 		return os.Remove(p)
 	}
-	return driverErr(l.driver.Delete(bg, p))
+	return driverErr(l.driver.Delete(l.context(), p))
 }
 
 func (l Layout) syncDir(dir string) error {
@@ -214,7 +230,7 @@ func (l Layout) stat(p string) (size int64, mtime time.Time, regular bool, err e
 		}
 		return fi.Size(), fi.ModTime(), fi.Mode().IsRegular(), nil
 	}
-	fi, err := l.driver.Stat(bg, p)
+	fi, err := l.driver.Stat(l.context(), p)
 	if err != nil {
 		return 0, time.Time{}, false, driverErr(err)
 	}
@@ -231,7 +247,7 @@ func (l Layout) readDir(dir string) ([]string, error) {
 		}
 		return names, err
 	}
-	ps, err := l.driver.List(bg, dir)
+	ps, err := l.driver.List(l.context(), dir)
 	if err != nil {
 		return nil, driverErr(err)
 	}
@@ -254,7 +270,7 @@ type blobFile struct {
 func (l Layout) listBlobs() ([]blobFile, error) {
 	var out []blobFile
 	if l.driver != nil {
-		err := l.driver.Walk(bg, l.BlobsDir(), func(fi storagedriver.FileInfo) error {
+		err := l.driver.Walk(l.context(), l.BlobsDir(), func(fi storagedriver.FileInfo) error {
 			if fi.IsDir() {
 				return nil
 			}
@@ -323,7 +339,7 @@ func (l Layout) driverWriteBlob(d v1.Hash, size int64, r io.Reader, progress fun
 	if !l.directBlobs() {
 		p = l.tempBlob(d)
 	}
-	fw, err := l.driver.Writer(bg, p, false)
+	fw, err := l.driver.Writer(l.context(), p, false)
 	if err != nil {
 		return &WriteError{Path: p, Err: err}
 	}
@@ -348,14 +364,14 @@ func (l Layout) driverWriteBlob(d v1.Hash, size int64, r io.Reader, progress fun
 	if n != size || got != d {
 		return &DigestError{Want: d, Got: got, WantSize: size, GotSize: n}
 	}
-	if err := fw.Commit(bg); err != nil {
+	if err := fw.Commit(l.context()); err != nil {
 		return &WriteError{Path: p, Err: err}
 	}
 	if err := fw.Close(); err != nil {
 		return &WriteError{Path: p, Err: err}
 	}
 	if p != dest {
-		if err := l.driver.Move(bg, p, dest); err != nil {
+		if err := l.driver.Move(l.context(), p, dest); err != nil {
 			return &WriteError{Path: dest, Err: err}
 		}
 	}
@@ -379,13 +395,13 @@ func (w driverWriter) Write(b []byte) (int, error) {
 // object atomically, else through a temporary file moved over it.
 func (l Layout) driverPut(p string, data []byte) error {
 	if l.atomicPut() {
-		return l.driver.PutContent(bg, p, data)
+		return l.driver.PutContent(l.context(), p, data)
 	}
 	tmp := l.tempIndex()
-	if err := l.driver.PutContent(bg, tmp, data); err != nil {
+	if err := l.driver.PutContent(l.context(), tmp, data); err != nil {
 		return err
 	}
-	if err := l.driver.Move(bg, tmp, p); err != nil {
+	if err := l.driver.Move(l.context(), tmp, p); err != nil {
 		_ = l.driver.Delete(bg, tmp)
 		return err
 	}

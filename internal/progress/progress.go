@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -61,6 +63,35 @@ func (r *Reporter) Enabled() bool { return r != nil && r.enabled }
 // code can take a *Bar without checking.
 type Bar struct {
 	b *progressbar.ProgressBar
+
+	// A growing bar (Growing) keeps its own total and count, so that the
+	// drawn bar never reaches its end before Done: progressbar finishes a
+	// bar for good when its count meets its total.
+	grow        bool
+	mu          sync.Mutex
+	total, done int64
+	w           *widthWriter
+}
+
+// widthWriter passes a bar's frames on and remembers the widest, so that
+// Done can blank the line: progressbar does not count the width of the
+// frame it draws on finishing.
+type widthWriter struct {
+	w        io.Writer
+	cur, max int
+}
+
+func (w *widthWriter) Write(p []byte) (int, error) {
+	for _, r := range string(p) {
+		switch r {
+		case '\r', '\n':
+			w.cur = 0
+		default:
+			w.cur++
+			w.max = max(w.max, w.cur)
+		}
+	}
+	return w.w.Write(p)
 }
 
 // Count starts a bar over n items (n < 0: unknown total).
@@ -85,22 +116,78 @@ func (r *Reporter) Bytes(n int64, desc string) *Bar {
 	if !r.Enabled() {
 		return nil
 	}
-	return &Bar{b: progressbar.NewOptions64(n,
-		progressbar.OptionSetWriter(r.w),
+	return &Bar{b: progressbar.NewOptions64(n, bytesOptions(r.w, desc, true)...)}
+}
+
+// Growing starts a bar over bytes whose total is learnt as the work goes
+// (Grow): a backup learns what it has to write as it reads manifests. The
+// bar shows bytes done of the total known so far, the throughput and the
+// time left at that rate; Done draws the last state as it is (complete or
+// not) and clears it.
+func (r *Reporter) Growing(desc string) *Bar {
+	if !r.Enabled() {
+		return nil
+	}
+	w := &widthWriter{w: r.w}
+	return &Bar{grow: true, w: w, b: progressbar.NewOptions64(-1, bytesOptions(w, desc, false)...)}
+}
+
+// bytesOptions draw "desc  40% |====      | (1.2/3.0 MiB, 800 KiB/s) [1s:2s]":
+// bytes done of the total, throughput, time spent and time left.
+func bytesOptions(w io.Writer, desc string, clear bool) []progressbar.Option {
+	opts := []progressbar.Option{
+		progressbar.OptionSetWriter(w),
 		progressbar.OptionSetDescription(desc),
 		progressbar.OptionShowBytes(true),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowTotalBytes(true),
+		progressbar.OptionUseIECUnits(true),
+		progressbar.OptionSetPredictTime(true),
 		progressbar.OptionSetWidth(30),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionClearOnFinish(),
+		progressbar.OptionThrottle(100 * time.Millisecond),
 		progressbar.OptionSetRenderBlankState(true),
-	)}
+	}
+	if clear {
+		opts = append(opts, progressbar.OptionClearOnFinish())
+	}
+	return opts
+}
+
+// Grow adds n to the total of a growing bar. Safe for concurrent use.
+func (b *Bar) Grow(n int64) {
+	if b == nil || !b.grow {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.total += n
+	b.b.ChangeMax64(max(b.total, b.done) + 1)
 }
 
 // Add advances the bar by n. Safe for concurrent use.
 func (b *Bar) Add(n int64) {
-	if b != nil {
-		_ = b.b.Add64(n)
+	if b == nil {
+		return
 	}
+	if !b.grow {
+		_ = b.b.Add64(n)
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.done += n
+	if b.done > b.total {
+		// More than was announced (a blob fetched again): keep the
+		// drawn total ahead of the count until Done.
+		b.b.ChangeMax64(b.done + 1)
+	}
+	_ = b.b.Add64(n)
+}
+
+// state is the bar's count and total as drawn, for tests.
+func (b *Bar) state() (done, total int64) {
+	s := b.b.State()
+	return s.CurrentNum, s.Max
 }
 
 // SetTotal changes the total, for walks that discover their size as they go.
@@ -117,10 +204,22 @@ func (b *Bar) Describe(s string) {
 	}
 }
 
-// Done finishes and clears the bar.
+// Done finishes and clears the bar. A growing bar is drawn once more at
+// its true total first (not filled up when the work did not finish).
 func (b *Bar) Done() {
-	if b != nil {
+	if b == nil {
+		return
+	}
+	if !b.grow {
 		_ = b.b.Finish()
 		_ = b.b.Clear()
+		return
 	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.total > 0 {
+		b.b.ChangeMax64(b.total)
+	}
+	_ = b.b.Exit()
+	fmt.Fprintf(b.w, "\r%s\r", strings.Repeat(" ", b.w.max))
 }
