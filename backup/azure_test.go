@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/regkeeper/regkeeper/internal/testbed/azurite"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
@@ -98,30 +96,8 @@ func TestBackupAzure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"oci-layout", "index.json", ".regkeeper/snapshots/" + res.Snapshot + ".json"} {
-		if _, ok := objs[prefix+"/"+k]; !ok {
-			t.Errorf("no %s/%s in the container", prefix, k)
-		}
-	}
-	for k := range objs {
-		if !strings.HasPrefix(k, prefix+"/") {
-			t.Errorf("blob %s outside the rootdirectory", k)
-		}
-		if strings.Contains(k, "/.regkeeper/tmp/") || strings.HasSuffix(k, "/.regkeeper/lock") {
-			t.Errorf("blob %s left behind", k)
-		}
-	}
-	entries, err := l.ReadIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]v1.Hash{}
-	for _, en := range entries {
-		if en.Kind() == KindTag {
-			got[en.Repository()+":"+en.Tag()] = en.Digest
-		}
-	}
-	if diff := cmp.Diff(e.Tags(), got); diff != "" {
+	checkObjectLayout(t, objs, prefix, res.Snapshot)
+	if diff := cmp.Diff(e.Tags(), layoutTags(t, l)); diff != "" {
 		t.Errorf("tags in the Azure backup (-want +got):\n%s", diff)
 	}
 	v, err := VerifyLayout(ctx, l, VerifyOptions{})
@@ -145,16 +121,7 @@ func TestBackupAzure(t *testing.T) {
 	if err != nil || len(rres.Errors) > 0 {
 		t.Fatalf("restore: %v %+v", err, rres.Errors)
 	}
-	for ref, d := range e.Tags() {
-		desc, err := remote.Head(regtest.Ref(t, dst, ref))
-		if err != nil {
-			t.Errorf("%s: %v", ref, err)
-			continue
-		}
-		if desc.Digest != d {
-			t.Errorf("%s restored as %s, want %s", ref, desc.Digest, d)
-		}
-	}
+	checkRestored(t, dst, e.Tags())
 	regtest.PullAll(t, dst.Host, e)
 
 	// A blob damaged in the container (same size) is found by verify.

@@ -59,7 +59,13 @@ func backup(t *testing.T, host, dir string, opts Options) *Result {
 // tagsInBackup maps repo:tag to digest for the tag entries of dir.
 func tagsInBackup(t *testing.T, dir string) map[string]v1.Hash {
 	t.Helper()
-	entries, err := Layout{Root: dir}.ReadIndex()
+	return layoutTags(t, Layout{Root: dir})
+}
+
+// layoutTags is the tags of a backup's index.json, wherever it is.
+func layoutTags(t *testing.T, l Layout) map[string]v1.Hash {
+	t.Helper()
+	entries, err := l.ReadIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -242,16 +248,7 @@ func TestBackupRestoreEstate(t *testing.T) {
 	if rres.Images != len(want) || rres.BlobsPushed == 0 || rres.ManifestsPushed == 0 {
 		t.Errorf("restore: %+v", rres)
 	}
-	for ref, d := range want {
-		desc, err := remote.Head(regtest.Ref(t, dst, ref))
-		if err != nil {
-			t.Errorf("%s: %v", ref, err)
-			continue
-		}
-		if desc.Digest != d {
-			t.Errorf("%s restored as %s, want %s", ref, desc.Digest, d)
-		}
-	}
+	checkRestored(t, dst, want)
 	regtest.PullAll(t, dst.Host, e)
 	for _, m := range e.Manifests {
 		if m.Role != estate.RoleReferrer || !m.Live || !l.HasBlob(m.Digest, -1) {
@@ -648,5 +645,41 @@ func TestBadInput(t *testing.T) {
 	}
 	if err := l.WriteBlob(d, 5, strings.NewReader("hello"), nil); err == nil {
 		t.Error("WriteBlob accepted content that does not match its digest")
+	}
+}
+
+// checkRestored checks that every tag of want is at its digest in dst.
+func checkRestored(t *testing.T, dst *embedded.Server, want map[string]v1.Hash) {
+	t.Helper()
+	for ref, d := range want {
+		desc, err := remote.Head(regtest.Ref(t, dst, ref))
+		if err != nil {
+			t.Errorf("%s: %v", ref, err)
+			continue
+		}
+		if desc.Digest != d {
+			t.Errorf("%s restored as %s, want %s", ref, desc.Digest, d)
+		}
+	}
+}
+
+// checkObjectLayout checks that the objects of a backup on object storage
+// (key → size) are an OCI image layout under prefix, with the run's
+// snapshot, nothing outside prefix and nothing left behind (temporary
+// files, the lock).
+func checkObjectLayout(t *testing.T, objs map[string]int64, prefix, snapshot string) {
+	t.Helper()
+	for _, k := range []string{"oci-layout", "index.json", ".regkeeper/snapshots/" + snapshot + ".json"} {
+		if _, ok := objs[prefix+"/"+k]; !ok {
+			t.Errorf("no %s/%s in the store", prefix, k)
+		}
+	}
+	for k := range objs {
+		if !strings.HasPrefix(k, prefix+"/") {
+			t.Errorf("object %s outside the prefix", k)
+		}
+		if strings.Contains(k, "/.regkeeper/tmp/") || strings.HasSuffix(k, "/.regkeeper/lock") {
+			t.Errorf("object %s left behind", k)
+		}
 	}
 }

@@ -238,7 +238,7 @@ func (l Layout) HasGoodBlob(d v1.Hash, size int64) bool {
 	if fi.ModTime().Equal(verifiedTime) {
 		return true
 	}
-	got, err := hashFile(path, d.Algorithm, func(int64) {})
+	got, err := l.hashBlob(path, d.Algorithm, func(int64) {})
 	if err != nil || got != d.Hex {
 		return false
 	}

@@ -9,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -28,28 +27,11 @@ import (
 )
 
 // startMinIO starts MinIO for one test with a fresh bucket, or skips the
-// test when MinIO is not installed (scripts/setup-minio).
+// test when MinIO is not installed (scripts/setup-minio). The s3:// target
+// takes its credentials from the environment, as the AWS SDK does.
 func startMinIO(t *testing.T, bucket string) *minio.Server {
 	t.Helper()
-	bin, err := minio.Find()
-	if errors.Is(err, minio.ErrNotInstalled) {
-		t.Skipf("skipping the S3 test: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	m, err := minio.Start(ctx, bin, filepath.Join(t.TempDir(), "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if err := m.CreateBucket(ctx, bucket); err != nil {
-		t.Fatal(err)
-	}
-	// The s3:// target takes its credentials from the environment, as
-	// the AWS SDK does.
+	m := minio.ForTest(t, bucket)
 	t.Setenv("AWS_ACCESS_KEY_ID", minio.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", minio.SecretKey)
 	return m
@@ -153,30 +135,8 @@ func TestBackupS3(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"oci-layout", "index.json", ".regkeeper/snapshots/" + res.Snapshot + ".json"} {
-		if _, ok := objs[prefix+"/"+k]; !ok {
-			t.Errorf("no %s/%s in the bucket", prefix, k)
-		}
-	}
-	for k := range objs {
-		if !strings.HasPrefix(k, prefix+"/") {
-			t.Errorf("object %s outside the prefix", k)
-		}
-		if strings.Contains(k, "/.regkeeper/tmp/") || strings.HasSuffix(k, "/.regkeeper/lock") {
-			t.Errorf("object %s left behind", k)
-		}
-	}
-	entries, err := l.ReadIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[string]v1.Hash{}
-	for _, en := range entries {
-		if en.Kind() == KindTag {
-			got[en.Repository()+":"+en.Tag()] = en.Digest
-		}
-	}
-	if diff := cmp.Diff(e.Tags(), got); diff != "" {
+	checkObjectLayout(t, objs, prefix, res.Snapshot)
+	if diff := cmp.Diff(e.Tags(), layoutTags(t, l)); diff != "" {
 		t.Errorf("tags in the S3 backup (-want +got):\n%s", diff)
 	}
 	v, err = VerifyLayout(ctx, l, VerifyOptions{})
@@ -205,16 +165,7 @@ func TestBackupS3(t *testing.T) {
 	if err != nil || len(rres.Errors) > 0 {
 		t.Fatalf("restore: %v %+v", err, rres.Errors)
 	}
-	for ref, d := range e.Tags() {
-		desc, err := remote.Head(regtest.Ref(t, dst, ref))
-		if err != nil {
-			t.Errorf("%s: %v", ref, err)
-			continue
-		}
-		if desc.Digest != d {
-			t.Errorf("%s restored as %s, want %s", ref, desc.Digest, d)
-		}
-	}
+	checkRestored(t, dst, e.Tags())
 	regtest.PullAll(t, dst.Host, e)
 
 	// A blob damaged in the bucket (same size) is found by verify.

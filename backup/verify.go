@@ -3,12 +3,9 @@ package backup
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"sort"
 	"sync"
 	"time"
@@ -513,20 +510,4 @@ func allEntries(l Layout) ([]Entry, []*Snapshot, error) {
 		}
 	}
 	return entries, snaps, nil
-}
-
-func hashFile(path, algorithm string, progress func(int64)) (string, error) {
-	h, err := newHash(algorithm)
-	if err != nil {
-		return "", err
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	if _, err := io.Copy(io.MultiWriter(h, progressWriter(progress)), f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

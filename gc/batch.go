@@ -3,13 +3,10 @@ package gc
 import (
 	"context"
 	"fmt"
-	"reflect"
-	"strings"
 
 	"github.com/aws/aws-sdk-go/aws"
 	"github.com/aws/aws-sdk-go/service/s3"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
-	s3driver "github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 )
 
 // s3DeleteMax is the most keys one S3 DeleteObjects request takes.
@@ -22,45 +19,17 @@ const s3DeleteMax = 1000
 // deletes those keys in batches, through the driver's own configured client
 // (same credentials, endpoint, bucket and root directory).
 type s3Batch struct {
-	client       *s3.S3
-	bucket, root string
+	*S3Place
 }
 
 // newS3Batch returns a batch deleter for an s3-aws driver, or nil for any
 // other driver (or an s3-aws driver whose client cannot be reached: then
 // the driver's Delete is used, as before).
 func newS3Batch(d storagedriver.StorageDriver) *s3Batch {
-	sd, ok := d.(*s3driver.Driver)
-	if !ok || sd.StorageDriver == nil {
-		return nil
+	if p := S3PlaceOf(d); p != nil {
+		return &s3Batch{p}
 	}
-	v := reflect.ValueOf(sd.StorageDriver)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return nil
-	}
-	e := v.Elem()
-	client, ok1 := field[*s3.S3](e, "S3")
-	bucket, ok2 := field[string](e, "Bucket")
-	root, ok3 := field[string](e, "RootDirectory")
-	if !ok1 || !ok2 || !ok3 || client == nil || bucket == "" {
-		return nil
-	}
-	return &s3Batch{client: client, bucket: bucket, root: root}
-}
-
-func field[T any](v reflect.Value, name string) (T, bool) {
-	var zero T
-	f := v.FieldByName(name)
-	if !f.IsValid() || !f.CanInterface() {
-		return zero, false
-	}
-	t, ok := f.Interface().(T)
-	return t, ok
-}
-
-// key maps a driver path to its object key, as the driver does.
-func (b *s3Batch) key(p string) string {
-	return strings.TrimLeft(strings.TrimRight(b.root, "/")+p, "/")
+	return nil
 }
 
 // deleteFiles deletes the objects of files (driver paths of files, not
@@ -72,10 +41,10 @@ func (b *s3Batch) deleteFiles(ctx context.Context, files []string, jobs int) err
 		chunk := files[i*s3DeleteMax : min((i+1)*s3DeleteMax, len(files))]
 		objs := make([]*s3.ObjectIdentifier, len(chunk))
 		for j, f := range chunk {
-			objs[j] = &s3.ObjectIdentifier{Key: aws.String(b.key(f))}
+			objs[j] = &s3.ObjectIdentifier{Key: aws.String(b.Key(f))}
 		}
-		resp, err := b.client.DeleteObjectsWithContext(ctx, &s3.DeleteObjectsInput{
-			Bucket: aws.String(b.bucket),
+		resp, err := b.Client.DeleteObjectsWithContext(ctx, &s3.DeleteObjectsInput{
+			Bucket: aws.String(b.Bucket),
 			Delete: &s3.Delete{Objects: objs, Quiet: aws.Bool(true)},
 		})
 		if err != nil {

@@ -2,13 +2,10 @@ package gc
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -21,25 +18,7 @@ import (
 // test when MinIO is not installed.
 func startMinIO(t *testing.T, bucket string) *minio.Server {
 	t.Helper()
-	bin, err := minio.Find()
-	if errors.Is(err, minio.ErrNotInstalled) {
-		t.Skipf("skipping the S3 test: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
-	defer cancel()
-	dir := t.TempDir()
-	m, err := minio.Start(ctx, bin, filepath.Join(dir, "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	if err := m.CreateBucket(ctx, bucket); err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return minio.ForTest(t, bucket)
 }
 
 // TestGCEstateS3 is TestGCEstate on the s3-aws driver against MinIO: the
@@ -66,7 +45,7 @@ func TestGCEstateS3(t *testing.T) {
 	}
 	// The sweep deletes links and blobs 1,000 keys a request, through the
 	// driver's own client.
-	if b := newS3Batch(d); b == nil || b.bucket != bucket {
+	if b := newS3Batch(d); b == nil || b.Bucket != bucket {
 		t.Fatalf("no S3 batch deleter for the s3aws driver: %+v", b)
 	}
 	ctx := context.Background()

@@ -1,16 +1,11 @@
 package retain
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -26,6 +21,7 @@ import (
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/stock"
 	"github.com/regkeeper/regkeeper/internal/walk"
 )
 
@@ -190,46 +186,9 @@ func TestRetainOnRegistry(t *testing.T) { retainOnRegistry(t, buildEstate(t)) }
 // The same on the stock distribution registry binary (registry serve),
 // installed by scripts/setup-registry.
 func TestRetainOnStockRegistry(t *testing.T) {
-	bin := filepath.Join(os.Getenv("HOME"), ".cache/regkeeper/bin/registry")
-	if dir := os.Getenv("XDG_CACHE_HOME"); dir != "" {
-		bin = filepath.Join(dir, "regkeeper/bin/registry")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no stock registry binary (scripts/setup-registry installs it): %v", err)
-	}
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	root := filepath.Join(dir, "storage")
-	cfg := strings.Replace(embedded.ConfigYAML(root, 0, ""), "addr: 127.0.0.1:0", "addr: "+addr, 1)
-	cfgFile := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", cfgFile)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	ready := false
-	for range 200 {
-		if resp, err := http.Get("http://" + addr + "/v2/"); err == nil {
-			resp.Body.Close()
-			ready = true
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if !ready {
-		t.Fatalf("the stock registry did not answer on %s:\n%s", addr, logs.String())
-	}
-	srv := &embedded.Server{Host: addr, URL: "http://" + addr, Root: root, ConfigFile: cfgFile}
+	reg := stock.Start(t, stock.Options{})
+	srv := &embedded.Server{Host: reg.Host, URL: "http://" + reg.Host,
+		Root: filepath.Join(reg.Dir, "storage"), ConfigFile: filepath.Join(reg.Dir, "config.yml")}
 	retainOnRegistry(t, buildEstate(t, srv))
 }
 

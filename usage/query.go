@@ -55,13 +55,8 @@ func (l *Ledger) lastPull(repo, tag, dgst string, since time.Time) (last time.Ti
 			known = true
 			return nil
 		}
-		ss, err := sessions(tx)
-		if err != nil {
-			return err
-		}
-		cov, _ := coverage(ss, now)
-		known = isCovered(cov, since, now)
-		return nil
+		known, err = coveredSince(tx, since, now)
+		return err
 	})
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("reading last pull of %s:%s from ledger: %w", repo, tag, err)
@@ -85,13 +80,8 @@ func (l *Ledger) pulls(repo, tag, dgst string, since time.Time) (n int64, known 
 			return err
 		}
 		n = t.since(since) + d.since(since)
-		ss, err := sessions(tx)
-		if err != nil {
-			return err
-		}
-		cov, _ := coverage(ss, now)
-		known = isCovered(cov, since, now)
-		return nil
+		known, err = coveredSince(tx, since, now)
+		return err
 	})
 	if err != nil {
 		return 0, false, fmt.Errorf("reading pulls of %s:%s from ledger: %w", repo, tag, err)
@@ -298,4 +288,15 @@ func (l *Ledger) Usage(repo, tag, digest string) (TagUsage, error) {
 		u.InUse, u.Where = &in, where
 	}
 	return u, nil
+}
+
+// coveredSince says whether the ledger listened (or imported logs) over
+// all of [since, now], without a gap.
+func coveredSince(tx *bolt.Tx, since, now time.Time) (bool, error) {
+	ss, err := sessions(tx)
+	if err != nil {
+		return false, err
+	}
+	cov, _ := coverage(ss, now)
+	return isCovered(cov, since, now), nil
 }

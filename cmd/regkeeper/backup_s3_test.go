@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,24 +24,10 @@ import (
 // snapshots, verify and restore read each where it is; the restored
 // registry has every tag at its digest.
 func TestBackupCommandsS3(t *testing.T) {
-	bin, err := minio.Find()
-	if errors.Is(err, minio.ErrNotInstalled) {
-		t.Skipf("skipping the S3 test: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	const bucket = "backups"
+	m := minio.ForTest(t, bucket)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	m, err := minio.Start(ctx, bin, filepath.Join(t.TempDir(), "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { m.Close() })
-	const bucket = "backups"
-	if err := m.CreateBucket(ctx, bucket); err != nil {
-		t.Fatal(err)
-	}
 	t.Setenv("AWS_ACCESS_KEY_ID", minio.AccessKey)
 	t.Setenv("AWS_SECRET_ACCESS_KEY", minio.SecretKey)
 	srv, e := regtest.Seeded(t, embedded.Options{})

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +17,8 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
+
+	"github.com/regkeeper/regkeeper/internal/testbed/tools"
 )
 
 // ErrNotInstalled: no azurite-blob in REGKEEPER_AZURITE, the cache or PATH.
@@ -32,36 +33,12 @@ const (
 
 // CacheDir is where scripts/setup-azurite installs Azurite:
 // ${XDG_CACHE_HOME:-$HOME/.cache}/regkeeper/azurite.
-func CacheDir() string {
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" {
-		home, _ := os.UserHomeDir()
-		base = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(base, "regkeeper", "azurite")
-}
+func CacheDir() string { return tools.CacheDir("azurite") }
 
 // Find returns the azurite-blob command: $REGKEEPER_AZURITE, then the one
 // scripts/setup-azurite installed, then azurite-blob on PATH.
 func Find() (string, error) {
-	if p := os.Getenv("REGKEEPER_AZURITE"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("REGKEEPER_AZURITE=%s: %w", p, err)
-		}
-		return p, nil
-	}
-	if p := filepath.Join(CacheDir(), "node_modules", ".bin", "azurite-blob"); isExec(p) {
-		return p, nil
-	}
-	if p, err := exec.LookPath("azurite-blob"); err == nil {
-		return p, nil
-	}
-	return "", ErrNotInstalled
-}
-
-func isExec(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+	return tools.Find("REGKEEPER_AZURITE", filepath.Join(CacheDir(), "node_modules", ".bin", "azurite-blob"), "azurite-blob", ErrNotInstalled)
 }
 
 // Server is a running Azurite blob service.
@@ -79,7 +56,7 @@ type Server struct {
 // 127.0.0.1, and waits until it serves requests. Its output goes to
 // dir/../azurite.log (dir's parent must be writable).
 func Start(ctx context.Context, bin, dir string) (*Server, error) {
-	port, err := freePort()
+	port, err := tools.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -153,15 +130,6 @@ func (s *Server) logTail() string {
 		b = b[len(b)-2000:]
 	}
 	return "\nazurite log (" + s.log.Name() + "):\n" + string(b)
-}
-
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Close stops the server.

@@ -7,17 +7,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go/aws"
 	"github.com/aws/aws-sdk-go/aws/credentials"
 	"github.com/aws/aws-sdk-go/aws/session"
 	"github.com/aws/aws-sdk-go/service/s3"
+
+	"github.com/regkeeper/regkeeper/internal/testbed/tools"
 )
 
 // ErrNotInstalled: no minio binary in REGKEEPER_MINIO, the cache or PATH.
@@ -32,36 +34,12 @@ const (
 
 // CacheDir is where scripts/setup-minio and bench/gc install binaries:
 // ${XDG_CACHE_HOME:-$HOME/.cache}/regkeeper/bin.
-func CacheDir() string {
-	base := os.Getenv("XDG_CACHE_HOME")
-	if base == "" {
-		home, _ := os.UserHomeDir()
-		base = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(base, "regkeeper", "bin")
-}
+func CacheDir() string { return tools.CacheDir("bin") }
 
 // Find returns the minio binary: $REGKEEPER_MINIO, then CacheDir()/minio,
 // then minio on PATH.
 func Find() (string, error) {
-	if p := os.Getenv("REGKEEPER_MINIO"); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("REGKEEPER_MINIO=%s: %w", p, err)
-		}
-		return p, nil
-	}
-	if p := filepath.Join(CacheDir(), "minio"); isExec(p) {
-		return p, nil
-	}
-	if p, err := exec.LookPath("minio"); err == nil {
-		return p, nil
-	}
-	return "", ErrNotInstalled
-}
-
-func isExec(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
+	return tools.Find("REGKEEPER_MINIO", filepath.Join(CacheDir(), "minio"), "minio", ErrNotInstalled)
 }
 
 // Server is a running MinIO.
@@ -78,11 +56,11 @@ type Server struct {
 // port of 127.0.0.1, and waits until it is ready. Its output goes to
 // dir/../minio.log (dir's parent must be writable).
 func Start(ctx context.Context, bin, dir string) (*Server, error) {
-	port, err := freePort()
+	port, err := tools.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	cport, err := freePort()
+	cport, err := tools.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -159,15 +137,6 @@ func (s *Server) logTail() string {
 	return "\nminio log (" + s.log.Name() + "):\n" + string(b)
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
 // Close stops the server.
 func (s *Server) Close() error {
 	if s.cmd.Process != nil {
@@ -230,4 +199,29 @@ func (s *Server) Exists(ctx context.Context, bucket, path string) (bool, error) 
 		}
 	}
 	return false, nil
+}
+
+// ForTest starts MinIO for one test with a fresh bucket, stopped when the
+// test ends, or skips the test when MinIO is not installed
+// (scripts/setup-minio).
+func ForTest(t testing.TB, bucket string) *Server {
+	t.Helper()
+	bin, err := Find()
+	if errors.Is(err, ErrNotInstalled) {
+		t.Skipf("skipping the S3 test: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	m, err := Start(ctx, bin, filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := m.CreateBucket(ctx, bucket); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

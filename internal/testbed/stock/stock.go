@@ -10,7 +10,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/regkeeper/regkeeper/internal/testbed/tools"
 )
 
 // Endpoint is one notifications endpoint of the registry.
@@ -55,24 +56,23 @@ type Registry struct {
 }
 
 // Binary is the path of the stock registry binary: $REGKEEPER_REGISTRY_BIN,
-// else ~/.cache/regkeeper/bin/registry.
+// else the one scripts/setup-registry installed,
+// ${XDG_CACHE_HOME:-$HOME/.cache}/regkeeper/bin/registry.
 func Binary() string {
 	if p := os.Getenv("REGKEEPER_REGISTRY_BIN"); p != "" {
 		return p
 	}
-	home, _ := os.UserHomeDir()
-	return filepath.Join(home, ".cache", "regkeeper", "bin", "registry")
+	return filepath.Join(tools.CacheDir("bin"), "registry")
 }
 
 // FreePort returns a free 127.0.0.1 address.
 func FreePort(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := tools.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 // Config returns the registry's config for storage root, address and opts.
