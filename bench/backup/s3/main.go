@@ -29,13 +29,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"golang.org/x/sys/unix"
 
+	"github.com/regkeeper/regkeeper/bench/backup/images"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
-	"github.com/regkeeper/regkeeper/internal/testbed/estate"
 	"github.com/regkeeper/regkeeper/internal/testbed/minio"
 )
 
@@ -226,7 +223,7 @@ func run(rk string, repos, tags, bases, baseSize, layerSize, jobs, runs int) err
 	}
 	defer srv.Close()
 	start := time.Now()
-	n, unique, err := generate(ctx, srv.Host, repos, tags, bases, baseSize, layerSize)
+	n, unique, err := images.Push(ctx, srv.Host, images.Shape{Repos: repos, Tags: tags, Bases: bases, BaseSize: baseSize, LayerSize: layerSize, Jobs: 4, Seed: "bench-s3"})
 	if err != nil {
 		return err
 	}
@@ -387,78 +384,6 @@ func report(n int, unique int64, p, c *result) {
 		fmt.Printf("| %s | %d | %d |\n", k, p.reg[k], c.reg[k])
 	}
 	fmt.Printf("\nverify: pull path %s; store-side copy %s\n", p.verifyBlobsOut, c.verifyBlobsOut)
-}
-
-// generate pushes bases base images (two layers each) and repos×tags
-// application images, each one own layer on a base, as bench/backup/gen does.
-func generate(ctx context.Context, host string, repos, tags, bases, baseSize, layerSize int) (int, int64, error) {
-	p, err := remote.NewPusher(remote.WithContext(ctx), remote.WithJobs(4))
-	if err != nil {
-		return 0, 0, err
-	}
-	push := func(ref string, img v1.Image) error {
-		r, err := name.ParseReference(host+"/"+ref, name.Insecure)
-		if err != nil {
-			return err
-		}
-		return p.Push(ctx, r, img)
-	}
-	now := estate.DefaultNow
-	var unique int64
-	baseImgs := make([]v1.Image, bases)
-	for i := range baseImgs {
-		img, err := estate.BuildImage(estate.ImageSpec{
-			Platform: v1.Platform{OS: "linux", Architecture: "amd64"},
-			Created:  now.AddDate(0, 0, -30*(i+1)),
-			Layers: []estate.LayerSpec{
-				{Seed: fmt.Sprintf("bench-s3-base-%d-a", i), Size: baseSize * 3 / 4},
-				{Seed: fmt.Sprintf("bench-s3-base-%d-b", i), Size: baseSize / 4},
-			},
-		})
-		if err != nil {
-			return 0, 0, err
-		}
-		if err := push(fmt.Sprintf("base/os-%d:latest", i), img); err != nil {
-			return 0, 0, err
-		}
-		baseImgs[i] = img
-		unique += int64(baseSize)
-	}
-	type job struct{ r, t int }
-	ch := make(chan job)
-	errs := make(chan error, repos*tags)
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range ch {
-				img, err := estate.BuildImage(estate.ImageSpec{
-					Base:    baseImgs[j.r%bases],
-					Created: now.Add(-time.Duration(j.t) * time.Hour),
-					Layers:  []estate.LayerSpec{{Seed: fmt.Sprintf("bench-s3-app-%d-%d", j.r, j.t), Size: layerSize}},
-				})
-				if err == nil {
-					err = push(fmt.Sprintf("app/svc-%03d:1.%d", j.r, j.t), img)
-				}
-				if err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	for r := range repos {
-		for t := range tags {
-			ch <- job{r, t}
-		}
-	}
-	close(ch)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		return 0, 0, err
-	}
-	return bases + repos*tags, unique + int64(repos*tags*layerSize), nil
 }
 
 // waitIO waits for cmd's process to exit without reaping it, reads its
