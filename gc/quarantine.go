@@ -179,6 +179,13 @@ func (q *quarantine) put(ctx context.Context, blobs []BlobDeletion, done func(Bl
 		}
 		hook = nil // called once per blob already
 	}
+	if sm := newStoreMover(q.d, q.opts); sm != nil && len(blobs) > 0 {
+		var err error
+		if blobs, err = sm.put(ctx, blobs, workers, hook, held); err != nil {
+			return err
+		}
+		hook = nil
+	}
 	return forEach(ctx, workers, len(blobs), func(i int) error {
 		b := blobs[i]
 		from := pathFor(blobDataSpec{b.Digest})
@@ -231,7 +238,11 @@ func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bo
 	} else if !isNotFound(err) {
 		return false, fmt.Errorf("restoring %s: %w", dg, err)
 	}
-	if err := q.d.Move(ctx, pathFor(quarantineDataSpec{dg}), to); err != nil {
+	move := q.d.Move
+	if sm := newStoreMover(q.d, q.opts); sm != nil {
+		move = sm.move
+	}
+	if err := move(ctx, pathFor(quarantineDataSpec{dg}), to); err != nil {
 		if isNotFound(err) {
 			return false, nil
 		}

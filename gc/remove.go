@@ -41,21 +41,18 @@ type remover interface {
 }
 
 // newRemover picks the remover for a driver: on the filesystem unlinkat
-// relative to each parent directory (fs_linux.go), S3's batched
-// DeleteObjects, otherwise the driver's own Delete, jobs at a time. With
-// the test hook beforeDelete set, S3 uses the driver's, which calls the
-// hook per path; the filesystem's calls it too.
+// relative to each parent directory (fs_linux.go), an object store's own
+// (store.go: S3's batched DeleteObjects), otherwise the driver's own
+// Delete, jobs at a time. With the test hook beforeDelete set, S3 uses the
+// driver's, which calls the hook per path; the filesystem's calls it too.
 func newRemover(d storagedriver.StorageDriver, opts Options) remover {
 	if fr := newFSRemover(d, opts); fr != nil && !opts.driverDelete {
 		return fr
 	}
-	dr := &driverRemover{d: d, jobs: opts.Jobs, hook: opts.beforeDelete, dirs: newDirRemover(d)}
-	if opts.beforeDelete == nil {
-		if b := newS3Batch(d); b != nil {
-			return &s3Remover{b: b, jobs: opts.Jobs}
-		}
+	if r := newStoreRemover(d, opts); r != nil {
+		return r
 	}
-	return dr
+	return &driverRemover{d: d, jobs: opts.Jobs, hook: opts.beforeDelete, dirs: newDirRemover(d)}
 }
 
 // driverRemover deletes through StorageDriver.Delete.
@@ -88,6 +85,18 @@ func (r *driverRemover) remove(ctx context.Context, paths []string) error {
 type s3Remover struct {
 	b    *s3Batch
 	jobs int
+}
+
+func init() {
+	storeRemovers = append(storeRemovers, func(d storagedriver.StorageDriver, opts Options) remover {
+		if opts.beforeDelete != nil {
+			return nil // the driver's Delete calls the hook per path
+		}
+		if b := newS3Batch(d); b != nil {
+			return &s3Remover{b: b, jobs: opts.Jobs}
+		}
+		return nil
+	})
 }
 
 func (r *s3Remover) remove(ctx context.Context, paths []string) error {
