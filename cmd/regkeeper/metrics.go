@@ -11,6 +11,7 @@ import (
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/inventory"
+	"github.com/regkeeper/regkeeper/retain"
 )
 
 // Every metric is regkeeper_<command>_<thing>. The things of each command
@@ -22,7 +23,7 @@ import (
 // table lists them all, and TestMetricsTableInREADME holds it to what the
 // commands write.
 
-// metricsFlag is --metrics-file, on gc, backup, audit and cycle.
+// metricsFlag is --metrics-file, on gc, backup, audit, retain and cycle.
 type metricsFlag struct{ path string }
 
 func (m *metricsFlag) register(cmd *cobra.Command) {
@@ -143,6 +144,25 @@ var verifyMetricTable = []metric[*backup.VerifyResult]{
 	{name: "problems", help: "Corrupt, missing or mis-sized blobs found in the backup.", value: func(r *backup.VerifyResult) float64 { return float64(len(r.Problems)) }},
 }
 
+var retainMetricTable = []metric[*retain.Result]{
+	{name: "tags_kept", help: "Tags the policy keeps (covered repositories only).", value: func(r *retain.Result) float64 { return float64(r.Kept) }},
+	{name: "tags_planned", help: "Tags the policy does not keep: what the run removes (or, on a dry run or a refused plan, would).", value: func(r *retain.Result) float64 { return float64(r.Removed) }},
+	{name: "tags_removed", help: "Tags removed by this run (0 on a dry run or a refused plan).", value: func(r *retain.Result) float64 { return float64(r.Untagged) }},
+	{name: "bytes_freed", help: "Bytes of blobs only the planned tags hold on to (what gc then frees).", value: func(r *retain.Result) float64 { return float64(r.BytesFreed) }},
+	{name: "blocked", help: "1 if nothing was removed because usage evidence was absent or stale.", value: func(r *retain.Result) float64 { return b2f(len(r.Blocked) > 0) }},
+	{name: "repositories_not_covered", help: "Repositories no policy covers (untouched).", value: func(r *retain.Result) float64 { return float64(r.NotCovered) }},
+	{name: "errors", help: "Repositories or tags that could not be read or untagged.", value: func(r *retain.Result) float64 { return float64(len(r.Errors)) }},
+	{name: "problems", help: "Problems in the registry (broken indexes, missing or corrupt manifests).", value: func(r *retain.Result) float64 { return float64(len(r.Problems)) }},
+	{name: "dry_run", help: "1 if the run removed nothing by request (--dry-run).", value: func(r *retain.Result) float64 { return b2f(r.DryRun) }},
+}
+
+func retainMetrics(set *metrics.Set, res *retain.Result, took time.Duration) {
+	if res != nil && res.Plan != nil {
+		emit(set, "", retainMetricTable, res)
+		set.Gauge("duration_seconds", "Duration of the retain run.", took.Seconds())
+	}
+}
+
 // cycleRun is a cycle result and how long the whole cycle took.
 type cycleRun struct {
 	res  *cycle.Result
@@ -211,6 +231,9 @@ func cycleMetrics(set *metrics.Set, res *cycle.Result, took time.Duration) {
 	}
 	if res.Verify != nil {
 		emit(set, cycle.StepVerify+"_", verifyMetricTable, res.Verify)
+	}
+	if res.Retain != nil && res.Retain.Plan != nil {
+		emit(set, cycle.StepRetain+"_", retainMetricTable, res.Retain)
 	}
 	if res.GC != nil {
 		emit(set, cycle.StepGC+"_", gcMetricTable, res.GC)

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -51,10 +53,19 @@ func TestMetricsTableInREADME(t *testing.T) {
 	srv, _ := regtest.Seeded(t, embedded.Options{})
 	dir := t.TempDir()
 	prom := func(command string) string { return filepath.Join(dir, command+".prom") }
+	policy := filepath.Join(dir, "keep-all.yml")
+	if err := os.WriteFile(policy, []byte("policies:\n  - repositories: ['team-*/**']\n    keep:\n      - tags: ['.*']\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keepNone := filepath.Join(dir, "keep-none.yml")
+	if err := os.WriteFile(keepNone, []byte("policies:\n  - repositories: ['team-*/**']\n    keep:\n      - tags: ['^no-such-tag$']\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, argv := range [][]string{
 		{"audit", srv.Host, "--insecure", "--repo", "^(base|team)", "--metrics-file", prom("audit")},
 		{"backup", srv.Host, filepath.Join(dir, "bk1"), "--insecure", "--repo", "^(base|team)", "--metrics-file", prom("backup")},
-		{"cycle", srv.Host, "--insecure", "--config", srv.ConfigFile, "--backup", filepath.Join(dir, "bk2"), "--repo", "^(base|team)", "--grace", "0", "--metrics-file", prom("cycle")},
+		{"cycle", srv.Host, "--insecure", "--config", srv.ConfigFile, "--backup", filepath.Join(dir, "bk2"), "--repo", "^(base|team)", "--grace", "0", "--retain-policy", policy, "--metrics-file", prom("cycle")},
+		{"retain", srv.Host, "--insecure", "--policy", keepNone, "--dry-run", "--metrics-file", prom("retain")},
 		{"gc", "--root", srv.Root, "--grace", "0", "--metrics-file", prom("gc")},
 	} {
 		if code, _, stderr := runCLI(t, argv...); code != 0 {
@@ -62,7 +73,7 @@ func TestMetricsTableInREADME(t *testing.T) {
 		}
 	}
 	documented := readmeMetrics(t)
-	for _, command := range []string{"audit", "backup", "cycle", "gc"} {
+	for _, command := range []string{"audit", "backup", "cycle", "gc", "retain"} {
 		written, err := metrics.Names(prom(command))
 		if err != nil {
 			t.Fatal(err)
@@ -71,6 +82,34 @@ func TestMetricsTableInREADME(t *testing.T) {
 			t.Errorf("%s: README metrics table vs what --metrics-file holds (-README +written):\n%s", command, diff)
 		}
 		delete(documented, command)
+	}
+	// retain's figures are the plan's: every team-* tag planned, none removed
+	// (a dry run), against the same plan read from -o json.
+	code, stdout, stderr := runCLI(t, "retain", srv.Host, "--insecure", "--policy", keepNone, "--dry-run", "-o", "json")
+	if code != 0 {
+		t.Fatalf("retain -o json: exit %d: %s", code, stderr)
+	}
+	var plan struct{ Kept, Removed int }
+	if err := json.Unmarshal([]byte(stdout), &plan); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(prom("retain"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plan.Removed == 0 {
+		t.Fatal("the keep-none policy plans nothing: the estate has no team-* tags?")
+	}
+	for _, want := range []string{
+		fmt.Sprintf("\nregkeeper_retain_tags_planned %d\n", plan.Removed),
+		fmt.Sprintf("\nregkeeper_retain_tags_kept %d\n", plan.Kept),
+		"\nregkeeper_retain_tags_removed 0\n",
+		"\nregkeeper_retain_dry_run 1\n",
+		"\nregkeeper_retain_success 1\n",
+	} {
+		if !strings.Contains(string(raw), want) {
+			t.Errorf("retain metrics lack %q:\n%s", strings.TrimSpace(want), raw)
+		}
 	}
 	delete(documented, "usage") // served by usage serve, not written: TestUsageMetricsInREADME
 	for command, names := range documented {

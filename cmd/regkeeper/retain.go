@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regkeeper/regkeeper/internal/output"
+	"github.com/regkeeper/regkeeper/internal/metrics"
 	"github.com/regkeeper/regkeeper/retain"
 	"github.com/regkeeper/regkeeper/usage"
 )
@@ -28,6 +29,7 @@ func newRetainCmd(g *globalOptions) *cobra.Command {
 	var (
 		policyFile, explain, maxRemove, journal, undo, usagePath, config, root string
 		dryRun, allowStale                                                     bool
+		mf                                                                     metricsFlag
 	)
 	cmd := &cobra.Command{
 		Use:   "retain REGISTRY --policy FILE",
@@ -68,7 +70,7 @@ absent or stale (exit 1), unless --allow-stale-usage.`,
   # put back what a run removed
   regkeeper retain registry.example.com --undo /var/lib/regkeeper/retain-2026-12-06.jsonl`,
 		Args: positional(argRegistry),
-		RunE: func(cmd *cobra.Command, argv []string) error {
+		RunE: func(cmd *cobra.Command, argv []string) (retErr error) {
 			ctx := cmd.Context()
 			log := g.logger(cmd)
 			host := argv[0]
@@ -113,10 +115,16 @@ absent or stale (exit 1), unless --allow-stale-usage.`,
 				defer closeLedger()
 				opts.Evidence = ev
 			}
+			start := time.Now()
 			res, err := retain.Run(ctx, host, opts)
 			if res == nil {
-				return err
+				return mf.write(nil, "retain", err)
 			}
+			defer func() {
+				set := metrics.New("retain")
+				retainMetrics(set, res, time.Since(start))
+				retErr = mf.write(set, "retain", retErr)
+			}()
 			if explain != "" {
 				if werr := writeExplain(cmd, g.format(), pol, explain, res); werr != nil {
 					return werr
@@ -147,6 +155,7 @@ absent or stale (exit 1), unless --allow-stale-usage.`,
 	f.BoolVar(&allowStale, "allow-stale-usage", false, "remove even when the usage ledger is absent or stale (tags it cannot judge are kept)")
 	f.StringVar(&config, "config", "", "the registry's configuration file: push times and digests from its storage")
 	f.StringVar(&root, "root", "", "a filesystem storage root: push times and digests from it")
+	mf.register(cmd)
 	g.registerOutput(cmd)
 	return cmd
 }
