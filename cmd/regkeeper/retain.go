@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/regkeeper/regkeeper/internal/output"
 	"github.com/regkeeper/regkeeper/internal/metrics"
+	"github.com/regkeeper/regkeeper/internal/output"
 	"github.com/regkeeper/regkeeper/retain"
 	"github.com/regkeeper/regkeeper/usage"
 )
