@@ -1,6 +1,8 @@
 package usage
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"strings"
 	"testing"
@@ -95,9 +97,23 @@ func TestImportStockRegistryLogs(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// a rotated log, gzipped in two members (as logrotate's delaycompress
+	// and a later append leave it): read as one stream
+	var gz bytes.Buffer
+	half := len(reg.Stdout()) / 2
+	for _, part := range []string{reg.Stdout()[:half], reg.Stdout()[half:]} {
+		zw := gzip.NewWriter(&gz)
+		if _, err := zw.Write([]byte(part)); err != nil {
+			t.Fatal(err)
+		}
+		if err := zw.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, tc := range []struct{ file, log string }{
 		{"access.log", reg.Stdout()},
 		{"registry.log", reg.Stderr()},
+		{"access.log.1.gz", gz.String()},
 	} {
 		c := &clock{now: time.Now().Add(time.Minute)}
 		l := newLedger(t, c)

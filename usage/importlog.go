@@ -2,6 +2,7 @@ package usage
 
 import (
 	"bufio"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -118,6 +119,10 @@ func manifestRequest(uri string) (repo, ref string, ok bool) {
 // file name and the line, so a duplicate line counts once.
 func (l *Ledger) Import(ctx context.Context, file string, r io.Reader) (*ImportResult, error) {
 	res := &ImportResult{File: file}
+	r, err := gunzipped(r)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", file, err)
+	}
 	var covered []Interval
 	now := l.opts.now()
 	if err := l.db.View(func(tx *bolt.Tx) error {
@@ -197,4 +202,16 @@ func (l *Ledger) Import(ctx context.Context, file string, r io.Reader) (*ImportR
 		}
 	}
 	return res, nil
+}
+
+// gunzipped returns r itself, or its decompressed content when it starts
+// with gzip's magic bytes (a rotated log, access.log.2.gz; concatenated
+// members are read as one stream, as zcat does).
+func gunzipped(r io.Reader) (io.Reader, error) {
+	br := bufio.NewReader(r)
+	magic, err := br.Peek(2)
+	if err != nil || magic[0] != 0x1f || magic[1] != 0x8b {
+		return br, nil // shorter than two bytes: not gzip; read as it is
+	}
+	return gzip.NewReader(br)
 }

@@ -205,13 +205,15 @@ func newUsageImportCmd(g *globalOptions) *cobra.Command {
 manifest as a pull or a HEAD: the registry's own log (its "response completed"
 lines, logrus text or JSON, on stderr), the combined log format the registry's
 access log writes on stdout, and the common/combined format of a reverse
-proxy (nginx, Apache, Traefik). "-" reads stdin.
+proxy (nginx, Apache, Traefik). "-" reads stdin. Gzipped logs are read as
+they are (by their content, whatever their name).
 
 Requests in periods the ledger already covers (serve was listening, or an
 earlier import) are not counted again; the period from a log's first to its
 last line becomes covered. Logs do not name the digest a tag pointed to, so
 a by-tag pull is credited to the tag only.`,
 		Example: `  regkeeper usage import --db usage.db /var/log/nginx/registry.access.log
+  regkeeper usage import --db usage.db /var/log/nginx/registry.access.log.*.gz
   journalctl -u registry -o cat | regkeeper usage import --db usage.db -`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
