@@ -133,8 +133,8 @@ type Result struct {
 	Snapshot string `json:"snapshot"`
 	Complete bool   `json:"complete"`
 
-	// Selection counts what the filters selected; not in the JSON.
-	Selection walk.Selection `json:"-"`
+	// Selection counts what --repo and --tag selected.
+	Selection walk.Selection `json:"selection"`
 }
 
 // Absent is an index child missing from the index's repository.

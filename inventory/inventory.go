@@ -27,9 +27,10 @@ type Result struct {
 	// Errors are the repositories and tags that could not be read.
 	Errors []Error `json:"errors"`
 
-	// Selection counts what the filters selected; Listed is every tag of
-	// every selected repository, before the tag filter. Not in the JSON.
-	Selection walk.Selection      `json:"-"`
+	// Selection counts what --repo and --tag selected; Listed is every tag
+	// of every selected repository, before the tag filter (not in the
+	// JSON).
+	Selection walk.Selection      `json:"selection"`
 	Listed    map[string][]string `json:"-"`
 }
 

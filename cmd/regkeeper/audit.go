@@ -226,7 +226,7 @@ a --registry-alias or its repository here holds the named digest.`,
 			res, err := audit.Run(cmd.Context(), argv[0], ao)
 			took := time.Since(start)
 			if err == nil {
-				warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
+				res.Warnings = append(filterWarnings(&filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag)), res.Warnings...)
 				warnAudit(cmd, res)
 				if tree {
 					err = audit.WriteTree(cmd.OutOrStdout(), res.Lineage())

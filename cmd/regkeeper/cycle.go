@@ -152,7 +152,12 @@ nothing done.`,
 			}
 			res, runErr := cycle.Run(ctx, copts)
 			if res.Backup != nil {
-				warnUnmatched(cmd, &filter, res.Backup.Selection)
+				if res.Audit != nil {
+					// the audit's JSON and metrics count it; said once
+					res.Audit.Warnings = append(filterWarnings(&filter, res.Backup.Selection), res.Audit.Warnings...)
+				} else {
+					warnUnmatched(cmd, &filter, res.Backup.Selection)
+				}
 			}
 			if res.Audit != nil {
 				warnAudit(cmd, res.Audit)

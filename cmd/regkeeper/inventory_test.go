@@ -3,11 +3,13 @@ package main
 import (
 	"encoding/csv"
 	"encoding/json"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+	"github.com/regkeeper/regkeeper/internal/walk"
 )
 
 func TestInventoryCommand(t *testing.T) {
@@ -96,6 +98,37 @@ func TestInventoryCommand(t *testing.T) {
 	code, _, stderr = runCLI(t, "inventory", srv.Host, "--insecure", "--repo", "^team-a/", "--tag", "^v9")
 	if code != 0 || !strings.Contains(stderr, `warning: --tag "^v9" matches none of the 6 tags in the 1 repositories selected`) {
 		t.Errorf("--tag typo: exit %d, stderr %q", code, stderr)
+	}
+	// A script sees it too: inventory's and backup's selection, audit's
+	// warnings (said once on stderr).
+	code, out, stderr = runCLI(t, "inventory", srv.Host, "--insecure", "--repo", "^team-a/", "--tag", "^v9", "-o", "json")
+	var inv struct{ Selection walk.Selection }
+	if err := json.Unmarshal([]byte(out), &inv); code != 0 || err != nil {
+		t.Fatalf("inventory -o json: exit %d, %v: %s", code, err, stderr)
+	}
+	if want := (walk.Selection{Repositories: 10, MatchedRepositories: 1, Tags: 6, MatchedTags: 0}); inv.Selection != want {
+		t.Errorf("inventory selection = %+v, want %+v", inv.Selection, want)
+	}
+	code, out, stderr = runCLI(t, "backup", srv.Host, filepath.Join(t.TempDir(), "bk"), "--insecure", "--repo", "^taem-a/", "-o", "json")
+	var bk struct{ Selection walk.Selection }
+	if err := json.Unmarshal([]byte(out), &bk); code != 0 || err != nil {
+		t.Fatalf("backup -o json: exit %d, %v: %s", code, err, stderr)
+	}
+	if bk.Selection.Repositories != 10 || bk.Selection.MatchedRepositories != 0 {
+		t.Errorf("backup selection = %+v, want 10 repositories, 0 matched", bk.Selection)
+	}
+	code, out, stderr = runCLI(t, "audit", srv.Host, "--insecure", "--repo", "^taem-a/", "-o", "json")
+	var au struct {
+		Warnings []struct{ Kind, Source, Pattern string }
+	}
+	if err := json.Unmarshal([]byte(out), &au); code != 0 || err != nil {
+		t.Fatalf("audit -o json: exit %d, %v: %s", code, err, stderr)
+	}
+	if len(au.Warnings) != 1 || au.Warnings[0].Source != "--repo" || au.Warnings[0].Pattern != "^taem-a/" || au.Warnings[0].Kind != "pattern-unmatched" {
+		t.Errorf("audit warnings = %+v, want the --repo one", au.Warnings)
+	}
+	if n := strings.Count(stderr, `warning: --repo "^taem-a/" matches none`); n != 1 {
+		t.Errorf("audit said the --repo warning %d times:\n%s", n, stderr)
 	}
 }
 

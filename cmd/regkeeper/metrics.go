@@ -127,7 +127,7 @@ var auditMetricTable = []metric[auditRun]{
 		}
 		return out
 	}},
-	{name: "warnings", help: "Warnings of the audit: --ban, --allow or policy patterns that match nothing.", value: func(a auditRun) float64 { return float64(len(a.res.Warnings)) }},
+	{name: "warnings", help: "Warnings of the audit: --ban, --allow, --repo, --tag or policy patterns that match nothing.", value: func(a auditRun) float64 { return float64(len(a.res.Warnings)) }},
 	{name: "errors", help: "Repositories or tags that could not be read.", value: func(a auditRun) float64 { return float64(len(a.res.Errors)) }},
 	{name: "problems", help: "Problems in the registry (broken indexes, missing or corrupt manifests) among the audited tags.", value: func(a auditRun) float64 { return float64(len(a.res.Problems)) }},
 	{name: "duration_seconds", help: "Duration of the audit.", value: func(a auditRun) float64 { return a.took.Seconds() }},

@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/regkeeper/regkeeper/internal/output"
+	"github.com/regkeeper/regkeeper/internal/patterns"
 	"github.com/regkeeper/regkeeper/internal/walk"
 )
 
@@ -64,13 +65,21 @@ func writeProblems(cmd *cobra.Command, f output.Format, ps []walk.Problem) error
 // warnUnmatched says on stderr when --repo or --tag selected nothing, so
 // that a typo that backs up nothing does not look like success.
 func warnUnmatched(cmd *cobra.Command, filter *filterOptions, s walk.Selection) {
-	w := cmd.ErrOrStderr()
+	for _, w := range filterWarnings(filter, s) {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %s\n", w.Message)
+	}
+}
+
+// filterWarnings are the warnings for a --repo or --tag that selected
+// nothing (audit lists them with its own, under warnings in its JSON).
+func filterWarnings(filter *filterOptions, s walk.Selection) []patterns.Warning {
 	switch {
 	case filter.repo != "" && s.MatchedRepositories == 0:
-		fmt.Fprintf(w, "warning: --repo %q matches none of the %d repositories of the registry\n", filter.repo, s.Repositories)
+		return []patterns.Warning{patterns.UnmatchedWarning("--repo", filter.repo, fmt.Sprintf("the %d repositories of the registry", s.Repositories))}
 	case filter.tag != "" && s.MatchedTags == 0:
-		fmt.Fprintf(w, "warning: --tag %q matches none of the %d tags in the %d repositories selected\n", filter.tag, s.Tags, s.MatchedRepositories)
+		return []patterns.Warning{patterns.UnmatchedWarning("--tag", filter.tag, fmt.Sprintf("the %d tags in the %d repositories selected", s.Tags, s.MatchedRepositories))}
 	}
+	return nil
 }
 
 // selection counts what the filters select of a listing of every

@@ -73,7 +73,7 @@ same tables. The policy flags are audit's.`,
 			if err != nil {
 				return err
 			}
-			warnUnmatched(cmd, &filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag))
+			res.Warnings = append(filterWarnings(&filter, selection(res.Inventory.Listed, ao.Inventory.Repo, ao.Inventory.Tag)), res.Warnings...)
 			warnAudit(cmd, res)
 			d := &report.Data{Registry: res.Registry, Generated: time.Now(), Audit: res, Inventory: res.Inventory}
 			if config != "" || root != "" {

@@ -118,10 +118,12 @@ type Listing struct {
 // matches nothing can be told from an empty registry.
 type Selection struct {
 	// Repositories in the catalog, and of those, the ones --repo matched.
-	Repositories, MatchedRepositories int
+	Repositories        int `json:"repositories"`
+	MatchedRepositories int `json:"matchedRepositories"`
 	// Tags in the matched repositories, and of those, the ones --tag
 	// matched.
-	Tags, MatchedTags int
+	Tags        int `json:"tags"`
+	MatchedTags int `json:"matchedTags"`
 }
 
 // Refs returns every selected repository:tag of the listing, in order.
