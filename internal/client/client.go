@@ -135,6 +135,21 @@ type retryTransport struct {
 	inner http.RoundTripper
 	max   int
 	log   *slog.Logger
+	// sleep waits d or until ctx is done (sleepCtx; tests record the
+	// waits instead).
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// sleepCtx waits d, or returns ctx's error when it is done first.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
 }
 
 const maxRetryWait = 60 * time.Second
@@ -182,12 +197,12 @@ func (t *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			t.log.Warn("registry asked to retry", "method", req.Method, "url", req.URL.Redacted(), "status", resp.StatusCode, "wait", wait)
 		}
 		resp.Body.Close()
-		timer := time.NewTimer(wait)
-		select {
-		case <-req.Context().Done():
-			timer.Stop()
-			return nil, req.Context().Err()
-		case <-timer.C:
+		sleep := t.sleep
+		if sleep == nil {
+			sleep = sleepCtx
+		}
+		if err := sleep(req.Context(), wait); err != nil {
+			return nil, err
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 )
 
 func TestRetryAfter(t *testing.T) {
@@ -48,6 +50,75 @@ func TestRetryHonoursRetryAfter(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || calls.Load() != 3 {
 		t.Fatalf("status %d after %d calls, want 200 after 3", resp.StatusCode, calls.Load())
+	}
+}
+
+// The waits between tries are what the registry asked for (seconds or an
+// HTTP date, capped at a minute), else an exponential backoff from 0.5 s.
+// The transport's sleep records them instead of waiting.
+func TestRetryWaits(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		headers []string // Retry-After of each refusal ("" none)
+		want    []time.Duration
+	}{
+		{"seconds", []string{"7", "2"}, []time.Duration{7 * time.Second, 2 * time.Second}},
+		{"none: backoff", []string{"", "", ""}, []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second}},
+		{"capped", []string{"3600"}, []time.Duration{maxRetryWait}},
+		{"junk: backoff", []string{"soon"}, []time.Duration{500 * time.Millisecond}},
+		{"http date", []string{time.Now().Add(time.Hour).UTC().Format(http.TimeFormat)}, []time.Duration{maxRetryWait}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var calls atomic.Int32
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				n := int(calls.Add(1))
+				if n <= len(tc.headers) {
+					if h := tc.headers[n-1]; h != "" {
+						w.Header().Set("Retry-After", h)
+					}
+					w.WriteHeader(http.StatusTooManyRequests)
+					return
+				}
+				w.WriteHeader(http.StatusOK)
+			}))
+			defer srv.Close()
+			var waits []time.Duration
+			rt := &retryTransport{inner: http.DefaultTransport, max: 4, sleep: func(_ context.Context, d time.Duration) error {
+				waits = append(waits, d)
+				return nil
+			}}
+			req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+			resp, err := rt.RoundTrip(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d", resp.StatusCode)
+			}
+			if diff := cmp.Diff(tc.want, waits); diff != "" {
+				t.Errorf("waits (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// A wait is cut short by the request's context: the run stops, it does
+// not sit out a long Retry-After.
+func TestRetryWaitCancelled(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "30")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	rt := &retryTransport{inner: http.DefaultTransport, max: 4, sleep: func(ctx context.Context, d time.Duration) error {
+		cancel()
+		return sleepCtx(ctx, d)
+	}}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	if _, err := rt.RoundTrip(req); err != context.Canceled {
+		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
 
