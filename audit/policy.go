@@ -178,13 +178,14 @@ type policyFile struct {
 	RequireLabels    yaml.Node `yaml:"requireLabels"`
 	RequireSignature yaml.Node `yaml:"requireSignature"`
 	RequireSBOM      yaml.Node `yaml:"requireSBOM"`
+	RegistryAliases  yaml.Node `yaml:"registryAliases"`
 }
 
 // unknownKeyRe matches yaml's error for a key policyFile lacks.
 var unknownKeyRe = regexp.MustCompile(`field (.+) not found in type \S+`)
 
 // policyKeys lists the keys of policyFile, for the unknown-key error.
-const policyKeys = "maxBaseAge, ban, allow, maxImageAge, tagLatestOnly, requireLabels, requireSignature, requireSBOM"
+const policyKeys = "maxBaseAge, ban, allow, maxImageAge, tagLatestOnly, requireLabels, requireSignature, requireSBOM, registryAliases"
 
 // LoadPolicy reads a YAML policy file. Errors name the file and line.
 func LoadPolicy(path string) (Policy, error) {
@@ -264,6 +265,18 @@ func ParsePolicy(raw []byte) (Policy, error) {
 				return pol, fmt.Errorf("line %d: requireLabels: want a label key", item.Line)
 			}
 			pol.RequireLabels = append(pol.RequireLabels, strings.TrimSpace(item.Value))
+		}
+	}
+	if n := f.RegistryAliases; n.Kind != 0 {
+		if n.Kind != yaml.SequenceNode {
+			return pol, fmt.Errorf("line %d: registryAliases: want a list of HOST[:PORT]", n.Line)
+		}
+		for _, item := range n.Content {
+			h := strings.TrimSpace(item.Value)
+			if item.Kind != yaml.ScalarNode || h == "" || strings.ContainsAny(h, "/ ") {
+				return pol, fmt.Errorf("line %d: registryAliases: want a HOST[:PORT], got %q", item.Line, item.Value)
+			}
+			pol.RegistryAliases = append(pol.RegistryAliases, h)
 		}
 	}
 	if pol.Ban, err = patternList("ban", f.Ban); err != nil {

@@ -71,8 +71,15 @@ func TestPolicyFile(t *testing.T) {
 		t.Errorf("tagLatestOnly: false, maxImageAge: 13w: %+v, %v", off, err)
 	}
 
+	aliases, err := ParsePolicy([]byte("registryAliases:\n  - registry.internal:5000\n  - ' reg.example.com '\n"))
+	if err != nil || strings.Join(aliases.RegistryAliases, ",") != "registry.internal:5000,reg.example.com" {
+		t.Errorf("registryAliases: %q, %v", aliases.RegistryAliases, err)
+	}
+
 	for _, tc := range []struct{ yaml, msg string }{
 		{"maxBaseAge: 180x\n", "line 1: maxBaseAge"},
+		{"registryAliases: reg.example.com\n", "line 1: registryAliases: want a list"},
+		{"registryAliases:\n  - reg.example.com/base\n", "line 2: registryAliases: want a HOST[:PORT]"},
 		{"ban:\n  - base/centos\n  - 'base/centos:'\n", "line 3: ban"},
 		{"allow: base/*\n", "line 1: allow: want a list"},
 		{"bans:\n  - x\n", "line 1: unknown key bans (the keys are maxBaseAge, ban, allow,"},
