@@ -165,8 +165,9 @@ func TestBackupS3(t *testing.T) {
 	if err != nil || len(rres.Errors) > 0 {
 		t.Fatalf("restore: %v %+v", err, rres.Errors)
 	}
-	checkRestored(t, dst, e.Tags())
+	checkRestored(t, dst.Host, e.Tags())
 	regtest.PullAll(t, dst.Host, e)
+	restoreIntoStock(t, l, e)
 
 	// A blob damaged in the bucket (same size) is found by verify.
 	var victim string
