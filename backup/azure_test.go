@@ -3,6 +3,7 @@ package backup
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,10 +12,31 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/regkeeper/regkeeper/gc"
+
 	"github.com/regkeeper/regkeeper/internal/testbed/azurite"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
+
+// azureTarget writes a --target-config file for the layout under prefix
+// in container and opens it.
+func azureTarget(t *testing.T, a *azurite.Server, container, prefix string) Layout {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "backup-storage.yml")
+	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(a.StorageYAML(container, "/"+prefix), "\n", "\n  ") + "\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenTarget(context.Background(), "", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Driver() == nil || l.Driver().Name() != "azure" {
+		t.Fatalf("opened %s as %v", cfg, l)
+	}
+	return l
+}
 
 // startAzurite starts Azurite's blob service for one test with a fresh
 // container, or skips the test when Azurite is not installed
@@ -68,19 +90,8 @@ func TestBackupAzure(t *testing.T) {
 	const container, prefix = "backups", "registry/weekly"
 	a := startAzurite(t, container)
 	srv, e := regtest.Seeded(t, embedded.Options{})
-	cfg := filepath.Join(t.TempDir(), "backup-storage.yml")
-	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(a.StorageYAML(container, "/"+prefix), "\n", "\n  ") + "\n"
-	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	l, err := OpenTarget(ctx, "", cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if l.Driver() == nil || l.Driver().Name() != "azure" {
-		t.Fatalf("opened %s as %v", cfg, l)
-	}
+	l := azureTarget(t, a, container, prefix)
 
 	res, err := RunLayout(ctx, srv.Host, l, testOptions())
 	if err != nil || len(res.Errors) > 0 || !res.Complete {
@@ -153,4 +164,65 @@ func TestBackupAzure(t *testing.T) {
 	if diff := cmp.Diff([]string{victim}, corrupt); diff != "" {
 		t.Errorf("corrupt blobs (-want +got):\n%s", diff)
 	}
+}
+
+// A registry on Azurite backed up into another container of the same
+// account, once by pulling and once with the registry's storage as Source:
+// the second copies every blob inside the store (Copy Blob) and reads no
+// blob through this machine, only manifests; it verifies (every copied
+// blob re-hashed) and restores into the stock registry with every digest
+// equal.
+func TestBackupAzureStoreSideCopy(t *testing.T) {
+	a := startAzurite(t, "registry")
+	ctx := context.Background()
+	if err := a.CreateContainer(ctx, "backups"); err != nil {
+		t.Fatal(err)
+	}
+	srv, e := regtest.Seeded(t, embedded.Options{Storage: a.StorageYAML("registry", "/")})
+	source, err := gc.Open(ctx, srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if azurePlaceOf(source) == nil {
+		t.Fatal("the azure driver's client cannot be reached")
+	}
+	run := func(prefix string, src bool) (*Result, *bodyBytes, Layout) {
+		t.Helper()
+		l := azureTarget(t, a, "backups", prefix)
+		bb := &bodyBytes{inner: http.DefaultTransport, n: map[string]int64{}, gets: map[string]int{}}
+		opts := testOptions()
+		opts.Client.Transport = bb
+		if src {
+			opts.Source = source
+		}
+		res, err := RunLayout(ctx, srv.Host, l, opts)
+		if err != nil || len(res.Errors) > 0 || !res.Complete {
+			t.Fatalf("backup to %s: %v %+v", prefix, err, res.Errors)
+		}
+		return res, bb, l
+	}
+	pulled, pullBytes, _ := run("pulled", false)
+	copied, copyBytes, l := run("copied", true)
+	t.Logf("pull path: %d blobs, %d bytes of blobs and %d of manifests through the machine; store-side copy: %d blobs copied (%d bytes), %d bytes of blobs and %d of manifests through the machine",
+		pulled.BlobsWritten, pullBytes.n["blobs"], pullBytes.n["manifests"], copied.BlobsCopiedInStore, copied.BytesCopiedInStore, copyBytes.n["blobs"], copyBytes.n["manifests"])
+	if pulled.BlobsCopiedInStore != 0 || pullBytes.n["blobs"] == 0 {
+		t.Errorf("pull path: %d blobs copied in store, %d blob bytes read", pulled.BlobsCopiedInStore, pullBytes.n["blobs"])
+	}
+	if copyBytes.gets["GET blobs"] != 0 || copyBytes.n["blobs"] != 0 {
+		t.Errorf("store-side copy read %d blobs (%d bytes) through the machine", copyBytes.gets["GET blobs"], copyBytes.n["blobs"])
+	}
+	if copied.BlobsCopiedInStore == 0 || copied.BlobsWritten != pulled.BlobsWritten || copied.BytesWritten != pulled.BytesWritten {
+		t.Errorf("store-side copy wrote %d blobs (%d copied), %d bytes; the pull path %d, %d", copied.BlobsWritten, copied.BlobsCopiedInStore, copied.BytesWritten, pulled.BlobsWritten, pulled.BytesWritten)
+	}
+	if copyBytes.n["manifests"] == 0 {
+		t.Error("store-side copy read no manifest")
+	}
+	if diff := cmp.Diff(azureBlobs(t, a, "backups", "pulled"), azureBlobs(t, a, "backups", "copied")); diff != "" {
+		t.Errorf("blobs of the copied backup, against the pulled one's (-want +got):\n%s", diff)
+	}
+	v, err := VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil || !v.OK() || v.Blobs != copied.BlobsWritten {
+		t.Fatalf("verify of the copied backup: %v, %d blobs, %+v", err, v.Blobs, v.Problems)
+	}
+	restoreIntoStock(t, l, e)
 }
