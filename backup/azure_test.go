@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/regkeeper/regkeeper/gc"
@@ -79,13 +80,35 @@ func azureBlobs(t *testing.T, a *azurite.Server, container, prefix string) map[s
 	return out
 }
 
+// azureETags are the ETags of the blobs of the layout under prefix in
+// container, by digest: an ETag changes when a blob is written again.
+func azureETags(t *testing.T, a *azurite.Server, container, prefix string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	p := prefix + "/blobs/"
+	pager := a.Client.NewListBlobsFlatPager(container, &azblob.ListBlobsFlatOptions{Prefix: &p})
+	for pager.More() {
+		page, err := pager.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range page.Segment.BlobItems {
+			alg, hex, _ := strings.Cut(strings.TrimPrefix(*b.Name, p), "/")
+			out[alg+":"+hex] = string(*b.Properties.ETag)
+		}
+	}
+	return out
+}
+
 // The estate backed up to Azurite through a --target-config file with the
-// registry's azure storage section: the layout is an OCI image layout under
-// the rootdirectory, nothing left in .regkeeper/tmp; verify reads it there,
-// re-hashing every blob; a second run finds every blob there and writes
-// none; a blob damaged in the container is found by verify; restore from
-// the container into a fresh registry gives every tag its digest, and
-// every image pulls.
+// registry's azure storage section: a run interrupted after a few blobs
+// leaves them, and the next run downloads and writes none of them again;
+// the layout is an OCI image layout under the rootdirectory, nothing left
+// in .regkeeper/tmp; verify reads it there, re-hashing every blob; a
+// third run finds every blob there and writes none; a lock held elsewhere
+// refuses a run; a blob damaged in the container is found by verify;
+// restore from the container into a fresh registry, and into the stock
+// one, gives every tag its digest, and every image pulls.
 func TestBackupAzure(t *testing.T) {
 	const container, prefix = "backups", "registry/weekly"
 	a := startAzurite(t, container)
@@ -93,13 +116,39 @@ func TestBackupAzure(t *testing.T) {
 	ctx := context.Background()
 	l := azureTarget(t, a, container, prefix)
 
-	res, err := RunLayout(ctx, srv.Host, l, testOptions())
+	// Interrupted after a few blobs.
+	cctx, cancel := context.WithCancel(ctx)
+	opts := testOptions()
+	opts.Client.Jobs = 2
+	opts.Checkpoint = time.Nanosecond
+	opts.Client.Transport = &cancelAfter{inner: http.DefaultTransport, n: 10, cancel: cancel}
+	first, err := RunLayout(cctx, srv.Host, l, opts)
+	cancel()
+	if !errors.Is(err, context.Canceled) || first.Complete {
+		t.Fatalf("interrupted run: %v, complete %v", err, first.Complete)
+	}
+	written := azureETags(t, a, container, prefix)
+	if len(written) == 0 || first.BlobsWritten == 0 {
+		t.Fatalf("the interrupted run left no blob in the container (%d written)", first.BlobsWritten)
+	}
+
+	// The next run downloads and writes none of what is there.
+	gets := &blobGets{inner: http.DefaultTransport, got: map[string]int{}}
+	opts = testOptions()
+	opts.Client.Transport = gets
+	res, err := RunLayout(ctx, srv.Host, l, opts)
 	if err != nil || len(res.Errors) > 0 || !res.Complete {
-		t.Fatalf("backup to Azurite: %v %+v", err, res.Errors)
+		t.Fatalf("resumed run: %v %+v", err, res.Errors)
+	}
+	after := azureETags(t, a, container, prefix)
+	for d, etag := range written {
+		if gets.got[d] > 0 || after[d] != etag {
+			t.Errorf("the resumed run downloaded %s %d times and wrote it again (ETag %s, was %s), already in the container", d, gets.got[d], after[d], etag)
+		}
 	}
 	there := azureBlobs(t, a, container, prefix)
-	if len(there) != res.BlobsWritten || res.BlobsWritten == 0 {
-		t.Errorf("%d blobs written, %d in the container", res.BlobsWritten, len(there))
+	if len(there) != first.BlobsWritten+res.BlobsWritten || res.BlobsSkipped < len(written) || res.BlobsWritten == 0 {
+		t.Errorf("%d + %d blobs written, %d in the container, %d skipped (%d were there)", first.BlobsWritten, res.BlobsWritten, len(there), res.BlobsSkipped, len(written))
 	}
 
 	// An OCI image layout under the rootdirectory, nothing outside it.
@@ -122,8 +171,22 @@ func TestBackupAzure(t *testing.T) {
 		t.Errorf("second run: %v, %d written, %d skipped (%d there), %+v", err, again.BlobsWritten, again.BlobsSkipped, len(there), again.Errors)
 	}
 	snaps, err := l.ReadSnapshots()
-	if err != nil || len(snaps) != 2 || !snaps[0].Complete() || !snaps[1].Complete() {
+	if err != nil || len(snaps) != 3 || snaps[0].Complete() || !snaps[1].Complete() || !snaps[2].Complete() {
 		t.Errorf("snapshots: %v %+v", err, snaps)
+	}
+
+	// A second run holds the lock: refused while it is there.
+	if err := l.Driver().PutContent(ctx, l.LockFile(), []byte("regkeeper pid 1 on elsewhere\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunLayout(ctx, srv.Host, l, testOptions()); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "elsewhere") {
+		t.Errorf("run on a locked Azure backup: %v", err)
+	}
+	if _, err := ForgetLayout(ctx, l, ForgetOptions{Policy: ExpirePolicy{Last: 1}}); !errors.Is(err, ErrLocked) {
+		t.Errorf("forget on a locked Azure backup: %v", err)
+	}
+	if err := l.Driver().Delete(ctx, l.LockFile()); err != nil {
+		t.Fatal(err)
 	}
 
 	// Restore from the container into an empty registry.
@@ -225,4 +288,12 @@ func TestBackupAzureStoreSideCopy(t *testing.T) {
 		t.Fatalf("verify of the copied backup: %v, %d blobs, %+v", err, v.Blobs, v.Problems)
 	}
 	restoreIntoStock(t, l, e)
+}
+
+// forget and prune on Azurite: as TestForgetPrune, the blobs left are
+// exactly those the kept snapshots reach, and each kept snapshot restores
+// and pulls whole.
+func TestBackupAzureForgetPrune(t *testing.T) {
+	a := startAzurite(t, "backups")
+	forgetPrune(t, azureTarget(t, a, "backups", "weekly"))
 }

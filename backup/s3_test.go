@@ -505,3 +505,69 @@ func TestBackupS3StoreSideCopyInParts(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// s3Requests forwards every request to MinIO and counts them by method and
+// what they touch: "POST ?delete" (DeleteObjects; "POST ?delete of blobs"
+// those naming blobs, "blob keys" how many), "DELETE blobs" (one object
+// under blobs/), "GET list" (a listing).
+type s3Requests struct {
+	proxy *httputil.ReverseProxy
+	mu    sync.Mutex
+	n     map[string]int
+}
+
+func (s *s3Requests) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	k := r.Method
+	switch q := r.URL.Query(); {
+	case q.Has("delete"):
+		// A DeleteObjects request: counted with the blob keys it names.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		k += " ?delete"
+		if n := strings.Count(string(body), "/blobs/"); n > 0 {
+			s.mu.Lock()
+			s.n["POST ?delete of blobs"]++
+			s.n["blob keys"] += n
+			s.mu.Unlock()
+		}
+	case q.Has("list-type") || q.Has("prefix"):
+		k += " list"
+	case strings.Contains(r.URL.Path, "/blobs/"):
+		k += " blobs"
+	}
+	s.mu.Lock()
+	s.n[k]++
+	s.mu.Unlock()
+	s.proxy.ServeHTTP(w, r)
+}
+
+// forget and prune on MinIO: as TestForgetPrune, the blobs left are exactly
+// those the kept snapshots reach, and each kept snapshot restores and
+// pulls whole; the four blobs go in one DeleteObjects request, none by a
+// DELETE of its own.
+func TestBackupS3ForgetPrune(t *testing.T) {
+	m := startMinIO(t, "backups")
+	up, err := url.Parse(m.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := &s3Requests{proxy: httputil.NewSingleHostReverseProxy(up), n: map[string]int{}}
+	proxy := httptest.NewServer(reqs)
+	defer proxy.Close()
+	l, err := OpenTarget(context.Background(), "s3://backups/weekly?endpoint="+proxy.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := forgetPrune(t, l)
+	reqs.mu.Lock()
+	defer reqs.mu.Unlock()
+	t.Logf("requests to the store: %v", reqs.n)
+	if res.Prune == nil || res.Prune.Blobs != 4 || reqs.n["POST ?delete of blobs"] != 1 || reqs.n["blob keys"] != 4 || reqs.n["DELETE blobs"] != 0 {
+		t.Errorf("prune of %d blobs: %d DeleteObjects requests naming %d blobs (want 1 naming 4), %d DELETEs of a blob (want 0)",
+			res.Prune.Blobs, reqs.n["POST ?delete of blobs"], reqs.n["blob keys"], reqs.n["DELETE blobs"])
+	}
+}
