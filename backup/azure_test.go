@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -241,7 +245,19 @@ func TestBackupAzureStoreSideCopy(t *testing.T) {
 	if err := a.CreateContainer(ctx, "backups"); err != nil {
 		t.Fatal(err)
 	}
-	srv, e := regtest.Seeded(t, embedded.Options{Storage: a.StorageYAML("registry", "/")})
+	// Every request to Azurite, the registry's and the backup's, through
+	// a counting proxy (shared-key signatures do not cover the host).
+	up, err := url.Parse(a.ServiceURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Path = ""
+	reqs := &azureRequests{proxy: httputil.NewSingleHostReverseProxy(up)}
+	proxy := httptest.NewServer(reqs)
+	defer proxy.Close()
+	via := *a
+	via.ServiceURL = proxy.URL + "/" + azurite.AccountName
+	srv, e := regtest.Seeded(t, embedded.Options{Storage: via.StorageYAML("registry", "/")})
 	source, err := gc.Open(ctx, srv.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
@@ -249,25 +265,30 @@ func TestBackupAzureStoreSideCopy(t *testing.T) {
 	if azurePlaceOf(source) == nil {
 		t.Fatal("the azure driver's client cannot be reached")
 	}
-	run := func(prefix string, src bool) (*Result, *bodyBytes, Layout) {
+	run := func(prefix string, src bool) (*Result, *bodyBytes, int64, Layout) {
 		t.Helper()
-		l := azureTarget(t, a, "backups", prefix)
+		l := azureTarget(t, &via, "backups", prefix)
 		bb := &bodyBytes{inner: http.DefaultTransport, n: map[string]int64{}, gets: map[string]int{}}
 		opts := testOptions()
 		opts.Client.Transport = bb
 		if src {
 			opts.Source = source
 		}
+		reqs.n.Store(0)
 		res, err := RunLayout(ctx, srv.Host, l, opts)
 		if err != nil || len(res.Errors) > 0 || !res.Complete {
 			t.Fatalf("backup to %s: %v %+v", prefix, err, res.Errors)
 		}
-		return res, bb, l
+		return res, bb, reqs.n.Load(), l
 	}
-	pulled, pullBytes, _ := run("pulled", false)
-	copied, copyBytes, l := run("copied", true)
-	t.Logf("pull path: %d blobs, %d bytes of blobs and %d of manifests through the machine; store-side copy: %d blobs copied (%d bytes), %d bytes of blobs and %d of manifests through the machine",
-		pulled.BlobsWritten, pullBytes.n["blobs"], pullBytes.n["manifests"], copied.BlobsCopiedInStore, copied.BytesCopiedInStore, copyBytes.n["blobs"], copyBytes.n["manifests"])
+	pulled, pullBytes, pullReqs, _ := run("pulled", false)
+	copied, copyBytes, copyReqs, l := run("copied", true)
+	t.Logf("pull path: %d blobs, %d bytes of blobs and %d of manifests through the machine, %d requests to the store (%.1f a blob written); store-side copy: %d blobs copied (%d bytes), %d bytes of blobs and %d of manifests through the machine, %d requests to the store (%.1f a blob written)",
+		pulled.BlobsWritten, pullBytes.n["blobs"], pullBytes.n["manifests"], pullReqs, float64(pullReqs)/float64(pulled.BlobsWritten),
+		copied.BlobsCopiedInStore, copied.BytesCopiedInStore, copyBytes.n["blobs"], copyBytes.n["manifests"], copyReqs, float64(copyReqs)/float64(copied.BlobsWritten))
+	if copyReqs >= pullReqs {
+		t.Errorf("the store-side copy made %d requests to the store, the pull path %d", copyReqs, pullReqs)
+	}
 	if pulled.BlobsCopiedInStore != 0 || pullBytes.n["blobs"] == 0 {
 		t.Errorf("pull path: %d blobs copied in store, %d blob bytes read", pulled.BlobsCopiedInStore, pullBytes.n["blobs"])
 	}
@@ -296,4 +317,15 @@ func TestBackupAzureStoreSideCopy(t *testing.T) {
 func TestBackupAzureForgetPrune(t *testing.T) {
 	a := startAzurite(t, "backups")
 	forgetPrune(t, azureTarget(t, a, "backups", "weekly"))
+}
+
+// azureRequests forwards every request to Azurite and counts them.
+type azureRequests struct {
+	proxy *httputil.ReverseProxy
+	n     atomic.Int64
+}
+
+func (a *azureRequests) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.n.Add(1)
+	a.proxy.ServeHTTP(w, r)
 }
