@@ -22,16 +22,13 @@ import (
 type azurePlace struct {
 	Container *container.Client
 	Root      string
-	// SharedKey is the account key the driver signs with (credentials
-	// type shared_key), nil for Entra ID credentials.
-	SharedKey *azblob.SharedKeyCredential
 	// Account is the scheme, host and account of the service URL: two
 	// places with the same Account are in one storage account.
 	Account string
 }
 
 // azurePlaceOf reaches into distribution's azure driver (v3.1.2: Driver →
-// base.Base.StorageDriver → *driver{azClient, client, rootDirectory}) for
+// base.Base.StorageDriver → *driver{client, rootDirectory}) for
 // its container client and root; nil for any other driver or when the
 // fields are not where they were (then blobs are pulled).
 func azurePlaceOf(d storagedriver.StorageDriver) *azurePlace {
@@ -50,13 +47,6 @@ func azurePlaceOf(d storagedriver.StorageDriver) *azurePlace {
 		return nil
 	}
 	p := &azurePlace{Container: client, Root: root}
-	if az := e.FieldByName("azClient"); az.IsValid() && az.Kind() == reflect.Pointer && !az.IsNil() {
-		if s := az.Elem().FieldByName("signer"); s.IsValid() && s.Kind() == reflect.Interface && !s.IsNil() {
-			if sv := s.Elem(); sv.Kind() == reflect.Pointer && !sv.IsNil() && sv.Elem().Kind() == reflect.Struct {
-				p.SharedKey, _ = hidden[*azblob.SharedKeyCredential](sv.Elem(), "cred")
-			}
-		}
-	}
 	parts, err := azblob.ParseURL(client.URL())
 	if err != nil {
 		return nil
