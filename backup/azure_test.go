@@ -3,18 +3,45 @@ package backup
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/regkeeper/regkeeper/gc"
 
 	"github.com/regkeeper/regkeeper/internal/testbed/azurite"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
+
+// azureTarget writes a --target-config file for the layout under prefix
+// in container and opens it.
+func azureTarget(t *testing.T, a *azurite.Server, container, prefix string) Layout {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "backup-storage.yml")
+	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(a.StorageYAML(container, "/"+prefix), "\n", "\n  ") + "\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenTarget(context.Background(), "", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Driver() == nil || l.Driver().Name() != "azure" {
+		t.Fatalf("opened %s as %v", cfg, l)
+	}
+	return l
+}
 
 // startAzurite starts Azurite's blob service for one test with a fresh
 // container, or skips the test when Azurite is not installed
@@ -57,38 +84,75 @@ func azureBlobs(t *testing.T, a *azurite.Server, container, prefix string) map[s
 	return out
 }
 
+// azureETags are the ETags of the blobs of the layout under prefix in
+// container, by digest: an ETag changes when a blob is written again.
+func azureETags(t *testing.T, a *azurite.Server, container, prefix string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	p := prefix + "/blobs/"
+	pager := a.Client.NewListBlobsFlatPager(container, &azblob.ListBlobsFlatOptions{Prefix: &p})
+	for pager.More() {
+		page, err := pager.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range page.Segment.BlobItems {
+			alg, hex, _ := strings.Cut(strings.TrimPrefix(*b.Name, p), "/")
+			out[alg+":"+hex] = string(*b.Properties.ETag)
+		}
+	}
+	return out
+}
+
 // The estate backed up to Azurite through a --target-config file with the
-// registry's azure storage section: the layout is an OCI image layout under
-// the rootdirectory, nothing left in .regkeeper/tmp; verify reads it there,
-// re-hashing every blob; a second run finds every blob there and writes
-// none; a blob damaged in the container is found by verify; restore from
-// the container into a fresh registry gives every tag its digest, and
-// every image pulls.
+// registry's azure storage section: a run interrupted after a few blobs
+// leaves them, and the next run downloads and writes none of them again;
+// the layout is an OCI image layout under the rootdirectory, nothing left
+// in .regkeeper/tmp; verify reads it there, re-hashing every blob; a
+// third run finds every blob there and writes none; a lock held elsewhere
+// refuses a run; a blob damaged in the container is found by verify;
+// restore from the container into a fresh registry, and into the stock
+// one, gives every tag its digest, and every image pulls.
 func TestBackupAzure(t *testing.T) {
 	const container, prefix = "backups", "registry/weekly"
 	a := startAzurite(t, container)
 	srv, e := regtest.Seeded(t, embedded.Options{})
-	cfg := filepath.Join(t.TempDir(), "backup-storage.yml")
-	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(a.StorageYAML(container, "/"+prefix), "\n", "\n  ") + "\n"
-	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	ctx := context.Background()
-	l, err := OpenTarget(ctx, "", cfg)
-	if err != nil {
-		t.Fatal(err)
+	l := azureTarget(t, a, container, prefix)
+
+	// Interrupted after a few blobs.
+	cctx, cancel := context.WithCancel(ctx)
+	opts := testOptions()
+	opts.Client.Jobs = 2
+	opts.Checkpoint = time.Nanosecond
+	opts.Client.Transport = &cancelAfter{inner: http.DefaultTransport, n: 10, cancel: cancel}
+	first, err := RunLayout(cctx, srv.Host, l, opts)
+	cancel()
+	if !errors.Is(err, context.Canceled) || first.Complete {
+		t.Fatalf("interrupted run: %v, complete %v", err, first.Complete)
 	}
-	if l.Driver() == nil || l.Driver().Name() != "azure" {
-		t.Fatalf("opened %s as %v", cfg, l)
+	written := azureETags(t, a, container, prefix)
+	if len(written) == 0 || first.BlobsWritten == 0 {
+		t.Fatalf("the interrupted run left no blob in the container (%d written)", first.BlobsWritten)
 	}
 
-	res, err := RunLayout(ctx, srv.Host, l, testOptions())
+	// The next run downloads and writes none of what is there.
+	gets := &blobGets{inner: http.DefaultTransport, got: map[string]int{}}
+	opts = testOptions()
+	opts.Client.Transport = gets
+	res, err := RunLayout(ctx, srv.Host, l, opts)
 	if err != nil || len(res.Errors) > 0 || !res.Complete {
-		t.Fatalf("backup to Azurite: %v %+v", err, res.Errors)
+		t.Fatalf("resumed run: %v %+v", err, res.Errors)
+	}
+	after := azureETags(t, a, container, prefix)
+	for d, etag := range written {
+		if gets.got[d] > 0 || after[d] != etag {
+			t.Errorf("the resumed run downloaded %s %d times and wrote it again (ETag %s, was %s), already in the container", d, gets.got[d], after[d], etag)
+		}
 	}
 	there := azureBlobs(t, a, container, prefix)
-	if len(there) != res.BlobsWritten || res.BlobsWritten == 0 {
-		t.Errorf("%d blobs written, %d in the container", res.BlobsWritten, len(there))
+	if len(there) != first.BlobsWritten+res.BlobsWritten || res.BlobsSkipped < len(written) || res.BlobsWritten == 0 {
+		t.Errorf("%d + %d blobs written, %d in the container, %d skipped (%d were there)", first.BlobsWritten, res.BlobsWritten, len(there), res.BlobsSkipped, len(written))
 	}
 
 	// An OCI image layout under the rootdirectory, nothing outside it.
@@ -111,8 +175,22 @@ func TestBackupAzure(t *testing.T) {
 		t.Errorf("second run: %v, %d written, %d skipped (%d there), %+v", err, again.BlobsWritten, again.BlobsSkipped, len(there), again.Errors)
 	}
 	snaps, err := l.ReadSnapshots()
-	if err != nil || len(snaps) != 2 || !snaps[0].Complete() || !snaps[1].Complete() {
+	if err != nil || len(snaps) != 3 || snaps[0].Complete() || !snaps[1].Complete() || !snaps[2].Complete() {
 		t.Errorf("snapshots: %v %+v", err, snaps)
+	}
+
+	// A second run holds the lock: refused while it is there.
+	if err := l.Driver().PutContent(ctx, l.LockFile(), []byte("regkeeper pid 1 on elsewhere\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunLayout(ctx, srv.Host, l, testOptions()); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "elsewhere") {
+		t.Errorf("run on a locked Azure backup: %v", err)
+	}
+	if _, err := ForgetLayout(ctx, l, ForgetOptions{Policy: ExpirePolicy{Last: 1}}); !errors.Is(err, ErrLocked) {
+		t.Errorf("forget on a locked Azure backup: %v", err)
+	}
+	if err := l.Driver().Delete(ctx, l.LockFile()); err != nil {
+		t.Fatal(err)
 	}
 
 	// Restore from the container into an empty registry.
@@ -121,8 +199,9 @@ func TestBackupAzure(t *testing.T) {
 	if err != nil || len(rres.Errors) > 0 {
 		t.Fatalf("restore: %v %+v", err, rres.Errors)
 	}
-	checkRestored(t, dst, e.Tags())
+	checkRestored(t, dst.Host, e.Tags())
 	regtest.PullAll(t, dst.Host, e)
+	restoreIntoStock(t, l, e)
 
 	// A blob damaged in the container (same size) is found by verify.
 	var victim string
@@ -152,4 +231,101 @@ func TestBackupAzure(t *testing.T) {
 	if diff := cmp.Diff([]string{victim}, corrupt); diff != "" {
 		t.Errorf("corrupt blobs (-want +got):\n%s", diff)
 	}
+}
+
+// A registry on Azurite backed up into another container of the same
+// account, once by pulling and once with the registry's storage as Source:
+// the second copies every blob inside the store (Copy Blob) and reads no
+// blob through this machine, only manifests; it verifies (every copied
+// blob re-hashed) and restores into the stock registry with every digest
+// equal.
+func TestBackupAzureStoreSideCopy(t *testing.T) {
+	a := startAzurite(t, "registry")
+	ctx := context.Background()
+	if err := a.CreateContainer(ctx, "backups"); err != nil {
+		t.Fatal(err)
+	}
+	// Every request to Azurite, the registry's and the backup's, through
+	// a counting proxy (shared-key signatures do not cover the host).
+	up, err := url.Parse(a.ServiceURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Path = ""
+	reqs := &azureRequests{proxy: httputil.NewSingleHostReverseProxy(up)}
+	proxy := httptest.NewServer(reqs)
+	defer proxy.Close()
+	via := *a
+	via.ServiceURL = proxy.URL + "/" + azurite.AccountName
+	srv, e := regtest.Seeded(t, embedded.Options{Storage: via.StorageYAML("registry", "/")})
+	source, err := gc.Open(ctx, srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if azurePlaceOf(source) == nil {
+		t.Fatal("the azure driver's client cannot be reached")
+	}
+	run := func(prefix string, src bool) (*Result, *bodyBytes, int64, Layout) {
+		t.Helper()
+		l := azureTarget(t, &via, "backups", prefix)
+		bb := &bodyBytes{inner: http.DefaultTransport, n: map[string]int64{}, gets: map[string]int{}}
+		opts := testOptions()
+		opts.Client.Transport = bb
+		if src {
+			opts.Source = source
+		}
+		reqs.n.Store(0)
+		res, err := RunLayout(ctx, srv.Host, l, opts)
+		if err != nil || len(res.Errors) > 0 || !res.Complete {
+			t.Fatalf("backup to %s: %v %+v", prefix, err, res.Errors)
+		}
+		return res, bb, reqs.n.Load(), l
+	}
+	pulled, pullBytes, pullReqs, _ := run("pulled", false)
+	copied, copyBytes, copyReqs, l := run("copied", true)
+	t.Logf("pull path: %d blobs, %d bytes of blobs and %d of manifests through the machine, %d requests to the store (%.1f a blob written); store-side copy: %d blobs copied (%d bytes), %d bytes of blobs and %d of manifests through the machine, %d requests to the store (%.1f a blob written)",
+		pulled.BlobsWritten, pullBytes.n["blobs"], pullBytes.n["manifests"], pullReqs, float64(pullReqs)/float64(pulled.BlobsWritten),
+		copied.BlobsCopiedInStore, copied.BytesCopiedInStore, copyBytes.n["blobs"], copyBytes.n["manifests"], copyReqs, float64(copyReqs)/float64(copied.BlobsWritten))
+	if copyReqs >= pullReqs {
+		t.Errorf("the store-side copy made %d requests to the store, the pull path %d", copyReqs, pullReqs)
+	}
+	if pulled.BlobsCopiedInStore != 0 || pullBytes.n["blobs"] == 0 {
+		t.Errorf("pull path: %d blobs copied in store, %d blob bytes read", pulled.BlobsCopiedInStore, pullBytes.n["blobs"])
+	}
+	if copyBytes.gets["GET blobs"] != 0 || copyBytes.n["blobs"] != 0 {
+		t.Errorf("store-side copy read %d blobs (%d bytes) through the machine", copyBytes.gets["GET blobs"], copyBytes.n["blobs"])
+	}
+	if copied.BlobsCopiedInStore == 0 || copied.BlobsWritten != pulled.BlobsWritten || copied.BytesWritten != pulled.BytesWritten {
+		t.Errorf("store-side copy wrote %d blobs (%d copied), %d bytes; the pull path %d, %d", copied.BlobsWritten, copied.BlobsCopiedInStore, copied.BytesWritten, pulled.BlobsWritten, pulled.BytesWritten)
+	}
+	if copyBytes.n["manifests"] == 0 {
+		t.Error("store-side copy read no manifest")
+	}
+	if diff := cmp.Diff(azureBlobs(t, a, "backups", "pulled"), azureBlobs(t, a, "backups", "copied")); diff != "" {
+		t.Errorf("blobs of the copied backup, against the pulled one's (-want +got):\n%s", diff)
+	}
+	v, err := VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil || !v.OK() || v.Blobs != copied.BlobsWritten {
+		t.Fatalf("verify of the copied backup: %v, %d blobs, %+v", err, v.Blobs, v.Problems)
+	}
+	restoreIntoStock(t, l, e)
+}
+
+// forget and prune on Azurite: as TestForgetPrune, the blobs left are
+// exactly those the kept snapshots reach, and each kept snapshot restores
+// and pulls whole.
+func TestBackupAzureForgetPrune(t *testing.T) {
+	a := startAzurite(t, "backups")
+	forgetPrune(t, azureTarget(t, a, "backups", "weekly"))
+}
+
+// azureRequests forwards every request to Azurite and counts them.
+type azureRequests struct {
+	proxy *httputil.ReverseProxy
+	n     atomic.Int64
+}
+
+func (a *azureRequests) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.n.Add(1)
+	a.proxy.ServeHTTP(w, r)
 }

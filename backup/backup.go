@@ -76,9 +76,11 @@ type Options struct {
 	// or found unchanged (from several goroutines at once).
 	TagDone func(repo, tag string)
 	// Source is the registry's own storage (gc.Open of its config). When
-	// it and the backup are S3 buckets of one endpoint, blobs are copied
-	// inside the store (CopyObject) instead of pulled through this
-	// machine; manifests are still fetched and checked.
+	// it and the backup are S3 buckets of one endpoint (CopyObject,
+	// UploadPartCopy above 5 GiB) or Azure containers of one storage
+	// account (Copy Blob), blobs are copied inside the store instead of
+	// pulled through this machine; manifests are still fetched and
+	// checked.
 	Source storagedriver.StorageDriver
 }
 
@@ -242,7 +244,7 @@ func RunLayout(ctx context.Context, host string, l Layout, opts Options) (*Resul
 }
 
 type runner struct {
-	copier *storeCopier // nil: blobs are pulled
+	copier storeCopier // nil: blobs are pulled
 	opts   Options
 	reg    name.Registry
 	layout Layout

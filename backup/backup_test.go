@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +34,7 @@ import (
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/estate"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+	"github.com/regkeeper/regkeeper/internal/testbed/stock"
 )
 
 var testNow = time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC)
@@ -248,7 +250,7 @@ func TestBackupRestoreEstate(t *testing.T) {
 	if rres.Images != len(want) || rres.BlobsPushed == 0 || rres.ManifestsPushed == 0 {
 		t.Errorf("restore: %+v", rres)
 	}
-	checkRestored(t, dst, want)
+	checkRestored(t, dst.Host, want)
 	regtest.PullAll(t, dst.Host, e)
 	for _, m := range e.Manifests {
 		if m.Role != estate.RoleReferrer || !m.Live || !l.HasBlob(m.Digest, -1) {
@@ -648,11 +650,16 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// checkRestored checks that every tag of want is at its digest in dst.
-func checkRestored(t *testing.T, dst *embedded.Server, want map[string]v1.Hash) {
+// checkRestored checks that every tag of want is at its digest in the
+// registry at host.
+func checkRestored(t *testing.T, host string, want map[string]v1.Hash) {
 	t.Helper()
 	for ref, d := range want {
-		desc, err := remote.Head(regtest.Ref(t, dst, ref))
+		r, err := name.ParseReference(host+"/"+ref, name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc, err := remote.Head(r)
 		if err != nil {
 			t.Errorf("%s: %v", ref, err)
 			continue
@@ -682,4 +689,64 @@ func checkObjectLayout(t *testing.T, objs map[string]int64, prefix, snapshot str
 			t.Errorf("object %s left behind", k)
 		}
 	}
+}
+
+// restoreIntoStock restores the backup l (its latest complete snapshot)
+// into fresh stock registries (`registry serve` v3.1.2, the binary
+// scripts/setup-registry installs; the subtests skip without it):
+//
+//   - one configured as the source is (validation.manifests.indexes.
+//     platforms: none, which is how the estate's index-only
+//     mirror/alpine:3.20 exists there): every tag at its digest, every
+//     image pulled whole;
+//   - one with the stock config, which refuses an index whose children
+//     are not in its repository: exactly that index is an error of the
+//     restore, naming it; every other tag is at its digest.
+func restoreIntoStock(t *testing.T, l Layout, e *estate.Estate) {
+	t.Helper()
+	ctx := context.Background()
+	t.Run("restore into the stock registry", func(t *testing.T) {
+		reg := stock.Start(t, stock.Options{Extra: "validation:\n  manifests:\n    indexes:\n      platforms: none\n"})
+		res, err := RestoreLayout(ctx, l, reg.Host, RestoreOptions{Client: regtest.Client()})
+		if err != nil || len(res.Errors) > 0 {
+			t.Fatalf("restore from %s into the stock registry: %v %+v", l, err, res.Errors)
+		}
+		if res.Images != len(e.Tags()) {
+			t.Errorf("restored %d images, want %d", res.Images, len(e.Tags()))
+		}
+		checkRestored(t, reg.Host, e.Tags())
+		regtest.PullAll(t, reg.Host, e)
+	})
+	t.Run("restore into the stock registry with its default validation", func(t *testing.T) {
+		reg := stock.Start(t, stock.Options{})
+		res, err := RestoreLayout(ctx, l, reg.Host, RestoreOptions{Client: regtest.Client()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := e.Tags()
+		var refused []string
+		for ref, d := range want {
+			repo, _, _ := strings.Cut(ref, ":")
+			if len(e.AbsentChildren(repo, d)) > 0 {
+				refused = append(refused, ref)
+				delete(want, ref)
+			}
+		}
+		var got []string
+		for _, er := range res.Errors {
+			got = append(got, er.Repository+":"+er.Tag)
+			if !strings.Contains(er.Error, "MANIFEST_BLOB_UNKNOWN") {
+				t.Errorf("%s:%s refused with %q, want MANIFEST_BLOB_UNKNOWN", er.Repository, er.Tag, er.Error)
+			}
+		}
+		if len(refused) == 0 {
+			t.Fatal("the estate has no index whose children are absent")
+		}
+		sort.Strings(refused)
+		sort.Strings(got)
+		if diff := cmp.Diff(refused, got); diff != "" {
+			t.Errorf("entries the stock registry refused (-want +got):\n%s", diff)
+		}
+		checkRestored(t, reg.Host, want)
+	})
 }

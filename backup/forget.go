@@ -10,6 +10,10 @@ import (
 	"time"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/client"
 )
 
 // ExpirePolicy says which snapshots forget keeps, as restic's forget does:
@@ -109,6 +113,9 @@ type ForgetOptions struct {
 	Prune bool
 	// DryRun plans and changes nothing.
 	DryRun bool
+	// Jobs is the number of delete requests at once; 0 means
+	// client.DefaultJobs.
+	Jobs   int
 	Logger *slog.Logger
 }
 
@@ -209,15 +216,46 @@ func ForgetLayout(ctx context.Context, l Layout, opts ForgetOptions) (*ForgetRes
 	if err := idx.write(l); err != nil {
 		return res, err
 	}
-	for _, d := range res.Prune.deleteBlobs {
-		if err := ctx.Err(); err != nil {
-			return res, err
+	return res, deleteBlobs(ctx, l, res.Prune.deleteBlobs, opts.Jobs)
+}
+
+// deleteBlobs deletes the blobs ds of the layout, jobs at a time: on S3 up
+// to 1,000 a DeleteObjects request (the driver's Delete lists the path
+// first, then deletes: two requests a blob); elsewhere one driver delete
+// (or unlink) a blob. A blob already gone is not an error.
+func deleteBlobs(ctx context.Context, l Layout, ds []v1.Hash, jobs int) error {
+	if jobs <= 0 {
+		jobs = client.DefaultJobs
+	}
+	if l.driver != nil {
+		paths := make([]string, len(ds))
+		for i, d := range ds {
+			paths[i] = l.Blob(d)
 		}
-		if err := l.remove(l.Blob(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return res, fmt.Errorf("deleting blob %s: %w", d, err)
+		if ok, err := gc.S3DeleteFiles(ctx, l.driver, paths, jobs); ok {
+			if err != nil {
+				return fmt.Errorf("deleting %d blobs: %w", len(ds), err)
+			}
+			return nil
 		}
 	}
-	return res, nil
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(jobs)
+	for _, d := range ds {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if err := l.withContext(gctx).remove(l.Blob(d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("deleting blob %s: %w", d, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }
 
 // planPrune finds what the kept snapshots need (every manifest, child and

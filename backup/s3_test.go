@@ -165,8 +165,9 @@ func TestBackupS3(t *testing.T) {
 	if err != nil || len(rres.Errors) > 0 {
 		t.Fatalf("restore: %v %+v", err, rres.Errors)
 	}
-	checkRestored(t, dst, e.Tags())
+	checkRestored(t, dst.Host, e.Tags())
 	regtest.PullAll(t, dst.Host, e)
+	restoreIntoStock(t, l, e)
 
 	// A blob damaged in the bucket (same size) is found by verify.
 	var victim string
@@ -435,4 +436,138 @@ func TestBackupS3StoreSideCopy(t *testing.T) {
 		}
 	}
 	regtest.PullAll(t, dst.Host, e)
+}
+
+// A blob larger than one CopyObject copies is copied in parts
+// (UploadPartCopy): with the limit lowered to 1 MiB and parts of 5 MiB
+// (MinIO's least), a 12 MiB layer goes in three parts, a multipart object
+// in the bucket; the small blobs still go by CopyObject; nothing is
+// pulled; verify re-hashes the parts' object whole and finds it right.
+func TestBackupS3StoreSideCopyInParts(t *testing.T) {
+	maxWas, partWas := s3CopyMax, s3PartSize
+	s3CopyMax, s3PartSize = 1<<20, 5<<20
+	t.Cleanup(func() { s3CopyMax, s3PartSize = maxWas, partWas })
+	m := startMinIO(t, "registry")
+	ctx := context.Background()
+	if err := m.CreateBucket(ctx, "backups"); err != nil {
+		t.Fatal(err)
+	}
+	srv := regtest.Registry(t, embedded.Options{Storage: m.StorageYAML("registry")})
+	want := map[string]v1.Hash{"big/app:1": pushRandom(t, srv, "big/app:1", 12<<20, 1)}
+	source, err := gc.Open(ctx, srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenTarget(ctx, "s3://backups/b?endpoint="+m.Endpoint, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bb := &bodyBytes{inner: http.DefaultTransport, n: map[string]int64{}, gets: map[string]int{}}
+	opts := testOptions()
+	opts.Client.Transport = bb
+	opts.Source = source
+	res, err := RunLayout(ctx, srv.Host, l, opts)
+	if err != nil || len(res.Errors) > 0 || !res.Complete {
+		t.Fatalf("backup: %v %+v", err, res.Errors)
+	}
+	if res.BlobsCopiedInStore != 2 || bb.gets["GET blobs"] != 0 {
+		t.Errorf("%d blobs copied in the store (want the layer and the config), %d pulled", res.BlobsCopiedInStore, bb.gets["GET blobs"])
+	}
+	// The blobs over the limit are multipart objects of three parts
+	// (their ETag ends in "-3"); the driver's own uploads (the manifest)
+	// are multipart too, so only the large blobs are looked at.
+	var parts []string
+	for d, n := range blobKeys(t, m, "backups", "b") {
+		if n <= s3CopyMax {
+			continue
+		}
+		alg, hex, _ := strings.Cut(d, ":")
+		head, err := m.S3.HeadObjectWithContext(ctx, &s3.HeadObjectInput{Bucket: aws.String("backups"), Key: aws.String("b/blobs/" + alg + "/" + hex)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, p, _ := strings.Cut(strings.Trim(aws.StringValue(head.ETag), `"`), "-")
+		parts = append(parts, p)
+	}
+	if diff := cmp.Diff([]string{"3"}, parts); diff != "" {
+		t.Errorf("parts of the blobs over the limit (-want +got):\n%s", diff)
+	}
+	v, err := VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil || !v.OK() || v.Blobs != 3 {
+		t.Fatalf("verify: %v, %d blobs, %+v", err, v.Blobs, v.Problems)
+	}
+	dst := regtest.Registry(t, embedded.Options{})
+	if rres, err := RestoreLayout(ctx, l, dst.Host, RestoreOptions{Client: regtest.Client()}); err != nil || len(rres.Errors) > 0 {
+		t.Fatalf("restore: %v %+v", err, rres.Errors)
+	}
+	checkRestored(t, dst.Host, want)
+	if err := regtest.Pull(ctx, regtest.Ref(t, dst, "big/app:1")); err != nil {
+		t.Error(err)
+	}
+}
+
+// s3Requests forwards every request to MinIO and counts them by method and
+// what they touch: "POST ?delete" (DeleteObjects; "POST ?delete of blobs"
+// those naming blobs, "blob keys" how many), "DELETE blobs" (one object
+// under blobs/), "GET list" (a listing).
+type s3Requests struct {
+	proxy *httputil.ReverseProxy
+	mu    sync.Mutex
+	n     map[string]int
+}
+
+func (s *s3Requests) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	k := r.Method
+	switch q := r.URL.Query(); {
+	case q.Has("delete"):
+		// A DeleteObjects request: counted with the blob keys it names.
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		k += " ?delete"
+		if n := strings.Count(string(body), "/blobs/"); n > 0 {
+			s.mu.Lock()
+			s.n["POST ?delete of blobs"]++
+			s.n["blob keys"] += n
+			s.mu.Unlock()
+		}
+	case q.Has("list-type") || q.Has("prefix"):
+		k += " list"
+	case strings.Contains(r.URL.Path, "/blobs/"):
+		k += " blobs"
+	}
+	s.mu.Lock()
+	s.n[k]++
+	s.mu.Unlock()
+	s.proxy.ServeHTTP(w, r)
+}
+
+// forget and prune on MinIO: as TestForgetPrune, the blobs left are exactly
+// those the kept snapshots reach, and each kept snapshot restores and
+// pulls whole; the four blobs go in one DeleteObjects request, none by a
+// DELETE of its own.
+func TestBackupS3ForgetPrune(t *testing.T) {
+	m := startMinIO(t, "backups")
+	up, err := url.Parse(m.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := &s3Requests{proxy: httputil.NewSingleHostReverseProxy(up), n: map[string]int{}}
+	proxy := httptest.NewServer(reqs)
+	defer proxy.Close()
+	l, err := OpenTarget(context.Background(), "s3://backups/weekly?endpoint="+proxy.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := forgetPrune(t, l)
+	reqs.mu.Lock()
+	defer reqs.mu.Unlock()
+	t.Logf("requests to the store: %v", reqs.n)
+	if res.Prune == nil || res.Prune.Blobs != 4 || reqs.n["POST ?delete of blobs"] != 1 || reqs.n["blob keys"] != 4 || reqs.n["DELETE blobs"] != 0 {
+		t.Errorf("prune of %d blobs: %d DeleteObjects requests naming %d blobs (want 1 naming 4), %d DELETEs of a blob (want 0)",
+			res.Prune.Blobs, reqs.n["POST ?delete of blobs"], reqs.n["blob keys"], reqs.n["DELETE blobs"])
+	}
 }

@@ -209,13 +209,22 @@ func TestApplyPolicy(t *testing.T) {
 	}
 }
 
-// forget + prune keep exactly what the kept snapshots need, and a restore
-// of each kept snapshot pulls whole.
+// Three runs a week apart with a moved tag (Mon W48, Tue W48, Wed W49);
+// forget --keep-last 1 --keep-weekly 2 --prune drops the first run and
+// with it only the blobs of its app/api:prod: what stays is exactly what
+// the kept snapshots reach; each kept snapshot restores whole into an
+// empty registry.
 func TestForgetPrune(t *testing.T) {
+	forgetPrune(t, Layout{Root: t.TempDir()})
+}
+
+// forgetPrune is TestForgetPrune on the layout l, wherever it is (a
+// directory, MinIO, Azurite); it returns the result of the prune.
+func forgetPrune(t *testing.T, l Layout) *ForgetResult {
+	t.Helper()
+	ctx := context.Background()
 	srv := regtest.Registry(t, embedded.Options{})
-	dir := t.TempDir()
-	l := Layout{Root: dir}
-	base := pushRandom(t, srv, "app/base:1", 1024, 2)
+	pushRandom(t, srv, "app/base:1", 1024, 2)
 	var runs []*Result
 	prods := []v1.Hash{}
 	for i, d := range []int{0, 1, 8} { // Mon W48, Tue W48, Wed W49
@@ -225,9 +234,12 @@ func TestForgetPrune(t *testing.T) {
 		}
 		opts := testOptions()
 		opts.Now = time.Date(2026, 11, 23, 3, 0, 0, 0, time.UTC).AddDate(0, 0, d)
-		runs = append(runs, backup(t, srv.Host, dir, opts))
+		res, err := RunLayout(ctx, srv.Host, l, opts)
+		if err != nil || len(res.Errors) > 0 {
+			t.Fatalf("backup %d: %v %+v", i, err, res.Errors)
+		}
+		runs = append(runs, res)
 	}
-	_ = base
 	snaps, err := l.ReadSnapshots()
 	if err != nil || len(snaps) != 3 {
 		t.Fatalf("snapshots: %v %d", err, len(snaps))
@@ -238,7 +250,7 @@ func TestForgetPrune(t *testing.T) {
 		}
 	}
 	// app:prod of the first run is restorable by name while its snapshot is kept.
-	rr, err := Restore(context.Background(), dir, srv.Host, RestoreOptions{Client: regtest.Client(), DryRun: true, Snapshot: runs[0].Snapshot})
+	rr, err := RestoreLayout(ctx, l, srv.Host, RestoreOptions{Client: regtest.Client(), DryRun: true, Snapshot: runs[0].Snapshot})
 	if err != nil || rr.Images != 2 {
 		t.Fatalf("restore of the first snapshot: %v %+v", err, rr)
 	}
@@ -252,7 +264,7 @@ func TestForgetPrune(t *testing.T) {
 	// the blobs of its app/api:prod.
 	before := blobSet(t, l)
 	policy := ForgetOptions{Policy: ExpirePolicy{Last: 1, Weekly: 2}, Prune: true, DryRun: true}
-	plan, err := Forget(context.Background(), dir, policy)
+	plan, err := ForgetLayout(ctx, l, policy)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +274,7 @@ func TestForgetPrune(t *testing.T) {
 	if diff := cmp.Diff(before, blobSet(t, l)); diff != "" {
 		t.Errorf("dry run deleted blobs:\n%s", diff)
 	}
-	res, err := Forget(context.Background(), dir, ForgetOptions{Policy: policy.Policy, Prune: true})
+	res, err := ForgetLayout(ctx, l, ForgetOptions{Policy: policy.Policy, Prune: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,23 +296,25 @@ func TestForgetPrune(t *testing.T) {
 	if diff := cmp.Diff(need, blobSet(t, l)); diff != "" {
 		t.Errorf("blobs after prune (-needed +present):\n%s", diff)
 	}
-	if res.Prune.KeptBlobs != len(need) {
-		t.Errorf("prune kept %d blobs, want %d", res.Prune.KeptBlobs, len(need))
+	if res.Prune.KeptBlobs != len(need) || res.Prune.Blobs != 4 {
+		t.Errorf("prune deleted %d blobs and kept %d, want 4 and %d", res.Prune.Blobs, res.Prune.KeptBlobs, len(need))
 	}
-	mustVerify(t, dir)
-	if _, err := Restore(context.Background(), dir, srv.Host, RestoreOptions{Client: regtest.Client(), DryRun: true, Snapshot: runs[0].Snapshot}); !errors.Is(err, ErrNoSnapshot) {
+	if v, err := VerifyLayout(ctx, l, VerifyOptions{}); err != nil || !v.OK() {
+		t.Errorf("verify after prune: %v %+v", err, v)
+	}
+	if _, err := RestoreLayout(ctx, l, srv.Host, RestoreOptions{Client: regtest.Client(), DryRun: true, Snapshot: runs[0].Snapshot}); !errors.Is(err, ErrNoSnapshot) {
 		t.Errorf("restore of a forgotten snapshot: %v", err)
 	}
 	// Each kept snapshot restores whole into an empty registry.
 	for _, s := range snaps {
 		dst := regtest.Registry(t, embedded.Options{})
-		rr, err := Restore(context.Background(), dir, dst.Host, RestoreOptions{Client: regtest.Client(), Snapshot: s.ID})
+		rr, err := RestoreLayout(ctx, l, dst.Host, RestoreOptions{Client: regtest.Client(), Snapshot: s.ID})
 		if err != nil || len(rr.Errors) > 0 {
 			t.Fatalf("restore of %s: %v %+v", s.ID, err, rr.Errors)
 		}
 		for ref, d := range snapshotTags(s) {
 			r := regtest.Ref(t, dst, ref)
-			if err := regtest.Pull(context.Background(), r); err != nil {
+			if err := regtest.Pull(ctx, r); err != nil {
 				t.Errorf("snapshot %s: pulling %s: %v", s.ID, ref, err)
 			}
 			if desc, err := remote.Head(r); err != nil || desc.Digest != d {
@@ -308,18 +322,19 @@ func TestForgetPrune(t *testing.T) {
 			}
 		}
 	}
+	return res
 }
 
 // blobSet lists the blobs of the layout by digest.
 func blobSet(t *testing.T, l Layout) map[string]bool {
 	t.Helper()
-	names, err := os.ReadDir(l.AlgorithmDir("sha256"))
+	blobs, err := l.listBlobs()
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string]bool{}
-	for _, n := range names {
-		out["sha256:"+n.Name()] = true
+	for _, b := range blobs {
+		out[b.d.String()] = true
 	}
 	return out
 }

@@ -57,3 +57,15 @@ func (b *s3Batch) deleteFiles(ctx context.Context, files []string, jobs int) err
 		return nil
 	})
 }
+
+// S3DeleteFiles deletes the objects at the driver paths files (files, not
+// directories) of an s3-aws driver, up to 1,000 per DeleteObjects request,
+// jobs requests at a time; backup's prune uses it. ok is false, and
+// nothing is done, for any other driver.
+func S3DeleteFiles(ctx context.Context, d storagedriver.StorageDriver, files []string, jobs int) (ok bool, err error) {
+	b := newS3Batch(d)
+	if b == nil {
+		return false, nil
+	}
+	return true, b.deleteFiles(ctx, files, jobs)
+}

@@ -52,9 +52,10 @@ same OCI image layout; verify, restore, backup snapshots and backup forget
 take the same DIR or --target-config.
 
 With --config (the registry's own config file, as gc takes it) and both the
-registry's storage and the backup on one S3 endpoint, every blob is copied
-inside the store (CopyObject) instead of pulled through this machine;
-manifests are still fetched and checked (blobsCopiedInStore in the JSON).
+registry's storage and the backup on one S3 endpoint (CopyObject, in parts
+above 5 GiB) or in one Azure storage account (Copy Blob), every blob is
+copied inside the store instead of pulled through this machine; manifests
+are still fetched and checked (blobsCopiedInStore in the JSON).
 
 Blobs are hashed while they stream into a temporary file, checked against
 digest and size, fsynced and renamed into place; index.json is written last,
@@ -139,7 +140,7 @@ that failed, is an error: exit 1.`,
 	pf.register(cmd)
 	tf.register(cmd)
 	f := cmd.Flags()
-	f.StringVar(&config, "config", "", "the registry's configuration file: when its storage and the backup are S3 buckets of one endpoint, blobs are copied inside the store")
+	f.StringVar(&config, "config", "", "the registry's configuration file: when its storage and the backup are S3 buckets of one endpoint or Azure containers of one account, blobs are copied inside the store")
 	f.BoolVar(&opts.Referrers, "referrers", opts.Referrers, "also back up referrers listed by the registry's referrers API")
 	f.IntVar(&opts.ReferrersDepth, "referrers-depth", opts.ReferrersDepth, "how deep referrers of referrers are followed (1: those of the images only)")
 	f.BoolVar(&opts.KeepHistory, "keep-history", false, "keep the previous digest of a moved tag as repo:tag@<date>")

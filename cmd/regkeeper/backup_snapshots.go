@@ -101,6 +101,7 @@ it does not run beside a backup.`,
 				return usageError("forget needs a policy: at least one of --keep-last, --keep-daily, --keep-weekly, --keep-monthly")
 			}
 			opts.Logger = g.logger(cmd)
+			opts.Jobs = g.jobs
 			l, _, err := tf.open(cmd, argv, 0)
 			if err != nil {
 				return err
