@@ -16,10 +16,11 @@ import (
 )
 
 // quarantine is the area regkeeper-quarantine/ of the registry's storage
-// (paths.go). A blob is quarantined by StorageDriver.Move of its data out
-// of blobs/ (a rename on the filesystem, a copy and a delete on object
-// stores): the registry no longer finds it, exactly as if it were deleted,
-// but gc can still put it back.
+// (paths.go). A blob is quarantined by moving its data out of blobs/ (a
+// rename on the filesystem; on S3 a store-side copy, its source deleted
+// 1,000 keys a request: s3move.go; the driver's Move elsewhere): the
+// registry no longer finds it, exactly as if it were deleted, but gc can
+// still put it back.
 //
 // The area outlives a crashed run: its "since" file says from when the
 // re-scan of the next run must read (the crashed run's start, on the
