@@ -93,4 +93,3 @@ func (p *azurePlace) deleteBatch(ctx context.Context, files []string) error {
 	}
 	return nil
 }
-
