@@ -79,6 +79,14 @@ func TestGCEstateAzure(t *testing.T) {
 			if d.Name() != "azure" {
 				t.Fatalf("gc opened the %s driver, want azure", d.Name())
 			}
+			// Deletes go in batches, the quarantine by copies, through the
+			// driver's own client.
+			if _, ok := newRemover(d, noGrace()).(*azureRemover); !ok {
+				t.Fatal("no batch remover for the azure driver")
+			}
+			if _, ok := newStoreMover(d, noGrace()).(*azureMover); !ok {
+				t.Fatal("no store mover for the azure driver")
+			}
 			ctx := context.Background()
 			// A path exists as a blob or as a prefix of one (a directory).
 			exists := func(p string) bool {
