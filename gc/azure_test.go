@@ -57,14 +57,16 @@ func azureName(p string) string { return strings.TrimPrefix(azureRoot, "/") + p 
 // Azurite, online and offline: the registry and gc open the same
 // config.yml, and the outcome is checked through the blob API.
 func TestGCEstateAzure(t *testing.T) {
+	a := startAzurite(t, "setup")
 	for _, offline := range []bool{false, true} {
-		name := "online"
+		container := "online"
 		if offline {
-			name = "offline"
+			container = "offline"
 		}
-		t.Run(name, func(t *testing.T) {
-			const container = "registry"
-			a := startAzurite(t, container)
+		t.Run(container, func(t *testing.T) {
+			if err := a.CreateContainer(context.Background(), container); err != nil {
+				t.Fatal(err)
+			}
 			srv, e := regtest.Seeded(t, embedded.Options{Storage: a.StorageYAML(container, azureRoot)})
 			if typ := srv.Config.Storage.Type(); typ != "azure" {
 				t.Fatalf("registry storage is %q, want azure", typ)

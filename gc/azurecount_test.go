@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -94,7 +95,7 @@ func TestGCRequestsAzure(t *testing.T) {
 	counter, viaProxy := countAzure(t, a.ServiceURL)
 	proxied := *a
 	proxied.ServiceURL = viaProxy
-	const repos = 4
+	const repos = 3
 	for _, tc := range []struct {
 		mode    string
 		offline bool
@@ -125,6 +126,11 @@ func TestGCRequestsAzure(t *testing.T) {
 			opts.Settle = 0
 			opts.Jobs = 4
 			opts.Offline = tc.offline
+			// Azure's times have whole seconds: a push in the second the
+			// run starts counts as written during the run, and the re-scan
+			// reads it. Start in a later second, so that only gc's own
+			// work is counted.
+			time.Sleep(1100 * time.Millisecond)
 			counter.reset()
 			rep, err := Run(context.Background(), d, opts)
 			if err != nil {
