@@ -294,3 +294,23 @@ func TestAzureWalkListRemove(t *testing.T) {
 		t.Errorf("Stat(%s) after removal: %v", files[0], err)
 	}
 }
+
+// TestGCQuarantineCrashThenRerunAzure is TestGCQuarantineCrashThenRerun on
+// the azure driver against Azurite: the crash comes in the middle of the
+// store mover's copies, whose sources are deleted as a crash would leave
+// them, and the next run restores what the push needs and purges the rest.
+func TestGCQuarantineCrashThenRerunAzure(t *testing.T) {
+	a := startAzurite(t, "setup")
+	for _, legacy := range []bool{false, true} {
+		container := "current"
+		if legacy {
+			container = "earlier"
+		}
+		t.Run(container+" layout", func(t *testing.T) {
+			if err := a.CreateContainer(context.Background(), container); err != nil {
+				t.Fatal(err)
+			}
+			testQuarantineCrashThenRerun(t, embedded.Options{Storage: a.StorageYAML(container, azureRoot)}, legacy)
+		})
+	}
+}
