@@ -135,10 +135,10 @@ func (d *azureDriver) List(ctx context.Context, dir string) ([]string, error) {
 // Walk calls f on every file and directory under from, listing the tree
 // flat. Names come in the store's order (by bytes), so each directory's
 // contents are contiguous: its entry is made when its first file comes.
-// ErrSkipDir on a directory skips what is under it, on a file the rest of
-// its directory; ErrFilledBuffer stops the walk without error. A walk
-// with options (a start-after hint, which gc does not use) is the
-// driver's.
+// ErrSkipDir on a directory skips what is under it (on a file it is
+// nothing, as in the driver's walk); ErrFilledBuffer stops the walk
+// without error. A walk with options (a start-after hint, which gc does
+// not use) is the driver's.
 func (d *azureDriver) Walk(ctx context.Context, from string, f storagedriver.WalkFn, options ...func(*storagedriver.WalkOptions)) error {
 	if len(options) > 0 {
 		return d.StorageDriver.Walk(ctx, from, f, options...)
@@ -199,8 +199,7 @@ func (d *azureDriver) Walk(ctx context.Context, from string, f storagedriver.Wal
 			err := f(storagedriver.FileInfoInternal{FileInfoFields: storagedriver.FileInfoFields{
 				Path: p, Size: size, ModTime: *b.Properties.LastModified}})
 			switch {
-			case err == storagedriver.ErrSkipDir:
-				skip = p[:strings.LastIndexByte(p, '/')+1]
+			case err == storagedriver.ErrSkipDir: // on a file: nothing to skip
 			case err == storagedriver.ErrFilledBuffer:
 				return nil
 			case err != nil:

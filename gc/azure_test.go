@@ -184,8 +184,8 @@ func indent(s, pre string) string {
 // give what the driver's own give (distribution's WalkFallback: a List
 // per directory and a Stat per entry): the same entries, sizes and
 // modification times, the same not-found errors; ErrSkipDir skips a
-// directory. The batch remover deletes exact names, 256 a request, and
-// takes names already gone.
+// directory, and nothing on a file. The batch remover deletes exact
+// names, 256 a request, and takes names already gone.
 func TestAzureWalkListRemove(t *testing.T) {
 	const container = "walk"
 	a := startAzurite(t, container)
@@ -226,7 +226,7 @@ func TestAzureWalkListRemove(t *testing.T) {
 				e.Size, e.Mod = fi.Size(), fi.ModTime()
 			}
 			out = append(out, e)
-			if fi.IsDir() && fi.Path() == skip {
+			if fi.Path() == skip {
 				return storagedriver.ErrSkipDir
 			}
 			return nil
@@ -243,6 +243,7 @@ func TestAzureWalkListRemove(t *testing.T) {
 		{"/docker/registry/v2/repositories", "/docker/registry/v2/repositories/a"},
 		{"/docker/registry/v2/repositories/a", "/docker/registry/v2/repositories/a/b"},
 		{"/docker/registry/v2/blobs/sha256/ab", ""},
+		{"/docker/registry/v2/blobs", "/docker/registry/v2/blobs/sha256/ab/abcd/data"},
 		{"/docker/registry/v2/nothing", ""},
 	} {
 		want := walk(w.StorageDriver.Walk, tc.from, tc.skip)
