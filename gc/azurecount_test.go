@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -95,7 +96,15 @@ func TestGCRequestsAzure(t *testing.T) {
 	counter, viaProxy := countAzure(t, a.ServiceURL)
 	proxied := *a
 	proxied.ServiceURL = viaProxy
-	const repos = 3
+	// REGKEEPER_AZURE_REQUESTS_SHAPE=RxT (repositories x tags, each tag
+	// pushed 4 times) measures a larger estate; the default keeps the test
+	// short.
+	repos, tags := 3, 4
+	if shape := os.Getenv("REGKEEPER_AZURE_REQUESTS_SHAPE"); shape != "" {
+		if _, err := fmt.Sscanf(shape, "%dx%d", &repos, &tags); err != nil {
+			t.Fatalf("REGKEEPER_AZURE_REQUESTS_SHAPE=%q: %v", shape, err)
+		}
+	}
 	for _, tc := range []struct {
 		mode    string
 		offline bool
@@ -109,7 +118,7 @@ func TestGCRequestsAzure(t *testing.T) {
 				t.Fatal(err)
 			}
 			srv := regtest.Registry(t, embedded.Options{Storage: proxied.StorageYAML(tc.mode, azureRoot)})
-			pushStormEstate(t, srv.Host, repos, 4, 4)
+			pushStormEstate(t, srv.Host, repos, tags, 4)
 			objs, err := a.Blobs(context.Background(), tc.mode, azureName(pathFor(blobsSpec{digest.SHA256}))+"/")
 			if err != nil {
 				t.Fatal(err)
