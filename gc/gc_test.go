@@ -102,10 +102,18 @@ func TestGCEstate(t *testing.T) {
 func checkGCEstate(t *testing.T, host string, e *estate.Estate, d storagedriver.StorageDriver,
 	exists func(path string) bool, blobSizes func() map[digest.Digest]int64) {
 	t.Helper()
+	checkGCEstateWith(t, noGrace(), host, e, d, exists, blobSizes)
+}
+
+// checkGCEstateWith is checkGCEstate with the runs' options (online or
+// offline).
+func checkGCEstateWith(t *testing.T, opts Options, host string, e *estate.Estate, d storagedriver.StorageDriver,
+	exists func(path string) bool, blobSizes func() map[digest.Digest]int64) {
+	t.Helper()
 	ctx := context.Background()
 	before := blobSizes()
 
-	dry := noGrace()
+	dry := opts
 	dry.DryRun = true
 	plan, err := Run(ctx, d, dry)
 	if err != nil {
@@ -115,7 +123,7 @@ func checkGCEstate(t *testing.T, host string, e *estate.Estate, d storagedriver.
 		t.Fatalf("dry run deleted blobs: %d -> %d", len(before), len(got))
 	}
 
-	rep, err := Run(ctx, d, noGrace())
+	rep, err := Run(ctx, d, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +202,7 @@ func checkGCEstate(t *testing.T, host string, e *estate.Estate, d storagedriver.
 	regtest.PullAll(t, host, e)
 
 	// A second run finds nothing.
-	again, err := Run(ctx, d, noGrace())
+	again, err := Run(ctx, d, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -471,14 +471,14 @@ func windows(t *testing.T, registry func(t *testing.T, step string) embedded.Opt
 // needs blobs it quarantined and links it deleted; the next run finishes
 // the job: what the push needs comes back, the rest is purged.
 func TestGCQuarantineCrashThenRerun(t *testing.T) {
-	t.Run("current layout", func(t *testing.T) { testQuarantineCrashThenRerun(t, false) })
+	t.Run("current layout", func(t *testing.T) { testQuarantineCrashThenRerun(t, embedded.Options{}, false) })
 	// A quarantine an earlier build left (sha256/<hex>/data) is moved to the
 	// current layout and resolved the same way.
-	t.Run("earlier layout", func(t *testing.T) { testQuarantineCrashThenRerun(t, true) })
+	t.Run("earlier layout", func(t *testing.T) { testQuarantineCrashThenRerun(t, embedded.Options{}, true) })
 }
 
-func testQuarantineCrashThenRerun(t *testing.T, legacy bool) {
-	srv := regtest.Registry(t, embedded.Options{})
+func testQuarantineCrashThenRerun(t *testing.T, reg embedded.Options, legacy bool) {
+	srv := regtest.Registry(t, reg)
 	e := pushStormEstate(t, srv.Host, 1, 2, 3)
 	d, err := Open(context.Background(), srv.ConfigFile)
 	if err != nil {

@@ -41,7 +41,7 @@ func Open(ctx context.Context, configFile string) (storagedriver.StorageDriver, 
 	if err != nil {
 		return nil, fmt.Errorf("opening %s storage of %s: %w", typ, configFile, err)
 	}
-	return d, nil
+	return wrapAzure(d), nil // azure.go: one listing per tree walked
 }
 
 func parseConfig(f *os.File) (cfg *configuration.Configuration, err error) {
