@@ -388,6 +388,15 @@ func TestGCBadInput(t *testing.T) {
 			}
 		})
 	}
+	// A storage: section alone (backup's --target-config, as the README
+	// shows it) opens: there is only one version to assume.
+	bare := write("storage.yml", "storage:\n  filesystem:\n    rootdirectory: "+filepath.Join(dir, "root")+"\n")
+	if d, err := Open(ctx, bare); err != nil || d.Name() != "filesystem" {
+		t.Errorf("a storage section without version: %v", err)
+	}
+	if _, err := Open(ctx, write("v2.yml", "version: 0.2\nstorage:\n  inmemory: {}\n")); err == nil || !strings.Contains(err.Error(), "version") {
+		t.Errorf("version 0.2: %v, want distribution's refusal", err)
+	}
 	empty := t.TempDir()
 	d, err := OpenRoot(ctx, empty)
 	if err != nil {

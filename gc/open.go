@@ -3,16 +3,19 @@
 package gc
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
+	"go.yaml.in/yaml/v3"
 
 	// The storage drivers regkeeper gc can open from a registry config.
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/azure"
@@ -44,13 +47,26 @@ func Open(ctx context.Context, configFile string) (storagedriver.StorageDriver, 
 	return wrapAzure(d), nil // azure.go: one listing per tree walked
 }
 
+// parseConfig parses a registry configuration. A file with no version
+// (a storage: section alone, as backup's --target-config takes) is read as
+// version 0.1, the only one there is; distribution's parser refuses it.
 func parseConfig(f *os.File) (cfg *configuration.Configuration, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%v", r)
 		}
 	}()
-	return configuration.Parse(f)
+	raw, err := io.ReadAll(f)
+	if err != nil {
+		return nil, err
+	}
+	var top map[string]any
+	if yaml.Unmarshal(raw, &top) == nil && top != nil {
+		if _, ok := top["version"]; !ok {
+			raw = append([]byte("version: 0.1\n"), raw...)
+		}
+	}
+	return configuration.Parse(bytes.NewReader(raw))
 }
 
 func storageType(cfg *configuration.Configuration) (typ string, err error) {
