@@ -58,15 +58,11 @@ func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*r
 			}
 		}
 	}
-	deleted := make(map[sum256]struct{}, len(p.Blobs))
-	for _, b := range p.Blobs {
-		if k, ok := sumOf(b.Digest); ok {
-			deleted[k] = struct{}{}
-		}
-	}
+	i := -1
 	blobs.each(func(b *blobInfo) {
+		i++
 		_, isLive := live[b.s]
-		_, isDeleted := deleted[b.s]
+		isDeleted := p.blobs.state != nil && p.blobs.state[i] != keptBlob
 		if !isLive && !isDeleted {
 			s.blobs++
 			s.bytes += b.size

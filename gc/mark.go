@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -173,7 +174,7 @@ func (r *repoState) isMarked(s sum256) bool { _, ok := r.marked[s]; return ok }
 // nothing (a real run writes the mark cache, markcache.go).
 func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Plan, error) {
 	opts.fill()
-	p := &Plan{opts: opts, start: opts.Now(), owner: map[digest.Digest]string{}}
+	p := &Plan{opts: opts, start: opts.Now()}
 	if err := checkRegistry(ctx, d); err != nil {
 		return nil, err
 	}
@@ -213,25 +214,21 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	}
 	cache.stored = nil // what this run used is in cache.m
 
-	// One string per digest the plan names (plan, owner and live share it).
-	strs := map[sum256]digest.Digest{}
-	str := func(s sum256) digest.Digest {
-		dg, ok := strs[s]
-		if !ok {
-			dg = s.digest()
-			strs[s] = dg
-		}
-		return dg
-	}
-	live := map[sum256]struct{}{}
+	// The plan holds sums: a digest is spelled out only for the manifests
+	// it deletes, and the sweep makes each path when it deletes it.
 	anyYoungLeft := false
+	repoIndex := make(map[string]int32, len(names))
+	for i, name := range names {
+		repoIndex[name] = int32(i)
+	}
 	for _, r := range repos {
+		ri := repoIndex[r.name]
 		for tag := range pruned[r.name] {
 			p.Tags = append(p.Tags, TagRef{r.name, tag})
 		}
 		p.Kept = append(p.Kept, r.kept...)
 		for dg := range r.markedBlob {
-			live[dg] = struct{}{}
+			p.live.add(dg)
 		}
 		for _, dg := range sortedSums(r.revisions) {
 			mi := r.revisions[dg]
@@ -239,19 +236,13 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 			if r.isMarked(dg) {
 				continue
 			}
-			md := ManifestDeletion{Repository: r.name, Digest: str(dg)}
+			md := ManifestDeletion{Repository: r.name, Digest: dg.digest()}
 			for _, tag := range sortedKeys(r.history) {
 				if _, ok := findSum(r.history[tag], dg); ok && !pruned[r.name][tag] {
 					md.HistoryTags = append(md.HistoryTags, tag)
 				}
 			}
 			p.Manifests = append(p.Manifests, md)
-			claim(p.owner, md.Digest, r.name)
-			if mi.node != nil {
-				for _, b := range mi.node.refs {
-					claim(p.owner, str(b), r.name)
-				}
-			}
 		}
 		for _, l := range r.layers {
 			_, marked := r.markedBlob[l.s]
@@ -259,10 +250,9 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 			switch {
 			case marked:
 			case young(l.mod):
-				live[l.s] = struct{}{} // a push in flight: its blob stays too
+				p.live.add(l.s) // a push in flight: its blob stays too
 			default:
-				p.LayerLinks = append(p.LayerLinks, BlobRef{r.name, str(l.s)})
-				claim(p.owner, str(l.s), r.name)
+				p.links = append(p.links, linkDeletion{ri, l.s})
 			}
 		}
 		for _, id := range sortedKeys(r.uploads) {
@@ -289,23 +279,39 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 			r.history = nil
 		}
 	}
+	p.live.done()
+	p.links = slices.Clip(append([]linkDeletion(nil), p.links...))
 
 	// Sweep the blob store.
+	p.blobs = newDeadBlobs(blobs)
+	i := -1
 	blobs.each(func(b *blobInfo) {
+		i++
 		if young(b.mod) {
 			anyYoungLeft = true
 			return
 		}
-		if _, ok := live[b.s]; ok {
+		if p.live.has(b.s) {
 			return
 		}
-		p.Blobs = append(p.Blobs, BlobDeletion{Digest: str(b.s), Size: b.size})
+		p.blobs.state[i] = noOwner
+		p.blobs.n++
 	})
-	p.live = make(map[digest.Digest]bool, len(live))
-	for s := range live {
-		p.live[str(s)] = true
+	// Attribute each deleted blob's bytes to the first repository by name
+	// whose deleted manifests or layer links name it.
+	for _, m := range p.Manifests {
+		s, _ := sumOf(m.Digest)
+		ri := repoIndex[m.Repository]
+		p.blobs.claim(s, ri, names)
+		if n := cache.m[s].node; n != nil {
+			for _, b := range n.refs {
+				p.blobs.claim(b, ri, names)
+			}
+		}
 	}
-	strs = nil
+	for _, l := range p.links {
+		p.blobs.claim(l.s, l.repo, names)
+	}
 	if anyYoungLeft {
 		p.spared = p.graceSpared(ctx, cache, repos, blobs)
 	}
@@ -316,7 +322,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	for _, k := range p.Kept {
 		log.Warn("gc: kept a manifest it does not understand", "repository", k.Repository, "digest", k.Digest, "mediaType", k.MediaType, "reason", k.Reason)
 	}
-	log.Info("gc: plan", "manifests", len(p.Manifests), "layerLinks", len(p.LayerLinks), "blobs", len(p.Blobs), "uploads", len(p.Uploads), "tags", len(p.Tags))
+	log.Info("gc: plan", "manifests", len(p.Manifests), "layerLinks", len(p.links), "blobs", p.blobCount(), "uploads", len(p.Uploads), "tags", len(p.Tags))
 	return p, nil
 }
 
@@ -327,13 +333,6 @@ func anyYoung(links []sumTime, young func(int64) bool) bool {
 		}
 	}
 	return false
-}
-
-// claim attributes a digest to the first repository by name.
-func claim(owner map[digest.Digest]string, d digest.Digest, repo string) {
-	if o, ok := owner[d]; !ok || repo < o {
-		owner[d] = repo
-	}
 }
 
 // signatureSubject recognises cosign tags (sha256-<hex>.sig, .att, .sbom)

@@ -380,21 +380,34 @@ func (l blobList) each(fn func(b *blobInfo)) {
 	}
 }
 
-// lookup returns a function that says whether a digest is listed. The
-// blob store's prefix directories are a digest's first byte, so each
-// slice is looked up by it; a blob stored under another prefix (not where
-// the registry puts it) is not found there, and the caller reads it.
+// lookup returns a function that says whether a digest is listed.
 func (l blobList) lookup() func(sum256) bool {
+	index := l.index()
+	return func(s sum256) bool { return index(s) >= 0 }
+}
+
+// index returns a function that gives a digest's place in the listing,
+// counted in the order of each, or -1 when it is not listed. The blob
+// store's prefix directories are a digest's first byte, so each slice is
+// looked up by it; a blob stored under another prefix (not where the
+// registry puts it) is not found there, and the caller reads it.
+func (l blobList) index() func(sum256) int {
 	var byFirst [256][]blobInfo
+	var offset [256]int
+	n := 0
 	for _, c := range l {
 		if len(c) > 0 && c[0].s[0] == c[len(c)-1].s[0] {
-			byFirst[c[0].s[0]] = c
+			byFirst[c[0].s[0]], offset[c[0].s[0]] = c, n
 		}
+		n += len(c)
 	}
-	return func(s sum256) bool {
+	return func(s sum256) int {
 		c := byFirst[s[0]]
 		j := sort.Search(len(c), func(j int) bool { return !c[j].s.less(s) })
-		return j < len(c) && c[j].s == s
+		if j < len(c) && c[j].s == s {
+			return offset[s[0]] + j
+		}
+		return -1
 	}
 }
 
@@ -406,8 +419,12 @@ func (l blobList) len() int {
 	return n
 }
 
-func sortBlobs(c []blobInfo) {
+// sortBlobs sorts one prefix directory's listing and returns it in a
+// slice of exactly its length: the listing is held the whole run, and
+// appending left up to half of it unused.
+func sortBlobs(c []blobInfo) []blobInfo {
 	sort.Slice(c, func(i, j int) bool { return c[i].s.less(c[j].s) })
+	return append(make([]blobInfo, 0, len(c)), c...)
 }
 
 // listBlobs lists every sha256 blob of the blob store with its data size:
@@ -490,7 +507,7 @@ func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, _ *interner, 
 		if err != nil && !isNotFound(err) {
 			return fmt.Errorf("listing blobs under %s: %w", prefixes[i], err)
 		}
-		sortBlobs(found[i])
+		found[i] = sortBlobs(found[i])
 		return nil
 	})
 	if err != nil {

@@ -174,7 +174,7 @@ func (p *Plan) execute(ctx context.Context, d storagedriver.StorageDriver, mode 
 	if mode.why != "" {
 		opts.Logger.Info("gc: mode", "offline", mode.offline, "because", mode.why)
 	}
-	s.bar = opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+len(p.LayerLinks)+len(p.Blobs)+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
+	s.bar = opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+len(p.links)+p.blobCount()+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
 	defer s.bar.Done()
 	s.pause("marked")
 
@@ -260,7 +260,7 @@ func (s *sweep) restoreLeftovers(ctx context.Context) error {
 	}
 	var live []digest.Digest
 	for _, dg := range s.q.leftovers() {
-		if s.p.live[dg] {
+		if k, ok := sumOf(dg); ok && s.p.live.has(k) {
 			live = append(live, dg)
 		}
 	}
@@ -415,48 +415,64 @@ func (s *sweep) deleteLayerLinks(ctx context.Context) error {
 		}
 	}
 	s.freshRefs = fresh
-	var files []string
-	var gone []BlobRef
-	for _, l := range s.p.LayerLinks {
-		if !fresh[l.Digest] {
-			files = append(files, pathFor(layerLinkSpec{l.Repository, l.Digest}))
-			gone = append(gone, l)
-		}
-	}
-	if err := s.rm.remove(ctx, files); err != nil {
-		var done []BlobRef
-		for _, l := range gone {
-			if _, serr := s.d.Stat(ctx, pathFor(layerLinkSpec{l.Repository, l.Digest})); isNotFound(serr) {
-				done = append(done, l)
+	// Paths are made a chunk at a time, as they are deleted.
+	for start := 0; start < len(s.p.links); start += sweepChunk {
+		links := s.p.links[start:min(start+sweepChunk, len(s.p.links))]
+		var files []string
+		var gone []BlobRef
+		for _, l := range links {
+			ref := BlobRef{s.p.repos[l.repo], l.s.digest()}
+			if !fresh[ref.Digest] {
+				files = append(files, pathFor(layerLinkSpec{ref.Repository, ref.Digest}))
+				gone = append(gone, ref)
 			}
 		}
+		if err := s.rm.remove(ctx, files); err != nil {
+			var done []BlobRef
+			for _, l := range gone {
+				if _, serr := s.d.Stat(ctx, pathFor(layerLinkSpec{l.Repository, l.Digest})); isNotFound(serr) {
+					done = append(done, l)
+				}
+			}
+			s.count(func() {
+				s.r.LayerLinksDeleted += len(done)
+				s.scoped = append(s.scoped, done...)
+			})
+			return err
+		}
 		s.count(func() {
-			s.r.LayerLinksDeleted += len(done)
-			s.scoped = append(s.scoped, done...)
+			s.r.LayerLinksDeleted += len(gone)
+			s.scoped = append(s.scoped, gone...)
 		})
-		return err
+		s.bar.Add(int64(len(links)))
 	}
-	s.count(func() {
-		s.r.LayerLinksDeleted += len(gone)
-		s.scoped = append(s.scoped, gone...)
-	})
-	s.bar.Add(int64(len(s.p.LayerLinks)))
 	return nil
 }
+
+// sweepChunk is how many layer links or blobs the sweep spells out as
+// paths and deletes at a time: the plan holds them as sums.
+const sweepChunk = 10000
 
 // sweepBlobs quarantines dead blobs (online) or deletes them (offline),
 // except those a push has referenced since the window began, then clears
 // the registry's cache of what was swept so far.
 func (s *sweep) sweepBlobs(ctx context.Context) error {
-	var blobs []BlobDeletion
-	for _, b := range s.p.Blobs {
-		if s.freshRefs[b.Digest] {
-			s.opts.Logger.Warn("gc: blob referenced by a push during the run, kept", "digest", b.Digest)
-			continue
+	err := s.p.blobChunks(sweepChunk, func(chunk []BlobDeletion) error {
+		var blobs []BlobDeletion
+		for _, b := range chunk {
+			if s.freshRefs[b.Digest] {
+				s.opts.Logger.Warn("gc: blob referenced by a push during the run, kept", "digest", b.Digest)
+				continue
+			}
+			blobs = append(blobs, b)
 		}
-		blobs = append(blobs, b)
-	}
-	if s.mode.offline {
+		defer s.bar.Add(int64(len(chunk)))
+		if !s.mode.offline {
+			return s.q.put(ctx, blobs, func(b BlobDeletion) {
+				s.count(func() { s.global = append(s.global, b.Digest) })
+				s.opts.Logger.Debug("quarantined blob", "digest", b.Digest, "size", b.Size)
+			})
+		}
 		files := make([]string, len(blobs))
 		for i, b := range blobs {
 			files[i] = pathFor(blobDataSpec{b.Digest})
@@ -478,19 +494,11 @@ func (s *sweep) sweepBlobs(ctx context.Context) error {
 				s.global = append(s.global, b.Digest)
 			}
 		})
-		if err != nil {
-			return err
-		}
-	} else {
-		err := s.q.put(ctx, blobs, func(b BlobDeletion) {
-			s.count(func() { s.global = append(s.global, b.Digest) })
-			s.opts.Logger.Debug("quarantined blob", "digest", b.Digest, "size", b.Size)
-		})
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	s.bar.Add(int64(len(s.p.Blobs)))
 	return s.clearCache(ctx)
 }
 

@@ -68,8 +68,9 @@ func main() {
 	close(stop)
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
+	rep := p.Report()
 	fmt.Printf("plan in %.1fs: %d manifests, %d layer links, %d blobs to delete; heap before %.1f MB, peak %.1f MB, plan held %.1f MB\n",
-		el.Seconds(), len(p.Manifests), len(p.LayerLinks), len(p.Blobs), mb(base), mb(peak.Load()), mb(ms.HeapAlloc))
+		el.Seconds(), rep.ManifestsDeleted, rep.LayerLinksDeleted, rep.BlobsDeleted, mb(base), mb(peak.Load()), mb(ms.HeapAlloc))
 	if *out != "" {
 		f, err := os.Create(*out)
 		if err != nil {
