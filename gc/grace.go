@@ -52,8 +52,8 @@ func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*r
 			live[dg] = struct{}{}
 		}
 		r.markedBlob = nil
-		for dg := range r.revisions {
-			if _, ok := planned[r.name][dg]; !r.isMarked(dg) && !ok {
+		for _, rv := range r.revisions {
+			if _, ok := planned[r.name][rv.s]; !r.isMarked(rv.s) && !ok {
 				s.manifests++
 			}
 		}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -15,13 +14,33 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// manifestInfo is what gc knows of one revision of a repository.
+// manifestInfo is what gc knows of one revision of a repository: 48
+// bytes. Why gc keeps a manifest it does not judge (unknown media type,
+// unreadable) is the manifest's, in the manifest cache (reason).
 type manifestInfo struct {
+	s    sum256
 	mod  int64         // the revision link's modification time, Unix nanoseconds
 	node *manifestNode // nil when unreadable
-	// unknown says why gc keeps this manifest without judging it (unknown
-	// media type, unreadable); "" when understood.
-	unknown string
+}
+
+// revisionList is a repository's revisions sorted by sum.
+type revisionList []manifestInfo
+
+// get returns the revision s, nil when the repository has none.
+func (l revisionList) get(s sum256) *manifestInfo {
+	lo, hi := 0, len(l)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if l[m].s.less(s) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(l) && l[lo].s == s {
+		return &l[lo]
+	}
+	return nil
 }
 
 // manifestNode is what the mark keeps of a manifest's content, the same
@@ -151,7 +170,7 @@ func (m *parsedManifest) blobs() []digest.Digest {
 // README, "gc on S3 and at scale").
 type repoState struct {
 	name      string
-	revisions map[sum256]*manifestInfo
+	revisions revisionList
 	// current tag -> digest
 	tags map[string]sum256
 	// history: tag -> its index entries with their mtimes, sorted
@@ -221,6 +240,23 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	for i, name := range names {
 		repoIndex[name] = int32(i)
 	}
+	// The plan's slices are made at their length, counted first: growing
+	// them by appending would leave up to half unused, at the peak.
+	deadManifests, deadLinks := 0, 0
+	for _, r := range repos {
+		for i := range r.revisions {
+			if !r.isMarked(r.revisions[i].s) {
+				deadManifests++
+			}
+		}
+		for _, l := range r.layers {
+			if _, marked := r.markedBlob[l.s]; !marked && !young(l.mod) {
+				deadLinks++
+			}
+		}
+	}
+	p.Manifests = make([]ManifestDeletion, 0, deadManifests)
+	p.links = make([]linkDeletion, 0, deadLinks)
 	for _, r := range repos {
 		ri := repoIndex[r.name]
 		for tag := range pruned[r.name] {
@@ -230,8 +266,9 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		for dg := range r.markedBlob {
 			p.live.add(dg)
 		}
-		for _, dg := range sortedSums(r.revisions) {
-			mi := r.revisions[dg]
+		for i := range r.revisions {
+			mi := &r.revisions[i]
+			dg := mi.s
 			anyYoungLeft = anyYoungLeft || young(mi.mod)
 			if r.isMarked(dg) {
 				continue
@@ -280,7 +317,6 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		}
 	}
 	p.live.done()
-	p.links = slices.Clip(append([]linkDeletion(nil), p.links...))
 
 	// Sweep the blob store.
 	p.blobs = newDeadBlobs(blobs)
@@ -303,7 +339,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		s, _ := sumOf(m.Digest)
 		ri := repoIndex[m.Repository]
 		p.blobs.claim(s, ri, names)
-		if n := cache.m[s].node; n != nil {
+		if n := cache.m[s]; n != nil {
 			for _, b := range n.refs {
 				p.blobs.claim(b, ri, names)
 			}
@@ -392,19 +428,21 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 	for dg := range r.baseRoots {
 		push(dg)
 	}
-	for dg, mi := range r.revisions {
+	for i := range r.revisions {
+		mi := &r.revisions[i]
+		dg, unknown := mi.s, cache.reason(mi.s)
 		switch {
 		case opts.KeepUntagged, young(mi.mod):
 			push(dg)
-		case mi.unknown != "":
+		case unknown != "":
 			push(dg)
 		}
-		if mi.unknown != "" {
+		if unknown != "" {
 			mt := ""
 			if mi.node != nil {
 				mt = mi.node.mediaType
 			}
-			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: dg.digest(), MediaType: mt, Reason: mi.unknown})
+			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: dg.digest(), MediaType: mt, Reason: unknown})
 		}
 	}
 	for {
@@ -412,7 +450,7 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 			dg := queue[0]
 			queue = queue[1:]
 			r.markedBlob[dg] = struct{}{}
-			mi := r.revisions[dg]
+			mi := r.revisions.get(dg)
 			var n *manifestNode
 			if mi != nil {
 				n = mi.node
@@ -436,9 +474,10 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 			}
 		}
 		// Referrers of marked manifests.
-		for dg, mi := range r.revisions {
-			if !r.isMarked(dg) && mi.node != nil && mi.node.subject != nil && r.isMarked(*mi.node.subject) {
-				push(dg)
+		for i := range r.revisions {
+			mi := &r.revisions[i]
+			if !r.isMarked(mi.s) && mi.node != nil && mi.node.subject != nil && r.isMarked(*mi.node.subject) {
+				push(mi.s)
 			}
 		}
 		if len(queue) == 0 {
@@ -448,7 +487,7 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 	// Drop marks of manifests absent from the repository: they are kept as
 	// blobs (markedBlob) but there is no revision to keep.
 	for dg := range r.marked {
-		if _, ok := r.revisions[dg]; !ok {
+		if r.revisions.get(dg) == nil {
 			delete(r.marked, dg)
 		}
 	}
