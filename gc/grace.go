@@ -48,10 +48,10 @@ func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*r
 	}
 	live := map[sum256]struct{}{}
 	for _, r := range shadow {
-		for dg := range r.markedBlob {
+		for _, dg := range r.markedBlob.s {
 			live[dg] = struct{}{}
 		}
-		r.markedBlob = nil
+		r.markedBlob = sumSet{}
 		for _, rv := range r.revisions {
 			if _, ok := planned[r.name][rv.s]; !r.isMarked(rv.s) && !ok {
 				s.manifests++

@@ -180,7 +180,7 @@ type repoState struct {
 
 	// results of marking
 	marked     map[sum256]struct{} // manifests
-	markedBlob map[sum256]struct{} // configs, layers, manifests, children
+	markedBlob sumSet              // configs, layers, manifests, children
 	kept       []KeptManifest
 	// baseRoots are untagged manifests live images name as their base
 	// (provenance.go): roots of the next mark.
@@ -240,30 +240,13 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	for i, name := range names {
 		repoIndex[name] = int32(i)
 	}
-	// The plan's slices are made at their length, counted first: growing
-	// them by appending would leave up to half unused, at the peak.
-	deadManifests, deadLinks := 0, 0
-	for _, r := range repos {
-		for i := range r.revisions {
-			if !r.isMarked(r.revisions[i].s) {
-				deadManifests++
-			}
-		}
-		for _, l := range r.layers {
-			if _, marked := r.markedBlob[l.s]; !marked && !young(l.mod) {
-				deadLinks++
-			}
-		}
-	}
-	p.Manifests = make([]ManifestDeletion, 0, deadManifests)
-	p.links = make([]linkDeletion, 0, deadLinks)
 	for _, r := range repos {
 		ri := repoIndex[r.name]
 		for tag := range pruned[r.name] {
 			p.Tags = append(p.Tags, TagRef{r.name, tag})
 		}
 		p.Kept = append(p.Kept, r.kept...)
-		for dg := range r.markedBlob {
+		for _, dg := range r.markedBlob.s {
 			p.live.add(dg)
 		}
 		for i := range r.revisions {
@@ -281,16 +264,27 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 			}
 			p.Manifests = append(p.Manifests, md)
 		}
+		dead := 0
 		for _, l := range r.layers {
-			_, marked := r.markedBlob[l.s]
+			marked := r.markedBlob.has(l.s)
 			anyYoungLeft = anyYoungLeft || young(l.mod)
 			switch {
 			case marked:
 			case young(l.mod):
 				p.live.add(l.s) // a push in flight: its blob stays too
 			default:
-				p.links = append(p.links, linkDeletion{ri, l.s})
+				dead++
 			}
+		}
+		if dead > 0 {
+			// Made at its length as the repository's layers go.
+			links := repoLinks{ri, make([]sum256, 0, dead)}
+			for _, l := range r.layers {
+				if !r.markedBlob.has(l.s) && !young(l.mod) {
+					links.sums = append(links.sums, l.s)
+				}
+			}
+			p.links = append(p.links, links)
 		}
 		for _, id := range sortedKeys(r.uploads) {
 			started := r.uploads[id]
@@ -311,7 +305,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		}
 		// This repository is done: what the grace count (grace.go) does
 		// not need goes now.
-		r.layers, r.uploads, r.markedBlob = nil, nil, nil
+		r.layers, r.uploads, r.markedBlob = nil, nil, sumSet{}
 		if opts.KeepPrevious == 0 {
 			r.history = nil
 		}
@@ -346,7 +340,9 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		}
 	}
 	for _, l := range p.links {
-		p.blobs.claim(l.s, l.repo, names)
+		for _, s := range l.sums {
+			p.blobs.claim(s, l.repo, names)
+		}
 	}
 	if anyYoungLeft {
 		p.spared = p.graceSpared(ctx, cache, repos, blobs)
@@ -358,7 +354,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	for _, k := range p.Kept {
 		log.Warn("gc: kept a manifest it does not understand", "repository", k.Repository, "digest", k.Digest, "mediaType", k.MediaType, "reason", k.Reason)
 	}
-	log.Info("gc: plan", "manifests", len(p.Manifests), "layerLinks", len(p.links), "blobs", p.blobCount(), "uploads", len(p.Uploads), "tags", len(p.Tags))
+	log.Info("gc: plan", "manifests", len(p.Manifests), "layerLinks", p.linkCount(), "blobs", p.blobCount(), "uploads", len(p.Uploads), "tags", len(p.Tags))
 	return p, nil
 }
 
@@ -388,12 +384,14 @@ func signatureSubject(tag string) (digest.Digest, bool) {
 	return d, true
 }
 
-// mark computes r.marked and r.markedBlob. Roots: current tags (except
-// pruned ones), KeepPrevious history entries, manifests within grace,
-// manifests gc does not understand, and everything with KeepUntagged.
+// mark computes r.marked and r.markedBlob (a sorted slice: 32 bytes a
+// marked digest, held until the repository's part of the plan is made).
+// Roots: current tags (except pruned ones), KeepPrevious history entries,
+// manifests within grace, manifests gc does not understand, and
+// everything with KeepUntagged.
 func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[string]bool, opts Options, young func(int64) bool) {
 	r.marked = map[sum256]struct{}{}
-	r.markedBlob = map[sum256]struct{}{}
+	markedBlob := map[sum256]struct{}{}
 	r.kept = nil
 	var queue []sum256
 	push := func(dg sum256) {
@@ -449,7 +447,7 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 		for len(queue) > 0 {
 			dg := queue[0]
 			queue = queue[1:]
-			r.markedBlob[dg] = struct{}{}
+			markedBlob[dg] = struct{}{}
 			mi := r.revisions.get(dg)
 			var n *manifestNode
 			if mi != nil {
@@ -463,11 +461,11 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 				continue
 			}
 			for _, b := range n.refs {
-				r.markedBlob[b] = struct{}{}
+				markedBlob[b] = struct{}{}
 			}
 			for _, c := range n.children {
 				if mi == nil {
-					r.markedBlob[c] = struct{}{} // don't chase further out of the repo
+					markedBlob[c] = struct{}{} // don't chase further out of the repo
 					continue
 				}
 				push(c)
@@ -492,6 +490,7 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 		}
 	}
 	sort.Slice(r.kept, func(i, j int) bool { return r.kept[i].Digest < r.kept[j].Digest })
+	r.markedBlob = sumSetOf(markedBlob)
 }
 
 // readManifest reads and parses a manifest from the blob store. A manifest

@@ -29,8 +29,9 @@ type Plan struct {
 	opts  Options
 	start time.Time
 	repos []string
-	// links are the _layers links nothing kept in their repository needs.
-	links []linkDeletion
+	// links are the _layers links nothing kept in their repository needs,
+	// per repository.
+	links []repoLinks
 	// blobs are the blob-store entries nothing kept anywhere needs, with
 	// the repository their bytes are attributed to.
 	blobs deadBlobs
@@ -72,11 +73,42 @@ type BlobDeletion struct {
 	Size   int64
 }
 
-// linkDeletion is a layer link to delete: its repository (an index in
-// Plan.repos) and its sum, 36 bytes; its path is made when it is deleted.
-type linkDeletion struct {
+// repoLinks are the layer links to delete in one repository (an index in
+// Plan.repos): 32 bytes a link, each slice made at its length as the
+// repository's part of the plan is made; paths are made when deleted.
+type repoLinks struct {
 	repo int32
-	s    sum256
+	sums []sum256
+}
+
+// linkCount is the number of layer links the plan deletes.
+func (p *Plan) linkCount() int {
+	n := 0
+	for _, l := range p.links {
+		n += len(l.sums)
+	}
+	return n
+}
+
+// linkChunks gives the layer links the plan deletes to fn, at most n at a
+// time, in order.
+func (p *Plan) linkChunks(n int, fn func([]BlobRef) error) error {
+	chunk := make([]BlobRef, 0, n)
+	for _, l := range p.links {
+		for _, s := range l.sums {
+			chunk = append(chunk, BlobRef{p.repos[l.repo], s.digest()})
+			if len(chunk) == n {
+				if err := fn(chunk); err != nil {
+					return err
+				}
+				chunk = chunk[:0]
+			}
+		}
+	}
+	if len(chunk) == 0 {
+		return nil
+	}
+	return fn(chunk)
 }
 
 // deadBlobs are the blobs a plan deletes, as marks on the blob store's
@@ -203,7 +235,7 @@ type UploadRef struct{ Repository, ID string }
 
 // Report is what the plan would do, as a dry run's report.
 func (p *Plan) Report() *Report {
-	r := &Report{DryRun: true, Kept: p.Kept, UploadsDeleted: len(p.Uploads), LayerLinksDeleted: len(p.links),
+	r := &Report{DryRun: true, Kept: p.Kept, UploadsDeleted: len(p.Uploads), LayerLinksDeleted: p.linkCount(),
 		TagsDeleted: len(p.Tags), RepositoriesDeleted: p.EmptyRepos}
 	acc := newAccount(p.owner)
 	for _, m := range p.Manifests {

@@ -18,6 +18,12 @@ type sumSet struct {
 	sorted int
 }
 
+// sumSetOf is the set of m's keys.
+func sumSetOf[V any](m map[sum256]V) sumSet {
+	s := sortedSums(m)
+	return sumSet{s: s, sorted: len(s)}
+}
+
 // add puts x in the set.
 func (u *sumSet) add(x sum256) {
 	u.s = append(u.s, x)

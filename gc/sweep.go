@@ -174,7 +174,7 @@ func (p *Plan) execute(ctx context.Context, d storagedriver.StorageDriver, mode 
 	if mode.why != "" {
 		opts.Logger.Info("gc: mode", "offline", mode.offline, "because", mode.why)
 	}
-	s.bar = opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+len(p.links)+p.blobCount()+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
+	s.bar = opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+p.linkCount()+p.blobCount()+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
 	defer s.bar.Done()
 	s.pause("marked")
 
@@ -416,15 +416,13 @@ func (s *sweep) deleteLayerLinks(ctx context.Context) error {
 	}
 	s.freshRefs = fresh
 	// Paths are made a chunk at a time, as they are deleted.
-	for start := 0; start < len(s.p.links); start += sweepChunk {
-		links := s.p.links[start:min(start+sweepChunk, len(s.p.links))]
+	return s.p.linkChunks(sweepChunk, func(links []BlobRef) error {
 		var files []string
 		var gone []BlobRef
 		for _, l := range links {
-			ref := BlobRef{s.p.repos[l.repo], l.s.digest()}
-			if !fresh[ref.Digest] {
-				files = append(files, pathFor(layerLinkSpec{ref.Repository, ref.Digest}))
-				gone = append(gone, ref)
+			if !fresh[l.Digest] {
+				files = append(files, pathFor(layerLinkSpec{l.Repository, l.Digest}))
+				gone = append(gone, l)
 			}
 		}
 		if err := s.rm.remove(ctx, files); err != nil {
@@ -445,8 +443,8 @@ func (s *sweep) deleteLayerLinks(ctx context.Context) error {
 			s.scoped = append(s.scoped, gone...)
 		})
 		s.bar.Add(int64(len(links)))
-	}
-	return nil
+		return nil
+	})
 }
 
 // sweepChunk is how many layer links or blobs the sweep spells out as
