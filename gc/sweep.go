@@ -137,10 +137,11 @@ type sweep struct {
 	acc *account
 	// deleted are the revision links deleted, per repository.
 	deleted map[string]map[digest.Digest]bool
-	// scoped are the links deleted and global the blobs swept, for the
-	// registry's cache.
+	// scoped are the links deleted and global the blobs swept, kept for
+	// the registry's cache only when it has one; swept counts them.
 	scoped []BlobRef
 	global []digest.Digest
+	swept  int
 	bar    *progress.Bar
 }
 
@@ -370,7 +371,7 @@ func (s *sweep) deleteRepoManifests(ctx context.Context, ms []ManifestDeletion) 
 				s.deleted[m.Repository] = map[digest.Digest]bool{}
 			}
 			s.deleted[m.Repository][m.Digest] = true
-			s.scoped = append(s.scoped, BlobRef{m.Repository, m.Digest})
+			s.sweptLinks(BlobRef{m.Repository, m.Digest})
 		}
 	})
 	for _, m := range gone {
@@ -434,13 +435,13 @@ func (s *sweep) deleteLayerLinks(ctx context.Context) error {
 			}
 			s.count(func() {
 				s.r.LayerLinksDeleted += len(done)
-				s.scoped = append(s.scoped, done...)
+				s.sweptLinks(done...)
 			})
 			return err
 		}
 		s.count(func() {
 			s.r.LayerLinksDeleted += len(gone)
-			s.scoped = append(s.scoped, gone...)
+			s.sweptLinks(gone...)
 		})
 		s.bar.Add(int64(len(links)))
 		return nil
@@ -467,7 +468,7 @@ func (s *sweep) sweepBlobs(ctx context.Context) error {
 		defer s.bar.Add(int64(len(chunk)))
 		if !s.mode.offline {
 			return s.q.put(ctx, blobs, func(b BlobDeletion) {
-				s.count(func() { s.global = append(s.global, b.Digest) })
+				s.count(func() { s.sweptBlob(b.Digest) })
 				s.opts.Logger.Debug("quarantined blob", "digest", b.Digest, "size", b.Size)
 			})
 		}
@@ -489,7 +490,7 @@ func (s *sweep) sweepBlobs(ctx context.Context) error {
 		s.count(func() {
 			for _, b := range blobs {
 				s.acc.blob(b)
-				s.global = append(s.global, b.Digest)
+				s.sweptBlob(b.Digest)
 			}
 		})
 		return err
@@ -498,6 +499,24 @@ func (s *sweep) sweepBlobs(ctx context.Context) error {
 		return err
 	}
 	return s.clearCache(ctx)
+}
+
+// sweptLinks counts links deleted, and keeps them for the registry's
+// cache if it has one (s.mu held).
+func (s *sweep) sweptLinks(refs ...BlobRef) {
+	s.swept += len(refs)
+	if s.mode.cache != nil {
+		s.scoped = append(s.scoped, refs...)
+	}
+}
+
+// sweptBlob counts a blob swept, and keeps it for the registry's cache if
+// it has one (s.mu held).
+func (s *sweep) sweptBlob(dg digest.Digest) {
+	s.swept++
+	if s.mode.cache != nil {
+		s.global = append(s.global, dg)
+	}
 }
 
 // clearCache clears every link deleted and blob swept so far from the
@@ -558,7 +577,7 @@ func (s *sweep) pendingLeftovers() bool {
 func (s *sweep) sweptAnything() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.scoped) > 0 || len(s.global) > 0 || s.r.TagsDeleted > 0
+	return s.swept > 0 || s.r.TagsDeleted > 0
 }
 
 // purge deletes what is left in the quarantine. The registry's cache needs
