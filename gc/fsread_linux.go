@@ -324,7 +324,7 @@ func (f *fsReader) listBlobs(ctx context.Context, _ *interner, opts Options) (bl
 			found[i] = append(found[i], blobInfo{s: s, size: st.Size, mod: st.Mtim.Nano()})
 			bar.Add(1)
 		})
-		sortBlobs(found[i])
+		found[i] = sortBlobs(found[i])
 		return err
 	})
 	if err != nil {

@@ -48,25 +48,21 @@ func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*r
 	}
 	live := map[sum256]struct{}{}
 	for _, r := range shadow {
-		for dg := range r.markedBlob {
+		for _, dg := range r.markedBlob.s {
 			live[dg] = struct{}{}
 		}
-		r.markedBlob = nil
-		for dg := range r.revisions {
-			if _, ok := planned[r.name][dg]; !r.isMarked(dg) && !ok {
+		r.markedBlob = sumSet{}
+		for _, rv := range r.revisions {
+			if _, ok := planned[r.name][rv.s]; !r.isMarked(rv.s) && !ok {
 				s.manifests++
 			}
 		}
 	}
-	deleted := make(map[sum256]struct{}, len(p.Blobs))
-	for _, b := range p.Blobs {
-		if k, ok := sumOf(b.Digest); ok {
-			deleted[k] = struct{}{}
-		}
-	}
+	i := -1
 	blobs.each(func(b *blobInfo) {
+		i++
 		_, isLive := live[b.s]
-		_, isDeleted := deleted[b.s]
+		isDeleted := p.blobs.state != nil && p.blobs.state[i] != keptBlob
 		if !isLive && !isDeleted {
 			s.blobs++
 			s.bytes += b.size

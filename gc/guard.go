@@ -32,19 +32,16 @@ func storageTotals(repos []*repoState, blobs blobList) storageSize {
 // a plan that deletes a larger share of the bytes.
 func (p *Plan) guard() error {
 	s := p.storage
-	var bytes int64
-	for _, b := range p.Blobs {
-		bytes += b.Size
-	}
+	bytes, blobs := p.blobBytes(), p.blobCount()
 	size := func(n int, b int64) string { return fmt.Sprintf("%d blobs (%s)", n, output.Bytes(b)) }
 	if !p.opts.AllowDeleteAll && s.blobs > 0 {
 		switch {
-		case len(p.Blobs) == s.blobs:
+		case blobs == s.blobs:
 			return fmt.Errorf("%w: the plan deletes all %s of the storage, which has %d repositories and %d tags: is this the registry's storage root? (--allow-delete-all if this is meant)",
 				ErrDeleteAll, size(s.blobs, s.bytes), s.repositories, s.tags)
-		case s.tags == 0 && (len(p.Blobs) > 0 || len(p.Manifests) > 0):
+		case s.tags == 0 && (blobs > 0 || len(p.Manifests) > 0):
 			return fmt.Errorf("%w: the storage holds %s in %d repositories and not one tag; the plan deletes %d manifests and %s: is this the registry's storage root? (--allow-delete-all if this is meant)",
-				ErrNoTags, size(s.blobs, s.bytes), s.repositories, len(p.Manifests), size(len(p.Blobs), bytes))
+				ErrNoTags, size(s.blobs, s.bytes), s.repositories, len(p.Manifests), size(blobs, bytes))
 		}
 	}
 	if r, share := p.opts.maxDeleteRatio(), p.deleteRatio(); r > 0 && share > r {
@@ -52,7 +49,7 @@ func (p *Plan) guard() error {
 			"A weekly run on a healthy registry stays far below that; this much is either a first collection of a registry "+
 			"never collected (then run once with --max-delete-ratio %s) or repositories missing from the storage "+
 			"(a partial mount, a half-done restore: mend the storage first). Nothing was deleted",
-			ErrDeleteRatio, size(len(p.Blobs), bytes), 100*share, output.Bytes(s.bytes), r, defaultNote(r), ratioAbove(share))
+			ErrDeleteRatio, size(blobs, bytes), 100*share, output.Bytes(s.bytes), r, defaultNote(r), ratioAbove(share))
 	}
 	return nil
 }

@@ -14,13 +14,33 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// manifestInfo is what gc knows of one revision of a repository.
+// manifestInfo is what gc knows of one revision of a repository: 48
+// bytes. Why gc keeps a manifest it does not judge (unknown media type,
+// unreadable) is the manifest's, in the manifest cache (reason).
 type manifestInfo struct {
+	s    sum256
 	mod  int64         // the revision link's modification time, Unix nanoseconds
 	node *manifestNode // nil when unreadable
-	// unknown says why gc keeps this manifest without judging it (unknown
-	// media type, unreadable); "" when understood.
-	unknown string
+}
+
+// revisionList is a repository's revisions sorted by sum.
+type revisionList []manifestInfo
+
+// get returns the revision s, nil when the repository has none.
+func (l revisionList) get(s sum256) *manifestInfo {
+	lo, hi := 0, len(l)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if l[m].s.less(s) {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	if lo < len(l) && l[lo].s == s {
+		return &l[lo]
+	}
+	return nil
 }
 
 // manifestNode is what the mark keeps of a manifest's content, the same
@@ -150,7 +170,7 @@ func (m *parsedManifest) blobs() []digest.Digest {
 // README, "gc on S3 and at scale").
 type repoState struct {
 	name      string
-	revisions map[sum256]*manifestInfo
+	revisions revisionList
 	// current tag -> digest
 	tags map[string]sum256
 	// history: tag -> its index entries with their mtimes, sorted
@@ -160,7 +180,7 @@ type repoState struct {
 
 	// results of marking
 	marked     map[sum256]struct{} // manifests
-	markedBlob map[sum256]struct{} // configs, layers, manifests, children
+	markedBlob sumSet              // configs, layers, manifests, children
 	kept       []KeptManifest
 	// baseRoots are untagged manifests live images name as their base
 	// (provenance.go): roots of the next mark.
@@ -173,7 +193,7 @@ func (r *repoState) isMarked(s sum256) bool { _, ok := r.marked[s]; return ok }
 // nothing (a real run writes the mark cache, markcache.go).
 func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*Plan, error) {
 	opts.fill()
-	p := &Plan{opts: opts, start: opts.Now(), owner: map[digest.Digest]string{}}
+	p := &Plan{opts: opts, start: opts.Now()}
 	if err := checkRegistry(ctx, d); err != nil {
 		return nil, err
 	}
@@ -213,57 +233,58 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	}
 	cache.stored = nil // what this run used is in cache.m
 
-	// One string per digest the plan names (plan, owner and live share it).
-	strs := map[sum256]digest.Digest{}
-	str := func(s sum256) digest.Digest {
-		dg, ok := strs[s]
-		if !ok {
-			dg = s.digest()
-			strs[s] = dg
-		}
-		return dg
-	}
-	live := map[sum256]struct{}{}
+	// The plan holds sums: a digest is spelled out only for the manifests
+	// it deletes, and the sweep makes each path when it deletes it.
 	anyYoungLeft := false
+	repoIndex := make(map[string]int32, len(names))
+	for i, name := range names {
+		repoIndex[name] = int32(i)
+	}
 	for _, r := range repos {
+		ri := repoIndex[r.name]
 		for tag := range pruned[r.name] {
 			p.Tags = append(p.Tags, TagRef{r.name, tag})
 		}
 		p.Kept = append(p.Kept, r.kept...)
-		for dg := range r.markedBlob {
-			live[dg] = struct{}{}
+		for _, dg := range r.markedBlob.s {
+			p.live.add(dg)
 		}
-		for _, dg := range sortedSums(r.revisions) {
-			mi := r.revisions[dg]
+		for i := range r.revisions {
+			mi := &r.revisions[i]
+			dg := mi.s
 			anyYoungLeft = anyYoungLeft || young(mi.mod)
 			if r.isMarked(dg) {
 				continue
 			}
-			md := ManifestDeletion{Repository: r.name, Digest: str(dg)}
+			md := ManifestDeletion{Repository: r.name, Digest: dg.digest()}
 			for _, tag := range sortedKeys(r.history) {
 				if _, ok := findSum(r.history[tag], dg); ok && !pruned[r.name][tag] {
 					md.HistoryTags = append(md.HistoryTags, tag)
 				}
 			}
 			p.Manifests = append(p.Manifests, md)
-			claim(p.owner, md.Digest, r.name)
-			if mi.node != nil {
-				for _, b := range mi.node.refs {
-					claim(p.owner, str(b), r.name)
-				}
-			}
 		}
+		dead := 0
 		for _, l := range r.layers {
-			_, marked := r.markedBlob[l.s]
+			marked := r.markedBlob.has(l.s)
 			anyYoungLeft = anyYoungLeft || young(l.mod)
 			switch {
 			case marked:
 			case young(l.mod):
-				live[l.s] = struct{}{} // a push in flight: its blob stays too
+				p.live.add(l.s) // a push in flight: its blob stays too
 			default:
-				p.LayerLinks = append(p.LayerLinks, BlobRef{r.name, str(l.s)})
-				claim(p.owner, str(l.s), r.name)
+				dead++
 			}
+		}
+		if dead > 0 {
+			// Made at its length as the repository's layers go.
+			links := repoLinks{ri, make([]sum256, 0, dead)}
+			for _, l := range r.layers {
+				if !r.markedBlob.has(l.s) && !young(l.mod) {
+					links.sums = append(links.sums, l.s)
+				}
+			}
+			p.links = append(p.links, links)
 		}
 		for _, id := range sortedKeys(r.uploads) {
 			started := r.uploads[id]
@@ -284,28 +305,45 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		}
 		// This repository is done: what the grace count (grace.go) does
 		// not need goes now.
-		r.layers, r.uploads, r.markedBlob = nil, nil, nil
+		r.layers, r.uploads, r.markedBlob = nil, nil, sumSet{}
 		if opts.KeepPrevious == 0 {
 			r.history = nil
 		}
 	}
+	p.live.done()
 
 	// Sweep the blob store.
+	p.blobs = newDeadBlobs(blobs)
+	i := -1
 	blobs.each(func(b *blobInfo) {
+		i++
 		if young(b.mod) {
 			anyYoungLeft = true
 			return
 		}
-		if _, ok := live[b.s]; ok {
+		if p.live.has(b.s) {
 			return
 		}
-		p.Blobs = append(p.Blobs, BlobDeletion{Digest: str(b.s), Size: b.size})
+		p.blobs.state[i] = noOwner
+		p.blobs.n++
 	})
-	p.live = make(map[digest.Digest]bool, len(live))
-	for s := range live {
-		p.live[str(s)] = true
+	// Attribute each deleted blob's bytes to the first repository by name
+	// whose deleted manifests or layer links name it.
+	for _, m := range p.Manifests {
+		s, _ := sumOf(m.Digest)
+		ri := repoIndex[m.Repository]
+		p.blobs.claim(s, ri, names)
+		if n := cache.m[s]; n != nil {
+			for _, b := range n.refs {
+				p.blobs.claim(b, ri, names)
+			}
+		}
 	}
-	strs = nil
+	for _, l := range p.links {
+		for _, s := range l.sums {
+			p.blobs.claim(s, l.repo, names)
+		}
+	}
 	if anyYoungLeft {
 		p.spared = p.graceSpared(ctx, cache, repos, blobs)
 	}
@@ -316,7 +354,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	for _, k := range p.Kept {
 		log.Warn("gc: kept a manifest it does not understand", "repository", k.Repository, "digest", k.Digest, "mediaType", k.MediaType, "reason", k.Reason)
 	}
-	log.Info("gc: plan", "manifests", len(p.Manifests), "layerLinks", len(p.LayerLinks), "blobs", len(p.Blobs), "uploads", len(p.Uploads), "tags", len(p.Tags))
+	log.Info("gc: plan", "manifests", len(p.Manifests), "layerLinks", p.linkCount(), "blobs", p.blobCount(), "uploads", len(p.Uploads), "tags", len(p.Tags))
 	return p, nil
 }
 
@@ -327,13 +365,6 @@ func anyYoung(links []sumTime, young func(int64) bool) bool {
 		}
 	}
 	return false
-}
-
-// claim attributes a digest to the first repository by name.
-func claim(owner map[digest.Digest]string, d digest.Digest, repo string) {
-	if o, ok := owner[d]; !ok || repo < o {
-		owner[d] = repo
-	}
 }
 
 // signatureSubject recognises cosign tags (sha256-<hex>.sig, .att, .sbom)
@@ -353,12 +384,14 @@ func signatureSubject(tag string) (digest.Digest, bool) {
 	return d, true
 }
 
-// mark computes r.marked and r.markedBlob. Roots: current tags (except
-// pruned ones), KeepPrevious history entries, manifests within grace,
-// manifests gc does not understand, and everything with KeepUntagged.
+// mark computes r.marked and r.markedBlob (a sorted slice: 32 bytes a
+// marked digest, held until the repository's part of the plan is made).
+// Roots: current tags (except pruned ones), KeepPrevious history entries,
+// manifests within grace, manifests gc does not understand, and
+// everything with KeepUntagged.
 func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[string]bool, opts Options, young func(int64) bool) {
 	r.marked = map[sum256]struct{}{}
-	r.markedBlob = map[sum256]struct{}{}
+	markedBlob := map[sum256]struct{}{}
 	r.kept = nil
 	var queue []sum256
 	push := func(dg sum256) {
@@ -393,27 +426,29 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 	for dg := range r.baseRoots {
 		push(dg)
 	}
-	for dg, mi := range r.revisions {
+	for i := range r.revisions {
+		mi := &r.revisions[i]
+		dg, unknown := mi.s, cache.reason(mi.s)
 		switch {
 		case opts.KeepUntagged, young(mi.mod):
 			push(dg)
-		case mi.unknown != "":
+		case unknown != "":
 			push(dg)
 		}
-		if mi.unknown != "" {
+		if unknown != "" {
 			mt := ""
 			if mi.node != nil {
 				mt = mi.node.mediaType
 			}
-			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: dg.digest(), MediaType: mt, Reason: mi.unknown})
+			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: dg.digest(), MediaType: mt, Reason: unknown})
 		}
 	}
 	for {
 		for len(queue) > 0 {
 			dg := queue[0]
 			queue = queue[1:]
-			r.markedBlob[dg] = struct{}{}
-			mi := r.revisions[dg]
+			markedBlob[dg] = struct{}{}
+			mi := r.revisions.get(dg)
 			var n *manifestNode
 			if mi != nil {
 				n = mi.node
@@ -426,20 +461,21 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 				continue
 			}
 			for _, b := range n.refs {
-				r.markedBlob[b] = struct{}{}
+				markedBlob[b] = struct{}{}
 			}
 			for _, c := range n.children {
 				if mi == nil {
-					r.markedBlob[c] = struct{}{} // don't chase further out of the repo
+					markedBlob[c] = struct{}{} // don't chase further out of the repo
 					continue
 				}
 				push(c)
 			}
 		}
 		// Referrers of marked manifests.
-		for dg, mi := range r.revisions {
-			if !r.isMarked(dg) && mi.node != nil && mi.node.subject != nil && r.isMarked(*mi.node.subject) {
-				push(dg)
+		for i := range r.revisions {
+			mi := &r.revisions[i]
+			if !r.isMarked(mi.s) && mi.node != nil && mi.node.subject != nil && r.isMarked(*mi.node.subject) {
+				push(mi.s)
 			}
 		}
 		if len(queue) == 0 {
@@ -449,11 +485,12 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 	// Drop marks of manifests absent from the repository: they are kept as
 	// blobs (markedBlob) but there is no revision to keep.
 	for dg := range r.marked {
-		if _, ok := r.revisions[dg]; !ok {
+		if r.revisions.get(dg) == nil {
 			delete(r.marked, dg)
 		}
 	}
 	sort.Slice(r.kept, func(i, j int) bool { return r.kept[i].Digest < r.kept[j].Digest })
+	r.markedBlob = sumSetOf(markedBlob)
 }
 
 // readManifest reads and parses a manifest from the blob store. A manifest

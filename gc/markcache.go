@@ -96,8 +96,8 @@ func loadMarkCache(ctx context.Context, d storagedriver.StorageDriver, log *slog
 func saveMarkCache(ctx context.Context, d storagedriver.StorageDriver, c *manifestCache, log *slog.Logger) {
 	c.mu.Lock()
 	keys := make([]sum256, 0, len(c.m))
-	for k, r := range c.m {
-		if r.node != nil && r.reason == "" && markCacheType(r.node.mediaType) != 0 {
+	for k, n := range c.m {
+		if n != nil && c.reasons[k] == "" && markCacheType(n.mediaType) != 0 {
 			keys = append(keys, k)
 		}
 	}
@@ -110,7 +110,7 @@ func saveMarkCache(ctx context.Context, d storagedriver.StorageDriver, c *manife
 			return err
 		}
 		bw := bufio.NewWriterSize(w, 1<<20)
-		if err := encodeMarkCache(bw, keys, func(k sum256) *manifestNode { return c.m[k].node }); err != nil {
+		if err := encodeMarkCache(bw, keys, func(k sum256) *manifestNode { return c.m[k] }); err != nil {
 			w.Cancel(ctx)
 			return err
 		}

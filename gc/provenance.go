@@ -103,14 +103,14 @@ func markAll(ctx context.Context, cache *manifestCache, repos []*repoState, opts
 		touched := map[*repoState]bool{}
 		for _, r := range repos {
 			for dg := range r.marked {
-				mi := r.revisions[dg]
+				mi := r.revisions.get(dg)
 				if mi == nil || mi.node == nil || mi.node.base == nil {
 					continue
 				}
 				ann := mi.node.base
 				for _, name := range baseRepositories(ann.name) {
 					br := byName[name]
-					if br == nil || br.isMarked(ann.digest) || br.revisions[ann.digest] == nil {
+					if br == nil || br.isMarked(ann.digest) || br.revisions.get(ann.digest) == nil {
 						continue
 					}
 					if br.baseRoots == nil {

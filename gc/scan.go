@@ -162,19 +162,17 @@ func getContent(ctx context.Context, d storagedriver.StorageDriver, p string) ([
 	return d.GetContent(ctx, p)
 }
 
-// manifestRead is a manifest as the mark keeps it.
-type manifestRead struct {
-	node   *manifestNode
-	reason string
-}
-
 // manifestCache reads each manifest once, safely from many goroutines.
 // With a mark cache (markcache.go) loaded, a manifest it holds is not read
 // at all.
 type manifestCache struct {
 	d  storagedriver.StorageDriver
 	mu sync.Mutex
-	m  map[sum256]manifestRead
+	// m is every manifest asked for: nil when unreadable.
+	m map[sum256]*manifestNode
+	// reasons say why gc keeps a manifest without judging it, for the few
+	// it does not understand.
+	reasons map[sum256]string
 	// stored is what the mark cache file held (nil: none); read counts
 	// the manifests read from storage.
 	stored map[sum256]*manifestNode
@@ -186,8 +184,16 @@ type manifestCache struct {
 	reading map[sum256]chan struct{}
 }
 
+// reason says why gc keeps the manifest s without judging it (unknown
+// media type, unreadable), "" when it understood it or did not read it.
+func (c *manifestCache) reason(s sum256) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reasons[s]
+}
+
 func newManifestCache(d storagedriver.StorageDriver) *manifestCache {
-	return &manifestCache{d: d, m: map[sum256]manifestRead{}}
+	return &manifestCache{d: d, m: map[sum256]*manifestNode{}, reasons: map[sum256]string{}}
 }
 
 // get returns the manifest s, reading it if it was not read yet (once:
@@ -196,17 +202,18 @@ func newManifestCache(d storagedriver.StorageDriver) *manifestCache {
 func (c *manifestCache) get(ctx context.Context, s sum256) (*manifestNode, string, error) {
 	for {
 		c.mu.Lock()
-		r, ok := c.m[s]
+		n, ok := c.m[s]
 		if !ok {
-			if n := c.stored[s]; n != nil && c.present(s) {
-				r, ok = manifestRead{node: n}, true
-				c.m[s] = r
+			if sn := c.stored[s]; sn != nil && c.present(s) {
+				n, ok = sn, true
+				c.m[s] = n
 				delete(c.stored, s)
 			}
 		}
 		if ok {
+			reason := c.reasons[s]
 			c.mu.Unlock()
-			return r.node, r.reason, nil
+			return n, reason, nil
 		}
 		wait, reading := c.reading[s]
 		if !reading {
@@ -237,7 +244,10 @@ func (c *manifestCache) get(ctx context.Context, s sum256) (*manifestNode, strin
 	}
 	n := nodeOf(pm)
 	c.mu.Lock()
-	c.m[s] = manifestRead{n, reason}
+	c.m[s] = n
+	if reason != "" {
+		c.reasons[s] = reason
+	}
 	c.read++
 	c.mu.Unlock()
 	return n, reason, err
@@ -271,13 +281,14 @@ func readRepositories(ctx context.Context, d storagedriver.StorageDriver, names 
 	for i, r := range repos {
 		name := r.name
 		wrap := func(what string, err error) error { return fmt.Errorf("reading %s of %s: %w", what, name, err) }
-		for s, mi := range r.revisions {
+		for j := range r.revisions {
+			mi := &r.revisions[j]
 			reads = append(reads, func() error {
-				n, reason, err := cache.get(ctx, s)
+				n, _, err := cache.get(ctx, mi.s)
 				if err != nil && !isNotFound(err) {
-					return wrap("manifest "+s.digest().String(), err)
+					return wrap("manifest "+mi.s.digest().String(), err)
 				}
-				mi.node, mi.unknown = n, reason
+				mi.node = n
 				return nil
 			})
 		}
@@ -335,13 +346,14 @@ func readRepositories(ctx context.Context, d storagedriver.StorageDriver, names 
 // Links that are not sha256 are not gc's (the blob store it lists is
 // sha256) and are left out.
 func compactScan(name string, s *repoScan) *repoState {
-	r := &repoState{name: name, revisions: make(map[sum256]*manifestInfo, len(s.revisions)), tags: map[string]sum256{},
+	r := &repoState{name: name, revisions: make(revisionList, 0, len(s.revisions)), tags: map[string]sum256{},
 		history: make(map[string][]sumTime, len(s.history)), layers: sumTimes(s.layers), uploads: map[string]time.Time{}}
 	for dg, t := range s.revisions {
 		if k, ok := sumOf(dg); ok {
-			r.revisions[k] = &manifestInfo{mod: nanos(t)}
+			r.revisions = append(r.revisions, manifestInfo{s: k, mod: nanos(t)})
 		}
 	}
+	sort.Slice(r.revisions, func(i, j int) bool { return r.revisions[i].s.less(r.revisions[j].s) })
 	for tag, h := range s.history {
 		r.history[tag] = sumTimes(h)
 	}
@@ -380,21 +392,34 @@ func (l blobList) each(fn func(b *blobInfo)) {
 	}
 }
 
-// lookup returns a function that says whether a digest is listed. The
-// blob store's prefix directories are a digest's first byte, so each
-// slice is looked up by it; a blob stored under another prefix (not where
-// the registry puts it) is not found there, and the caller reads it.
+// lookup returns a function that says whether a digest is listed.
 func (l blobList) lookup() func(sum256) bool {
+	index := l.index()
+	return func(s sum256) bool { return index(s) >= 0 }
+}
+
+// index returns a function that gives a digest's place in the listing,
+// counted in the order of each, or -1 when it is not listed. The blob
+// store's prefix directories are a digest's first byte, so each slice is
+// looked up by it; a blob stored under another prefix (not where the
+// registry puts it) is not found there, and the caller reads it.
+func (l blobList) index() func(sum256) int {
 	var byFirst [256][]blobInfo
+	var offset [256]int
+	n := 0
 	for _, c := range l {
 		if len(c) > 0 && c[0].s[0] == c[len(c)-1].s[0] {
-			byFirst[c[0].s[0]] = c
+			byFirst[c[0].s[0]], offset[c[0].s[0]] = c, n
 		}
+		n += len(c)
 	}
-	return func(s sum256) bool {
+	return func(s sum256) int {
 		c := byFirst[s[0]]
 		j := sort.Search(len(c), func(j int) bool { return !c[j].s.less(s) })
-		return j < len(c) && c[j].s == s
+		if j < len(c) && c[j].s == s {
+			return offset[s[0]] + j
+		}
+		return -1
 	}
 }
 
@@ -406,8 +431,12 @@ func (l blobList) len() int {
 	return n
 }
 
-func sortBlobs(c []blobInfo) {
+// sortBlobs sorts one prefix directory's listing and returns it in a
+// slice of exactly its length: the listing is held the whole run, and
+// appending left up to half of it unused.
+func sortBlobs(c []blobInfo) []blobInfo {
 	sort.Slice(c, func(i, j int) bool { return c[i].s.less(c[j].s) })
+	return append(make([]blobInfo, 0, len(c)), c...)
 }
 
 // listBlobs lists every sha256 blob of the blob store with its data size:
@@ -490,7 +519,7 @@ func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, _ *interner, 
 		if err != nil && !isNotFound(err) {
 			return fmt.Errorf("listing blobs under %s: %w", prefixes[i], err)
 		}
-		sortBlobs(found[i])
+		found[i] = sortBlobs(found[i])
 		return nil
 	})
 	if err != nil {

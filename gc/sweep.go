@@ -137,10 +137,11 @@ type sweep struct {
 	acc *account
 	// deleted are the revision links deleted, per repository.
 	deleted map[string]map[digest.Digest]bool
-	// scoped are the links deleted and global the blobs swept, for the
-	// registry's cache.
+	// scoped are the links deleted and global the blobs swept, kept for
+	// the registry's cache only when it has one; swept counts them.
 	scoped []BlobRef
 	global []digest.Digest
+	swept  int
 	bar    *progress.Bar
 }
 
@@ -174,7 +175,7 @@ func (p *Plan) execute(ctx context.Context, d storagedriver.StorageDriver, mode 
 	if mode.why != "" {
 		opts.Logger.Info("gc: mode", "offline", mode.offline, "because", mode.why)
 	}
-	s.bar = opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+len(p.LayerLinks)+len(p.Blobs)+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
+	s.bar = opts.Progress.Count(int64(len(p.Tags)+len(p.Manifests)+p.linkCount()+p.blobCount()+len(p.Uploads)+len(p.EmptyRepos)), "sweeping")
 	defer s.bar.Done()
 	s.pause("marked")
 
@@ -260,7 +261,7 @@ func (s *sweep) restoreLeftovers(ctx context.Context) error {
 	}
 	var live []digest.Digest
 	for _, dg := range s.q.leftovers() {
-		if s.p.live[dg] {
+		if k, ok := sumOf(dg); ok && s.p.live.has(k) {
 			live = append(live, dg)
 		}
 	}
@@ -370,7 +371,7 @@ func (s *sweep) deleteRepoManifests(ctx context.Context, ms []ManifestDeletion) 
 				s.deleted[m.Repository] = map[digest.Digest]bool{}
 			}
 			s.deleted[m.Repository][m.Digest] = true
-			s.scoped = append(s.scoped, BlobRef{m.Repository, m.Digest})
+			s.sweptLinks(BlobRef{m.Repository, m.Digest})
 		}
 	})
 	for _, m := range gone {
@@ -415,48 +416,62 @@ func (s *sweep) deleteLayerLinks(ctx context.Context) error {
 		}
 	}
 	s.freshRefs = fresh
-	var files []string
-	var gone []BlobRef
-	for _, l := range s.p.LayerLinks {
-		if !fresh[l.Digest] {
-			files = append(files, pathFor(layerLinkSpec{l.Repository, l.Digest}))
-			gone = append(gone, l)
-		}
-	}
-	if err := s.rm.remove(ctx, files); err != nil {
-		var done []BlobRef
-		for _, l := range gone {
-			if _, serr := s.d.Stat(ctx, pathFor(layerLinkSpec{l.Repository, l.Digest})); isNotFound(serr) {
-				done = append(done, l)
+	// Paths are made a chunk at a time, as they are deleted.
+	return s.p.linkChunks(sweepChunk, func(links []BlobRef) error {
+		var files []string
+		var gone []BlobRef
+		for _, l := range links {
+			if !fresh[l.Digest] {
+				files = append(files, pathFor(layerLinkSpec{l.Repository, l.Digest}))
+				gone = append(gone, l)
 			}
 		}
+		if err := s.rm.remove(ctx, files); err != nil {
+			var done []BlobRef
+			for _, l := range gone {
+				if _, serr := s.d.Stat(ctx, pathFor(layerLinkSpec{l.Repository, l.Digest})); isNotFound(serr) {
+					done = append(done, l)
+				}
+			}
+			s.count(func() {
+				s.r.LayerLinksDeleted += len(done)
+				s.sweptLinks(done...)
+			})
+			return err
+		}
 		s.count(func() {
-			s.r.LayerLinksDeleted += len(done)
-			s.scoped = append(s.scoped, done...)
+			s.r.LayerLinksDeleted += len(gone)
+			s.sweptLinks(gone...)
 		})
-		return err
-	}
-	s.count(func() {
-		s.r.LayerLinksDeleted += len(gone)
-		s.scoped = append(s.scoped, gone...)
+		s.bar.Add(int64(len(links)))
+		return nil
 	})
-	s.bar.Add(int64(len(s.p.LayerLinks)))
-	return nil
 }
+
+// sweepChunk is how many layer links or blobs the sweep spells out as
+// paths and deletes at a time: the plan holds them as sums.
+const sweepChunk = 10000
 
 // sweepBlobs quarantines dead blobs (online) or deletes them (offline),
 // except those a push has referenced since the window began, then clears
 // the registry's cache of what was swept so far.
 func (s *sweep) sweepBlobs(ctx context.Context) error {
-	var blobs []BlobDeletion
-	for _, b := range s.p.Blobs {
-		if s.freshRefs[b.Digest] {
-			s.opts.Logger.Warn("gc: blob referenced by a push during the run, kept", "digest", b.Digest)
-			continue
+	err := s.p.blobChunks(sweepChunk, func(chunk []BlobDeletion) error {
+		var blobs []BlobDeletion
+		for _, b := range chunk {
+			if s.freshRefs[b.Digest] {
+				s.opts.Logger.Warn("gc: blob referenced by a push during the run, kept", "digest", b.Digest)
+				continue
+			}
+			blobs = append(blobs, b)
 		}
-		blobs = append(blobs, b)
-	}
-	if s.mode.offline {
+		defer s.bar.Add(int64(len(chunk)))
+		if !s.mode.offline {
+			return s.q.put(ctx, blobs, func(b BlobDeletion) {
+				s.count(func() { s.sweptBlob(b.Digest) })
+				s.opts.Logger.Debug("quarantined blob", "digest", b.Digest, "size", b.Size)
+			})
+		}
 		files := make([]string, len(blobs))
 		for i, b := range blobs {
 			files[i] = pathFor(blobDataSpec{b.Digest})
@@ -475,23 +490,33 @@ func (s *sweep) sweepBlobs(ctx context.Context) error {
 		s.count(func() {
 			for _, b := range blobs {
 				s.acc.blob(b)
-				s.global = append(s.global, b.Digest)
+				s.sweptBlob(b.Digest)
 			}
 		})
-		if err != nil {
-			return err
-		}
-	} else {
-		err := s.q.put(ctx, blobs, func(b BlobDeletion) {
-			s.count(func() { s.global = append(s.global, b.Digest) })
-			s.opts.Logger.Debug("quarantined blob", "digest", b.Digest, "size", b.Size)
-		})
-		if err != nil {
-			return err
-		}
+		return err
+	})
+	if err != nil {
+		return err
 	}
-	s.bar.Add(int64(len(s.p.Blobs)))
 	return s.clearCache(ctx)
+}
+
+// sweptLinks counts links deleted, and keeps them for the registry's
+// cache if it has one (s.mu held).
+func (s *sweep) sweptLinks(refs ...BlobRef) {
+	s.swept += len(refs)
+	if s.mode.cache != nil {
+		s.scoped = append(s.scoped, refs...)
+	}
+}
+
+// sweptBlob counts a blob swept, and keeps it for the registry's cache if
+// it has one (s.mu held).
+func (s *sweep) sweptBlob(dg digest.Digest) {
+	s.swept++
+	if s.mode.cache != nil {
+		s.global = append(s.global, dg)
+	}
 }
 
 // clearCache clears every link deleted and blob swept so far from the
@@ -552,7 +577,7 @@ func (s *sweep) pendingLeftovers() bool {
 func (s *sweep) sweptAnything() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.scoped) > 0 || len(s.global) > 0 || s.r.TagsDeleted > 0
+	return s.swept > 0 || s.r.TagsDeleted > 0
 }
 
 // purge deletes what is left in the quarantine. The registry's cache needs

@@ -1,6 +1,6 @@
 // Command planmem measures what gc's mark holds: it makes a plan (gc.PlanGC,
 // deleting nothing) on a storage and prints the peak and the end of the
-// live heap, with the manifests read from storage, optionally writing a
+// heap, with the manifests read from storage, optionally writing a
 // heap profile of what the plan keeps. With -write-cache the plan writes
 // the mark cache, as a real run does, so the next run's reads can be
 // counted.
@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"sync/atomic"
 	"time"
@@ -38,11 +39,14 @@ func main() {
 	o.Grace, o.Jobs, o.DryRun, o.NoMarkCache = 0, 8, !*write, *noCache
 	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
-	// The peak of the heap in use, sampled every 5 ms.
-	var peak atomic.Uint64
+	// The peaks of the heap in use (live and garbage not yet collected)
+	// and of the live heap (what the last collection found reachable),
+	// sampled every 5 ms.
+	var peak, livePeak atomic.Uint64
 	stop := make(chan struct{})
 	go func() {
 		var ms runtime.MemStats
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
 		for {
 			select {
 			case <-stop:
@@ -52,6 +56,10 @@ func main() {
 			runtime.ReadMemStats(&ms)
 			if ms.HeapAlloc > peak.Load() {
 				peak.Store(ms.HeapAlloc)
+			}
+			metrics.Read(live)
+			if v := live[0].Value.Uint64(); v > livePeak.Load() {
+				livePeak.Store(v)
 			}
 		}
 	}()
@@ -68,8 +76,9 @@ func main() {
 	close(stop)
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	fmt.Printf("plan in %.1fs: %d manifests, %d layer links, %d blobs to delete; heap before %.1f MB, peak %.1f MB, plan held %.1f MB\n",
-		el.Seconds(), len(p.Manifests), len(p.LayerLinks), len(p.Blobs), mb(base), mb(peak.Load()), mb(ms.HeapAlloc))
+	rep := p.Report()
+	fmt.Printf("plan in %.1fs: %d manifests, %d layer links, %d blobs to delete; heap before %.1f MB, peak %.1f MB (live %.1f MB), plan held %.1f MB\n",
+		el.Seconds(), rep.ManifestsDeleted, rep.LayerLinksDeleted, rep.BlobsDeleted, mb(base), mb(peak.Load()), mb(livePeak.Load()), mb(ms.HeapAlloc))
 	if *out != "" {
 		f, err := os.Create(*out)
 		if err != nil {
