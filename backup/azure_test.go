@@ -262,7 +262,7 @@ func TestBackupAzureStoreSideCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if azurePlaceOf(source) == nil {
+	if gc.AzurePlaceOf(source) == nil {
 		t.Fatal("the azure driver's client cannot be reached")
 	}
 	run := func(prefix string, src bool) (*Result, *bodyBytes, int64, Layout) {
