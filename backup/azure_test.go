@@ -1,8 +1,10 @@
 package backup
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -246,28 +249,19 @@ func TestBackupAzureStoreSideCopy(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every request to Azurite, the registry's and the backup's, through
-	// a counting proxy (shared-key signatures do not cover the host).
-	up, err := url.Parse(a.ServiceURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	up.Path = ""
-	reqs := &azureRequests{proxy: httputil.NewSingleHostReverseProxy(up)}
-	proxy := httptest.NewServer(reqs)
-	defer proxy.Close()
-	via := *a
-	via.ServiceURL = proxy.URL + "/" + azurite.AccountName
+	// a counting proxy.
+	via, reqs := proxyAzurite(t, a)
 	srv, e := regtest.Seeded(t, embedded.Options{Storage: via.StorageYAML("registry", "/")})
 	source, err := gc.Open(ctx, srv.ConfigFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if azurePlaceOf(source) == nil {
+	if gc.AzurePlaceOf(source) == nil {
 		t.Fatal("the azure driver's client cannot be reached")
 	}
 	run := func(prefix string, src bool) (*Result, *bodyBytes, int64, Layout) {
 		t.Helper()
-		l := azureTarget(t, &via, "backups", prefix)
+		l := azureTarget(t, via, "backups", prefix)
 		bb := &bodyBytes{inner: http.DefaultTransport, n: map[string]int64{}, gets: map[string]int{}}
 		opts := testOptions()
 		opts.Client.Transport = bb
@@ -313,19 +307,80 @@ func TestBackupAzureStoreSideCopy(t *testing.T) {
 
 // forget and prune on Azurite: as TestForgetPrune, the blobs left are
 // exactly those the kept snapshots reach, and each kept snapshot restores
-// and pulls whole.
+// and pulls whole; the four blobs go in one Blob Batch request, none by a
+// DELETE of its own.
 func TestBackupAzureForgetPrune(t *testing.T) {
 	a := startAzurite(t, "backups")
-	forgetPrune(t, azureTarget(t, a, "backups", "weekly"))
+	via, reqs := proxyAzurite(t, a)
+	res := forgetPrune(t, azureTarget(t, via, "backups", "weekly"))
+	reqs.mu.Lock()
+	defer reqs.mu.Unlock()
+	t.Logf("deletes of blobs: %v (%d requests to the store in all)", reqs.by, reqs.n.Load())
+	if res.Prune == nil || res.Prune.Blobs != 4 || reqs.by["batch of blobs"] != 1 || reqs.by["blob names"] != 4 || reqs.by["DELETE blobs"] != 0 {
+		t.Errorf("prune of %d blobs: %d Blob Batch requests naming %d blobs (want 1 naming 4), %d DELETEs of a blob (want 0)",
+			res.Prune.Blobs, reqs.by["batch of blobs"], reqs.by["blob names"], reqs.by["DELETE blobs"])
+	}
 }
 
-// azureRequests forwards every request to Azurite and counts them.
+// azureRequests forwards every request to Azurite and counts them, and
+// the deletes of backup blobs: Blob Batch requests with the blob deletes
+// they carry, and DELETE requests of one blob.
 type azureRequests struct {
 	proxy *httputil.ReverseProxy
 	n     atomic.Int64
+	mu    sync.Mutex
+	by    map[string]int
 }
 
 func (a *azureRequests) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	a.n.Add(1)
+	var k string
+	n := 0
+	switch {
+	case r.URL.Query().Get("comp") == "batch":
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		for _, line := range strings.Split(string(body), "\n") {
+			// The blob's name is escaped in the path ("/" as %2F).
+			if strings.HasPrefix(line, "DELETE ") && strings.Contains(strings.ReplaceAll(line, "%2F", "/"), "/blobs/") {
+				n++
+			}
+		}
+		if n > 0 {
+			k = "batch of blobs"
+		}
+	case r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/blobs/"):
+		k = "DELETE blobs"
+	}
+	if k != "" {
+		a.mu.Lock()
+		if a.by == nil {
+			a.by = map[string]int{}
+		}
+		a.by[k]++
+		a.by["blob names"] += n
+		a.mu.Unlock()
+	}
 	a.proxy.ServeHTTP(w, r)
+}
+
+// proxyAzurite returns a's service through a counting proxy (shared-key
+// signatures do not cover the host).
+func proxyAzurite(t *testing.T, a *azurite.Server) (*azurite.Server, *azureRequests) {
+	t.Helper()
+	up, err := url.Parse(a.ServiceURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	up.Path = ""
+	reqs := &azureRequests{proxy: httputil.NewSingleHostReverseProxy(up)}
+	proxy := httptest.NewServer(reqs)
+	t.Cleanup(proxy.Close)
+	via := *a
+	via.ServiceURL = proxy.URL + "/" + azurite.AccountName
+	return &via, reqs
 }

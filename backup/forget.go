@@ -219,10 +219,12 @@ func ForgetLayout(ctx context.Context, l Layout, opts ForgetOptions) (*ForgetRes
 	return res, deleteBlobs(ctx, l, res.Prune.deleteBlobs, opts.Jobs)
 }
 
-// deleteBlobs deletes the blobs ds of the layout, jobs at a time: on S3 up
-// to 1,000 a DeleteObjects request (the driver's Delete lists the path
-// first, then deletes: two requests a blob); elsewhere one driver delete
-// (or unlink) a blob. A blob already gone is not an error.
+// deleteBlobs deletes the blobs ds of the layout, jobs requests at a time:
+// on object storage through gc.DeleteFiles (on S3 up to 1,000 a
+// DeleteObjects request, on Azure up to 256 a Blob Batch request, where
+// the drivers' Delete lists the path too; elsewhere one driver delete a
+// blob); in a local directory one unlink a blob. A blob already gone is
+// not an error.
 func deleteBlobs(ctx context.Context, l Layout, ds []v1.Hash, jobs int) error {
 	if jobs <= 0 {
 		jobs = client.DefaultJobs
@@ -232,12 +234,10 @@ func deleteBlobs(ctx context.Context, l Layout, ds []v1.Hash, jobs int) error {
 		for i, d := range ds {
 			paths[i] = l.Blob(d)
 		}
-		if ok, err := gc.S3DeleteFiles(ctx, l.driver, paths, jobs); ok {
-			if err != nil {
-				return fmt.Errorf("deleting %d blobs: %w", len(ds), err)
-			}
-			return nil
+		if err := gc.DeleteFiles(ctx, l.driver, paths, jobs); err != nil {
+			return fmt.Errorf("deleting %d blobs: %w", len(ds), err)
 		}
+		return nil
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(jobs)

@@ -18,17 +18,13 @@ import (
 	"github.com/regkeeper/regkeeper/gc"
 )
 
-// The limits of S3's copies: one CopyObject copies up to 5 GiB; larger
-// objects are copied in parts (UploadPartCopy) of s3PartSize, at most
-// 10,000 of them. Variables so that a test can make a small blob "large"
-// (MinIO takes parts of 5 MiB and more, but for the last).
+// The limits of S3's copies (gc.S3Place.Copy: one CopyObject up to 5 GiB,
+// parts of 512 MiB above). Variables so that a test can make a small blob
+// "large" (MinIO takes parts of 5 MiB and more, but for the last).
 var (
-	s3CopyMax  int64 = 5 << 30
-	s3PartSize int64 = 512 << 20
+	s3CopyMax  = gc.S3CopyMax
+	s3PartSize = gc.S3PartSize
 )
-
-// s3MaxParts is the most parts one multipart upload has.
-const s3MaxParts = 10000
 
 // storeCopier copies a blob from the registry's storage to the backup's
 // inside the store. ok is false when it cannot (the blob is not in the
@@ -53,9 +49,9 @@ func newStoreCopier(source storagedriver.StorageDriver, l Layout) (storeCopier, 
 		}
 		return &s3Copier{src: src, dst: dst}, ""
 	}
-	if src, dst := azurePlaceOf(source), azurePlaceOf(l.driver); src != nil && dst != nil {
-		if src.Account != dst.Account {
-			return nil, fmt.Sprintf("the registry's storage (%s) and the backup (%s) are not in one Azure storage account", src.Account, dst.Account)
+	if src, dst := gc.AzurePlaceOf(source), gc.AzurePlaceOf(l.driver); src != nil && dst != nil {
+		if src.Account() == "" || src.Account() != dst.Account() {
+			return nil, fmt.Sprintf("the registry's storage (%s) and the backup (%s) are not in one Azure storage account", src.Account(), dst.Account())
 		}
 		return &azureCopier{src: src, dst: dst}, ""
 	}
@@ -86,18 +82,12 @@ func (c *s3Copier) copy(ctx context.Context, d v1.Hash, size int64, dst string) 
 	if err != nil || aws.Int64Value(head.ContentLength) != size {
 		return false, nil
 	}
-	if size > s3CopyMax {
-		if err := c.multipartCopy(ctx, srcKey, aws.StringValue(head.ETag), size, c.dst.Key(dst)); err != nil {
-			return false, fmt.Errorf("copying blob %s in the store in parts: %w", d, err)
-		}
-		return true, nil
-	}
-	_, err = c.dst.Client.CopyObjectWithContext(ctx, &s3.CopyObjectInput{
-		Bucket:     aws.String(c.dst.Bucket),
-		Key:        aws.String(c.dst.Key(dst)),
-		CopySource: aws.String(c.src.Bucket + "/" + srcKey),
-		// Only the object just checked: a blob replaced meanwhile is pulled.
-		CopySourceIfMatch: head.ETag,
+	err = c.dst.Copy(ctx, srcKey, c.dst.Key(dst), size, gc.S3CopyOptions{
+		SourceBucket: c.src.Bucket,
+		// Only the object just checked: a blob replaced meanwhile fails
+		// the copy (every part of a copy in parts is conditioned too).
+		IfMatch: aws.StringValue(head.ETag),
+		CopyMax: s3CopyMax, PartSize: s3PartSize,
 	})
 	if err != nil {
 		return false, fmt.Errorf("copying blob %s in the store: %w", d, err)
@@ -105,55 +95,9 @@ func (c *s3Copier) copy(ctx context.Context, d v1.Hash, size int64, dst string) 
 	return true, nil
 }
 
-// multipartCopy copies srcKey (of the given size and ETag) to dstKey in
-// parts: CreateMultipartUpload, one UploadPartCopy per range, then
-// CompleteMultipartUpload, which makes the object visible whole. On any
-// error the upload is aborted (nothing visible, nothing billed).
-func (c *s3Copier) multipartCopy(ctx context.Context, srcKey, etag string, size int64, dstKey string) (err error) {
-	part := s3PartSize
-	if n := (size + part - 1) / part; n > s3MaxParts {
-		part = (size + s3MaxParts - 1) / s3MaxParts
-	}
-	up, err := c.dst.Client.CreateMultipartUploadWithContext(ctx, &s3.CreateMultipartUploadInput{
-		Bucket: aws.String(c.dst.Bucket), Key: aws.String(dstKey)})
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			_, _ = c.dst.Client.AbortMultipartUploadWithContext(bg, &s3.AbortMultipartUploadInput{
-				Bucket: aws.String(c.dst.Bucket), Key: aws.String(dstKey), UploadId: up.UploadId})
-		}
-	}()
-	var parts []*s3.CompletedPart
-	for off, n := int64(0), int64(1); off < size; off, n = off+part, n+1 {
-		end := min(off+part, size) - 1
-		res, err := c.dst.Client.UploadPartCopyWithContext(ctx, &s3.UploadPartCopyInput{
-			Bucket:            aws.String(c.dst.Bucket),
-			Key:               aws.String(dstKey),
-			UploadId:          up.UploadId,
-			PartNumber:        aws.Int64(n),
-			CopySource:        aws.String(c.src.Bucket + "/" + srcKey),
-			CopySourceRange:   aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
-			CopySourceIfMatch: aws.String(etag),
-		})
-		if err != nil {
-			return fmt.Errorf("part %d (bytes %d-%d): %w", n, off, end, err)
-		}
-		if res.CopyPartResult == nil {
-			return fmt.Errorf("part %d (bytes %d-%d): no ETag in the answer", n, off, end)
-		}
-		parts = append(parts, &s3.CompletedPart{ETag: res.CopyPartResult.ETag, PartNumber: aws.Int64(n)})
-	}
-	_, err = c.dst.Client.CompleteMultipartUploadWithContext(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket: aws.String(c.dst.Bucket), Key: aws.String(dstKey), UploadId: up.UploadId,
-		MultipartUpload: &s3.CompletedMultipartUpload{Parts: parts}})
-	return err
-}
-
 // azureCopier copies between containers of one Azure storage account.
 type azureCopier struct {
-	src, dst *azurePlace
+	src, dst *gc.AzurePlace
 }
 
 // azureCopyPoll bounds the wait between two looks at a pending copy.
@@ -170,12 +114,12 @@ func (c *azureCopier) copy(ctx context.Context, d v1.Hash, size int64, dst strin
 	if len(d.Hex) < 2 {
 		return false, nil
 	}
-	src := c.src.Container.NewBlobClient(c.src.name(registryBlobPath(d)))
+	src := c.src.Client.NewBlobClient(c.src.Name(registryBlobPath(d)))
 	props, err := src.GetProperties(ctx, nil)
 	if err != nil || props.ContentLength == nil || *props.ContentLength != size {
 		return false, nil
 	}
-	to := c.dst.Container.NewBlobClient(c.dst.name(dst))
+	to := c.dst.Client.NewBlobClient(c.dst.Name(dst))
 	res, err := to.StartCopyFromURL(ctx, src.URL(), &blob.StartCopyFromURLOptions{
 		SourceModifiedAccessConditions: &blob.SourceModifiedAccessConditions{SourceIfMatch: props.ETag}})
 	if bloberror.HasCode(err, bloberror.SourceConditionNotMet, bloberror.BlobNotFound) {

@@ -10,26 +10,30 @@ import (
 	"reflect"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	azuredriver "github.com/distribution/distribution/v3/registry/storage/driver/azure"
 )
 
-// azurePlace is an azure driver's own container client (its credentials,
-// service URL and container) and root directory.
-type azurePlace struct {
-	client *container.Client
-	root   string
+// AzurePlace is an azure driver's own container client (its credentials,
+// service URL and container) and root directory: what gc's listings, batch
+// deletes and copies and backup's store-side copies send their requests
+// through, for the requests the driver's interface has no call for.
+type AzurePlace struct {
+	Client *container.Client
+	Root   string
 }
 
-// azurePlaceOf reaches into an azure driver (or gc's azureDriver around
-// one) for its container client and root directory; nil for any other
-// driver, or when the driver is not of the shape this build knows (then
-// the driver's own calls are used). The driver keeps both in unexported
+// AzurePlaceOf reaches into an azure driver (distribution v3.1.2: Driver →
+// base.Base.StorageDriver → *driver{client, rootDirectory}, or gc's
+// azureDriver around one) for its container client and root directory;
+// nil for any other driver, or when the driver is not of the shape this
+// build knows (then the driver's own calls are used). The driver keeps both in unexported
 // fields of its unexported driver type behind base.Base: they are read by
 // reflection, checking each field's type before taking it.
-func azurePlaceOf(d storagedriver.StorageDriver) *azurePlace {
+func AzurePlaceOf(d storagedriver.StorageDriver) *AzurePlace {
 	if w, ok := d.(*azureDriver); ok {
 		return w.p
 	}
@@ -48,30 +52,41 @@ func azurePlaceOf(d storagedriver.StorageDriver) *azurePlace {
 		!r.IsValid() || r.Kind() != reflect.String {
 		return nil
 	}
-	return &azurePlace{client: (*container.Client)(c.UnsafePointer()), root: r.String()}
+	return &AzurePlace{Client: (*container.Client)(c.UnsafePointer()), Root: r.String()}
 }
 
-// name is a driver path's blob name, as the driver makes it.
-func (p *azurePlace) name(path string) string {
-	return strings.TrimLeft(strings.TrimRight(p.root, "/")+path, "/")
+// Name is a driver path's blob name, as the driver makes it.
+func (p *AzurePlace) Name(path string) string {
+	return strings.TrimLeft(strings.TrimRight(p.Root, "/")+path, "/")
+}
+
+// Account is the scheme, host and account name of the service URL: two
+// places with the same Account are in one storage account. "" when the
+// URL cannot be read.
+func (p *AzurePlace) Account() string {
+	parts, err := azblob.ParseURL(p.Client.URL())
+	if err != nil {
+		return ""
+	}
+	return parts.Scheme + "://" + parts.Host + "/" + parts.IPEndpointStyleInfo.AccountName
 }
 
 // prefix is the blob name prefix of every driver path ("" without a root
 // directory, "root/" with one).
-func (p *azurePlace) prefix() string { return p.name("/") }
+func (p *AzurePlace) prefix() string { return p.Name("/") }
 
 // path is a blob name's driver path.
-func (p *azurePlace) path(name string) string {
+func (p *AzurePlace) path(name string) string {
 	return "/" + strings.TrimPrefix(name, p.prefix())
 }
 
 // dirPrefix is the blob name prefix of everything under the driver
 // directory dir.
-func (p *azurePlace) dirPrefix(dir string) string {
+func (p *AzurePlace) dirPrefix(dir string) string {
 	if dir == "/" || dir == "" {
 		return p.prefix()
 	}
-	return p.name(strings.TrimSuffix(dir, "/")) + "/"
+	return p.Name(strings.TrimSuffix(dir, "/")) + "/"
 }
 
 // azureIs404 is the driver's test for a missing blob (is404).
@@ -90,7 +105,7 @@ func azureIs404(err error) bool {
 // is, and a List one listing with a delimiter.
 type azureDriver struct {
 	storagedriver.StorageDriver
-	p *azurePlace
+	p *AzurePlace
 }
 
 // wrapAzure returns d with gc's Walk and List if it is an azure driver
@@ -99,7 +114,7 @@ func wrapAzure(d storagedriver.StorageDriver) storagedriver.StorageDriver {
 	if _, ok := d.(*azureDriver); ok {
 		return d
 	}
-	if p := azurePlaceOf(d); p != nil {
+	if p := AzurePlaceOf(d); p != nil {
 		return &azureDriver{StorageDriver: d, p: p}
 	}
 	return d
@@ -109,7 +124,7 @@ func wrapAzure(d storagedriver.StorageDriver) storagedriver.StorageDriver {
 func (d *azureDriver) List(ctx context.Context, dir string) ([]string, error) {
 	prefix := d.p.dirPrefix(dir)
 	var out []string
-	pager := d.p.client.NewListBlobsHierarchyPager("/", &container.ListBlobsHierarchyOptions{Prefix: &prefix})
+	pager := d.p.Client.NewListBlobsHierarchyPager("/", &container.ListBlobsHierarchyOptions{Prefix: &prefix})
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
@@ -150,7 +165,7 @@ func (d *azureDriver) Walk(ctx context.Context, from string, f storagedriver.Wal
 		skip  string   // a directory skipped (its path + "/")
 		found bool
 	)
-	pager := d.p.client.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &prefix})
+	pager := d.p.Client.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &prefix})
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {

@@ -14,11 +14,11 @@ import (
 // account, or else is polled) and, into the quarantine, deletes of the
 // sources 256 a Blob Batch request: a copy and 1/256 of a batch per blob,
 // where the driver's Move sends a copy and a delete.
-type azureMover struct{ p *azurePlace }
+type azureMover struct{ p *AzurePlace }
 
 func init() {
 	storeMovers = append(storeMovers, func(d storagedriver.StorageDriver, opts Options) storeMover {
-		if p := azurePlaceOf(d); p != nil {
+		if p := AzurePlaceOf(d); p != nil {
 			return &azureMover{p: p}
 		}
 		return nil
@@ -76,12 +76,12 @@ func (m *azureMover) put(ctx context.Context, blobs []BlobDeletion, workers int,
 	return nil, err
 }
 
-// move moves one blob: a copy, then a delete of the source.
-func (m *azureMover) move(ctx context.Context, from, to string) error {
+// move moves one blob: a copy (of any size), then a delete of the source.
+func (m *azureMover) move(ctx context.Context, from, to string, _ int64) error {
 	if err := m.copy(ctx, from, to); err != nil {
 		return err
 	}
-	if _, err := m.p.client.NewBlobClient(m.p.name(from)).Delete(ctx, nil); err != nil && !azureIs404(err) {
+	if _, err := m.p.Client.NewBlobClient(m.p.Name(from)).Delete(ctx, nil); err != nil && !azureIs404(err) {
 		return fmt.Errorf("deleting %s: %w", from, err)
 	}
 	return nil
@@ -91,8 +91,8 @@ func (m *azureMover) move(ctx context.Context, from, to string) error {
 // account, waiting until the copy is complete. A missing source is a
 // PathNotFoundError.
 func (m *azureMover) copy(ctx context.Context, from, to string) error {
-	src := m.p.client.NewBlobClient(m.p.name(from)).URL()
-	dst := m.p.client.NewBlobClient(m.p.name(to))
+	src := m.p.Client.NewBlobClient(m.p.Name(from)).URL()
+	dst := m.p.Client.NewBlobClient(m.p.Name(to))
 	resp, err := dst.StartCopyFromURL(ctx, src, nil)
 	if err != nil {
 		if azureIs404(err) {

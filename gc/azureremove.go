@@ -16,14 +16,14 @@ const azureBatchMax = 256
 // after the failed delete; gc knows the one blob under each path it
 // deletes.
 type azureRemover struct {
-	p    *azurePlace
+	p    *AzurePlace
 	jobs int
 	hook func(path string) error
 }
 
 func init() {
 	storeRemovers = append(storeRemovers, func(d storagedriver.StorageDriver, opts Options) remover {
-		if p := azurePlaceOf(d); p != nil {
+		if p := AzurePlaceOf(d); p != nil {
 			return &azureRemover{p: p, jobs: opts.Jobs, hook: opts.beforeDelete}
 		}
 		return nil
@@ -39,7 +39,7 @@ func (r *azureRemover) remove(ctx context.Context, paths []string) error {
 // hook (if not nil) is called with each path before its batch is sent; when
 // it fails, the paths of the batch before it are deleted, as if the run
 // stopped right there, and its error is returned.
-func (p *azurePlace) deleteBatches(ctx context.Context, files []string, jobs int, hook func(string) error) error {
+func (p *AzurePlace) deleteBatches(ctx context.Context, files []string, jobs int, hook func(string) error) error {
 	n := (len(files) + azureBatchMax - 1) / azureBatchMax
 	return forEach(ctx, jobs, n, func(i int) error {
 		chunk := files[i*azureBatchMax : min((i+1)*azureBatchMax, len(files))]
@@ -60,20 +60,20 @@ func (p *azurePlace) deleteBatches(ctx context.Context, files []string, jobs int
 }
 
 // deleteBatch deletes up to 256 blobs in one request.
-func (p *azurePlace) deleteBatch(ctx context.Context, files []string) error {
+func (p *AzurePlace) deleteBatch(ctx context.Context, files []string) error {
 	if len(files) == 0 {
 		return nil
 	}
-	bb, err := p.client.NewBatchBuilder()
+	bb, err := p.Client.NewBatchBuilder()
 	if err != nil {
 		return fmt.Errorf("deleting %d blobs: %w", len(files), err)
 	}
 	for _, f := range files {
-		if err := bb.Delete(p.name(f), nil); err != nil {
+		if err := bb.Delete(p.Name(f), nil); err != nil {
 			return fmt.Errorf("deleting %s: %w", f, err)
 		}
 	}
-	resp, err := p.client.SubmitBatch(ctx, bb, nil)
+	resp, err := p.Client.SubmitBatch(ctx, bb, nil)
 	if err != nil {
 		return fmt.Errorf("deleting %d blobs: %w", len(files), err)
 	}

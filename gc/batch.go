@@ -58,14 +58,16 @@ func (b *s3Batch) deleteFiles(ctx context.Context, files []string, jobs int) err
 	})
 }
 
-// S3DeleteFiles deletes the objects at the driver paths files (files, not
-// directories) of an s3-aws driver, up to 1,000 per DeleteObjects request,
-// jobs requests at a time; backup's prune uses it. ok is false, and
-// nothing is done, for any other driver.
-func S3DeleteFiles(ctx context.Context, d storagedriver.StorageDriver, files []string, jobs int) (ok bool, err error) {
-	b := newS3Batch(d)
-	if b == nil {
-		return false, nil
+// DeleteFiles deletes the files at the driver paths files of d (files,
+// not directories) in the fewest requests the store takes, jobs requests
+// at a time: on S3 up to 1,000 keys a DeleteObjects, on Azure up to 256
+// blobs a Blob Batch, through the driver's own client; on any other
+// storage (or a driver whose client cannot be reached) one Delete of the
+// driver a file. A file already gone is not an error; no directory is
+// removed. Backup's prune uses it.
+func DeleteFiles(ctx context.Context, d storagedriver.StorageDriver, files []string, jobs int) error {
+	if r := newStoreRemover(d, Options{Jobs: jobs}); r != nil {
+		return r.remove(ctx, files)
 	}
-	return true, b.deleteFiles(ctx, files, jobs)
+	return (&driverRemover{d: d, jobs: jobs}).remove(ctx, files)
 }

@@ -224,7 +224,7 @@ func (q *quarantine) holds(dg digest.Digest) bool {
 // blob is now present in blobs/ (false: gc never held it).
 func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bool, err error) {
 	q.mu.Lock()
-	_, held := q.held[dg]
+	size, held := q.held[dg]
 	done := q.restored[dg] || q.redundant[dg]
 	q.mu.Unlock()
 	if !held || done {
@@ -239,11 +239,11 @@ func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bo
 	} else if !isNotFound(err) {
 		return false, fmt.Errorf("restoring %s: %w", dg, err)
 	}
-	move := q.d.Move
+	move := func(ctx context.Context, from, to string, _ int64) error { return q.d.Move(ctx, from, to) }
 	if sm := newStoreMover(q.d, q.opts); sm != nil {
 		move = sm.move
 	}
-	if err := move(ctx, pathFor(quarantineDataSpec{dg}), to); err != nil {
+	if err := move(ctx, pathFor(quarantineDataSpec{dg}), to, size); err != nil {
 		if isNotFound(err) {
 			return false, nil
 		}

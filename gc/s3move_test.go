@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go/service/s3"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
@@ -275,7 +277,7 @@ func TestS3MoverMove(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := countS3Requests(t, d)
-	if err := sm.move(ctx, from, to); err != nil {
+	if err := sm.move(ctx, from, to, 0); err != nil {
 		t.Fatal(err)
 	}
 	by, _ := c.take()
@@ -288,7 +290,114 @@ func TestS3MoverMove(t *testing.T) {
 	if _, err := d.Stat(ctx, from); !isNotFound(err) {
 		t.Errorf("source after the move: %v", err)
 	}
-	if err := sm.move(ctx, from, to); !isNotFound(err) {
+	if err := sm.move(ctx, from, to, 0); !isNotFound(err) {
 		t.Errorf("moving a source that is gone: %v, want not found", err)
+	}
+}
+
+// A blob larger than one CopyObject copies goes into the quarantine and
+// back in parts, by the mover itself (not the driver's Move): with the
+// limit lowered to 1 MiB and parts of 5 MiB (MinIO's least), a 12 MiB
+// layer is copied in three UploadPartCopy requests each way, after one
+// HeadObject for the ETag every part is conditioned on. The image cannot
+// be pulled while its layer is quarantined; after the restore it pulls
+// whole and the layer's bytes hash to its digest.
+func TestS3MoverInParts(t *testing.T) {
+	maxWas, partWas := s3CopyMax, s3PartSize
+	s3CopyMax, s3PartSize = 1<<20, 5<<20
+	t.Cleanup(func() { s3CopyMax, s3PartSize = maxWas, partWas })
+	const bucket = "parts"
+	m := startMinIO(t, bucket)
+	srv := regtest.Registry(t, embedded.Options{Storage: m.StorageYAML(bucket)})
+	ctx := context.Background()
+	img, err := random.Image(12<<20, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := regtest.Ref(t, srv, "big/app:1")
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ld, err := layers[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	size, err := layers[0].Size()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if size <= s3PartSize {
+		t.Fatalf("layer of %d bytes: not larger than one part", size)
+	}
+	dg := digest.Digest(ld.String())
+
+	d, err := Open(ctx, srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sm, ok := newStoreMover(d, noGrace()).(*s3Mover)
+	if !ok {
+		t.Fatal("no S3 mover")
+	}
+	c := countS3Requests(t, d)
+	inParts := map[string]int{"HeadObject": 1, "CreateMultipartUpload": 1, "UploadPartCopy": 3, "CompleteMultipartUpload": 1, "DeleteObjects": 1}
+
+	var held []BlobDeletion
+	rest, err := sm.put(ctx, []BlobDeletion{{Digest: dg, Size: size}}, 4, nil, func(b BlobDeletion) { held = append(held, b) })
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("put: %d left to the driver, %v", len(rest), err)
+	}
+	by, _ := c.take()
+	if diff := cmp.Diff(inParts, by); diff != "" {
+		t.Errorf("requests of the quarantine (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]BlobDeletion{{Digest: dg, Size: size}}, held); diff != "" {
+		t.Errorf("held (-want +got):\n%s", diff)
+	}
+	if _, err := d.Stat(ctx, pathFor(blobDataSpec{dg})); !isNotFound(err) {
+		t.Errorf("the blob in blobs/ after the quarantine: %v", err)
+	}
+	q := pathFor(quarantineDataSpec{dg})
+	fi, err := d.Stat(ctx, q)
+	if err != nil || fi.Size() != size {
+		t.Fatalf("quarantined copy: %v, %v", fi, err)
+	}
+	head, err := m.S3.HeadObjectWithContext(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(sm.Key(q))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if etag := strings.Trim(aws.StringValue(head.ETag), `"`); !strings.HasSuffix(etag, "-3") {
+		t.Errorf("quarantined copy's ETag %s: not an object of three parts", etag)
+	}
+	if err := regtest.Pull(ctx, ref); err == nil {
+		t.Error("the image pulls with its layer in the quarantine")
+	}
+
+	c.take() // the test's own Stats
+	if err := sm.move(ctx, q, pathFor(blobDataSpec{dg}), size); err != nil {
+		t.Fatal(err)
+	}
+	by, _ = c.take()
+	if diff := cmp.Diff(inParts, by); diff != "" {
+		t.Errorf("requests of the restore (-want +got):\n%s", diff)
+	}
+	if _, err := d.Stat(ctx, q); !isNotFound(err) {
+		t.Errorf("the quarantined copy after the restore: %v", err)
+	}
+	r, err := d.Reader(ctx, pathFor(blobDataSpec{dg}), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	got, err := digest.SHA256.FromReader(r)
+	if err != nil || got != dg {
+		t.Errorf("restored blob hashes to %s (%v), want %s", got, err, dg)
+	}
+	if err := regtest.Pull(ctx, ref); err != nil {
+		t.Errorf("pulling the image after the restore: %v", err)
 	}
 }

@@ -29,9 +29,10 @@ type storeMover interface {
 	// (none when it took all).
 	put(ctx context.Context, blobs []BlobDeletion, workers int, hook func(path string) error, held func(BlobDeletion)) (rest []BlobDeletion, err error)
 	// move moves one object from one driver path to another inside the
-	// store (restoring a blob). A source that does not exist is an error
-	// for which isNotFound is true.
-	move(ctx context.Context, from, to string) error
+	// store (restoring a blob); size is the object's as gc knows it (0
+	// when it does not). A source that does not exist is an error for
+	// which isNotFound is true.
+	move(ctx context.Context, from, to string, size int64) error
 }
 
 // storeMovers build a store's mover for a driver, or nil.
