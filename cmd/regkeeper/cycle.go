@@ -35,6 +35,7 @@ func newCycleCmd(g *globalOptions) *cobra.Command {
 		mf                metricsFlag
 		pf                problemsFlag
 		config, root, dir string
+		targetConfig      string
 		reportFile        string
 		lockFile          string
 		checkOnly         bool
@@ -99,8 +100,11 @@ nothing done.`,
 			if (config == "") == (root == "") {
 				return usageError("give exactly one of --config or --root")
 			}
-			if dir == "" {
-				return usageError("--backup DIR is required: gc runs only after a verified backup")
+			switch {
+			case dir == "" && targetConfig == "":
+				return usageError("--backup DIR (or --target-config FILE) is required: gc runs only after a verified backup")
+			case dir != "" && targetConfig != "":
+				return usageError("give --backup or --target-config, not both")
 			}
 			if err := checkGCOptions(gcOpts); err != nil {
 				return err
@@ -112,6 +116,13 @@ nothing done.`,
 			}
 			ctx := cmd.Context()
 			log := ao.Inventory.Logger
+			if targetConfig != "" {
+				dir = targetConfig
+			}
+			target, err := openTarget(cmd, dir, targetConfig)
+			if err != nil {
+				return err
+			}
 			drv, err := openStorage(cmd, config, root)
 			if err == nil {
 				err = readGCSettings(config, &gcOpts)
@@ -138,7 +149,7 @@ nothing done.`,
 				outputs = append(outputs, cycle.Output{Name: "report", Path: reportFile})
 			}
 			copts := cycle.Options{
-				Host: argv[0], Storage: drv, BackupDir: dir, LockFile: lockFile,
+				Host: argv[0], Storage: drv, Target: target, LockFile: lockFile,
 				Inventory: ao.Inventory, Policy: ao.Policy,
 				Backup: bopts, GC: gcOpts, Logger: log, Retain: ropts,
 				Outputs: outputs, RestartCommand: restart,
@@ -196,11 +207,12 @@ nothing done.`,
 	f := cmd.Flags()
 	f.StringVar(&config, "config", "", "the registry's configuration file (its storage section is used by gc)")
 	f.StringVar(&root, "root", "", "or a filesystem storage root")
-	f.StringVar(&dir, "backup", "", "the OCI layout to back up into (required)")
+	f.StringVar(&dir, "backup", "", "the OCI layout to back up into: a directory or s3://BUCKET/PREFIX[?region=R&endpoint=URL], as backup takes (this or --target-config is required)")
+	f.StringVar(&targetConfig, "target-config", "", "back up into the storage of this YAML file's storage: section (as in the registry's config: s3, azure, gcs, filesystem), in place of --backup")
 	f.StringVar(&reportFile, "report", "", "write the HTML report here (atomically)")
 	f.BoolVar(&checkOnly, "check", false, "only check, before any work, what the cycle needs (registry, credentials, storage, gc mode, writable paths): one line per check, exit 6 if one fails")
 	f.StringVar(&restartCommand, "restart-command", "", "restart the registry with this command (split on spaces, no shell) right after gc deleted anything: what an in-memory blob-descriptor cache needs")
-	f.StringVar(&lockFile, "lock-file", "", "the lock that keeps two cycles from overlapping (default DIR/.regkeeper/cycle.lock, inside --backup)")
+	f.StringVar(&lockFile, "lock-file", "", "the lock that keeps two cycles from overlapping (default DIR/.regkeeper/cycle.lock inside a local --backup; for object storage $TMPDIR/regkeeper-cycle-<hash of the target>.lock); the retain journal of an object-storage backup goes next to it")
 	f.BoolVar(&bopts.KeepHistory, "keep-history", false, "backup: keep the previous digest of a moved tag as repo:tag@<date>")
 	f.BoolVar(&bopts.Referrers, "referrers", bopts.Referrers, "backup: also back up referrers listed by the referrers API")
 	registerGCFlags(f, &gcOpts)
