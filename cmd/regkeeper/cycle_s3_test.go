@@ -113,6 +113,30 @@ func TestCycleS3Backup(t *testing.T) {
 		t.Errorf("the cycle wrote in the working directory: %v", ents)
 	}
 
+	// --target-config in place of --backup: the same checks, the lock
+	// named after that target; both at once, or neither, a usage error.
+	cfg := filepath.Join(t.TempDir(), "target.yml")
+	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(m.StorageYAML(bucket), "\n", "\n  ") + "  rootdirectory: /by-config\n"
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	byConfig := append(append([]string{}, base[:5]...), "--target-config", cfg, "--check")
+	code, out, stderr = runCLI(t, byConfig...)
+	if l := checkLines(out)["backup"]; code != 0 || !strings.Contains(l, " ok ") || !strings.Contains(l, "s3aws") {
+		t.Errorf("--check --target-config: exit %d, backup %q:\n%s\n%s", code, l, out, stderr)
+	}
+	if l := checkLines(out)["lock-file"]; !strings.Contains(l, tmp) || strings.Contains(l, lock) {
+		t.Errorf("--target-config lock-file: %q, want in %s and not %s's", l, tmp, lock)
+	}
+	for _, argv := range [][]string{
+		append(append([]string{}, byConfig...), "--backup", url),
+		base[:5],
+	} {
+		if code, _, _ := runCLI(t, argv...); code != exitUsage {
+			t.Errorf("%s: exit %d, want %d", strings.Join(argv, " "), code, exitUsage)
+		}
+	}
+
 	// No credentials at all: the backup check fails with what to give.
 	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"} {
 		t.Setenv(k, "")
