@@ -137,6 +137,13 @@ func TestCycleS3Backup(t *testing.T) {
 		}
 	}
 
+	// A bucket that does not exist fails the check, said plainly.
+	noBucket := append(append([]string{}, base[:5]...), "--backup", "s3://no-such-bucket/reg?endpoint="+m.Endpoint, "--check")
+	code, out, _ = runCLI(t, noBucket...)
+	if l := checkLines(out)["backup"]; code != exitCheckFailed || !strings.Contains(l, "FAIL") || !strings.Contains(l, "bucket does not exist") {
+		t.Errorf("--check with a missing bucket: exit %d, want %d, backup: %q", code, exitCheckFailed, l)
+	}
+
 	// No credentials at all: the backup check fails with what to give.
 	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"} {
 		t.Setenv(k, "")
