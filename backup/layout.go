@@ -147,6 +147,9 @@ func (l Layout) checkLayoutFile() error {
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("%w: %s has no oci-layout file", ErrNotLayout, l)
 	}
+	if err != nil && l.driver != nil {
+		return fmt.Errorf("reading %s in %s: %w", l.LayoutFile(), l, err)
+	}
 	if err != nil {
 		return fmt.Errorf("reading %s: %w", l.LayoutFile(), err)
 	}

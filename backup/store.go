@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go/aws/awserr"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -29,7 +30,9 @@ import (
 // driver's rootdirectory); an s3://BUCKET[/PREFIX][?region=R&endpoint=URL]
 // target, S3 through the registry's s3-aws driver (credentials from the
 // environment, ~/.aws or the instance role: never in the URL); anything
-// else, a local directory.
+// else without a scheme, a local directory. Any other scheme (gs://,
+// azure://, http://, a mistyped s3:/) is ErrBadTarget, never a directory
+// named after it; so is an s3:// URL that does not parse.
 func OpenTarget(ctx context.Context, target, configFile string) (Layout, error) {
 	switch {
 	case configFile != "":
@@ -48,10 +51,37 @@ func OpenTarget(ctx context.Context, target, configFile string) (Layout, error) 
 			return Layout{}, fmt.Errorf("opening %s: %w", target, err)
 		}
 		return DriverLayout(d, target), nil
-	case strings.Contains(target, "://"):
-		return Layout{}, fmt.Errorf("backup target %s: only s3:// URLs are understood; use --target-config for other storage", target)
+	case hasScheme(target):
+		return Layout{}, fmt.Errorf("%w: %s: a local directory, s3://BUCKET/PREFIX[?region=R&endpoint=URL], or --target-config FILE for azure, gcs and every other storage", ErrBadTarget, redact(target))
 	}
 	return Layout{Root: target}, nil
+}
+
+// ErrBadTarget: a backup target that is neither a local directory nor an
+// s3:// URL this package understands (a usage error).
+var ErrBadTarget = errors.New("not a backup target")
+
+// hasScheme tells whether target starts like a URL (scheme:/ or
+// scheme://), which a local directory is taken not to.
+func hasScheme(target string) bool {
+	i := strings.Index(target, ":/")
+	if i <= 0 {
+		return false
+	}
+	for _, c := range target[:i] {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// redact is target without the password of a URL's user part.
+func redact(target string) string {
+	if u, err := url.Parse(target); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return target
 }
 
 // DriverLayout is the layout at the root of a storage driver, named name in
@@ -65,13 +95,13 @@ func DriverLayout(d storagedriver.StorageDriver, name string) Layout {
 func s3Params(target string) (map[string]any, error) {
 	u, err := url.Parse(target)
 	if err != nil {
-		return nil, fmt.Errorf("parsing backup target %s: %w", target, err)
+		return nil, fmt.Errorf("%w: parsing %s: %w", ErrBadTarget, redact(target), err)
 	}
 	if u.Host == "" {
-		return nil, fmt.Errorf("backup target %s: no bucket (s3://BUCKET/PREFIX)", target)
+		return nil, fmt.Errorf("%w: %s has no bucket (s3://BUCKET/PREFIX)", ErrBadTarget, target)
 	}
 	if u.User != nil {
-		return nil, fmt.Errorf("backup target %s: credentials do not go on the command line (use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or --target-config)", u.Redacted())
+		return nil, fmt.Errorf("%w: %s: credentials do not go on the command line (use AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws/credentials or --target-config)", ErrBadTarget, u.Redacted())
 	}
 	q := u.Query()
 	p := map[string]any{"bucket": u.Host}
@@ -95,7 +125,7 @@ func s3Params(target string) (map[string]any, error) {
 		}
 		eu, err := url.Parse(ep)
 		if err != nil {
-			return nil, fmt.Errorf("backup target %s: endpoint: %w", target, err)
+			return nil, fmt.Errorf("%w: %s: endpoint: %w", ErrBadTarget, target, err)
 		}
 		secure = eu.Scheme != "http"
 		p["regionendpoint"] = ep
@@ -104,7 +134,7 @@ func s3Params(target string) (map[string]any, error) {
 	if s := q.Get("secure"); s != "" {
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			return nil, fmt.Errorf("backup target %s: secure=%q: %w", target, s, err)
+			return nil, fmt.Errorf("%w: %s: secure=%q: %w", ErrBadTarget, target, s, err)
 		}
 		secure = b
 	}
@@ -113,7 +143,7 @@ func s3Params(target string) (map[string]any, error) {
 		switch k {
 		case "region", "endpoint", "secure":
 		default:
-			return nil, fmt.Errorf("backup target %s: unknown parameter %q (region, endpoint, secure; anything else goes in --target-config)", u.Redacted(), k)
+			return nil, fmt.Errorf("%w: %s: unknown parameter %q (region, endpoint, secure; anything else goes in --target-config)", ErrBadTarget, u.Redacted(), k)
 		}
 	}
 	return p, nil
@@ -174,14 +204,51 @@ func (l Layout) context() context.Context {
 	return bg
 }
 
-// driverErr makes a driver's path-not-found an fs.ErrNotExist.
+// driverErr makes a driver's path-not-found an fs.ErrNotExist, and says
+// what a store's refusal means (DescribeStorageError).
 func driverErr(err error) error {
 	var nf storagedriver.PathNotFoundError
 	if errors.As(err, &nf) {
 		return fmt.Errorf("%w: %w", fs.ErrNotExist, err)
 	}
+	return DescribeStorageError(err)
+}
+
+// DescribeStorageError returns err with what to do when it is a store
+// refusing for want of credentials or of a bucket: the AWS SDK's own
+// "NoCredentialProviders: no valid providers in chain. Deprecated. ..."
+// says neither what is missing nor how to give it. Other errors are
+// returned as they are. Every driver call of a backup target goes through
+// it (driverErr), and the first call of every command reads the
+// oci-layout file, so backup, verify, restore, snapshots, forget and
+// cycle all say it.
+func DescribeStorageError(err error) error {
+	if err == nil {
+		return nil
+	}
+	code := ""
+	var ae awserr.Error
+	var de storagedriver.Error
+	switch {
+	case errors.As(err, &ae):
+		code = ae.Code()
+	case errors.As(err, &de) && errors.As(de.Detail, &ae):
+		code = ae.Code()
+	}
+	msg := err.Error()
+	switch {
+	case code == "NoCredentialProviders" || strings.Contains(msg, "NoCredentialProviders"):
+		return fmt.Errorf("%w were found (none in the environment, in ~/.aws/credentials, nor from an instance or pod role): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with ~/.aws/credentials), run with an instance or pod role (IRSA), or give --target-config FILE with accesskey and secretkey in its storage: s3 section", ErrNoCredentials)
+	case code == "NoSuchBucket" || strings.Contains(msg, "NoSuchBucket"):
+		return fmt.Errorf("the bucket does not exist (create it, or check the name and the endpoint): %w", err)
+	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || code == "AccessDenied":
+		return fmt.Errorf("the store refused the credentials (%s): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the role's permissions on the bucket: %w", code, err)
+	}
 	return err
 }
+
+// ErrNoCredentials: the backup target's store found no credentials.
+var ErrNoCredentials = errors.New("no AWS credentials")
 
 func (l Layout) readFile(p string) ([]byte, error) {
 	if l.driver == nil {
@@ -395,7 +462,7 @@ func (w driverWriter) Write(b []byte) (int, error) {
 // object atomically, else through a temporary file moved over it.
 func (l Layout) driverPut(p string, data []byte) error {
 	if l.atomicPut() {
-		return l.driver.PutContent(l.context(), p, data)
+		return DescribeStorageError(l.driver.PutContent(l.context(), p, data))
 	}
 	tmp := l.tempIndex()
 	if err := l.driver.PutContent(l.context(), tmp, data); err != nil {
@@ -419,12 +486,12 @@ func (l Layout) driverLock() (func(), error) {
 		h := strings.TrimSpace(string(b))
 		return nil, fmt.Errorf("%w: held by %s (%s in %s; delete it if that run is gone)", ErrLocked, h, p, l)
 	} else if !errors.Is(driverErr(err), fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading the lock %s: %w", p, err)
+		return nil, fmt.Errorf("reading the lock %s: %w", p, driverErr(err))
 	}
 	host, _ := os.Hostname()
 	me := []byte(fmt.Sprintf("regkeeper pid %d on %s since %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339Nano)))
 	if err := l.driver.PutContent(bg, p, me); err != nil {
-		return nil, &WriteError{Path: p, Err: err}
+		return nil, &WriteError{Path: p, Err: DescribeStorageError(err)}
 	}
 	if back, err := l.driver.GetContent(bg, p); err != nil || string(back) != string(me) {
 		return nil, fmt.Errorf("%w: lost the race for %s", ErrLocked, p)
@@ -452,6 +519,33 @@ func (l Layout) driverInit() error {
 	}
 	if err := l.driverPut(l.LayoutFile(), []byte(layoutFileContent)); err != nil {
 		return &WriteError{Path: l.LayoutFile(), Err: err}
+	}
+	return nil
+}
+
+// CheckWritable makes the layout (Init: an empty place becomes one, a
+// place with other things in it is refused) and writes and deletes a probe
+// in its .regkeeper/tmp, where a backup writes first: missing credentials,
+// a missing bucket or a read-only directory fail here, before any work.
+func (l Layout) CheckWritable(ctx context.Context) error {
+	l = l.withContext(ctx)
+	if err := l.Init(); err != nil {
+		return err
+	}
+	if l.driver == nil {
+		f, err := os.CreateTemp(l.TempDir(), ".regkeeper-check-*")
+		if err != nil {
+			return fmt.Errorf("%s is not writable: %w", l.TempDir(), err)
+		}
+		f.Close()
+		return os.Remove(f.Name())
+	}
+	p := path.Join(l.TempDir(), "check-"+randomSuffix())
+	if err := l.driver.PutContent(l.context(), p, []byte("regkeeper cycle --check\n")); err != nil {
+		return fmt.Errorf("writing %s in %s: %w", p, l, DescribeStorageError(err))
+	}
+	if err := l.driver.Delete(l.context(), p); err != nil {
+		return fmt.Errorf("deleting %s in %s: %w", p, l, DescribeStorageError(err))
 	}
 	return nil
 }

@@ -18,7 +18,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/regkeeper/regkeeper/backup"
 	"github.com/regkeeper/regkeeper/gc"
 	"github.com/regkeeper/regkeeper/internal/client"
 )
@@ -106,12 +105,39 @@ func RunChecks(ctx context.Context, opts Options) ([]Check, error) {
 			"give the command's full path, or install it where the cycle runs")
 	}
 
-	err = checkBackupDir(opts.BackupDir)
-	add("backup", err, opts.BackupDir+": an OCI layout (or empty), writable",
-		"give a directory the cycle's user can write (with systemd: in ReadWritePaths), empty or a regkeeper backup")
-	if opts.LockFile != "" {
-		add("lock-file", checkWritableDir(filepath.Dir(opts.LockFile)), filepath.Dir(opts.LockFile)+": writable",
-			"give --lock-file in a directory the cycle's user can write, or leave it out (the lock goes inside --backup)")
+	target := opts.layout()
+	err = target.CheckWritable(ctx)
+	if target.Driver() == nil {
+		add("backup", err, target.String()+": an OCI layout (or empty), writable",
+			"give a directory the cycle's user can write (with systemd: in ReadWritePaths), empty or a regkeeper backup")
+	} else {
+		add("backup", err, fmt.Sprintf("%s (%s): an OCI layout (or empty), a probe written and deleted in %s", target, target.Driver().Name(), target.TempDir()),
+			"give the store's credentials (for s3: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, ~/.aws/credentials, an instance or pod role, "+
+				"or --target-config with accesskey and secretkey) allowing list, read, write and delete under the prefix; "+
+				"the bucket must exist; the prefix must be empty or a regkeeper backup")
+	}
+	lockFile := opts.LockFile
+	if lockFile == "" {
+		lockFile = DefaultLockFile(target)
+	}
+	lockDir := filepath.Dir(lockFile)
+	switch {
+	case opts.LockFile != "" || target.Driver() != nil:
+		add("lock-file", checkWritableDir(lockDir), lockFile+": its directory is writable",
+			"give --lock-file in a directory the cycle's user can write")
+	case err == nil:
+		// inside the local backup, which the backup check made
+		add("lock-file", nil, lockFile+": inside the backup directory", "")
+	}
+	if opts.Retain != nil && opts.Retain.Journal == "" {
+		jdir := JournalDir(opts)
+		if target.Driver() == nil {
+			// the local backup's private directory: checked with it
+			add("retain-journal", nil, jdir+": the retain journal (retain-<time>.jsonl) goes here, inside the backup directory", "")
+		} else {
+			add("retain-journal", checkWritableDir(jdir), jdir+": the retain journal (retain-<time>.jsonl) goes here, next to the lock; keep it with --lock-file in a lasting directory",
+				"give --lock-file in a lasting directory the cycle's user can write: the journal goes next to it")
+		}
 	}
 	for _, o := range opts.Outputs {
 		dir := filepath.Dir(o.Path)
@@ -168,17 +194,6 @@ func gcMode(opts Options) string {
 		return "gc runs online; the registry is restarted right after gc (--restart-after)"
 	}
 	return "gc runs online: the registry has no blob-descriptor cache to clear"
-}
-
-// checkBackupDir makes the layout (or refuses a directory that is not one,
-// touching nothing, as the backup would) and writes a file where the
-// backup writes its temporary files.
-func checkBackupDir(dir string) error {
-	l := backup.Layout{Root: dir}
-	if err := l.Init(); err != nil {
-		return err
-	}
-	return checkWritableDir(l.TempDir())
 }
 
 // checkWritableDir creates and removes a file in dir.

@@ -6,6 +6,8 @@ package cycle
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -60,12 +62,18 @@ type Options struct {
 	Host string
 	// Storage is the registry's storage (gc.Open of its config file).
 	Storage storagedriver.StorageDriver
-	// BackupDir is the OCI layout the backup goes to.
+	// BackupDir is the local directory of the OCI layout the backup goes
+	// to, when Target is not set.
 	BackupDir string
+	// Target is the backup's layout as backup.OpenTarget opened it (a
+	// local directory, an s3:// URL, a --target-config storage); it wins
+	// over BackupDir. Its String names it in messages.
+	Target backup.Layout
 	// LockFile is the file the cycle holds (flock) while it runs; empty
-	// means BackupDir/.regkeeper/cycle.lock, inside the backup directory,
-	// which is the one place a cycle must be able to write anyway (a
-	// systemd unit's ReadWritePaths, a Kubernetes volume).
+	// means DefaultLockFile: inside a local backup directory, the one
+	// place a cycle must be able to write anyway (a systemd unit's
+	// ReadWritePaths, a Kubernetes volume); for a backup on object storage,
+	// in os.TempDir(), named after the target.
 	LockFile string
 	// Inventory says how to reach the registry; its filters select what is
 	// audited and backed up (gc always works on the whole storage).
@@ -75,7 +83,7 @@ type Options struct {
 	GC        gc.Options
 	// Retain, when set, runs retention after the backup verified and
 	// before gc, on Host with Storage; its Journal defaults to
-	// BackupDir/.regkeeper/retain-<time>.jsonl.
+	// JournalDir(opts)/retain-<time>.jsonl.
 	Retain *retain.Options
 	Logger *slog.Logger
 	// Now is the reference time for audit ages; zero means time.Now.
@@ -147,17 +155,20 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		res.Steps = append(res.Steps, Step{Name: name, Status: "skipped"})
 	}
 
+	target := opts.layout()
 	lockFile := opts.LockFile
-	if lockFile == "" {
+	if lockFile == "" && target.Driver() == nil {
 		// The lock lives in the layout's private directory: make the
 		// layout first (or refuse a directory that is not one, touching
 		// nothing), as the backup would.
-		if err := (backup.Layout{Root: opts.BackupDir}).Init(); err != nil {
+		if err := target.Init(); err != nil {
 			st := res.Step(StepBackup)
 			st.Status, st.Error = "failed", err.Error()
 			return res, fmt.Errorf("%w: %v", ErrBackupFailed, err)
 		}
-		lockFile = DefaultLockFile(opts.BackupDir)
+	}
+	if lockFile == "" {
+		lockFile = DefaultLockFile(target)
 	}
 	unlock, err := lock(lockFile)
 	if err != nil {
@@ -223,7 +234,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		bopts.Progress = opts.Inventory.Progress
 	}
 	if err := run(StepBackup, func() (string, error) {
-		b, err := backup.Run(ctx, opts.Host, opts.BackupDir, bopts)
+		b, err := backup.RunLayout(ctx, opts.Host, target, bopts)
 		res.Backup = b
 		if err != nil {
 			return "", err
@@ -239,7 +250,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 
 	// 4. Verify the backup.
 	if err := run(StepVerify, func() (string, error) {
-		v, err := backup.Verify(ctx, opts.BackupDir, backup.VerifyOptions{Jobs: opts.Inventory.Client.JobCount(), Progress: opts.Inventory.Progress})
+		v, err := backup.VerifyLayout(ctx, target, backup.VerifyOptions{Jobs: opts.Inventory.Client.JobCount(), Progress: opts.Inventory.Progress})
 		res.Verify = v
 		if err != nil {
 			return "", err
@@ -288,7 +299,7 @@ func runRetain(ctx context.Context, opts Options, res *Result, run func(string, 
 		ro.Logger = opts.Logger
 	}
 	if ro.Journal == "" {
-		ro.Journal = filepath.Join(opts.BackupDir, ".regkeeper", "retain-"+time.Now().UTC().Format("20060102T150405Z")+".jsonl")
+		ro.Journal = filepath.Join(JournalDir(opts), "retain-"+time.Now().UTC().Format("20060102T150405Z")+".jsonl")
 	}
 	err := run(StepRetain, func() (string, error) {
 		r, err := retain.Run(ctx, opts.Host, ro)
@@ -370,10 +381,43 @@ func mergeProblems(ps, more []walk.Problem) []walk.Problem {
 	return ps
 }
 
-// DefaultLockFile is where a cycle on backupDir holds its lock:
-// backupDir/.regkeeper/cycle.lock, beside the backup's own lock.
-func DefaultLockFile(backupDir string) string {
-	return filepath.Join(backup.Layout{Root: backupDir}.PrivateDir(), "cycle.lock")
+// layout is the backup's layout: Target, or the directory BackupDir.
+func (opts Options) layout() backup.Layout {
+	if opts.Target.Root != "" {
+		return opts.Target
+	}
+	return backup.Layout{Root: opts.BackupDir}
+}
+
+// DefaultLockFile is where a cycle backing up into l holds its lock when
+// no lock file is given: for a local directory, DIR/.regkeeper/cycle.lock,
+// beside the backup's own lock; for object storage (an flock needs a local
+// file), os.TempDir()/regkeeper-cycle-<hash of the target's name>.lock, so
+// that every cycle on this machine backing up to one target takes the same
+// lock. (Cycles on other machines are kept out of the backup by its own
+// lock object, .regkeeper/lock in the target.)
+func DefaultLockFile(l backup.Layout) string {
+	if l.Driver() == nil {
+		return filepath.Join(l.PrivateDir(), "cycle.lock")
+	}
+	sum := sha256.Sum256([]byte(l.String()))
+	return filepath.Join(os.TempDir(), "regkeeper-cycle-"+hex.EncodeToString(sum[:6])+".lock")
+}
+
+// JournalDir is the directory of the retain step's journal when
+// Retain.Journal is not set: the backup's private directory
+// (DIR/.regkeeper) for a local backup; next to the lock file for a backup
+// on object storage (the journal is a local file, read by retain --undo).
+func JournalDir(opts Options) string {
+	l := opts.layout()
+	if l.Driver() == nil {
+		return l.PrivateDir()
+	}
+	lock := opts.LockFile
+	if lock == "" {
+		lock = DefaultLockFile(l)
+	}
+	return filepath.Dir(lock)
 }
 
 // lock takes an exclusive flock on path, so that two cycles never overlap.

@@ -163,13 +163,13 @@ func TestCycleLock(t *testing.T) {
 	dir := filepath.Join(parent, "backup")
 	// A cycle holds its lock inside the backup directory, so that a
 	// sandbox that lets it write only there (systemd ReadWritePaths) works.
-	if got, want := DefaultLockFile(dir), filepath.Join(dir, ".regkeeper", "cycle.lock"); got != want {
+	if got, want := DefaultLockFile(backup.Layout{Root: dir}), filepath.Join(dir, ".regkeeper", "cycle.lock"); got != want {
 		t.Errorf("DefaultLockFile = %s, want %s", got, want)
 	}
 	if err := (backup.Layout{Root: dir}).Init(); err != nil {
 		t.Fatal(err)
 	}
-	unlock, err := lock(DefaultLockFile(dir))
+	unlock, err := lock(DefaultLockFile(backup.Layout{Root: dir}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestCycleLock(t *testing.T) {
 		t.Errorf("second cycle: err %v, want ErrLocked", err)
 	}
 	unlock()
-	if again, err := lock(DefaultLockFile(dir)); err != nil {
+	if again, err := lock(DefaultLockFile(backup.Layout{Root: dir})); err != nil {
 		t.Errorf("lock after unlock: %v", err)
 	} else {
 		again()

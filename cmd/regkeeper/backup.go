@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -221,6 +222,16 @@ func (t *targetFlag) open(cmd *cobra.Command, argv []string, dir int) (backup.La
 	if t.config != "" {
 		argv = append(append(append([]string{}, argv[:dir]...), t.config), argv[dir:]...)
 	}
-	l, err := backup.OpenTarget(cmd.Context(), argv[dir], t.config)
+	l, err := openTarget(cmd, argv[dir], t.config)
 	return l, argv, err
+}
+
+// openTarget is backup.OpenTarget; a target that is not one (an unknown
+// scheme, an s3:// URL that does not parse) is a usage error.
+func openTarget(cmd *cobra.Command, target, config string) (backup.Layout, error) {
+	l, err := backup.OpenTarget(cmd.Context(), target, config)
+	if errors.Is(err, backup.ErrBadTarget) {
+		return l, usageError("%v", err)
+	}
+	return l, err
 }

@@ -103,7 +103,7 @@ func TestCycleCheck(t *testing.T) {
 			t.Errorf("check %+v", c)
 		}
 	}
-	if got := strings.Join(names, " "); got != "registry storage gc-mode restart-command backup metrics-file" {
+	if got := strings.Join(names, " "); got != "registry storage gc-mode restart-command backup lock-file metrics-file" {
 		t.Errorf("checks: %s", got)
 	}
 	if _, err := os.Stat(marker); err == nil {

@@ -35,6 +35,7 @@ func newCycleCmd(g *globalOptions) *cobra.Command {
 		mf                metricsFlag
 		pf                problemsFlag
 		config, root, dir string
+		targetConfig      string
 		reportFile        string
 		lockFile          string
 		checkOnly         bool
@@ -44,7 +45,7 @@ func newCycleCmd(g *globalOptions) *cobra.Command {
 		bopts             = backup.DefaultOptions()
 	)
 	cmd := &cobra.Command{
-		Use:   "cycle REGISTRY (--config registry.yml | --root DIR) --backup DIR [--report FILE]",
+		Use:   "cycle REGISTRY (--config registry.yml | --root DIR) (--backup DIR|s3://BUCKET/PREFIX | --target-config FILE) [--report FILE]",
 		Short: "The weekly cron in one command: inventory, audit, backup, verify, then gc",
 		Long: `cycle runs, in order: inventory of the registry, audit of its base images,
 backup of every image into the OCI layout at --backup, verify of that backup,
@@ -55,18 +56,28 @@ read is not backed up, so it stops gc. What is broken in the registry itself
 manifest: nothing there to back up) is listed under the steps and in the
 report, and gc still runs.
 
+--backup takes what backup takes: a directory, s3://BUCKET/PREFIX
+[?region=R&endpoint=URL] (credentials from AWS_ACCESS_KEY_ID/
+AWS_SECRET_ACCESS_KEY, ~/.aws or the instance role), or, left out,
+--target-config FILE (a registry-style storage: section: s3, azure, gcs).
+Any other scheme (gs://, azure://, http://) is a usage error.
+
 The filters select what is audited and backed up; gc always works on the
-whole storage, and only deletes what no tag reaches. A lock inside the backup
-directory (DIR/.regkeeper/cycle.lock, or --lock-file) keeps two cycles from
-overlapping; the kernel releases it when the process ends, however it ends. --report writes the HTML report
-(what gc reclaimed, findings, lineage); --metrics-file the Prometheus metrics.
+whole storage, and only deletes what no tag reaches. A lock keeps two cycles
+from overlapping: an flock on DIR/.regkeeper/cycle.lock inside a local
+backup, on $TMPDIR/regkeeper-cycle-<hash of the target>.lock for a backup on
+object storage, or on --lock-file; the kernel releases it when the process
+ends, however it ends. --report writes the HTML report (what gc reclaimed,
+findings, lineage); --metrics-file the Prometheus metrics.
 
 The first step checks, before any work, what the others need: the registry
 answers and accepts the credentials; the storage is the registry's, readable
 and writable; the registry's blob-descriptor cache allows gc (an in-memory
 cache, as in distribution's example config, needs --restart-command, --offline
 or --blob-cache-dropped); the restart command exists; the backup directory,
-the lock file's, the metrics file's and the report's directories are writable.
+the lock file's, the metrics file's and the report's directories are writable
+(a backup on object storage: opened, and a probe object written and deleted
+in its .regkeeper/tmp/, so missing credentials or bucket fail here).
 --check runs only that step and prints one line per check (ok, or FAIL with
 what to do). --restart-command CMD (split on spaces, no shell) restarts the
 registry right after gc deleted anything, so its in-memory cache forgets
@@ -74,7 +85,7 @@ what gc deleted.
 
 --retain-policy FILE adds a retain step after verify and before gc: the tags
 the policy does not keep are removed (see regkeeper retain), journalled in
-DIR/.regkeeper/, and gc collects what that leaves untagged. A refused plan
+DIR/.regkeeper/ (next to the lock for a backup on object storage), and gc collects what that leaves untagged. A refused plan
 (--retain-max-remove, usage evidence not fresh) removes nothing, gc still
 runs, and the cycle exits 1.
 
@@ -92,6 +103,11 @@ nothing done.`,
   regkeeper cycle registry.example.com --config /etc/docker/registry/config.yml \
     --backup /backups/registry --restart-command 'systemctl restart docker-registry.service' --check
 
+  # backing up to S3 (keys from the environment or the instance role); the
+  # lock, and the retain journal beside it, in a lasting local directory
+  regkeeper cycle registry.example.com --config /etc/docker/registry/config.yml \
+    --backup 's3://acme-backups/registry?region=eu-west-1' --lock-file /var/lib/regkeeper/cycle.lock
+
   # against the demo registry (regkeeper demo --serve --dir /tmp/demo)
   regkeeper cycle 127.0.0.1:5000 --insecure --config /tmp/demo/config.yml --backup /tmp/demo-backup --grace 0`,
 		Args: positional(argRegistry),
@@ -99,8 +115,11 @@ nothing done.`,
 			if (config == "") == (root == "") {
 				return usageError("give exactly one of --config or --root")
 			}
-			if dir == "" {
-				return usageError("--backup DIR is required: gc runs only after a verified backup")
+			switch {
+			case dir == "" && targetConfig == "":
+				return usageError("--backup DIR (or --target-config FILE) is required: gc runs only after a verified backup")
+			case dir != "" && targetConfig != "":
+				return usageError("give --backup or --target-config, not both")
 			}
 			if err := checkGCOptions(gcOpts); err != nil {
 				return err
@@ -112,6 +131,13 @@ nothing done.`,
 			}
 			ctx := cmd.Context()
 			log := ao.Inventory.Logger
+			if targetConfig != "" {
+				dir = targetConfig
+			}
+			target, err := openTarget(cmd, dir, targetConfig)
+			if err != nil {
+				return err
+			}
 			drv, err := openStorage(cmd, config, root)
 			if err == nil {
 				err = readGCSettings(config, &gcOpts)
@@ -138,7 +164,7 @@ nothing done.`,
 				outputs = append(outputs, cycle.Output{Name: "report", Path: reportFile})
 			}
 			copts := cycle.Options{
-				Host: argv[0], Storage: drv, BackupDir: dir, LockFile: lockFile,
+				Host: argv[0], Storage: drv, Target: target, LockFile: lockFile,
 				Inventory: ao.Inventory, Policy: ao.Policy,
 				Backup: bopts, GC: gcOpts, Logger: log, Retain: ropts,
 				Outputs: outputs, RestartCommand: restart,
@@ -196,11 +222,12 @@ nothing done.`,
 	f := cmd.Flags()
 	f.StringVar(&config, "config", "", "the registry's configuration file (its storage section is used by gc)")
 	f.StringVar(&root, "root", "", "or a filesystem storage root")
-	f.StringVar(&dir, "backup", "", "the OCI layout to back up into (required)")
+	f.StringVar(&dir, "backup", "", "the OCI layout to back up into: a directory or s3://BUCKET/PREFIX[?region=R&endpoint=URL], as backup takes (this or --target-config is required)")
+	f.StringVar(&targetConfig, "target-config", "", "back up into the storage of this YAML file's storage: section (as in the registry's config: s3, azure, gcs, filesystem), in place of --backup")
 	f.StringVar(&reportFile, "report", "", "write the HTML report here (atomically)")
 	f.BoolVar(&checkOnly, "check", false, "only check, before any work, what the cycle needs (registry, credentials, storage, gc mode, writable paths): one line per check, exit 6 if one fails")
 	f.StringVar(&restartCommand, "restart-command", "", "restart the registry with this command (split on spaces, no shell) right after gc deleted anything: what an in-memory blob-descriptor cache needs")
-	f.StringVar(&lockFile, "lock-file", "", "the lock that keeps two cycles from overlapping (default DIR/.regkeeper/cycle.lock, inside --backup)")
+	f.StringVar(&lockFile, "lock-file", "", "the lock that keeps two cycles from overlapping (default DIR/.regkeeper/cycle.lock inside a local --backup; for object storage $TMPDIR/regkeeper-cycle-<hash of the target>.lock); the retain journal of an object-storage backup goes next to it")
 	f.BoolVar(&bopts.KeepHistory, "keep-history", false, "backup: keep the previous digest of a moved tag as repo:tag@<date>")
 	f.BoolVar(&bopts.Referrers, "referrers", bopts.Referrers, "backup: also back up referrers listed by the referrers API")
 	registerGCFlags(f, &gcOpts)

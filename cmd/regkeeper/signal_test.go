@@ -89,10 +89,10 @@ func TestInterruptedCycleExits130(t *testing.T) {
 			break
 		}
 	}
-	if !flockFree(t, cycle.DefaultLockFile(bk)) {
-		t.Logf("the cycle holds %s", cycle.DefaultLockFile(bk))
+	if !flockFree(t, cycle.DefaultLockFile(backup.Layout{Root: bk})) {
+		t.Logf("the cycle holds %s", cycle.DefaultLockFile(backup.Layout{Root: bk}))
 	} else {
-		t.Errorf("the running cycle does not hold %s", cycle.DefaultLockFile(bk))
+		t.Errorf("the running cycle does not hold %s", cycle.DefaultLockFile(backup.Layout{Root: bk}))
 	}
 	sent := time.Now()
 	if err := cmd.Process.Signal(os.Interrupt); err != nil {
@@ -117,7 +117,7 @@ func TestInterruptedCycleExits130(t *testing.T) {
 	if !strings.Contains(stdout.String(), "interrupted (SIGINT) during backup") || strings.Contains(stdout.String()+stderr.String(), "context canceled") {
 		t.Errorf("the cycle's table does not say the backup was interrupted:\n%s\n%s", stdout.String(), stderr.String())
 	}
-	for _, lock := range []string{cycle.DefaultLockFile(bk), backup.Layout{Root: bk}.LockFile()} {
+	for _, lock := range []string{cycle.DefaultLockFile(backup.Layout{Root: bk}), backup.Layout{Root: bk}.LockFile()} {
 		if !flockFree(t, lock) {
 			t.Errorf("%s still held after the process ended", lock)
 		}
