@@ -44,14 +44,15 @@ var errSourceChanged = errors.New("the registry's blob changed since it was chec
 // sourceChanged tells whether a store-side copy failed because its source
 // was replaced or deleted since it was checked: S3's PreconditionFailed
 // (the ETag condition of a CopyObject or of any UploadPartCopy of a copy
-// in parts), NoSuchKey or NotFound; Azure's SourceConditionNotMet or
-// BlobNotFound. Any other failure (access, a missing bucket or container,
-// the network) is not.
+// in parts), NoSuchKey or NotFound; Azure's SourceConditionNotMet,
+// ConditionNotMet (Azurite's answer to a failed source condition; the
+// copy sets no condition on its destination) or BlobNotFound. Any other
+// failure (access, a missing bucket or container, the network) is not.
 func sourceChanged(err error) bool {
 	if err == nil {
 		return false
 	}
-	if bloberror.HasCode(err, bloberror.SourceConditionNotMet, bloberror.BlobNotFound) || gc.IsS3NotFound(err) {
+	if bloberror.HasCode(err, bloberror.SourceConditionNotMet, bloberror.ConditionNotMet, bloberror.BlobNotFound) || gc.IsS3NotFound(err) {
 		return true
 	}
 	var ae awserr.Error

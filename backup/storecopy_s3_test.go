@@ -175,7 +175,7 @@ func TestBackupS3StoreSideCopyReplaced(t *testing.T) {
 // ETag no longer the one checked, or the source gone, by one CopyObject
 // and by a copy in parts, fall back to a pull; a missing source bucket,
 // and errors that are not S3's, do not.
-func TestSourceChanged(t *testing.T) {
+func TestSourceChangedS3(t *testing.T) {
 	m := startMinIO(t, "registry")
 	ctx := context.Background()
 	if err := m.CreateBucket(ctx, "backups"); err != nil {
