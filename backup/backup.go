@@ -637,6 +637,11 @@ func (r *runner) copyBlob(ctx context.Context, repo name.Repository, b v1.Descri
 	}
 	if r.copier != nil {
 		ok, err := r.copier.copy(ctx, b.Digest, b.Size, r.layout.Blob(b.Digest))
+		if errors.Is(err, errSourceChanged) {
+			r.log.Info("blob replaced or deleted in the registry's storage since it was checked: pulled instead of copied in the store",
+				"repository", repo.RepositoryStr(), "digest", b.Digest.String(), "error", err)
+			err = nil
+		}
 		if err != nil {
 			return fmt.Errorf("blob %s in %s: %w", b.Digest, repo.RepositoryStr(), err)
 		}

@@ -5,12 +5,14 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/aws/aws-sdk-go/aws"
+	"github.com/aws/aws-sdk-go/aws/awserr"
 	"github.com/aws/aws-sdk-go/service/s3"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -28,10 +30,38 @@ var (
 
 // storeCopier copies a blob from the registry's storage to the backup's
 // inside the store. ok is false when it cannot (the blob is not in the
-// registry's storage at that size): then the blob is pulled.
+// registry's storage at that size): then the blob is pulled. An error that
+// wraps errSourceChanged says the blob was replaced or deleted in the
+// registry's storage between its check and its copy: it is pulled too.
 type storeCopier interface {
 	copy(ctx context.Context, d v1.Hash, size int64, dst string) (ok bool, err error)
 }
+
+// errSourceChanged marks a store-side copy refused because the registry's
+// blob is no longer the object just checked.
+var errSourceChanged = errors.New("the registry's blob changed since it was checked")
+
+// sourceChanged tells whether a store-side copy failed because its source
+// was replaced or deleted since it was checked: S3's PreconditionFailed
+// (the ETag condition of a CopyObject or of any UploadPartCopy of a copy
+// in parts), NoSuchKey or NotFound; Azure's SourceConditionNotMet,
+// ConditionNotMet (Azurite's answer to a failed source condition; the
+// copy sets no condition on its destination) or BlobNotFound. Any other
+// failure (access, a missing bucket or container, the network) is not.
+func sourceChanged(err error) bool {
+	if err == nil {
+		return false
+	}
+	if bloberror.HasCode(err, bloberror.SourceConditionNotMet, bloberror.ConditionNotMet, bloberror.BlobNotFound) || gc.IsS3NotFound(err) {
+		return true
+	}
+	var ae awserr.Error
+	return errors.As(err, &ae) && ae.Code() == "PreconditionFailed"
+}
+
+// storeCopyChecked, when set (by tests), is called between the check of
+// the registry's blob and its copy.
+var storeCopyChecked func(ctx context.Context, d v1.Hash)
 
 // newStoreCopier returns a copier when source (the registry's storage) and
 // the layout are s3-aws drivers on the same endpoint and region, or azure
@@ -82,6 +112,9 @@ func (c *s3Copier) copy(ctx context.Context, d v1.Hash, size int64, dst string) 
 	if err != nil || aws.Int64Value(head.ContentLength) != size {
 		return false, nil
 	}
+	if storeCopyChecked != nil {
+		storeCopyChecked(ctx, d)
+	}
 	err = c.dst.Copy(ctx, srcKey, c.dst.Key(dst), size, gc.S3CopyOptions{
 		SourceBucket: c.src.Bucket,
 		// Only the object just checked: a blob replaced meanwhile fails
@@ -89,6 +122,9 @@ func (c *s3Copier) copy(ctx context.Context, d v1.Hash, size int64, dst string) 
 		IfMatch: aws.StringValue(head.ETag),
 		CopyMax: s3CopyMax, PartSize: s3PartSize,
 	})
+	if sourceChanged(err) {
+		return false, fmt.Errorf("copying blob %s in the store: %w: %w", d, errSourceChanged, err)
+	}
 	if err != nil {
 		return false, fmt.Errorf("copying blob %s in the store: %w", d, err)
 	}
@@ -119,11 +155,14 @@ func (c *azureCopier) copy(ctx context.Context, d v1.Hash, size int64, dst strin
 	if err != nil || props.ContentLength == nil || *props.ContentLength != size {
 		return false, nil
 	}
+	if storeCopyChecked != nil {
+		storeCopyChecked(ctx, d)
+	}
 	to := c.dst.Client.NewBlobClient(c.dst.Name(dst))
 	res, err := to.StartCopyFromURL(ctx, src.URL(), &blob.StartCopyFromURLOptions{
 		SourceModifiedAccessConditions: &blob.SourceModifiedAccessConditions{SourceIfMatch: props.ETag}})
-	if bloberror.HasCode(err, bloberror.SourceConditionNotMet, bloberror.BlobNotFound) {
-		return false, nil // replaced or gone since: pulled
+	if sourceChanged(err) {
+		return false, fmt.Errorf("copying blob %s in the store: %w: %w", d, errSourceChanged, err)
 	}
 	if err != nil {
 		return false, fmt.Errorf("copying blob %s in the store: %w", d, err)

@@ -1,0 +1,229 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go/aws"
+	"github.com/aws/aws-sdk-go/service/s3"
+	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
+	"github.com/regkeeper/regkeeper/internal/testbed/minio"
+	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
+)
+
+// syncBuffer is a bytes.Buffer a logger writes from many goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// reuploadInParts writes the object's own bytes back as a multipart
+// upload of one part: the content is the same (the registry still serves
+// it), the ETag is not (an MD5 of the parts' MD5s, "-1" at its end).
+func reuploadInParts(ctx context.Context, m *minio.Server, bucket, key string) (before, after string, err error) {
+	got, err := m.S3.GetObjectWithContext(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return "", "", err
+	}
+	body, err := io.ReadAll(got.Body)
+	got.Body.Close()
+	if err != nil {
+		return "", "", err
+	}
+	up, err := m.S3.CreateMultipartUploadWithContext(ctx, &s3.CreateMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		return "", "", err
+	}
+	part, err := m.S3.UploadPartWithContext(ctx, &s3.UploadPartInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		UploadId: up.UploadId, PartNumber: aws.Int64(1), Body: bytes.NewReader(body)})
+	if err != nil {
+		return "", "", err
+	}
+	done, err := m.S3.CompleteMultipartUploadWithContext(ctx, &s3.CompleteMultipartUploadInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		UploadId: up.UploadId, MultipartUpload: &s3.CompletedMultipartUpload{Parts: []*s3.CompletedPart{{ETag: part.ETag, PartNumber: aws.Int64(1)}}}})
+	if err != nil {
+		return "", "", err
+	}
+	return aws.StringValue(got.ETag), aws.StringValue(done.ETag), nil
+}
+
+// A registry blob replaced in the registry's storage between its check
+// (size and ETag) and its store-side copy on MinIO: the copy's ETag
+// condition fails (PreconditionFailed) and that blob is pulled through
+// the registry instead, said in an info line; the run completes with no
+// error, every other blob is still copied in the store (one fewer than a
+// run without the replacement), the pulled blob's bytes in the bucket
+// hash to its digest, and verify finds the backup whole.
+func TestBackupS3StoreSideCopyReplaced(t *testing.T) {
+	m := startMinIO(t, "registry")
+	ctx := context.Background()
+	if err := m.CreateBucket(ctx, "backups"); err != nil {
+		t.Fatal(err)
+	}
+	srv, _ := regtest.Seeded(t, embedded.Options{Storage: m.StorageYAML("registry")})
+	source, err := gc.Open(ctx, srv.ConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := gc.S3PlaceOf(source)
+	if reg == nil {
+		t.Fatal("the registry's storage is not an S3 place")
+	}
+	run := func(prefix string, logs io.Writer) (*Result, *blobGets, Layout) {
+		t.Helper()
+		l, err := OpenTarget(ctx, "s3://backups/"+prefix+"?endpoint="+m.Endpoint, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		bg := &blobGets{inner: http.DefaultTransport, got: map[string]int{}}
+		opts := testOptions()
+		opts.Client.Transport = bg
+		opts.Source = source
+		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		res, err := RunLayout(ctx, srv.Host, l, opts)
+		if err != nil || len(res.Errors) > 0 || !res.Complete {
+			t.Fatalf("backup to %s: %v %+v", prefix, err, res.Errors)
+		}
+		return res, bg, l
+	}
+	copied, copiedGets, _ := run("copied", io.Discard)
+	if len(copiedGets.got) != 0 {
+		t.Fatalf("store-side copy pulled %v", copiedGets.got)
+	}
+
+	// The first blob checked is replaced; the others are left alone.
+	var (
+		mu       sync.Mutex
+		replaced v1.Hash
+	)
+	storeCopyChecked = func(ctx context.Context, d v1.Hash) {
+		mu.Lock()
+		defer mu.Unlock()
+		if replaced.Hex != "" {
+			return
+		}
+		replaced = d
+		before, after, err := reuploadInParts(ctx, m, reg.Bucket, reg.Key(registryBlobPath(d)))
+		if err != nil || before == after {
+			t.Errorf("replacing blob %s in the registry's bucket: %v (ETag %s, then %s)", d, err, before, after)
+		}
+	}
+	t.Cleanup(func() { storeCopyChecked = nil })
+	logs := &syncBuffer{}
+	res, gets, l := run("replaced", logs)
+	storeCopyChecked = nil
+
+	if replaced.Hex == "" {
+		t.Fatal("no blob was checked for a store-side copy")
+	}
+	if diff := cmp.Diff(map[string]int{replaced.String(): 1}, gets.got); diff != "" {
+		t.Errorf("blobs pulled (-want +got):\n%s", diff)
+	}
+	type counts struct{ Written, Copied int }
+	if diff := cmp.Diff(counts{copied.BlobsWritten, copied.BlobsCopiedInStore - 1}, counts{res.BlobsWritten, res.BlobsCopiedInStore}); diff != "" {
+		t.Errorf("blobs written and copied in the store (-want +got):\n%s", diff)
+	}
+	if res.BytesWritten != copied.BytesWritten {
+		t.Errorf("%d bytes written, want %d", res.BytesWritten, copied.BytesWritten)
+	}
+	if out := logs.String(); !strings.Contains(out, "pulled instead of copied in the store") || !strings.Contains(out, replaced.String()) || !strings.Contains(out, "PreconditionFailed") {
+		t.Errorf("no info line says blob %s was pulled for a failed ETag condition; logs:\n%s", replaced, out)
+	}
+	// The pulled blob's bytes, as the bucket has them.
+	obj, err := m.S3.GetObjectWithContext(ctx, &s3.GetObjectInput{Bucket: aws.String("backups"), Key: aws.String("replaced/blobs/sha256/" + replaced.Hex)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.New()
+	_, err = io.Copy(h, obj.Body)
+	obj.Body.Close()
+	if err != nil || hex.EncodeToString(h.Sum(nil)) != replaced.Hex {
+		t.Errorf("blob %s in the backup: %v, hashes to sha256:%x", replaced, err, h.Sum(nil))
+	}
+	v, err := VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil || !v.OK() || v.Blobs != res.BlobsWritten {
+		t.Fatalf("verify: %v, %d blobs, %+v", err, v.Blobs, v.Problems)
+	}
+}
+
+// What a failed store-side copy on MinIO falls back from: the source's
+// ETag no longer the one checked, or the source gone, by one CopyObject
+// and by a copy in parts, fall back to a pull; a missing source bucket,
+// and errors that are not S3's, do not.
+func TestSourceChangedS3(t *testing.T) {
+	m := startMinIO(t, "registry")
+	ctx := context.Background()
+	if err := m.CreateBucket(ctx, "backups"); err != nil {
+		t.Fatal(err)
+	}
+	put, err := m.S3.PutObjectWithContext(ctx, &s3.PutObjectInput{Bucket: aws.String("registry"), Key: aws.String("blob"), Body: bytes.NewReader([]byte("the blob's bytes"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	etag := aws.StringValue(put.ETag)
+	l, err := OpenTarget(ctx, "s3://backups/b?endpoint="+m.Endpoint, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := gc.S3PlaceOf(l.driver)
+	if dst == nil {
+		t.Fatal("the backup is not an S3 place")
+	}
+	const stale = `"00000000000000000000000000000000"`
+	for _, tc := range []struct {
+		name           string
+		bucket, key    string
+		ifMatch        string
+		inParts        bool
+		wantErr, falls bool
+	}{
+		{name: "copied", bucket: "registry", key: "blob", ifMatch: etag},
+		{name: "copied in parts", bucket: "registry", key: "blob", ifMatch: etag, inParts: true},
+		{name: "ETag changed", bucket: "registry", key: "blob", ifMatch: stale, wantErr: true, falls: true},
+		{name: "ETag changed, in parts", bucket: "registry", key: "blob", ifMatch: stale, inParts: true, wantErr: true, falls: true},
+		{name: "deleted", bucket: "registry", key: "gone", ifMatch: etag, wantErr: true, falls: true},
+		{name: "deleted, in parts", bucket: "registry", key: "gone", ifMatch: etag, inParts: true, wantErr: true, falls: true},
+		{name: "no such bucket", bucket: "nobucket", key: "blob", ifMatch: etag, wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := gc.S3CopyOptions{SourceBucket: tc.bucket, IfMatch: tc.ifMatch}
+			if tc.inParts {
+				opts.CopyMax, opts.PartSize = 1, 5<<20
+			}
+			err := dst.Copy(ctx, tc.key, dst.Key("/copy"), 16, opts)
+			if (err != nil) != tc.wantErr || sourceChanged(err) != tc.falls {
+				t.Errorf("copy: %v; sourceChanged %v, want error %v, sourceChanged %v", err, sourceChanged(err), tc.wantErr, tc.falls)
+			}
+		})
+	}
+	for _, err := range []error{nil, errors.New("connection reset"), context.Canceled} {
+		if sourceChanged(err) {
+			t.Errorf("sourceChanged(%v) = true", err)
+		}
+	}
+}
