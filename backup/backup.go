@@ -264,8 +264,10 @@ type runner struct {
 	manifests flight[[]v1.Hash]
 
 	refOnce sync.Once
-	refAPI  bool
-	listed  map[string]bool // repo@subject whose referrers were listed; under mu
+	// checkOnce: the warning that store-side copies fall back to pulls.
+	checkOnce sync.Once
+	refAPI    bool
+	listed    map[string]bool // repo@subject whose referrers were listed; under mu
 
 	mu        sync.Mutex
 	res       Result
@@ -640,6 +642,15 @@ func (r *runner) copyBlob(ctx context.Context, repo name.Repository, b v1.Descri
 		if errors.Is(err, errSourceChanged) {
 			r.log.Info("blob replaced or deleted in the registry's storage since it was checked: pulled instead of copied in the store",
 				"repository", repo.RepositoryStr(), "digest", b.Digest.String(), "error", err)
+			err = nil
+		}
+		if errors.Is(err, errCheckFailed) {
+			// Said once a run (a refused credential refuses every blob),
+			// then per blob at debug.
+			r.checkOnce.Do(func() {
+				r.log.Warn("store-side copy: the registry's blobs cannot be read in its storage with the backup's credentials; blobs are pulled through this machine", "error", err)
+			})
+			r.log.Debug("blob pulled: its check in the registry's storage failed", "digest", b.Digest.String(), "error", err)
 			err = nil
 		}
 		if err != nil {

@@ -41,6 +41,11 @@ type storeCopier interface {
 // blob is no longer the object just checked.
 var errSourceChanged = errors.New("the registry's blob changed since it was checked")
 
+// errCheckFailed: the registry's blob could not be looked at in its
+// storage for another reason than its absence (refused credentials, a
+// network error): the blob is pulled, and the run says why once.
+var errCheckFailed = errors.New("cannot read the registry's blob in its storage")
+
 // sourceChanged tells whether a store-side copy failed because its source
 // was replaced or deleted since it was checked: S3's PreconditionFailed
 // (the ETag condition of a CopyObject or of any UploadPartCopy of a copy
@@ -109,6 +114,9 @@ func (c *s3Copier) copy(ctx context.Context, d v1.Hash, size int64, dst string) 
 	}
 	srcKey := c.src.Key(registryBlobPath(d))
 	head, err := c.dst.Client.HeadObjectWithContext(ctx, &s3.HeadObjectInput{Bucket: aws.String(c.src.Bucket), Key: aws.String(srcKey)})
+	if err != nil && !sourceChanged(err) && ctx.Err() == nil {
+		return false, fmt.Errorf("%w %s: %w", errCheckFailed, srcKey, err)
+	}
 	if err != nil || aws.Int64Value(head.ContentLength) != size {
 		return false, nil
 	}
@@ -152,6 +160,9 @@ func (c *azureCopier) copy(ctx context.Context, d v1.Hash, size int64, dst strin
 	}
 	src := c.src.Client.NewBlobClient(c.src.Name(registryBlobPath(d)))
 	props, err := src.GetProperties(ctx, nil)
+	if err != nil && !sourceChanged(err) && ctx.Err() == nil {
+		return false, fmt.Errorf("%w %s: %w", errCheckFailed, c.src.Name(registryBlobPath(d)), err)
+	}
 	if err != nil || props.ContentLength == nil || *props.ContentLength != size {
 		return false, nil
 	}

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go/aws"
+	"github.com/aws/aws-sdk-go/aws/credentials"
+	"github.com/aws/aws-sdk-go/aws/session"
 	"github.com/aws/aws-sdk-go/service/s3"
 	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -225,5 +227,41 @@ func TestSourceChangedS3(t *testing.T) {
 		if sourceChanged(err) {
 			t.Errorf("sourceChanged(%v) = true", err)
 		}
+	}
+}
+
+// A registry blob the backup's credentials cannot look at (here: refused
+// keys) is not a blob that changed: the copier says errCheckFailed, which
+// the run reports once and pulls the blob; a blob that is not there is
+// no error at all (pulled, as before).
+func TestS3CopierCheckFails(t *testing.T) {
+	m := startMinIO(t, "registry")
+	ctx := context.Background()
+	if err := m.CreateBucket(ctx, "backups"); err != nil {
+		t.Fatal(err)
+	}
+	l, err := OpenTarget(ctx, "s3://backups/b?endpoint="+m.Endpoint, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := gc.S3PlaceOf(l.driver)
+	if good == nil {
+		t.Fatal("the backup is not an S3 place")
+	}
+	src := &gc.S3Place{Client: good.Client, Bucket: "registry", Root: "/"}
+	d := v1.Hash{Algorithm: "sha256", Hex: strings.Repeat("ab", 32)}
+	ok, err := (&s3Copier{src: src, dst: good}).copy(ctx, d, 16, "/copy")
+	if ok || err != nil {
+		t.Errorf("a blob not in the registry's storage: %v, %v; want false, nil (pulled)", ok, err)
+	}
+	refused := *good
+	sess, err := session.NewSession(good.Client.Config.Copy().WithCredentials(credentials.NewStaticCredentials(minio.AccessKey, "not-the-secret", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused.Client = s3.New(sess)
+	ok, err = (&s3Copier{src: src, dst: &refused}).copy(ctx, d, 16, "/copy")
+	if ok || !errors.Is(err, errCheckFailed) || sourceChanged(err) {
+		t.Errorf("refused keys: %v, %v; want errCheckFailed", ok, err)
 	}
 }
