@@ -46,31 +46,6 @@ func azureTarget(t *testing.T, a *azurite.Server, container, prefix string) Layo
 	return l
 }
 
-// startAzurite starts Azurite's blob service for one test with a fresh
-// container, or skips the test when Azurite is not installed
-// (scripts/setup-azurite).
-func startAzurite(t *testing.T, container string) *azurite.Server {
-	t.Helper()
-	bin, err := azurite.Find()
-	if errors.Is(err, azurite.ErrNotInstalled) {
-		t.Skipf("skipping the Azure test: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	a, err := azurite.Start(ctx, bin, filepath.Join(t.TempDir(), "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	if err := a.CreateContainer(ctx, container); err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // azureBlobs are the blobs of the layout under prefix in container, by
 // digest.
 func azureBlobs(t *testing.T, a *azurite.Server, container, prefix string) map[string]int64 {
@@ -118,7 +93,7 @@ func azureETags(t *testing.T, a *azurite.Server, container, prefix string) map[s
 // one, gives every tag its digest, and every image pulls.
 func TestBackupAzure(t *testing.T) {
 	const container, prefix = "backups", "registry/weekly"
-	a := startAzurite(t, container)
+	a := azurite.ForTest(t, container)
 	srv, e := regtest.Seeded(t, embedded.Options{})
 	ctx := context.Background()
 	l := azureTarget(t, a, container, prefix)
@@ -243,7 +218,7 @@ func TestBackupAzure(t *testing.T) {
 // blob re-hashed) and restores into the stock registry with every digest
 // equal.
 func TestBackupAzureStoreSideCopy(t *testing.T) {
-	a := startAzurite(t, "registry")
+	a := azurite.ForTest(t, "registry")
 	ctx := context.Background()
 	if err := a.CreateContainer(ctx, "backups"); err != nil {
 		t.Fatal(err)
@@ -310,7 +285,7 @@ func TestBackupAzureStoreSideCopy(t *testing.T) {
 // and pulls whole; the four blobs go in one Blob Batch request, none by a
 // DELETE of its own.
 func TestBackupAzureForgetPrune(t *testing.T) {
-	a := startAzurite(t, "backups")
+	a := azurite.ForTest(t, "backups")
 	via, reqs := proxyAzurite(t, a)
 	res := forgetPrune(t, azureTarget(t, via, "backups", "weekly"))
 	reqs.mu.Lock()

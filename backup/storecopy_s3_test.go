@@ -3,21 +3,16 @@ package backup
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go/aws"
 	"github.com/aws/aws-sdk-go/aws/credentials"
 	"github.com/aws/aws-sdk-go/aws/session"
 	"github.com/aws/aws-sdk-go/service/s3"
-	"github.com/google/go-cmp/cmp"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/regkeeper/regkeeper/gc"
@@ -25,24 +20,6 @@ import (
 	"github.com/regkeeper/regkeeper/internal/testbed/minio"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
-
-// syncBuffer is a bytes.Buffer a logger writes from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // reuploadInParts writes the object's own bytes back as a multipart
 // upload of one part: the content is the same (the registry still serves
@@ -96,81 +73,21 @@ func TestBackupS3StoreSideCopyReplaced(t *testing.T) {
 	if reg == nil {
 		t.Fatal("the registry's storage is not an S3 place")
 	}
-	run := func(prefix string, logs io.Writer) (*Result, *blobGets, Layout) {
-		t.Helper()
+	target := func(prefix string) Layout {
 		l, err := OpenTarget(ctx, "s3://backups/"+prefix+"?endpoint="+m.Endpoint, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		bg := &blobGets{inner: http.DefaultTransport, got: map[string]int{}}
-		opts := testOptions()
-		opts.Client.Transport = bg
-		opts.Source = source
-		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-		res, err := RunLayout(ctx, srv.Host, l, opts)
-		if err != nil || len(res.Errors) > 0 || !res.Complete {
-			t.Fatalf("backup to %s: %v %+v", prefix, err, res.Errors)
-		}
-		return res, bg, l
+		return l
 	}
-	copied, copiedGets, _ := run("copied", io.Discard)
-	if len(copiedGets.got) != 0 {
-		t.Fatalf("store-side copy pulled %v", copiedGets.got)
-	}
-
-	// The first blob checked is replaced; the others are left alone.
-	var (
-		mu       sync.Mutex
-		replaced v1.Hash
-	)
-	storeCopyChecked = func(ctx context.Context, d v1.Hash) {
-		mu.Lock()
-		defer mu.Unlock()
-		if replaced.Hex != "" {
-			return
-		}
-		replaced = d
+	rewrite := func(ctx context.Context, d v1.Hash) error {
 		before, after, err := reuploadInParts(ctx, m, reg.Bucket, reg.Key(registryBlobPath(d)))
-		if err != nil || before == after {
-			t.Errorf("replacing blob %s in the registry's bucket: %v (ETag %s, then %s)", d, err, before, after)
+		if err == nil && before == after {
+			err = fmt.Errorf("the ETag stayed %s", before)
 		}
+		return err
 	}
-	t.Cleanup(func() { storeCopyChecked = nil })
-	logs := &syncBuffer{}
-	res, gets, l := run("replaced", logs)
-	storeCopyChecked = nil
-
-	if replaced.Hex == "" {
-		t.Fatal("no blob was checked for a store-side copy")
-	}
-	if diff := cmp.Diff(map[string]int{replaced.String(): 1}, gets.got); diff != "" {
-		t.Errorf("blobs pulled (-want +got):\n%s", diff)
-	}
-	type counts struct{ Written, Copied int }
-	if diff := cmp.Diff(counts{copied.BlobsWritten, copied.BlobsCopiedInStore - 1}, counts{res.BlobsWritten, res.BlobsCopiedInStore}); diff != "" {
-		t.Errorf("blobs written and copied in the store (-want +got):\n%s", diff)
-	}
-	if res.BytesWritten != copied.BytesWritten {
-		t.Errorf("%d bytes written, want %d", res.BytesWritten, copied.BytesWritten)
-	}
-	if out := logs.String(); !strings.Contains(out, "pulled instead of copied in the store") || !strings.Contains(out, replaced.String()) || !strings.Contains(out, "PreconditionFailed") {
-		t.Errorf("no info line says blob %s was pulled for a failed ETag condition; logs:\n%s", replaced, out)
-	}
-	// The pulled blob's bytes, as the bucket has them.
-	obj, err := m.S3.GetObjectWithContext(ctx, &s3.GetObjectInput{Bucket: aws.String("backups"), Key: aws.String("replaced/blobs/sha256/" + replaced.Hex)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	_, err = io.Copy(h, obj.Body)
-	obj.Body.Close()
-	if err != nil || hex.EncodeToString(h.Sum(nil)) != replaced.Hex {
-		t.Errorf("blob %s in the backup: %v, hashes to sha256:%x", replaced, err, h.Sum(nil))
-	}
-	v, err := VerifyLayout(ctx, l, VerifyOptions{})
-	if err != nil || !v.OK() || v.Blobs != res.BlobsWritten {
-		t.Fatalf("verify: %v, %d blobs, %+v", err, v.Blobs, v.Problems)
-	}
+	storeSideCopyReplaced(t, srv.Host, source, target, rewrite, "PreconditionFailed")
 }
 
 // What a failed store-side copy on MinIO falls back from: the source's

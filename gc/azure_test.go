@@ -2,7 +2,6 @@ package gc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -25,31 +24,6 @@ import (
 // not the container's top, so that gc's names are checked to carry it.
 const azureRoot = "/registry"
 
-// startAzurite starts Azurite's blob service for one test with a fresh
-// container, or skips the test when Azurite is not installed
-// (scripts/setup-azurite).
-func startAzurite(t *testing.T, container string) *azurite.Server {
-	t.Helper()
-	bin, err := azurite.Find()
-	if errors.Is(err, azurite.ErrNotInstalled) {
-		t.Skipf("skipping the Azure test: %v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	a, err := azurite.Start(ctx, bin, filepath.Join(t.TempDir(), "data"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close() })
-	if err := a.CreateContainer(ctx, container); err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // azureName is the blob name of a driver path under azureRoot.
 func azureName(p string) string { return strings.TrimPrefix(azureRoot, "/") + p }
 
@@ -57,7 +31,7 @@ func azureName(p string) string { return strings.TrimPrefix(azureRoot, "/") + p 
 // Azurite, online and offline: the registry and gc open the same
 // config.yml, and the outcome is checked through the blob API.
 func TestGCEstateAzure(t *testing.T) {
-	a := startAzurite(t, "setup")
+	a := azurite.ForTest(t, "setup")
 	for _, offline := range []bool{false, true} {
 		container := "online"
 		if offline {
@@ -134,7 +108,7 @@ func TestGCEstateAzure(t *testing.T) {
 // TestGCStormAzure is TestGCStorm on the azure driver against Azurite.
 func TestGCStormAzure(t *testing.T) {
 	const container = "registry"
-	a := startAzurite(t, container)
+	a := azurite.ForTest(t, container)
 	srv := regtest.Registry(t, embedded.Options{Storage: a.StorageYAML(container, azureRoot)})
 	e := pushStormEstate(t, srv.Host, 3, 3, 3)
 	d, err := Open(context.Background(), srv.ConfigFile)
@@ -147,7 +121,7 @@ func TestGCStormAzure(t *testing.T) {
 // TestGCPushInEachWindowAzure is TestGCPushInEachWindow on the azure
 // driver against Azurite, a container per window.
 func TestGCPushInEachWindowAzure(t *testing.T) {
-	a := startAzurite(t, "setup")
+	a := azurite.ForTest(t, "setup")
 	windows(t, func(t *testing.T, step string) embedded.Options {
 		if err := a.CreateContainer(context.Background(), step); err != nil {
 			t.Fatal(err)
@@ -188,7 +162,7 @@ func indent(s, pre string) string {
 // names, 256 a request, and takes names already gone.
 func TestAzureWalkListRemove(t *testing.T) {
 	const container = "walk"
-	a := startAzurite(t, container)
+	a := azurite.ForTest(t, container)
 	d := openAzure(t, a, container)
 	w, ok := d.(*azureDriver)
 	if !ok {
@@ -301,7 +275,7 @@ func TestAzureWalkListRemove(t *testing.T) {
 // store mover's copies, whose sources are deleted as a crash would leave
 // them, and the next run restores what the push needs and purges the rest.
 func TestGCQuarantineCrashThenRerunAzure(t *testing.T) {
-	a := startAzurite(t, "setup")
+	a := azurite.ForTest(t, "setup")
 	for _, legacy := range []bool{false, true} {
 		container := "current"
 		if legacy {

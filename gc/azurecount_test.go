@@ -17,6 +17,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/regkeeper/regkeeper/internal/testbed/azurite"
 	"github.com/regkeeper/regkeeper/internal/testbed/embedded"
 	"github.com/regkeeper/regkeeper/internal/testbed/regtest"
 )
@@ -92,7 +93,7 @@ func countAzure(t *testing.T, serviceURL string) (*azureCounter, string) {
 // them. The bounds are the measured figures with a margin: more is a
 // regression (a per-blob Stat, List, Move or Delete come back).
 func TestGCRequestsAzure(t *testing.T) {
-	a := startAzurite(t, "setup")
+	a := azurite.ForTest(t, "setup")
 	counter, viaProxy := countAzure(t, a.ServiceURL)
 	proxied := *a
 	proxied.ServiceURL = viaProxy

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"testing"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -183,4 +184,29 @@ func (s *Server) StorageYAML(container, rootdirectory string) string {
   credentials:
     type: shared_key
 `, AccountName, AccountKey, container, s.ServiceURL, rootdirectory)
+}
+
+// ForTest starts Azurite's blob service for one test with a fresh
+// container, stopped when the test ends, or skips the test when Azurite is
+// not installed (scripts/setup-azurite).
+func ForTest(t testing.TB, container string) *Server {
+	t.Helper()
+	bin, err := Find()
+	if errors.Is(err, ErrNotInstalled) {
+		t.Skipf("skipping the Azure test: %v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	a, err := Start(ctx, bin, filepath.Join(t.TempDir(), "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := a.CreateContainer(ctx, container); err != nil {
+		t.Fatal(err)
+	}
+	return a
 }
