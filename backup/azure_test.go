@@ -158,57 +158,14 @@ func TestBackupAzure(t *testing.T) {
 	}
 
 	// A second run holds the lock: refused while it is there.
-	if err := l.Driver().PutContent(ctx, l.LockFile(), []byte("regkeeper pid 1 on elsewhere\n")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := RunLayout(ctx, srv.Host, l, testOptions()); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "elsewhere") {
-		t.Errorf("run on a locked Azure backup: %v", err)
-	}
-	if _, err := ForgetLayout(ctx, l, ForgetOptions{Policy: ExpirePolicy{Last: 1}}); !errors.Is(err, ErrLocked) {
-		t.Errorf("forget on a locked Azure backup: %v", err)
-	}
-	if err := l.Driver().Delete(ctx, l.LockFile()); err != nil {
-		t.Fatal(err)
-	}
+	checkLockRefuses(t, l, srv.Host)
 
-	// Restore from the container into an empty registry.
-	dst := regtest.Registry(t, embedded.Options{})
-	rres, err := RestoreLayout(ctx, l, dst.Host, RestoreOptions{Client: regtest.Client()})
-	if err != nil || len(rres.Errors) > 0 {
-		t.Fatalf("restore: %v %+v", err, rres.Errors)
-	}
-	checkRestored(t, dst.Host, e.Tags())
-	regtest.PullAll(t, dst.Host, e)
-	restoreIntoStock(t, l, e)
+	// Restore from the container into an empty registry, and into the
+	// stock registry.
+	checkRestores(t, l, e)
 
 	// A blob damaged in the container (same size) is found by verify.
-	var victim string
-	var size int64
-	for d, n := range there {
-		if n > 1024 && (victim == "" || d < victim) {
-			victim, size = d, n
-		}
-	}
-	if victim == "" {
-		t.Fatalf("no blob over 1 kB in the container: %v", there)
-	}
-	alg, hex, _ := strings.Cut(victim, ":")
-	if _, err := a.Client.UploadBuffer(ctx, container, prefix+"/blobs/"+alg+"/"+hex, make([]byte, size), nil); err != nil {
-		t.Fatal(err)
-	}
-	v, err = VerifyLayout(ctx, l, VerifyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var corrupt []string
-	for _, p := range v.Problems {
-		if p.Problem == ProblemCorrupt {
-			corrupt = append(corrupt, p.Blob)
-		}
-	}
-	if diff := cmp.Diff([]string{victim}, corrupt); diff != "" {
-		t.Errorf("corrupt blobs (-want +got):\n%s", diff)
-	}
+	damageBlob(t, l, there)
 }
 
 // A registry on Azurite backed up into another container of the same

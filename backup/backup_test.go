@@ -750,3 +750,77 @@ func restoreIntoStock(t *testing.T, l Layout, e *estate.Estate) {
 		checkRestored(t, reg.Host, want)
 	})
 }
+
+// checkRestores restores the backup l of estate e into an empty registry
+// and into the stock registry (restoreIntoStock): every tag at its digest,
+// every image pulls whole.
+func checkRestores(t *testing.T, l Layout, e *estate.Estate) {
+	t.Helper()
+	dst := regtest.Registry(t, embedded.Options{})
+	rres, err := RestoreLayout(context.Background(), l, dst.Host, RestoreOptions{Client: regtest.Client()})
+	if err != nil || len(rres.Errors) > 0 {
+		t.Fatalf("restore: %v %+v", err, rres.Errors)
+	}
+	checkRestored(t, dst.Host, e.Tags())
+	regtest.PullAll(t, dst.Host, e)
+	restoreIntoStock(t, l, e)
+}
+
+// checkLockRefuses puts another run's lock object in the backup l: a
+// backup from host and a forget are refused, naming its holder; then the
+// lock is taken away.
+func checkLockRefuses(t *testing.T, l Layout, host string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := l.Driver().PutContent(ctx, l.LockFile(), []byte("regkeeper pid 1 on elsewhere\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RunLayout(ctx, host, l, testOptions()); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "elsewhere") {
+		t.Errorf("run on a locked %s backup: %v", l.Driver().Name(), err)
+	}
+	if _, err := ForgetLayout(ctx, l, ForgetOptions{Policy: ExpirePolicy{Last: 1}}); !errors.Is(err, ErrLocked) {
+		t.Errorf("forget on a locked %s backup: %v", l.Driver().Name(), err)
+	}
+	if err := l.Driver().Delete(ctx, l.LockFile()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// damageBlob overwrites, in the store, the first blob over 1 kB of blobs
+// (digest -> size, the backup's) with as many zeros, checks that verify
+// finds exactly it corrupt, and returns its digest.
+func damageBlob(t *testing.T, l Layout, blobs map[string]int64) string {
+	t.Helper()
+	ctx := context.Background()
+	var victim string
+	var size int64
+	for d, n := range blobs {
+		if n > 1024 && (victim == "" || d < victim) {
+			victim, size = d, n
+		}
+	}
+	if victim == "" {
+		t.Fatalf("no blob over 1 kB in the backup: %v", blobs)
+	}
+	h, err := v1.NewHash(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Driver().PutContent(ctx, l.Blob(h), make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	v, err := VerifyLayout(ctx, l, VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var corrupt []string
+	for _, p := range v.Problems {
+		if p.Problem == ProblemCorrupt {
+			corrupt = append(corrupt, p.Blob)
+		}
+	}
+	if diff := cmp.Diff([]string{victim}, corrupt); diff != "" {
+		t.Errorf("corrupt blobs (-want +got):\n%s", diff)
+	}
+	return victim
+}

@@ -32,8 +32,7 @@ import (
 func startMinIO(t *testing.T, bucket string) *minio.Server {
 	t.Helper()
 	m := minio.ForTest(t, bucket)
-	t.Setenv("AWS_ACCESS_KEY_ID", minio.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", minio.SecretKey)
+	minio.UseCredentials(t)
 	return m
 }
 
@@ -80,7 +79,7 @@ func TestBackupS3(t *testing.T) {
 	const bucket, prefix = "backups", "registry/weekly"
 	m := startMinIO(t, bucket)
 	srv, e := regtest.Seeded(t, embedded.Options{})
-	target := "s3://" + bucket + "/" + prefix + "?region=" + minio.Region + "&endpoint=" + m.Endpoint
+	target := m.TargetURL(bucket, prefix)
 	ctx := context.Background()
 	l, err := OpenTarget(ctx, target, "")
 	if err != nil {
@@ -149,52 +148,14 @@ func TestBackupS3(t *testing.T) {
 	}
 
 	// A second run holds the lock: refused while it is there.
-	if err := l.Driver().PutContent(ctx, l.LockFile(), []byte("regkeeper pid 1 on elsewhere\n")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := RunLayout(ctx, srv.Host, l, testOptions()); !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), "elsewhere") {
-		t.Errorf("run on a locked S3 backup: %v", err)
-	}
-	if err := l.Driver().Delete(ctx, l.LockFile()); err != nil {
-		t.Fatal(err)
-	}
+	checkLockRefuses(t, l, srv.Host)
 
-	// Restore from the bucket into an empty registry.
-	dst := regtest.Registry(t, embedded.Options{})
-	rres, err := RestoreLayout(ctx, l, dst.Host, RestoreOptions{Client: regtest.Client()})
-	if err != nil || len(rres.Errors) > 0 {
-		t.Fatalf("restore: %v %+v", err, rres.Errors)
-	}
-	checkRestored(t, dst.Host, e.Tags())
-	regtest.PullAll(t, dst.Host, e)
-	restoreIntoStock(t, l, e)
+	// Restore from the bucket into an empty registry, and into the stock
+	// registry.
+	checkRestores(t, l, e)
 
 	// A blob damaged in the bucket (same size) is found by verify.
-	var victim string
-	var size int64
-	for d, n := range blobKeys(t, m, bucket, prefix) {
-		if n > 1024 && (victim == "" || d < victim) {
-			victim, size = d, n
-		}
-	}
-	alg, hex, _ := strings.Cut(victim, ":")
-	if _, err := m.S3.PutObjectWithContext(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket),
-		Key: aws.String(prefix + "/blobs/" + alg + "/" + hex), Body: bytes.NewReader(make([]byte, size))}); err != nil {
-		t.Fatal(err)
-	}
-	v, err = VerifyLayout(ctx, l, VerifyOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var corrupt []string
-	for _, p := range v.Problems {
-		if p.Problem == ProblemCorrupt {
-			corrupt = append(corrupt, p.Blob)
-		}
-	}
-	if diff := cmp.Diff([]string{victim}, corrupt); diff != "" {
-		t.Errorf("corrupt blobs (-want +got):\n%s", diff)
-	}
+	victim := damageBlob(t, l, blobKeys(t, m, bucket, prefix))
 	// verify --repair puts it back in the bucket.
 	v, err = VerifyLayout(ctx, l, VerifyOptions{Repair: srv.Host, Client: regtest.Client()})
 	if err != nil || !v.OK() || !cmp.Equal(v.Repaired, []string{victim}) {

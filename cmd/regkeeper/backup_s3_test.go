@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,16 +26,11 @@ func TestBackupCommandsS3(t *testing.T) {
 	m := minio.ForTest(t, bucket)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	t.Setenv("AWS_ACCESS_KEY_ID", minio.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", minio.SecretKey)
+	minio.UseCredentials(t)
 	srv, e := regtest.Seeded(t, embedded.Options{})
 
-	url := "s3://" + bucket + "/by-url?region=" + minio.Region + "&endpoint=" + m.Endpoint
-	cfg := filepath.Join(t.TempDir(), "target.yml")
-	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(m.StorageYAML(bucket), "\n", "\n  ") + "  rootdirectory: /by-config\n"
-	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	url := m.TargetURL(bucket, "by-url")
+	cfg := m.TargetConfig(t, bucket, "/by-config")
 	for _, tc := range []struct {
 		name   string
 		target []string // in place of DIR

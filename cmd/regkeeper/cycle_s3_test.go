@@ -28,15 +28,14 @@ func TestCycleS3Backup(t *testing.T) {
 	m := minio.ForTest(t, bucket)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	t.Setenv("AWS_ACCESS_KEY_ID", minio.AccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", minio.SecretKey)
+	minio.UseCredentials(t)
 	tmp := t.TempDir()
 	t.Setenv("TMPDIR", tmp)
 	cwd := t.TempDir()
 	t.Chdir(cwd)
 
 	srv, _ := regtest.Seeded(t, embedded.Options{})
-	url := "s3://" + bucket + "/reg?region=" + minio.Region + "&endpoint=" + m.Endpoint
+	url := m.TargetURL(bucket, "reg")
 	target, err := backup.OpenTarget(ctx, url, "")
 	if err != nil {
 		t.Fatal(err)
@@ -115,11 +114,7 @@ func TestCycleS3Backup(t *testing.T) {
 
 	// --target-config in place of --backup: the same checks, the lock
 	// named after that target; both at once, or neither, a usage error.
-	cfg := filepath.Join(t.TempDir(), "target.yml")
-	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(m.StorageYAML(bucket), "\n", "\n  ") + "  rootdirectory: /by-config\n"
-	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := m.TargetConfig(t, bucket, "/by-config")
 	byConfig := append(append([]string{}, base[:5]...), "--target-config", cfg, "--check")
 	code, out, stderr = runCLI(t, byConfig...)
 	if l := checkLines(out)["backup"]; code != 0 || !strings.Contains(l, " ok ") || !strings.Contains(l, "s3aws") {

@@ -49,8 +49,7 @@ type Server struct {
 	ServiceURL string
 	// Client is a client for it, as the development account.
 	Client *azblob.Client
-	cmd    *exec.Cmd
-	log    *os.File
+	*tools.Process
 }
 
 // Start runs bin (azurite-blob) with its data in dir, on a free port of
@@ -64,23 +63,16 @@ func Start(ctx context.Context, bin, dir string) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(filepath.Dir(dir), "azurite.log"))
-	if err != nil {
-		return nil, err
-	}
 	// --skipApiVersionCheck: the SDK may speak a newer API version than
 	// this Azurite knows; --loose: it ignores headers it does not support.
 	cmd := exec.Command(bin, "--blobHost", "127.0.0.1", "--blobPort", fmt.Sprint(port),
 		"--location", dir, "--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent")
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("starting azurite: %w", err)
+	proc, err := tools.StartProcess("azurite", cmd, filepath.Join(filepath.Dir(dir), "azurite.log"))
+	if err != nil {
+		return nil, err
 	}
-	s := &Server{ServiceURL: fmt.Sprintf("http://127.0.0.1:%d/%s", port, AccountName), cmd: cmd, log: logf}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	s := &Server{ServiceURL: fmt.Sprintf("http://127.0.0.1:%d/%s", port, AccountName), Process: proc}
 	cred, err := azblob.NewSharedKeyCredential(AccountName, AccountKey)
 	if err != nil {
 		s.Close()
@@ -95,57 +87,21 @@ func Start(ctx context.Context, bin, dir string) (*Server, error) {
 		return nil, err
 	}
 	// Ready when the blob service answers an authenticated request.
-	const wait = 2 * time.Minute
-	deadline := time.Now().Add(wait)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := s.Client.ServiceClient().GetProperties(actx, nil)
-		cancel()
-		if err == nil {
-			return s, nil
-		}
-		select {
-		case xerr := <-exited:
-			tail := s.logTail()
-			logf.Close()
-			return nil, fmt.Errorf("azurite exited (%v):%s", xerr, tail)
-		case <-ctx.Done():
-			s.Close()
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.Close()
-			return nil, fmt.Errorf("azurite on %s does not serve the blob API after %v: %w%s", s.ServiceURL, wait, err, s.logTail())
-		}
+	err = proc.WaitReady(ctx, 2*time.Minute, "serve the blob API at "+s.ServiceURL, func(ctx context.Context) error {
+		_, err := s.Client.ServiceClient().GetProperties(ctx, nil)
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-}
-
-// logTail is the end of the server's log, for an error message.
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.log.Name())
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return "\nazurite log (" + s.log.Name() + "):\n" + string(b)
-}
-
-// Close stops the server.
-func (s *Server) Close() error {
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-	}
-	return s.log.Close()
+	return s, nil
 }
 
 // CreateContainer creates a container (distribution's azure driver does
 // not: it expects the container to exist).
 func (s *Server) CreateContainer(ctx context.Context, name string) error {
 	if _, err := s.Client.CreateContainer(ctx, name, nil); err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
-		return fmt.Errorf("creating container %s: %w%s", name, err, s.logTail())
+		return fmt.Errorf("creating container %s: %w%s", name, err, s.LogTail())
 	}
 	return nil
 }

@@ -47,9 +47,8 @@ type Server struct {
 	// Endpoint is "http://127.0.0.1:PORT".
 	Endpoint string
 	// S3 is a client for it.
-	S3  *s3.S3
-	cmd *exec.Cmd
-	log *os.File
+	S3 *s3.S3
+	*tools.Process
 }
 
 // Start runs bin as a single-drive server with its data in dir, on a free
@@ -67,22 +66,15 @@ func Start(ctx context.Context, bin, dir string) (*Server, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	logf, err := os.Create(filepath.Join(filepath.Dir(dir), "minio.log"))
-	if err != nil {
-		return nil, err
-	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, "--console-address", fmt.Sprintf("127.0.0.1:%d", cport), dir)
 	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+AccessKey, "MINIO_ROOT_PASSWORD="+SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CI_CD=1")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("starting minio: %w", err)
+	proc, err := tools.StartProcess("minio", cmd, filepath.Join(filepath.Dir(dir), "minio.log"))
+	if err != nil {
+		return nil, err
 	}
-	s := &Server{Endpoint: "http://" + addr, cmd: cmd, log: logf}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	s := &Server{Endpoint: "http://" + addr, Process: proc}
 	sess, err := session.NewSession(&aws.Config{
 		Endpoint:         aws.String(s.Endpoint),
 		Region:           aws.String(Region),
@@ -99,56 +91,20 @@ func Start(ctx context.Context, bin, dir string) (*Server, error) {
 	// while MinIO is still initialising its subsystems. A loaded machine
 	// (the whole test suite on 2 cores, a disk that discards every freed
 	// block) can take a long while to format the drive.
-	const wait = 3 * time.Minute
-	deadline := time.Now().Add(wait)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_, err := s.S3.ListBucketsWithContext(actx, &s3.ListBucketsInput{})
-		cancel()
-		if err == nil {
-			return s, nil
-		}
-		select {
-		case xerr := <-exited:
-			tail := s.logTail()
-			logf.Close()
-			return nil, fmt.Errorf("minio exited (%v):%s", xerr, tail)
-		case <-ctx.Done():
-			s.Close()
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			s.Close()
-			return nil, fmt.Errorf("minio on %s does not serve the S3 API after %v: %w%s", addr, wait, err, s.logTail())
-		}
+	err = proc.WaitReady(ctx, 3*time.Minute, "serve the S3 API on "+addr, func(ctx context.Context) error {
+		_, err := s.S3.ListBucketsWithContext(ctx, &s3.ListBucketsInput{})
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
-}
-
-// logTail is the end of the server's log, for an error message.
-func (s *Server) logTail() string {
-	b, err := os.ReadFile(s.log.Name())
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return "\nminio log (" + s.log.Name() + "):\n" + string(b)
-}
-
-// Close stops the server.
-func (s *Server) Close() error {
-	if s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-	}
-	return s.log.Close()
+	return s, nil
 }
 
 // CreateBucket creates a bucket.
 func (s *Server) CreateBucket(ctx context.Context, bucket string) error {
 	if _, err := s.S3.CreateBucketWithContext(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {
-		return fmt.Errorf("creating bucket %s: %w%s", bucket, err, s.logTail())
+		return fmt.Errorf("creating bucket %s: %w%s", bucket, err, s.LogTail())
 	}
 	return nil
 }
@@ -224,4 +180,28 @@ func ForTest(t testing.TB, bucket string) *Server {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// UseCredentials puts the server's keys where the AWS SDK looks first (the
+// environment), for the test: what an s3:// backup target reads.
+func UseCredentials(t testing.TB) {
+	t.Setenv("AWS_ACCESS_KEY_ID", AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", SecretKey)
+}
+
+// TargetURL is the s3:// URL of a backup under prefix in bucket.
+func (s *Server) TargetURL(bucket, prefix string) string {
+	return "s3://" + bucket + "/" + prefix + "?region=" + Region + "&endpoint=" + s.Endpoint
+}
+
+// TargetConfig writes a --target-config file (a registry-style storage
+// section) for a backup at rootdirectory in bucket, and returns its path.
+func (s *Server) TargetConfig(t testing.TB, bucket, rootdirectory string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "target.yml")
+	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(s.StorageYAML(bucket), "\n", "\n  ") + "  rootdirectory: " + rootdirectory + "\n"
+	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
