@@ -31,11 +31,11 @@ const azureCopyWait = 10 * time.Minute
 
 // put copies each blob's data into the quarantine, workers at a time, then
 // deletes the sources of each 256 copied in one batch, and calls held for
-// them. It takes every blob (it returns none to the driver).
-func (m *azureMover) put(ctx context.Context, blobs []BlobDeletion, workers int, hook func(path string) error, held func(BlobDeletion)) ([]BlobDeletion, error) {
+// them.
+func (m *azureMover) put(ctx context.Context, blobs []BlobDeletion, workers int, hook func(path string) error, held func(BlobDeletion)) error {
 	n := (len(blobs) + azureBatchMax - 1) / azureBatchMax
 	// Two batches at a time: one copying while the other deletes.
-	err := forEach(ctx, 2, n, func(i int) error {
+	return forEach(ctx, 2, n, func(i int) error {
 		chunk := blobs[i*azureBatchMax : min((i+1)*azureBatchMax, len(blobs))]
 		copied := make([]bool, len(chunk))
 		cerr := forEach(ctx, workers, len(chunk), func(j int) error {
@@ -73,7 +73,6 @@ func (m *azureMover) put(ctx context.Context, blobs []BlobDeletion, workers int,
 		}
 		return cerr
 	})
-	return nil, err
 }
 
 // move moves one blob: a copy (of any size), then a delete of the source.

@@ -27,10 +27,11 @@ import (
 // storage's clock), and the blobs left in it are resolved by the next run,
 // restored if its mark or its re-scan finds them referenced, purged if not.
 type quarantine struct {
-	d    storagedriver.StorageDriver
-	opts Options
-	rm   remover
-	dirs *dirRemover
+	d     storagedriver.StorageDriver
+	opts  Options
+	rm    remover
+	dirs  *dirRemover
+	mover storeMover // an object store's own copies and batches (store.go); nil: the driver's Move
 
 	// since is the storage-clock time of the oldest run whose quarantine
 	// this is; zero when there is none (offline, nothing left over).
@@ -49,7 +50,7 @@ type quarantine struct {
 // already, and its modification time is read back, so the re-scan compares
 // the registry's writes against a time from the same clock as theirs.
 func openQuarantine(ctx context.Context, d storagedriver.StorageDriver, opts Options, rm remover, online bool) (*quarantine, error) {
-	q := &quarantine{d: d, opts: opts, rm: rm, dirs: newDirRemover(d), held: map[digest.Digest]int64{},
+	q := &quarantine{d: d, opts: opts, rm: rm, dirs: newDirRemover(d), mover: newStoreMover(d, opts), held: map[digest.Digest]int64{},
 		restored: map[digest.Digest]bool{}, redundant: map[digest.Digest]bool{}}
 	since := pathFor(quarantineSinceSpec{})
 	t, err := modTime(ctx, d, since)
@@ -180,12 +181,8 @@ func (q *quarantine) put(ctx context.Context, blobs []BlobDeletion, done func(Bl
 		}
 		hook = nil // called once per blob already
 	}
-	if sm := newStoreMover(q.d, q.opts); sm != nil && len(blobs) > 0 {
-		var err error
-		if blobs, err = sm.put(ctx, blobs, workers, hook, held); err != nil {
-			return err
-		}
-		hook = nil
+	if q.mover != nil {
+		return q.mover.put(ctx, blobs, workers, hook, held)
 	}
 	return forEach(ctx, workers, len(blobs), func(i int) error {
 		b := blobs[i]
@@ -240,8 +237,8 @@ func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bo
 		return false, fmt.Errorf("restoring %s: %w", dg, err)
 	}
 	move := func(ctx context.Context, from, to string, _ int64) error { return q.d.Move(ctx, from, to) }
-	if sm := newStoreMover(q.d, q.opts); sm != nil {
-		move = sm.move
+	if q.mover != nil {
+		move = q.mover.move
 	}
 	if err := move(ctx, pathFor(quarantineDataSpec{dg}), to, size); err != nil {
 		if isNotFound(err) {

@@ -96,7 +96,7 @@ func (m *s3Mover) copyObject(ctx context.Context, from, to string, size int64) e
 // the mark keeps is found present in blobs/ by restore and its quarantined
 // copy is purged as redundant; one still dead is planned again, copied
 // over its quarantined copy (the same bytes) and moved as any other.
-func (m *s3Mover) put(ctx context.Context, blobs []BlobDeletion, workers int, hook func(path string) error, held func(BlobDeletion)) ([]BlobDeletion, error) {
+func (m *s3Mover) put(ctx context.Context, blobs []BlobDeletion, workers int, hook func(path string) error, held func(BlobDeletion)) error {
 	for start := 0; start < len(blobs); start += s3DeleteMax {
 		chunk := blobs[start:min(start+s3DeleteMax, len(blobs))]
 		copied := make([]bool, len(chunk))
@@ -119,7 +119,7 @@ func (m *s3Mover) put(ctx context.Context, blobs []BlobDeletion, workers int, ho
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 		var sources []string
 		var moved []BlobDeletion
@@ -130,13 +130,13 @@ func (m *s3Mover) put(ctx context.Context, blobs []BlobDeletion, workers int, ho
 			}
 		}
 		if err := (&s3Batch{m.S3Place}).deleteFiles(ctx, sources, 1); err != nil {
-			return nil, fmt.Errorf("quarantining: deleting the copied blobs from blobs/: %w", err)
+			return fmt.Errorf("quarantining: deleting the copied blobs from blobs/: %w", err)
 		}
 		for _, b := range moved {
 			held(b)
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // move moves one object: a copy (one CopyObject; in parts for an object

@@ -347,9 +347,8 @@ func TestS3MoverInParts(t *testing.T) {
 	inParts := map[string]int{"HeadObject": 1, "CreateMultipartUpload": 1, "UploadPartCopy": 3, "CompleteMultipartUpload": 1, "DeleteObjects": 1}
 
 	var held []BlobDeletion
-	rest, err := sm.put(ctx, []BlobDeletion{{Digest: dg, Size: size}}, 4, nil, func(b BlobDeletion) { held = append(held, b) })
-	if err != nil || len(rest) != 0 {
-		t.Fatalf("put: %d left to the driver, %v", len(rest), err)
+	if err := sm.put(ctx, []BlobDeletion{{Digest: dg, Size: size}}, 4, nil, func(b BlobDeletion) { held = append(held, b) }); err != nil {
+		t.Fatalf("put: %v", err)
 	}
 	by, _ := c.take()
 	if diff := cmp.Diff(inParts, by); diff != "" {

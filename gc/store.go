@@ -22,12 +22,9 @@ var storeRemovers []func(d storagedriver.StorageDriver, opts Options) remover
 type storeMover interface {
 	// put moves the data of each blob from blobs/ into the quarantine,
 	// workers at a time, calling hook (if not nil) with the blob's data
-	// path before touching it (for every blob given, including those it
-	// returns: the driver's path does not call it again) and held after
-	// it is in the quarantine and gone from blobs/. A blob already gone
-	// from blobs/ is skipped. It returns the blobs it left to the driver
-	// (none when it took all).
-	put(ctx context.Context, blobs []BlobDeletion, workers int, hook func(path string) error, held func(BlobDeletion)) (rest []BlobDeletion, err error)
+	// path before touching it and held after it is in the quarantine and
+	// gone from blobs/. A blob already gone from blobs/ is skipped.
+	put(ctx context.Context, blobs []BlobDeletion, workers int, hook func(path string) error, held func(BlobDeletion)) error
 	// move moves one object from one driver path to another inside the
 	// store (restoring a blob); size is the object's as gc knows it (0
 	// when it does not). A source that does not exist is an error for
