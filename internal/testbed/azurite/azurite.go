@@ -8,6 +8,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,4 +169,26 @@ func ForTest(t testing.TB, container string) *Server {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// Through returns the server as seen through a reverse proxy, for the
+// test, that calls see with every request before forwarding it (see may
+// read the body if it puts it back): how tests count what a client sends.
+// Shared-key signatures do not cover the host, so the copy's clients work
+// as the server's do.
+func (s *Server) Through(t testing.TB, see func(*http.Request)) *Server {
+	t.Helper()
+	up, err := url.Parse(s.ServiceURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: up.Scheme, Host: up.Host})
+	proxy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		see(r)
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(proxy.Close)
+	via := *s
+	via.ServiceURL = proxy.URL + up.Path
+	return &via
 }
