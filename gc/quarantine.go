@@ -7,7 +7,7 @@ import (
 	"context"
 	"fmt"
 	"path"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,9 +40,65 @@ type quarantine struct {
 	leftover bool
 
 	mu        sync.Mutex
-	held      map[digest.Digest]int64 // in the quarantine, with sizes
-	restored  map[digest.Digest]bool  // moved back to blobs/
-	redundant map[digest.Digest]bool  // a new upload put the blob back: the copy here goes
+	held      heldBlobs        // in the quarantine, with sizes
+	restored  map[sum256]bool // moved back to blobs/
+	redundant map[sum256]bool // a new upload put the blob back: the copy here goes
+}
+
+// heldBlobs are the blobs in the quarantine with their sizes: 40 bytes a
+// blob in one slice (a map of digest strings took about 150), appended to
+// as blobs are set aside, sorted and made unique when first looked up. An
+// online run holds every dead blob here until its purge.
+type heldBlobs struct {
+	s      []heldBlob
+	sorted bool
+}
+
+type heldBlob struct {
+	s    sum256
+	size int64
+}
+
+// add holds the blob s of the given size; a blob held twice (a crashed
+// run's leftover that this run set aside again: the same bytes) is one.
+func (h *heldBlobs) add(dg digest.Digest, size int64) {
+	if s, ok := sumOf(dg); ok {
+		h.s, h.sorted = append(h.s, heldBlob{s, size}), false
+	}
+}
+
+// sort sorts the blobs by sum and keeps the last size of each.
+func (h *heldBlobs) sort() {
+	if h.sorted {
+		return
+	}
+	slices.SortStableFunc(h.s, func(a, b heldBlob) int { return compareSums(a.s, b.s) })
+	out := h.s[:0]
+	for _, b := range h.s {
+		if len(out) > 0 && out[len(out)-1].s == b.s {
+			out[len(out)-1] = b
+			continue
+		}
+		out = append(out, b)
+	}
+	clear(h.s[len(out):])
+	h.s, h.sorted = out, true
+}
+
+// get returns the size of the blob s and whether it is held.
+func (h *heldBlobs) get(s sum256) (int64, bool) {
+	h.sort()
+	i, ok := slices.BinarySearchFunc(h.s, s, func(b heldBlob, s sum256) int { return compareSums(b.s, s) })
+	if !ok {
+		return 0, false
+	}
+	return h.s[i].size, true
+}
+
+// len is how many distinct blobs are held.
+func (h *heldBlobs) len() int {
+	h.sort()
+	return len(h.s)
 }
 
 // openQuarantine reads what a crashed run left in the quarantine and, for an
@@ -50,8 +106,8 @@ type quarantine struct {
 // already, and its modification time is read back, so the re-scan compares
 // the registry's writes against a time from the same clock as theirs.
 func openQuarantine(ctx context.Context, d storagedriver.StorageDriver, opts Options, rm remover, online bool) (*quarantine, error) {
-	q := &quarantine{d: d, opts: opts, rm: rm, dirs: newDirRemover(d), mover: newStoreMover(d, opts), held: map[digest.Digest]int64{},
-		restored: map[digest.Digest]bool{}, redundant: map[digest.Digest]bool{}}
+	q := &quarantine{d: d, opts: opts, rm: rm, dirs: newDirRemover(d), mover: newStoreMover(d, opts),
+		restored: map[sum256]bool{}, redundant: map[sum256]bool{}}
 	since := pathFor(quarantineSinceSpec{})
 	t, err := modTime(ctx, d, since)
 	switch {
@@ -63,11 +119,11 @@ func openQuarantine(ctx context.Context, d storagedriver.StorageDriver, opts Opt
 	if err := q.list(ctx); err != nil {
 		return nil, err
 	}
-	if len(q.held) > 0 {
+	if q.held.len() > 0 {
 		q.leftover = true
 	}
 	if q.leftover {
-		opts.Logger.Warn("gc: resolving the quarantine a previous run left", "blobs", len(q.held), "since", q.since)
+		opts.Logger.Warn("gc: resolving the quarantine a previous run left", "blobs", q.held.len(), "since", q.since)
 	}
 	if online && q.since.IsZero() {
 		if err := d.PutContent(ctx, since, []byte(opts.Now().UTC().Format(time.RFC3339Nano))); err != nil {
@@ -120,12 +176,12 @@ func (q *quarantine) list(ctx context.Context) error {
 		if name == "data" {
 			if dg := digest.NewDigestFromEncoded(digest.SHA256, path.Base(dir)); dg.Validate() == nil {
 				legacy = append(legacy, dg)
-				q.held[dg] = fi.Size()
+				q.held.add(dg, fi.Size())
 			}
 			return ctx.Err()
 		}
 		if dg := digest.NewDigestFromEncoded(digest.SHA256, name); dg.Validate() == nil && fi.Path() == pathFor(quarantineDataSpec{dg}) {
-			q.held[dg] = fi.Size()
+			q.held.add(dg, fi.Size())
 		}
 		return ctx.Err()
 	})
@@ -169,7 +225,7 @@ func (q *quarantine) put(ctx context.Context, blobs []BlobDeletion, done func(Bl
 	workers := max(q.opts.Jobs, fsWorkersMin)
 	held := func(b BlobDeletion) {
 		q.mu.Lock()
-		q.held[b.Digest] = b.Size
+		q.held.add(b.Digest, b.Size)
 		q.mu.Unlock()
 		done(b)
 	}
@@ -209,10 +265,14 @@ func (q *quarantine) put(ctx context.Context, blobs []BlobDeletion, done func(Bl
 
 // holds tells whether dg is in the quarantine (and not restored).
 func (q *quarantine) holds(dg digest.Digest) bool {
+	s, ok := sumOf(dg)
+	if !ok {
+		return false
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	_, ok := q.held[dg]
-	return ok && !q.restored[dg]
+	_, ok = q.held.get(s)
+	return ok && !q.restored[s]
 }
 
 // restore makes dg present in blobs/ again if it is in the quarantine. It
@@ -220,9 +280,13 @@ func (q *quarantine) holds(dg digest.Digest) bool {
 // copy stays and the quarantined one is purged. It returns whether the
 // blob is now present in blobs/ (false: gc never held it).
 func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bool, err error) {
+	s, ok := sumOf(dg)
+	if !ok {
+		return false, nil
+	}
 	q.mu.Lock()
-	size, held := q.held[dg]
-	done := q.restored[dg] || q.redundant[dg]
+	size, held := q.held.get(s)
+	done := q.restored[s] || q.redundant[s]
 	q.mu.Unlock()
 	if !held || done {
 		return false, nil
@@ -230,7 +294,7 @@ func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bo
 	to := pathFor(blobDataSpec{dg})
 	if _, err := q.d.Stat(ctx, to); err == nil {
 		q.mu.Lock()
-		q.redundant[dg] = true
+		q.redundant[s] = true
 		q.mu.Unlock()
 		return false, nil
 	} else if !isNotFound(err) {
@@ -247,7 +311,7 @@ func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bo
 		return false, fmt.Errorf("restoring %s from the quarantine: %w", dg, err)
 	}
 	q.mu.Lock()
-	q.restored[dg] = true
+	q.restored[s] = true
 	q.mu.Unlock()
 	q.opts.Logger.Info("gc: blob restored from the quarantine", "digest", dg)
 	return true, nil
@@ -258,43 +322,67 @@ func (q *quarantine) restore(ctx context.Context, dg digest.Digest) (restored bo
 func (q *quarantine) leftovers() []digest.Digest {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.held.sort()
 	var out []digest.Digest
-	for dg := range q.held {
-		if !q.restored[dg] {
-			out = append(out, dg)
+	for _, b := range q.held.s {
+		if !q.restored[b.s] {
+			out = append(out, b.s.digest())
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
+	return out // sorted: sums sort as their hex does
 }
 
-// purge deletes every blob still in the quarantine, then the area itself
-// (its since file last), and returns what it deleted. Copies made redundant
-// by a new upload are deleted without counting: the blob was not freed.
-func (q *quarantine) purge(ctx context.Context) ([]BlobDeletion, error) {
+// purge deletes every blob still in the quarantine, sweepChunk at a time
+// (each chunk's paths are made as it is deleted), calling freed with what
+// each chunk freed, then the area itself (its since file last). Copies
+// made redundant by a new upload are deleted without counting: the blob
+// was not freed.
+func (q *quarantine) purge(ctx context.Context, freed func([]BlobDeletion)) error {
 	q.mu.Lock()
-	var files []string
-	var gone []BlobDeletion
-	for _, dg := range sortedDigests(q.held) {
-		if q.restored[dg] {
-			continue
-		}
-		files = append(files, pathFor(quarantineDataSpec{dg}))
-		if !q.redundant[dg] {
-			gone = append(gone, BlobDeletion{Digest: dg, Size: q.held[dg]})
-		}
-	}
+	q.held.sort()
+	held := q.held.s
 	q.mu.Unlock()
-	if err := q.rm.remove(ctx, files); err != nil {
-		return nil, err
+	for start := 0; start < len(held); start += sweepChunk {
+		var files []string
+		var gone []BlobDeletion
+		q.mu.Lock()
+		for _, b := range held[start:min(start+sweepChunk, len(held))] {
+			if q.restored[b.s] {
+				continue
+			}
+			dg := b.s.digest()
+			files = append(files, pathFor(quarantineDataSpec{dg}))
+			if !q.redundant[b.s] {
+				gone = append(gone, BlobDeletion{Digest: dg, Size: b.size})
+			}
+		}
+		q.mu.Unlock()
+		if err := q.rm.remove(ctx, files); err != nil {
+			return err
+		}
+		freed(gone)
 	}
 	if _, err := removeTree(ctx, q.d, q.rm, q.dirs, pathFor(quarantineBlobsSpec{digest.SHA256}), nil); err != nil {
-		return gone, err
+		return err
 	}
 	if err := q.rm.remove(ctx, []string{pathFor(quarantineSinceSpec{})}); err != nil {
-		return gone, err
+		return err
 	}
-	return gone, q.dirs.removeEmpty(pathFor(quarantineSpec{}))
+	return q.dirs.removeEmpty(pathFor(quarantineSpec{}))
+}
+
+// pending is how many blobs are in the quarantine and not restored.
+func (q *quarantine) pending() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.held.sort()
+	n := 0
+	for _, b := range q.held.s {
+		if !q.restored[b.s] {
+			n++
+		}
+	}
+	return n
 }
 
 // quarantineHolds counts what the quarantine holds, reading only (a dry

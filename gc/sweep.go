@@ -571,7 +571,7 @@ func (s *sweep) settle(ctx context.Context) error {
 // pendingLeftovers tells whether a crashed run left blobs in the
 // quarantine that this run has not restored (the purge deletes them).
 func (s *sweep) pendingLeftovers() bool {
-	return s.q.leftover && !removed.settleLeftovers && len(s.q.leftovers()) > 0
+	return s.q.leftover && !removed.settleLeftovers && s.q.pending() > 0
 }
 
 func (s *sweep) sweptAnything() bool {
@@ -586,7 +586,7 @@ func (s *sweep) sweptAnything() bool {
 // crashed run quarantined are cleared here (that run may have stopped
 // before clearing them; the links it deleted are not known any more).
 func (s *sweep) purge(ctx context.Context) error {
-	if !s.q.active() && len(s.q.leftovers()) == 0 {
+	if !s.q.active() && s.q.pending() == 0 {
 		return nil
 	}
 	mine := map[digest.Digest]bool{}
@@ -595,15 +595,16 @@ func (s *sweep) purge(ctx context.Context) error {
 		mine[dg] = true
 	}
 	s.mu.Unlock()
-	gone, err := s.q.purge(ctx)
 	var theirs []digest.Digest
-	s.count(func() {
-		for _, b := range gone {
-			s.acc.blob(b)
-			if !mine[b.Digest] {
-				theirs = append(theirs, b.Digest)
+	err := s.q.purge(ctx, func(gone []BlobDeletion) {
+		s.count(func() {
+			for _, b := range gone {
+				s.acc.blob(b)
+				if !mine[b.Digest] {
+					theirs = append(theirs, b.Digest)
+				}
 			}
-		}
+		})
 	})
 	if err != nil {
 		return err
