@@ -40,7 +40,7 @@ type quarantine struct {
 	leftover bool
 
 	mu        sync.Mutex
-	held      heldBlobs        // in the quarantine, with sizes
+	held      heldBlobs       // in the quarantine, with sizes
 	restored  map[sum256]bool // moved back to blobs/
 	redundant map[sum256]bool // a new upload put the blob back: the copy here goes
 }
