@@ -9,6 +9,7 @@
 package storeerr
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/aws/aws-sdk-go/aws/awserr"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"google.golang.org/api/googleapi"
@@ -92,6 +95,9 @@ func Describe(err error, config string) error {
 	if re, ok := find[*azcore.ResponseError](err); ok {
 		return describeAzure(err, re, config)
 	}
+	if ae, ok := find[*azidentity.AuthenticationFailedError](err); ok {
+		return describeEntra(err, ae, config)
+	}
 	if ge, ok := find[*googleapi.Error](err); ok {
 		return describeGCS(err, ge, config)
 	}
@@ -100,6 +106,12 @@ func Describe(err error, config string) error {
 		return describeS3(err, nil, config)
 	case errors.Is(err, storage.ErrBucketNotExist):
 		return &Error{Store: "gcs", Status: http.StatusNotFound, Err: err, kind: ErrNoBucket, msg: noGCSBucket("(gcs)", config)}
+	case strings.Contains(err.Error(), "failed to acquire a token"):
+		// azidentity's DefaultAzureCredential (credentials type
+		// default_credentials) when no credential of its chain gave a
+		// token: why each did not is on lines of its own, kept on one.
+		return &Error{Store: "azure", Err: err, kind: ErrNoCredentials,
+			msg: "no Azure credentials were found (credentials type default_credentials: " + oneLine(err.Error()) + "): set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET, run with a workload or managed identity, or give another credentials type in " + section(config, "azure")}
 	case strings.Contains(err.Error(), "could not find default credentials"):
 		// golang.org/x/oauth2/google, when the gcs driver is given neither
 		// keyfile nor credentials and finds no default ones.
@@ -252,6 +264,44 @@ func describeAzure(err error, re *azcore.ResponseError, config string) error {
 		}
 	}
 	return e
+}
+
+// describeEntra describes Microsoft Entra ID refusing a token to the
+// credentials of type client_secret or default_credentials.
+func describeEntra(err error, ae *azidentity.AuthenticationFailedError, config string) error {
+	e := &Error{Store: "azure", Err: err, kind: ErrCredentialsRefused}
+	if error(ae) != err {
+		e.sdk = ae
+	}
+	if ae.RawResponse != nil {
+		e.Status = ae.RawResponse.StatusCode
+		// {"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided. …"}
+		var body struct {
+			Error       string `json:"error"`
+			Description string `json:"error_description"`
+		}
+		if b, err := runtime.Payload(ae.RawResponse); err == nil && json.Unmarshal(b, &body) == nil {
+			e.Code = body.Error
+			if code, _, ok := strings.Cut(body.Description, ":"); ok && strings.HasPrefix(code, "AADSTS") {
+				e.Code += " " + code
+			}
+		}
+	}
+	e.msg = "Microsoft Entra ID gave the credentials no token " + answer("azure", e.Status, e.Code, "") +
+		": check clientid, tenantid and secret under credentials (type client_secret) in " + section(config, "azure") +
+		", or the identity that default_credentials finds (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET, a workload or managed identity)"
+	return e
+}
+
+// oneLine is a message of several lines on one, its lines joined by "; ".
+func oneLine(msg string) string {
+	var parts []string
+	for _, l := range strings.Split(msg, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 func describeGCS(err error, ge *googleapi.Error, config string) error {

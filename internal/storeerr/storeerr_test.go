@@ -3,6 +3,7 @@ package storeerr
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"cloud.google.com/go/storage"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/aws/aws-sdk-go/aws/awserr"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/google/go-cmp/cmp"
@@ -29,6 +31,16 @@ func azureErr(code string, status int) error {
 	resp := &http.Response{StatusCode: status, Status: fmt.Sprint(status), Header: http.Header{"X-Ms-Request-Id": {"AZ1"}},
 		Request: &http.Request{Method: http.MethodGet, URL: u}}
 	return storagedriver.Error{DriverName: "azure", Detail: &azcore.ResponseError{ErrorCode: code, StatusCode: status, RawResponse: resp}}
+}
+
+// entraErr is Microsoft Entra ID refusing a token to client_secret
+// credentials, as azidentity returns it through the azure driver.
+func entraErr() error {
+	u, _ := url.Parse("https://login.microsoftonline.com/tenant/oauth2/v2.0/token")
+	body := `{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided.\r\nTrace ID: 1"}`
+	resp := &http.Response{StatusCode: 401, Status: "401 Unauthorized", Header: http.Header{}, Body: io.NopCloser(strings.NewReader(body)),
+		Request: &http.Request{Method: http.MethodPost, URL: u}}
+	return storagedriver.Error{DriverName: "azure", Detail: &azidentity.AuthenticationFailedError{RawResponse: resp}}
 }
 
 // gcsErr is a GCS answer as cloud.google.com/go/storage returns it (the
@@ -99,6 +111,12 @@ func TestDescribe(t *testing.T) {
 		{"azure any other answer, one line", azureErr("ServerBusy", 503), "registry.yml",
 			got{nil, "azure", 503, "ServerBusy", true},
 			[]string{"azure answered 503 ServerBusy to GET http://127.0.0.1:10000/devstoreaccount1/registry/docker/registry/v2 (request id AZ1)"}},
+		{"azure client secret refused", entraErr(), "registry.yml",
+			got{ErrCredentialsRefused, "azure", 401, "invalid_client AADSTS7000215", true},
+			[]string{"Entra ID gave the credentials no token (azure 401 invalid_client AADSTS7000215)", "clientid, tenantid and secret under credentials (type client_secret) in the storage: azure section of registry.yml"}},
+		{"azure default credentials find none", errors.New("DefaultAzureCredential: failed to acquire a token.\nAttempted credentials:\n\tEnvironmentCredential: missing environment variable AZURE_TENANT_ID\n\tManagedIdentityCredential: no response from the IMDS endpoint"), "registry.yml",
+			got{ErrNoCredentials, "azure", 0, "", true},
+			[]string{"no Azure credentials were found (credentials type default_credentials: DefaultAzureCredential: failed to acquire a token.; Attempted credentials:; EnvironmentCredential: missing environment variable AZURE_TENANT_ID; ManagedIdentityCredential", "AZURE_CLIENT_SECRET", "another credentials type in the storage: azure section of registry.yml"}},
 		{"gcs refused", gcsErr(401, "authError"), "registry.yml",
 			got{ErrCredentialsRefused, "gcs", 401, "authError", true},
 			[]string{"refused the credentials", "keyfile or credentials in the storage: gcs section of registry.yml", "GOOGLE_APPLICATION_CREDENTIALS"}},
@@ -148,9 +166,14 @@ func TestDescribe(t *testing.T) {
 			var ae awserr.Error
 			var re *azcore.ResponseError
 			var ge *googleapi.Error
-			switch reached := errors.As(err, &ae) || errors.As(err, &re) || errors.As(err, &ge); {
-			case e.Store == "s3" && ae == nil, e.Store == "azure" && re == nil, e.Code != "" && e.Store == "gcs" && ge == nil:
-				t.Errorf("the SDK's error is not reachable (%v): %v", reached, err)
+			var ie *azidentity.AuthenticationFailedError
+			errors.As(err, &ae)
+			errors.As(err, &re)
+			errors.As(err, &ge)
+			errors.As(err, &ie)
+			switch {
+			case e.Store == "s3" && ae == nil, e.Store == "azure" && e.Code != "" && re == nil && ie == nil, e.Store == "gcs" && e.Code != "" && ge == nil:
+				t.Errorf("the SDK's error is not reachable: %v", err)
 			}
 			if again := Describe(err, "other.yml"); again != err {
 				t.Errorf("described twice: %v", again)
