@@ -56,6 +56,7 @@ type Layout struct {
 
 	driver storagedriver.StorageDriver // nil: Root is a local directory
 	name   string                      // the target as named, for messages
+	config string                      // the --target-config file, "" for an s3:// URL
 	ctx    context.Context             // of driver calls; nil: context.Background
 }
 

@@ -17,12 +17,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aws/aws-sdk-go/aws/awserr"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/regkeeper/regkeeper/gc"
+	"github.com/regkeeper/regkeeper/internal/storeerr"
 )
 
 // OpenTarget opens the backup target a command names: with configFile, the
@@ -40,7 +40,9 @@ func OpenTarget(ctx context.Context, target, configFile string) (Layout, error) 
 		if err != nil {
 			return Layout{}, err
 		}
-		return DriverLayout(d, configFile+" ("+d.Name()+")"), nil
+		l := DriverLayout(d, configFile+" ("+d.Name()+")")
+		l.config = configFile
+		return l, nil
 	case strings.HasPrefix(target, "s3://"):
 		params, err := s3Params(target)
 		if err != nil {
@@ -205,57 +207,44 @@ func (l Layout) context() context.Context {
 }
 
 // driverErr makes a driver's path-not-found an fs.ErrNotExist, and says
-// what a store's refusal means (DescribeStorageError).
-func driverErr(err error) error {
+// what a store's refusal means (describe).
+func (l Layout) driverErr(err error) error {
 	var nf storagedriver.PathNotFoundError
 	if errors.As(err, &nf) {
 		return fmt.Errorf("%w: %w", fs.ErrNotExist, err)
 	}
-	return DescribeStorageError(err)
+	return l.describe(err)
 }
 
-// DescribeStorageError returns err with what to do when it is a store
-// refusing for want of credentials or of a bucket: the AWS SDK's own
-// "NoCredentialProviders: no valid providers in chain. Deprecated. ..."
-// says neither what is missing nor how to give it. Other errors are
-// returned as they are. Every driver call of a backup target goes through
-// it (driverErr), and the first call of every command reads the
-// oci-layout file, so backup, verify, restore, snapshots, forget and
-// cycle all say it.
+// describe returns err in one line with what to check when it is the
+// store refusing for want of credentials, of a bucket or of a container
+// (storeerr.Describe): the SDKs' own words say neither what is missing
+// nor where to give it. Other errors are returned as they are. Every
+// driver call of a backup target goes through it (driverErr), and the
+// first call of every command reads the oci-layout file, so backup,
+// verify, restore, snapshots, forget and cycle all say it.
+func (l Layout) describe(err error) error {
+	return storeerr.Describe(err, l.config)
+}
+
+// DescribeStorageError returns err described as for a backup target opened
+// from an s3:// URL (storeerr.Describe): what to set when the store found
+// no credentials, refused them, or has no such bucket or container; other
+// errors as they are.
 func DescribeStorageError(err error) error {
-	if err == nil {
-		return nil
-	}
-	code := ""
-	var ae awserr.Error
-	var de storagedriver.Error
-	switch {
-	case errors.As(err, &ae):
-		code = ae.Code()
-	case errors.As(err, &de) && errors.As(de.Detail, &ae):
-		code = ae.Code()
-	}
-	msg := err.Error()
-	switch {
-	case code == "NoCredentialProviders" || strings.Contains(msg, "NoCredentialProviders"):
-		return fmt.Errorf("%w were found (none in the environment, in ~/.aws/credentials, nor from an instance or pod role): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE with ~/.aws/credentials), run with an instance or pod role (IRSA), or give --target-config FILE with accesskey and secretkey in its storage: s3 section", ErrNoCredentials)
-	case code == "NoSuchBucket" || strings.Contains(msg, "NoSuchBucket"):
-		return fmt.Errorf("the bucket does not exist (create it, or check the name and the endpoint): %w", err)
-	case code == "InvalidAccessKeyId" || code == "SignatureDoesNotMatch" || code == "AccessDenied":
-		return fmt.Errorf("the store refused the credentials (%s): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the role's permissions on the bucket: %w", code, err)
-	}
-	return err
+	return storeerr.Describe(err, "")
 }
 
-// ErrNoCredentials: the backup target's store found no credentials.
-var ErrNoCredentials = errors.New("no AWS credentials")
+// ErrNoCredentials: the backup target's store found no credentials
+// (storeerr.ErrNoCredentials, which gc's errors wrap too).
+var ErrNoCredentials = storeerr.ErrNoCredentials
 
 func (l Layout) readFile(p string) ([]byte, error) {
 	if l.driver == nil {
 		return os.ReadFile(p)
 	}
 	b, err := l.driver.GetContent(l.context(), p)
-	return b, driverErr(err)
+	return b, l.driverErr(err)
 }
 
 func (l Layout) open(p string) (io.ReadCloser, error) {
@@ -263,7 +252,7 @@ func (l Layout) open(p string) (io.ReadCloser, error) {
 		return os.Open(p)
 	}
 	r, err := l.driver.Reader(l.context(), p, 0)
-	return r, driverErr(err)
+	return r, l.driverErr(err)
 }
 
 func (l Layout) mkdirAll(dir string) error {
@@ -277,7 +266,7 @@ func (l Layout) remove(p string) error {
 	if l.driver == nil {
 		return os.Remove(p)
 	}
-	return driverErr(l.driver.Delete(l.context(), p))
+	return l.driverErr(l.driver.Delete(l.context(), p))
 }
 
 func (l Layout) syncDir(dir string) error {
@@ -299,7 +288,7 @@ func (l Layout) stat(p string) (size int64, mtime time.Time, regular bool, err e
 	}
 	fi, err := l.driver.Stat(l.context(), p)
 	if err != nil {
-		return 0, time.Time{}, false, driverErr(err)
+		return 0, time.Time{}, false, l.driverErr(err)
 	}
 	return fi.Size(), fi.ModTime(), !fi.IsDir(), nil
 }
@@ -316,7 +305,7 @@ func (l Layout) readDir(dir string) ([]string, error) {
 	}
 	ps, err := l.driver.List(l.context(), dir)
 	if err != nil {
-		return nil, driverErr(err)
+		return nil, l.driverErr(err)
 	}
 	names := make([]string, len(ps))
 	for i, p := range ps {
@@ -349,7 +338,7 @@ func (l Layout) listBlobs() ([]blobFile, error) {
 			out = append(out, blobFile{v1.Hash{Algorithm: alg, Hex: name}, fi.Path(), fi.Size()})
 			return nil
 		})
-		if err != nil && !errors.Is(driverErr(err), fs.ErrNotExist) {
+		if err != nil && !errors.Is(l.driverErr(err), fs.ErrNotExist) {
 			return nil, err
 		}
 		return out, nil
@@ -462,7 +451,7 @@ func (w driverWriter) Write(b []byte) (int, error) {
 // object atomically, else through a temporary file moved over it.
 func (l Layout) driverPut(p string, data []byte) error {
 	if l.atomicPut() {
-		return DescribeStorageError(l.driver.PutContent(l.context(), p, data))
+		return l.describe(l.driver.PutContent(l.context(), p, data))
 	}
 	tmp := l.tempIndex()
 	if err := l.driver.PutContent(l.context(), tmp, data); err != nil {
@@ -485,13 +474,13 @@ func (l Layout) driverLock() (func(), error) {
 	if b, err := l.driver.GetContent(bg, p); err == nil {
 		h := strings.TrimSpace(string(b))
 		return nil, fmt.Errorf("%w: held by %s (%s in %s; delete it if that run is gone)", ErrLocked, h, p, l)
-	} else if !errors.Is(driverErr(err), fs.ErrNotExist) {
-		return nil, fmt.Errorf("reading the lock %s: %w", p, driverErr(err))
+	} else if !errors.Is(l.driverErr(err), fs.ErrNotExist) {
+		return nil, fmt.Errorf("reading the lock %s: %w", p, l.driverErr(err))
 	}
 	host, _ := os.Hostname()
 	me := []byte(fmt.Sprintf("regkeeper pid %d on %s since %s\n", os.Getpid(), host, time.Now().UTC().Format(time.RFC3339Nano)))
 	if err := l.driver.PutContent(bg, p, me); err != nil {
-		return nil, &WriteError{Path: p, Err: DescribeStorageError(err)}
+		return nil, &WriteError{Path: p, Err: l.describe(err)}
 	}
 	if back, err := l.driver.GetContent(bg, p); err != nil || string(back) != string(me) {
 		return nil, fmt.Errorf("%w: lost the race for %s", ErrLocked, p)
@@ -542,10 +531,10 @@ func (l Layout) CheckWritable(ctx context.Context) error {
 	}
 	p := path.Join(l.TempDir(), "check-"+randomSuffix())
 	if err := l.driver.PutContent(l.context(), p, []byte("regkeeper cycle --check\n")); err != nil {
-		return fmt.Errorf("writing %s in %s: %w", p, l, DescribeStorageError(err))
+		return fmt.Errorf("writing %s in %s: %w", p, l, l.describe(err))
 	}
 	if err := l.driver.Delete(l.context(), p); err != nil {
-		return fmt.Errorf("deleting %s in %s: %w", p, l, DescribeStorageError(err))
+		return fmt.Errorf("deleting %s in %s: %w", p, l, l.describe(err))
 	}
 	return nil
 }

@@ -364,10 +364,10 @@ func CheckStorage(ctx context.Context, d storagedriver.StorageDriver, opts Optio
 	}
 	probe := path.Join(pathFor(registryRootSpec{}), "regkeeper-check")
 	if err := d.PutContent(ctx, probe, []byte("regkeeper cycle --check\n")); err != nil {
-		return fmt.Errorf("writing %s in %s storage: %w", probe, d.Name(), err)
+		return fmt.Errorf("writing %s in %s storage: %w", probe, d.Name(), describe(err))
 	}
 	if err := d.Delete(ctx, probe); err != nil {
-		return fmt.Errorf("deleting %s in %s storage: %w", probe, d.Name(), err)
+		return fmt.Errorf("deleting %s in %s storage: %w", probe, d.Name(), describe(err))
 	}
 	return nil
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/factory"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/regkeeper/regkeeper/internal/storeerr"
+
 	// The storage drivers regkeeper gc can open from a registry config.
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/azure"
 	_ "github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
@@ -42,7 +44,7 @@ func Open(ctx context.Context, configFile string) (storagedriver.StorageDriver, 
 	}
 	d, err := factory.Create(ctx, typ, cfg.Storage.Parameters())
 	if err != nil {
-		return nil, fmt.Errorf("opening %s storage of %s: %w", typ, configFile, err)
+		return nil, fmt.Errorf("opening %s storage of %s: %w", typ, configFile, storeerr.Describe(err, configFile))
 	}
 	return wrapAzure(d), nil // azure.go: one listing per tree walked
 }
@@ -92,6 +94,17 @@ func OpenRoot(ctx context.Context, root string) (storagedriver.StorageDriver, er
 	return factory.Create(ctx, "filesystem", map[string]any{"rootdirectory": root})
 }
 
+// describe says in one line what a refusal of the registry's storage
+// means and what to check in the registry's config (storeerr.Describe): gc
+// runs with the registry's own credentials, and the SDKs' errors name
+// neither the setting nor where it is. The first read of every run
+// (checkRegistry) and the lock go through it.
+func describe(err error) error {
+	return storeerr.Describe(err, "the registry's config")
+}
+
+// checkRegistry reads the registry's root: the first read of a run, where
+// wrong credentials or a missing bucket show.
 func checkRegistry(ctx context.Context, d storagedriver.StorageDriver) error {
 	fi, err := d.Stat(ctx, pathFor(registryRootSpec{}))
 	if err != nil {
@@ -99,7 +112,7 @@ func checkRegistry(ctx context.Context, d storagedriver.StorageDriver) error {
 		if errors.As(err, &nf) {
 			return fmt.Errorf("%w: no %s in %s storage", ErrNotRegistry, pathFor(registryRootSpec{}), d.Name())
 		}
-		return fmt.Errorf("reading %s: %w", pathFor(registryRootSpec{}), err)
+		return fmt.Errorf("reading %s: %w", pathFor(registryRootSpec{}), describe(err))
 	}
 	if !fi.IsDir() {
 		return fmt.Errorf("%w: %s is not a directory", ErrNotRegistry, pathFor(registryRootSpec{}))
@@ -139,12 +152,12 @@ func Lock(ctx context.Context, d storagedriver.StorageDriver, opts Options) (fun
 			opts.Logger.Warn("taking over the gc lock of a dead run on this host", "path", p, "pid", pid, "since", lf.Time, "content", string(b))
 		}
 	} else if !isNotFound(err) {
-		return nil, fmt.Errorf("reading gc lock %s: %w", p, err)
+		return nil, fmt.Errorf("reading gc lock %s: %w", p, describe(err))
 	}
 	me := newLockFile(now)
 	b, _ := json.Marshal(me)
 	if err := d.PutContent(ctx, p, b); err != nil {
-		return nil, fmt.Errorf("writing gc lock %s: %w", p, err)
+		return nil, fmt.Errorf("writing gc lock %s: %w", p, describe(err))
 	}
 	if back, err := d.GetContent(ctx, p); err != nil || string(back) != string(b) {
 		return nil, fmt.Errorf("%w: lost the race for %s", ErrLocked, p)
