@@ -65,7 +65,8 @@ func (c *s3Requests) take() (by map[string]int, total int) {
 // protocol costs one request per deleted blob and a few per run and per
 // repository (the since file, the re-scan's listings). At the issue's
 // shape that is 1.5 requests per deleted blob in all (bench/gc/s3online.sh);
-// this estate is too small for the total (its 256 blob prefixes are listed
+// this estate is too small for the total (the blob store's listing costs
+// at least a request per first hex digit of its prefix directories,
 // whatever the number of blobs), so the test bounds what online adds.
 func TestGCOnlineS3Requests(t *testing.T) {
 	const bucket = "online"

@@ -447,6 +447,9 @@ func listBlobs(ctx context.Context, d storagedriver.StorageDriver, in *interner,
 	if f := fsReaderFor(d); f != nil {
 		return f.listBlobs(ctx, in, opts)
 	}
+	if p := S3PlaceOf(d); p != nil {
+		return listS3Blobs(ctx, d, p, opts)
+	}
 	return walkBlobs(ctx, d, in, opts)
 }
 
