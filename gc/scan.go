@@ -447,8 +447,8 @@ func listBlobs(ctx context.Context, d storagedriver.StorageDriver, in *interner,
 	if f := fsReaderFor(d); f != nil {
 		return f.listBlobs(ctx, in, opts)
 	}
-	if p := S3PlaceOf(d); p != nil {
-		return listS3Blobs(ctx, d, p, opts)
+	if flat := flatListerOf(d); flat != nil {
+		return listBlobsFlat(ctx, d, flat, opts)
 	}
 	return walkBlobs(ctx, d, in, opts)
 }
