@@ -46,7 +46,9 @@ func TestAzureListBlobs(t *testing.T) {
 	counter := &azureCounter{n: map[string]int{}}
 	d := openAzure(t, a.Through(t, counter.count), container)
 	checkListBlobsFlat(t, d, counter.reset,
-		func(dirs int) map[string]int { return map[string]int{"ListBlobs(delimiter)": 1, "ListBlobs(flat)": dirs} })
+		func(dirs int) map[string]int {
+			return map[string]int{"ListBlobs(delimiter)": 1, "ListBlobs(flat)": dirs}
+		})
 }
 
 // checkListBlobsFlat is the body of the listing tests: take returns the
