@@ -37,13 +37,6 @@ func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*r
 	markAll(ctx, cache, shadow, quiet, func(int64) bool { return false })
 
 	var s spared
-	planned := map[string]map[string]struct{}{}
-	for _, m := range p.Manifests {
-		if planned[m.Repository] == nil {
-			planned[m.Repository] = map[string]struct{}{}
-		}
-		planned[m.Repository][string(m.Digest)] = struct{}{}
-	}
 	ids := cache.ids
 	live := newIDBits(ids.len())
 	for _, r := range shadow {
@@ -51,11 +44,12 @@ func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*r
 			live.add(id)
 		}
 		r.markedBlob = nil
+		planned := make(map[uint32]struct{}, len(r.deleted))
+		for _, id := range r.deleted {
+			planned[id] = struct{}{}
+		}
 		for _, rv := range r.revisions {
-			if r.isMarked(rv.id) {
-				continue
-			}
-			if _, ok := planned[r.name][string(ids.digest(rv.id))]; !ok {
+			if _, ok := planned[rv.id]; !r.isMarked(rv.id) && !ok {
 				s.manifests++
 			}
 		}

@@ -223,7 +223,10 @@ type repoState struct {
 	// results of marking
 	marked     idSet // manifests
 	markedBlob idSet // configs, layers, manifests, children
-	kept       []KeptManifest
+	// deleted are the manifests the plan deletes, in the order of their
+	// digests.
+	deleted []uint32
+	kept    []KeptManifest
 	// baseRoots are untagged manifests live images name as their base
 	// (provenance.go): roots of the next mark.
 	baseRoots map[uint32]struct{}
@@ -285,7 +288,6 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		repoIndex[name] = int32(i)
 	}
 	p.live = newIDBits(ids.len())
-	var deletedManifests []uint32
 	for _, r := range repos {
 		ri := repoIndex[r.name]
 		for tag := range pruned[r.name] {
@@ -295,25 +297,18 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		for _, id := range r.markedBlob {
 			p.live.add(id)
 		}
-		first := len(p.Manifests)
+		// The manifests to delete, as ids in the order of their digests
+		// (an id given past the listing is not in that order); they are
+		// spelled out once the mark's state is freed (below).
+		r.deleted = make([]uint32, 0, len(r.revisions)-len(r.marked))
 		for i := range r.revisions {
 			mi := &r.revisions[i]
 			anyYoungLeft = anyYoungLeft || young(mi.mod)
-			if r.isMarked(mi.id) {
-				continue
+			if !r.isMarked(mi.id) {
+				r.deleted = append(r.deleted, mi.id)
 			}
-			md := ManifestDeletion{Repository: r.name, Digest: ids.digest(mi.id)}
-			for _, tag := range sortedKeys(r.history) {
-				if _, ok := findID(r.history[tag], mi.id); ok && !pruned[r.name][tag] {
-					md.HistoryTags = append(md.HistoryTags, tag)
-				}
-			}
-			p.Manifests = append(p.Manifests, md)
-			deletedManifests = append(deletedManifests, mi.id)
 		}
-		// In the order of their digests (an id given past the listing is
-		// not in that order).
-		sort.Sort(byDigest{p.Manifests[first:], deletedManifests[first:]})
+		ids.sortBySum(r.deleted)
 		dead := 0
 		for _, l := range r.layers {
 			marked := r.markedBlob.has(l.id)
@@ -354,12 +349,9 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 				p.EmptyRepos = append(p.EmptyRepos, r.name)
 			}
 		}
-		// This repository is done: what the grace count (grace.go) does
-		// not need goes now.
+		// This repository is done: what the grace count (grace.go) and
+		// the manifests' history tags (below) do not need goes now.
 		r.layers, r.uploads, r.markedBlob = nil, nil, nil
-		if opts.KeepPrevious == 0 {
-			r.history = nil
-		}
 	}
 
 	// Sweep the blob store.
@@ -379,17 +371,17 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	})
 	// Attribute each deleted blob's bytes to the first repository by name
 	// whose deleted manifests or layer links name it.
-	for j, m := range p.Manifests {
-		ri := repoIndex[m.Repository]
-		id := deletedManifests[j]
-		p.blobs.claimID(ids, id, ri, names)
-		if n := cache.node(id); n != nil {
-			for _, b := range n.refs() {
-				p.blobs.claimID(ids, b, ri, names)
+	for _, r := range repos {
+		ri := repoIndex[r.name]
+		for _, id := range r.deleted {
+			p.blobs.claimID(ids, id, ri, names)
+			if n := cache.node(id); n != nil {
+				for _, b := range n.refs() {
+					p.blobs.claimID(ids, b, ri, names)
+				}
 			}
 		}
 	}
-	deletedManifests = nil
 	for _, l := range p.links {
 		for _, id := range l.ids {
 			p.blobs.claimID(ids, id, l.repo, names)
@@ -399,6 +391,27 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 		p.spared = p.graceSpared(ctx, cache, repos, blobs)
 	}
 	p.storage = storageTotals(repos, blobs)
+	// The manifest cache goes, then each repository as its manifests to
+	// delete are spelled out.
+	cache = nil
+	dead := 0
+	for _, r := range repos {
+		dead += len(r.deleted)
+	}
+	p.Manifests = make([]ManifestDeletion, 0, dead)
+	for k, r := range repos {
+		tags := sortedKeys(r.history)
+		for _, id := range r.deleted {
+			md := ManifestDeletion{Repository: r.name, Digest: ids.digest(id)}
+			for _, tag := range tags {
+				if _, ok := findID(r.history[tag], id); ok && !pruned[r.name][tag] {
+					md.HistoryTags = append(md.HistoryTags, tag)
+				}
+			}
+			p.Manifests = append(p.Manifests, md)
+		}
+		repos[k] = nil
+	}
 	sort.Slice(p.Tags, func(i, j int) bool {
 		return p.Tags[i].Repository+":"+p.Tags[i].Tag < p.Tags[j].Repository+":"+p.Tags[j].Tag
 	})
@@ -407,20 +420,6 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	}
 	log.Info("gc: plan", "manifests", len(p.Manifests), "layerLinks", p.linkCount(), "blobs", p.blobCount(), "uploads", len(p.Uploads), "tags", len(p.Tags))
 	return p, nil
-}
-
-// byDigest sorts a repository's manifest deletions, and their ids with
-// them, by digest.
-type byDigest struct {
-	m   []ManifestDeletion
-	ids []uint32
-}
-
-func (b byDigest) Len() int           { return len(b.m) }
-func (b byDigest) Less(i, j int) bool { return b.m[i].Digest < b.m[j].Digest }
-func (b byDigest) Swap(i, j int) {
-	b.m[i], b.m[j] = b.m[j], b.m[i]
-	b.ids[i], b.ids[j] = b.ids[j], b.ids[i]
 }
 
 func anyYoung(links []idTime, young func(int64) bool) bool {
