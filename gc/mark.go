@@ -261,7 +261,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	p.ids = ids
 	cache := newManifestCache(d, ids)
 	if !opts.NoMarkCache {
-		cache.stored = loadMarkCache(ctx, d, log, ids)
+		loadMarkCache(ctx, d, log, cache)
 	}
 	repos, err := readRepositories(ctx, d, names, cache, opts)
 	if err != nil {
@@ -278,7 +278,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	if !opts.NoMarkCache && !opts.DryRun {
 		saveMarkCache(ctx, d, cache, log)
 	}
-	cache.stored = nil // what this run used is in cache.m
+	cache.dropUnasked() // what the mark cache file held that this run did not use
 
 	// The plan holds ids: a digest is spelled out only for the manifests
 	// it deletes, and the sweep makes each path when it deletes it.

@@ -132,11 +132,12 @@ func (t *idTable) node(c *cachedNode) *manifestNode {
 	return n
 }
 
-// loadMarkCache reads the mark cache: the manifests it holds whose blob
-// is listed, by id (those whose blob is not are read, and found missing,
-// as without a cache). nil when there is none or it cannot be used (the
-// run then reads every manifest).
-func loadMarkCache(ctx context.Context, d storagedriver.StorageDriver, log *slog.Logger, ids *idTable) []*manifestNode {
+// loadMarkCache puts into c, before anything is asked of it, the
+// manifests the mark cache holds whose blob is listed (those whose blob
+// is not are read, and found missing, as without a cache). With no cache,
+// or one that cannot be used, c stays empty and the run reads every
+// manifest.
+func loadMarkCache(ctx context.Context, d storagedriver.StorageDriver, log *slog.Logger, c *manifestCache) {
 	p := pathFor(markCacheSpec{})
 	rc, err := d.Reader(ctx, p, 0)
 	if err != nil {
@@ -145,21 +146,21 @@ func loadMarkCache(ctx context.Context, d storagedriver.StorageDriver, log *slog
 		} else {
 			log.Info("gc: no mark cache, reading every manifest", "path", p)
 		}
-		return nil
+		return
 	}
 	defer rc.Close()
-	stored := make([]*manifestNode, ids.n)
-	count, err := decodeMarkCacheEach(rc, func(k sum256, c *cachedNode) {
+	ids := c.ids
+	count, err := decodeMarkCacheEach(rc, func(k sum256, n *cachedNode) {
 		if i := ids.index(k); i >= 0 {
-			stored[i] = ids.node(c)
+			c.m[i] = ids.node(n)
 		}
 	})
 	if err != nil {
+		clear(c.m)
 		log.Warn("gc: mark cache not used, reading every manifest", "path", p, "error", err)
-		return nil
+		return
 	}
 	log.Info("gc: mark cache read", "manifests", count)
-	return stored
 }
 
 // saveMarkCache writes the manifests this run understood. A failure is
@@ -173,7 +174,9 @@ func saveMarkCache(ctx context.Context, d storagedriver.StorageDriver, c *manife
 		}
 	}
 	for id, n := range c.m {
-		add(uint32(id), n)
+		if c.askedID.has(uint32(id)) {
+			add(uint32(id), n)
+		}
 	}
 	for id, n := range c.extra {
 		add(id, n)

@@ -170,21 +170,20 @@ type manifestCache struct {
 	d   storagedriver.StorageDriver
 	ids *idTable
 	mu  sync.Mutex
-	// m is every listed manifest asked for, by id: nil when not asked
-	// yet, unreadable when it could not be read; extra are those with ids
-	// past the listing (its blob missing, in the quarantine). asked counts
-	// them.
-	m     []*manifestNode
-	extra map[uint32]*manifestNode
-	asked int
+	// m are the listed manifests, by id: those asked for (unreadable
+	// when one could not be read) and, until the mark is done, those the
+	// mark cache file held (markcache.go), which count as asked once they
+	// are (isAsked); extra are the manifests asked for with ids past the
+	// listing (the blob missing, in the quarantine). asked counts both.
+	m       []*manifestNode
+	extra   map[uint32]*manifestNode
+	askedID idBits
+	asked   int
 	// reasons say why gc keeps a manifest without judging it, for the few
 	// it does not understand.
 	reasons map[uint32]string
-	// stored is what the mark cache file held, by id, for the manifests
-	// whose blob is listed (nil: none); read counts the manifests read
-	// from storage.
-	stored []*manifestNode
-	read   int
+	// read counts the manifests read from storage.
+	read int
 	// reading are the reads in flight, closed when done.
 	reading map[uint32]chan struct{}
 }
@@ -202,7 +201,27 @@ func (c *manifestCache) reason(id uint32) string {
 }
 
 func newManifestCache(d storagedriver.StorageDriver, ids *idTable) *manifestCache {
-	return &manifestCache{d: d, ids: ids, m: make([]*manifestNode, ids.n), reasons: map[uint32]string{}}
+	return &manifestCache{d: d, ids: ids, m: make([]*manifestNode, ids.n), askedID: newIDBits(int(ids.n)), reasons: map[uint32]string{}}
+}
+
+// isAsked says whether the manifest id was asked for; c.mu is held.
+func (c *manifestCache) isAsked(id uint32) bool {
+	if int(id) < len(c.m) {
+		return c.askedID.has(id)
+	}
+	return c.extra[id] != nil
+}
+
+// dropUnasked drops what the mark cache file held that the mark did not
+// ask for.
+func (c *manifestCache) dropUnasked() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id := range c.m {
+		if !c.askedID.has(uint32(id)) {
+			c.m[id] = nil
+		}
+	}
 }
 
 // at returns the manifest id's entry; c.mu is held.
@@ -218,10 +237,11 @@ func (c *manifestCache) set(id uint32, n *manifestNode) {
 	if n == nil {
 		n = unreadable
 	}
-	if c.at(id) == nil {
+	if !c.isAsked(id) {
 		c.asked++
 	}
 	if int(id) < len(c.m) {
+		c.askedID.add(id)
 		c.m[id] = n
 		return
 	}
@@ -235,7 +255,7 @@ func (c *manifestCache) set(id uint32, n *manifestNode) {
 func (c *manifestCache) node(id uint32) *manifestNode {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n := c.at(id); n != unreadable {
+	if n := c.at(id); n != unreadable && c.isAsked(id) {
 		return n
 	}
 	return nil
@@ -248,10 +268,8 @@ func (c *manifestCache) get(ctx context.Context, id uint32) (*manifestNode, stri
 	for {
 		c.mu.Lock()
 		n := c.at(id)
-		if n == nil && int(id) < len(c.stored) && c.stored[id] != nil {
-			n = c.stored[id]
-			c.stored[id] = nil
-			c.set(id, n)
+		if n != nil && !c.isAsked(id) {
+			c.set(id, n) // from the mark cache file
 		}
 		if n != nil {
 			reason := c.reasons[id]
