@@ -39,7 +39,7 @@ func (l revisionList) get(id uint32) *manifestInfo {
 // manifestNode is what the mark keeps of a manifest's content, the same
 // for every repository that holds it: what it references, by id (ids.go),
 // 48 bytes and 4 a reference. A manifest is immutable by digest, so this
-// is what the mark cache (markcache.go) stores, as sums.
+// is what the mark cache (markcache.go) stores, with sums for ids.
 type manifestNode struct {
 	ids   []uint32 // refs (config, layers, blobs), then children (an index's manifests)
 	nrefs uint32

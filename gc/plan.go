@@ -161,6 +161,11 @@ func (b *deadBlobs) claim(s sum256, repo int32, repos []string) {
 	if b.index != nil {
 		i = b.index(s)
 	}
+	b.claimAt(i, repo, repos)
+}
+
+// claimAt is claim for the blob at place i of the listing (none for -1).
+func (b *deadBlobs) claimAt(i int, repo int32, repos []string) {
 	if i < 0 || b.state[i] == keptBlob {
 		return
 	}
@@ -171,13 +176,8 @@ func (b *deadBlobs) claim(s sum256, repo int32, repos []string) {
 
 // claimID is claim for an id: only a listed one can be deleted.
 func (b *deadBlobs) claimID(ids *idTable, id uint32, repo int32, repos []string) {
-	if id >= ids.n {
-		return
-	}
-	if st := b.state[id]; st == keptBlob {
-		return
-	} else if st == noOwner || repos[repo] < repos[st] {
-		b.state[id] = repo
+	if id < ids.n {
+		b.claimAt(int(id), repo, repos)
 	}
 }
 

@@ -461,12 +461,6 @@ func (l blobList) each(fn func(b *blobInfo)) {
 	}
 }
 
-// lookup returns a function that says whether a digest is listed.
-func (l blobList) lookup() func(sum256) bool {
-	index := l.index()
-	return func(s sum256) bool { return index(s) >= 0 }
-}
-
 // index returns a function that gives a digest's place in the listing,
 // counted in the order of each, or -1 when it is not listed. The blob
 // store's prefix directories are a digest's first byte, so each slice is
