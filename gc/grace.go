@@ -37,23 +37,19 @@ func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*r
 	markAll(ctx, cache, shadow, quiet, func(int64) bool { return false })
 
 	var s spared
-	planned := map[string]map[sum256]struct{}{}
-	for _, m := range p.Manifests {
-		if planned[m.Repository] == nil {
-			planned[m.Repository] = map[sum256]struct{}{}
-		}
-		if k, ok := sumOf(m.Digest); ok {
-			planned[m.Repository][k] = struct{}{}
-		}
-	}
-	live := map[sum256]struct{}{}
+	ids := cache.ids
+	live := newIDBits(ids.len())
 	for _, r := range shadow {
-		for _, dg := range r.markedBlob.s {
-			live[dg] = struct{}{}
+		for _, id := range r.markedBlob {
+			live.add(id)
 		}
-		r.markedBlob = sumSet{}
+		r.markedBlob = nil
+		planned := make(map[uint32]struct{}, len(r.deleted))
+		for _, id := range r.deleted {
+			planned[id] = struct{}{}
+		}
 		for _, rv := range r.revisions {
-			if _, ok := planned[r.name][rv.s]; !r.isMarked(rv.s) && !ok {
+			if _, ok := planned[rv.id]; !r.isMarked(rv.id) && !ok {
 				s.manifests++
 			}
 		}
@@ -61,7 +57,7 @@ func (p *Plan) graceSpared(ctx context.Context, cache *manifestCache, repos []*r
 	i := -1
 	blobs.each(func(b *blobInfo) {
 		i++
-		_, isLive := live[b.s]
+		isLive := ids.isLive(live, i, b.s)
 		isDeleted := p.blobs.state != nil && p.blobs.state[i] != keptBlob
 		if !isLive && !isDeleted {
 			s.blobs++

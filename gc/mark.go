@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -14,89 +15,130 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// manifestInfo is what gc knows of one revision of a repository: 48
+// manifestInfo is what gc knows of one revision of a repository: 24
 // bytes. Why gc keeps a manifest it does not judge (unknown media type,
 // unreadable) is the manifest's, in the manifest cache (reason).
 type manifestInfo struct {
-	s    sum256
+	id   uint32        // the manifest's digest (ids.go)
 	mod  int64         // the revision link's modification time, Unix nanoseconds
 	node *manifestNode // nil when unreadable
 }
 
-// revisionList is a repository's revisions sorted by sum.
+// revisionList is a repository's revisions sorted by id.
 type revisionList []manifestInfo
 
-// get returns the revision s, nil when the repository has none.
-func (l revisionList) get(s sum256) *manifestInfo {
-	lo, hi := 0, len(l)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if l[m].s.less(s) {
-			lo = m + 1
-		} else {
-			hi = m
-		}
+// get returns the revision id, nil when the repository has none.
+func (l revisionList) get(id uint32) *manifestInfo {
+	i, ok := slices.BinarySearchFunc(l, id, func(m manifestInfo, id uint32) int { return cmpUint32(m.id, id) })
+	if !ok {
+		return nil
 	}
-	if lo < len(l) && l[lo].s == s {
-		return &l[lo]
-	}
-	return nil
+	return &l[i]
 }
 
 // manifestNode is what the mark keeps of a manifest's content, the same
-// for every repository that holds it: what it references, as sums. A
-// manifest is immutable by digest, so this is what the mark cache
-// (markcache.go) stores.
+// for every repository that holds it: what it references, by id (ids.go),
+// 48 bytes and 4 a reference. A manifest is immutable by digest, so this
+// is what the mark cache (markcache.go) stores, with sums for ids.
 type manifestNode struct {
-	mediaType string   // one string per known type
-	refs      []sum256 // config, layers, blobs
-	children  []sum256 // an index's manifests
-	subject   *sum256
-	base      *baseRef // the base.name/base.digest annotations, nil without
+	ids   []uint32 // refs (config, layers, blobs), then children (an index's manifests)
+	nrefs uint32
+	// mediaType is the media type's code in markCacheTypes, 0 for a type
+	// gc does not know (spelled out in rare).
+	mediaType byte
+	rare      *nodeRare // nil for most
+}
+
+// nodeRare are the parts of a manifest few have.
+type nodeRare struct {
+	mediaType  string // a type gc does not know
+	hasSubject bool
+	subject    uint32
+	base       *baseRef // the base.name/base.digest annotations, nil without
 }
 
 // baseRef is the base an image names (provenance.go).
 type baseRef struct {
 	name   string
-	digest sum256
+	digest uint32
+}
+
+func (n *manifestNode) refs() []uint32     { return n.ids[:n.nrefs] }
+func (n *manifestNode) children() []uint32 { return n.ids[n.nrefs:] }
+
+func (n *manifestNode) mediaTypeName() string {
+	if n.mediaType != 0 {
+		return markCacheTypes[n.mediaType]
+	}
+	if n.rare != nil {
+		return n.rare.mediaType
+	}
+	return ""
+}
+
+func (n *manifestNode) subject() (uint32, bool) {
+	if n.rare == nil {
+		return 0, false
+	}
+	return n.rare.subject, n.rare.hasSubject
+}
+
+func (n *manifestNode) base() *baseRef {
+	if n.rare == nil {
+		return nil
+	}
+	return n.rare.base
+}
+
+// setRare fills the rare parts, leaving rare nil when there are none.
+func (n *manifestNode) setRare(mediaType string, subject *uint32, base *baseRef) {
+	if n.mediaType != 0 {
+		mediaType = ""
+	}
+	if mediaType == "" && subject == nil && base == nil {
+		return
+	}
+	n.rare = &nodeRare{mediaType: mediaType, base: base}
+	if subject != nil {
+		n.rare.hasSubject, n.rare.subject = true, *subject
+	}
 }
 
 // nodeOf is what the mark keeps of a parsed manifest (nil for nil).
 // Digests that are not sha256 are dropped: gc lists and deletes only
 // sha256 blobs and revisions, so nothing it could delete is lost.
-func nodeOf(pm *parsedManifest) *manifestNode {
+func nodeOf(pm *parsedManifest, t *idTable) *manifestNode {
 	if pm == nil {
 		return nil
 	}
-	n := &manifestNode{mediaType: pm.MediaType}
-	if t, ok := knownTypeNames[n.mediaType]; ok {
-		n.mediaType = t
-	}
+	n := &manifestNode{mediaType: markCacheType(pm.MediaType)}
 	blobs := pm.blobs()
-	if len(blobs) > 0 {
-		n.refs = make([]sum256, 0, len(blobs)) // exactly: the node lives the whole run
+	if len(blobs)+len(pm.Manifests) > 0 {
+		n.ids = make([]uint32, 0, len(blobs)+len(pm.Manifests)) // exactly: the node lives the whole run
 	}
 	for _, dg := range blobs {
 		if s, ok := sumOf(dg); ok {
-			n.refs = append(n.refs, s)
+			n.ids = append(n.ids, t.id(s))
 		}
 	}
-	if len(pm.Manifests) > 0 {
-		n.children = make([]sum256, 0, len(pm.Manifests))
-	}
+	n.nrefs = uint32(len(n.ids))
 	for _, c := range pm.Manifests {
 		if s, ok := sumOf(c.Digest); ok {
-			n.children = append(n.children, s)
+			n.ids = append(n.ids, t.id(s))
 		}
 	}
+	var subject *uint32
 	if pm.Subject != nil {
 		if s, ok := sumOf(pm.Subject.Digest); ok {
-			n.subject = &s
+			id := t.id(s)
+			subject = &id
 		}
 	}
+	var base *baseRef
 	if s, ok := sumOf(pm.Annotations.Digest); ok {
-		n.base = &baseRef{name: pm.Annotations.Name, digest: s}
+		base = &baseRef{name: pm.Annotations.Name, digest: t.id(s)}
 	}
+	n.setRare(pm.MediaType, subject, base)
 	return n
 }
 
@@ -166,28 +208,31 @@ func (m *parsedManifest) blobs() []digest.Digest {
 }
 
 // repoState is a repository as read from storage, compact: digests are
-// sums, times Unix nanoseconds, links sorted slices (memory model in the
-// README, "gc on S3 and at scale").
+// ids (ids.go), times Unix nanoseconds, links sorted slices (memory model
+// in the README, "gc on S3 and at scale").
 type repoState struct {
 	name      string
 	revisions revisionList
 	// current tag -> digest
-	tags map[string]sum256
+	tags map[string]uint32
 	// history: tag -> its index entries with their mtimes, sorted
-	history map[string][]sumTime
-	layers  []sumTime            // sorted
+	history map[string][]idTime
+	layers  []idTime             // sorted
 	uploads map[string]time.Time // id -> startedat (zero if unreadable)
 
 	// results of marking
-	marked     map[sum256]struct{} // manifests
-	markedBlob sumSet              // configs, layers, manifests, children
-	kept       []KeptManifest
+	marked     idSet // manifests
+	markedBlob idSet // configs, layers, manifests, children
+	// deleted are the manifests the plan deletes, in the order of their
+	// digests.
+	deleted []uint32
+	kept    []KeptManifest
 	// baseRoots are untagged manifests live images name as their base
 	// (provenance.go): roots of the next mark.
-	baseRoots map[sum256]struct{}
+	baseRoots map[uint32]struct{}
 }
 
-func (r *repoState) isMarked(s sum256) bool { _, ok := r.marked[s]; return ok }
+func (r *repoState) isMarked(id uint32) bool { return r.marked.has(id) }
 
 // PlanGC reads the storage and decides what a run deletes. It deletes
 // nothing (a real run writes the mark cache, markcache.go).
@@ -212,9 +257,11 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	if err != nil {
 		return nil, err
 	}
-	cache := newManifestCache(d)
+	ids := newIDTable(blobs)
+	p.ids = ids
+	cache := newManifestCache(d, ids)
 	if !opts.NoMarkCache {
-		cache.stored, cache.present = loadMarkCache(ctx, d, log), blobs.lookup()
+		loadMarkCache(ctx, d, log, cache)
 	}
 	repos, err := readRepositories(ctx, d, names, cache, opts)
 	if err != nil {
@@ -227,63 +274,62 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	// Mark each repository, then the bases of live images (provenance.go).
 	pruned, keptAsBase := markAll(ctx, cache, repos, opts, young)
 	p.keptAsBase = keptAsBase
-	log.Info("gc: manifests", "read", cache.read, "fromMarkCache", len(cache.m)-cache.read)
+	log.Info("gc: manifests", "read", cache.read, "fromMarkCache", cache.asked-cache.read)
 	if !opts.NoMarkCache && !opts.DryRun {
 		saveMarkCache(ctx, d, cache, log)
 	}
-	cache.stored = nil // what this run used is in cache.m
+	cache.dropUnasked() // what the mark cache file held that this run did not use
 
-	// The plan holds sums: a digest is spelled out only for the manifests
+	// The plan holds ids: a digest is spelled out only for the manifests
 	// it deletes, and the sweep makes each path when it deletes it.
 	anyYoungLeft := false
 	repoIndex := make(map[string]int32, len(names))
 	for i, name := range names {
 		repoIndex[name] = int32(i)
 	}
+	p.live = newIDBits(ids.len())
 	for _, r := range repos {
 		ri := repoIndex[r.name]
 		for tag := range pruned[r.name] {
 			p.Tags = append(p.Tags, TagRef{r.name, tag})
 		}
 		p.Kept = append(p.Kept, r.kept...)
-		for _, dg := range r.markedBlob.s {
-			p.live.add(dg)
+		for _, id := range r.markedBlob {
+			p.live.add(id)
 		}
+		// The manifests to delete, as ids in the order of their digests
+		// (an id given past the listing is not in that order); they are
+		// spelled out once the mark's state is freed (below).
+		r.deleted = make([]uint32, 0, len(r.revisions)-len(r.marked))
 		for i := range r.revisions {
 			mi := &r.revisions[i]
-			dg := mi.s
 			anyYoungLeft = anyYoungLeft || young(mi.mod)
-			if r.isMarked(dg) {
-				continue
+			if !r.isMarked(mi.id) {
+				r.deleted = append(r.deleted, mi.id)
 			}
-			md := ManifestDeletion{Repository: r.name, Digest: dg.digest()}
-			for _, tag := range sortedKeys(r.history) {
-				if _, ok := findSum(r.history[tag], dg); ok && !pruned[r.name][tag] {
-					md.HistoryTags = append(md.HistoryTags, tag)
-				}
-			}
-			p.Manifests = append(p.Manifests, md)
 		}
+		ids.sortBySum(r.deleted)
 		dead := 0
 		for _, l := range r.layers {
-			marked := r.markedBlob.has(l.s)
+			marked := r.markedBlob.has(l.id)
 			anyYoungLeft = anyYoungLeft || young(l.mod)
 			switch {
 			case marked:
 			case young(l.mod):
-				p.live.add(l.s) // a push in flight: its blob stays too
+				p.live.add(l.id) // a push in flight: its blob stays too
 			default:
 				dead++
 			}
 		}
 		if dead > 0 {
 			// Made at its length as the repository's layers go.
-			links := repoLinks{ri, make([]sum256, 0, dead)}
+			links := repoLinks{ri, make([]uint32, 0, dead)}
 			for _, l := range r.layers {
-				if !r.markedBlob.has(l.s) && !young(l.mod) {
-					links.sums = append(links.sums, l.s)
+				if !r.markedBlob.has(l.id) && !young(l.mod) {
+					links.ids = append(links.ids, l.id)
 				}
 			}
+			ids.sortBySum(links.ids)
 			p.links = append(p.links, links)
 		}
 		for _, id := range sortedKeys(r.uploads) {
@@ -303,14 +349,10 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 				p.EmptyRepos = append(p.EmptyRepos, r.name)
 			}
 		}
-		// This repository is done: what the grace count (grace.go) does
-		// not need goes now.
-		r.layers, r.uploads, r.markedBlob = nil, nil, sumSet{}
-		if opts.KeepPrevious == 0 {
-			r.history = nil
-		}
+		// This repository is done: what the grace count (grace.go) and
+		// the manifests' history tags (below) do not need goes now.
+		r.layers, r.uploads, r.markedBlob = nil, nil, nil
 	}
-	p.live.done()
 
 	// Sweep the blob store.
 	p.blobs = newDeadBlobs(blobs)
@@ -321,7 +363,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 			anyYoungLeft = true
 			return
 		}
-		if p.live.has(b.s) {
+		if ids.isLive(p.live, i, b.s) {
 			return
 		}
 		p.blobs.state[i] = noOwner
@@ -329,25 +371,47 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	})
 	// Attribute each deleted blob's bytes to the first repository by name
 	// whose deleted manifests or layer links name it.
-	for _, m := range p.Manifests {
-		s, _ := sumOf(m.Digest)
-		ri := repoIndex[m.Repository]
-		p.blobs.claim(s, ri, names)
-		if n := cache.m[s]; n != nil {
-			for _, b := range n.refs {
-				p.blobs.claim(b, ri, names)
+	for _, r := range repos {
+		ri := repoIndex[r.name]
+		for _, id := range r.deleted {
+			p.blobs.claimID(ids, id, ri, names)
+			if n := cache.node(id); n != nil {
+				for _, b := range n.refs() {
+					p.blobs.claimID(ids, b, ri, names)
+				}
 			}
 		}
 	}
 	for _, l := range p.links {
-		for _, s := range l.sums {
-			p.blobs.claim(s, l.repo, names)
+		for _, id := range l.ids {
+			p.blobs.claimID(ids, id, l.repo, names)
 		}
 	}
 	if anyYoungLeft {
 		p.spared = p.graceSpared(ctx, cache, repos, blobs)
 	}
 	p.storage = storageTotals(repos, blobs)
+	// The manifest cache goes, then each repository as its manifests to
+	// delete are spelled out.
+	cache = nil
+	dead := 0
+	for _, r := range repos {
+		dead += len(r.deleted)
+	}
+	p.Manifests = make([]ManifestDeletion, 0, dead)
+	for k, r := range repos {
+		tags := sortedKeys(r.history)
+		for _, id := range r.deleted {
+			md := ManifestDeletion{Repository: r.name, Digest: ids.digest(id)}
+			for _, tag := range tags {
+				if _, ok := findID(r.history[tag], id); ok && !pruned[r.name][tag] {
+					md.HistoryTags = append(md.HistoryTags, tag)
+				}
+			}
+			p.Manifests = append(p.Manifests, md)
+		}
+		repos[k] = nil
+	}
 	sort.Slice(p.Tags, func(i, j int) bool {
 		return p.Tags[i].Repository+":"+p.Tags[i].Tag < p.Tags[j].Repository+":"+p.Tags[j].Tag
 	})
@@ -358,7 +422,7 @@ func PlanGC(ctx context.Context, d storagedriver.StorageDriver, opts Options) (*
 	return p, nil
 }
 
-func anyYoung(links []sumTime, young func(int64) bool) bool {
+func anyYoung(links []idTime, young func(int64) bool) bool {
 	for _, l := range links {
 		if young(l.mod) {
 			return true
@@ -384,31 +448,33 @@ func signatureSubject(tag string) (digest.Digest, bool) {
 	return d, true
 }
 
-// mark computes r.marked and r.markedBlob (a sorted slice: 32 bytes a
-// marked digest, held until the repository's part of the plan is made).
-// Roots: current tags (except pruned ones), KeepPrevious history entries,
-// manifests within grace, manifests gc does not understand, and
-// everything with KeepUntagged.
+// mark computes r.marked and r.markedBlob (sorted slices of ids: 4 bytes
+// a marked digest, markedBlob held until the repository's part of the
+// plan is made). Roots: current tags (except pruned ones), KeepPrevious
+// history entries, manifests within grace, manifests gc does not
+// understand, and everything with KeepUntagged.
 func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[string]bool, opts Options, young func(int64) bool) {
-	r.marked = map[sum256]struct{}{}
-	markedBlob := map[sum256]struct{}{}
+	ids := cache.ids
+	marked := map[uint32]struct{}{}
+	isMarked := func(id uint32) bool { _, ok := marked[id]; return ok }
+	markedBlob := map[uint32]struct{}{}
 	r.kept = nil
-	var queue []sum256
-	push := func(dg sum256) {
-		if !r.isMarked(dg) {
-			r.marked[dg] = struct{}{}
-			queue = append(queue, dg)
+	var queue []uint32
+	push := func(id uint32) {
+		if !isMarked(id) {
+			marked[id] = struct{}{}
+			queue = append(queue, id)
 		}
 	}
-	for tag, dg := range r.tags {
+	for tag, id := range r.tags {
 		if pruned[tag] {
 			continue
 		}
-		push(dg)
+		push(id)
 		if opts.KeepPrevious > 0 {
-			var prev []sumTime
+			var prev []idTime
 			for _, h := range r.history[tag] {
-				if h.s != dg {
+				if h.id != id {
 					prev = append(prev, h)
 				}
 			}
@@ -416,54 +482,54 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 				if prev[i].mod != prev[j].mod {
 					return prev[i].mod > prev[j].mod
 				}
-				return prev[i].s.less(prev[j].s)
+				return ids.compare(prev[i].id, prev[j].id) < 0
 			})
 			for i := 0; i < len(prev) && i < opts.KeepPrevious; i++ {
-				push(prev[i].s)
+				push(prev[i].id)
 			}
 		}
 	}
-	for dg := range r.baseRoots {
-		push(dg)
+	for id := range r.baseRoots {
+		push(id)
 	}
 	for i := range r.revisions {
 		mi := &r.revisions[i]
-		dg, unknown := mi.s, cache.reason(mi.s)
+		unknown := cache.reason(mi.id)
 		switch {
 		case opts.KeepUntagged, young(mi.mod):
-			push(dg)
+			push(mi.id)
 		case unknown != "":
-			push(dg)
+			push(mi.id)
 		}
 		if unknown != "" {
 			mt := ""
 			if mi.node != nil {
-				mt = mi.node.mediaType
+				mt = mi.node.mediaTypeName()
 			}
-			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: dg.digest(), MediaType: mt, Reason: unknown})
+			r.kept = append(r.kept, KeptManifest{Repository: r.name, Digest: ids.digest(mi.id), MediaType: mt, Reason: unknown})
 		}
 	}
 	for {
 		for len(queue) > 0 {
-			dg := queue[0]
+			id := queue[0]
 			queue = queue[1:]
-			markedBlob[dg] = struct{}{}
-			mi := r.revisions.get(dg)
+			markedBlob[id] = struct{}{}
+			mi := r.revisions.get(id)
 			var n *manifestNode
 			if mi != nil {
 				n = mi.node
 			} else {
 				// A child absent from this repository (an index-only copy):
 				// keep it, and what it references if the blob store has it.
-				n, _, _ = cache.get(ctx, dg)
+				n, _, _ = cache.get(ctx, id)
 			}
 			if n == nil {
 				continue
 			}
-			for _, b := range n.refs {
+			for _, b := range n.refs() {
 				markedBlob[b] = struct{}{}
 			}
-			for _, c := range n.children {
+			for _, c := range n.children() {
 				if mi == nil {
 					markedBlob[c] = struct{}{} // don't chase further out of the repo
 					continue
@@ -474,8 +540,11 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 		// Referrers of marked manifests.
 		for i := range r.revisions {
 			mi := &r.revisions[i]
-			if !r.isMarked(mi.s) && mi.node != nil && mi.node.subject != nil && r.isMarked(*mi.node.subject) {
-				push(mi.s)
+			if isMarked(mi.id) || mi.node == nil {
+				continue
+			}
+			if subj, ok := mi.node.subject(); ok && isMarked(subj) {
+				push(mi.id)
 			}
 		}
 		if len(queue) == 0 {
@@ -484,13 +553,13 @@ func mark(ctx context.Context, cache *manifestCache, r *repoState, pruned map[st
 	}
 	// Drop marks of manifests absent from the repository: they are kept as
 	// blobs (markedBlob) but there is no revision to keep.
-	for dg := range r.marked {
-		if r.revisions.get(dg) == nil {
-			delete(r.marked, dg)
+	for id := range marked {
+		if r.revisions.get(id) == nil {
+			delete(marked, id)
 		}
 	}
 	sort.Slice(r.kept, func(i, j int) bool { return r.kept[i].Digest < r.kept[j].Digest })
-	r.markedBlob = sumSetOf(markedBlob)
+	r.marked, r.markedBlob = idSetOf(marked), idSetOf(markedBlob)
 }
 
 // readManifest reads and parses a manifest from the blob store. A manifest
@@ -546,14 +615,5 @@ func sortedDigests[V any](m map[digest.Digest]V) []digest.Digest {
 		out = append(out, k)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
-}
-
-func sortedSums[V any](m map[sum256]V) []sum256 {
-	out := make([]sum256, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].less(out[j]) })
 	return out
 }

@@ -3,8 +3,10 @@
 //
 // A manifest is immutable by digest: its content, and so what it
 // references, is the same for every read. The cache maps a manifest's
-// digest to its manifestNode (media type, the blobs and children it
-// names, its subject, its base annotations). It holds only manifests gc
+// digest to what the mark keeps of it (manifestNode: media type, the
+// blobs and children it names, its subject, its base annotations), with
+// every digest spelled as its sum: ids (ids.go) are the run's own, so
+// nodes are turned into sums when written and back when read. It holds only manifests gc
 // understood (a known media type, read in full); an unreadable or unknown
 // one is read again, and reported again, every run.
 //
@@ -41,7 +43,6 @@ import (
 	"hash"
 	"io"
 	"log/slog"
-	"sort"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 )
@@ -68,9 +69,75 @@ func markCacheType(mt string) byte {
 	return 0
 }
 
-// loadMarkCache reads the mark cache; nil when there is none or it cannot
-// be used (the run then reads every manifest).
-func loadMarkCache(ctx context.Context, d storagedriver.StorageDriver, log *slog.Logger) map[sum256]*manifestNode {
+// cachedNode is a manifestNode as the file holds it: digests as sums.
+type cachedNode struct {
+	mediaType string
+	refs      []sum256
+	children  []sum256
+	subject   *sum256
+	base      *cachedBase
+}
+
+type cachedBase struct {
+	name   string
+	digest sum256
+}
+
+// cached is n with its digests spelled as sums.
+func (t *idTable) cached(n *manifestNode) *cachedNode {
+	sums := func(list []uint32) []sum256 {
+		if len(list) == 0 {
+			return nil
+		}
+		out := make([]sum256, len(list))
+		for i, id := range list {
+			out[i] = t.sum(id)
+		}
+		return out
+	}
+	c := &cachedNode{mediaType: n.mediaTypeName(), refs: sums(n.refs()), children: sums(n.children())}
+	if id, ok := n.subject(); ok {
+		s := t.sum(id)
+		c.subject = &s
+	}
+	if b := n.base(); b != nil {
+		c.base = &cachedBase{name: b.name, digest: t.sum(b.digest)}
+	}
+	return c
+}
+
+// node is c with its digests named by ids.
+func (t *idTable) node(c *cachedNode) *manifestNode {
+	n := &manifestNode{mediaType: markCacheType(c.mediaType)}
+	if k := len(c.refs) + len(c.children); k > 0 {
+		n.ids = make([]uint32, 0, k)
+	}
+	for _, s := range c.refs {
+		n.ids = append(n.ids, t.id(s))
+	}
+	n.nrefs = uint32(len(n.ids))
+	for _, s := range c.children {
+		n.ids = append(n.ids, t.id(s))
+	}
+	var subject *uint32
+	if c.subject != nil {
+		id := t.id(*c.subject)
+		subject = &id
+	}
+	var base *baseRef
+	if c.base != nil {
+		base = &baseRef{name: c.base.name, digest: t.id(c.base.digest)}
+	}
+	n.setRare(c.mediaType, subject, base)
+	return n
+}
+
+// loadMarkCache puts into c, before anything is asked of it, the
+// manifests the mark cache holds whose blob is listed (those whose blob
+// is not are read, and found missing, as without a cache). With no cache,
+// or one that cannot be used, c stays empty and the run reads every
+// manifest.
+func loadMarkCache(ctx context.Context, d storagedriver.StorageDriver, log *slog.Logger, c *manifestCache) {
 	p := pathFor(markCacheSpec{})
 	rc, err := d.Reader(ctx, p, 0)
 	if err != nil {
@@ -79,30 +146,43 @@ func loadMarkCache(ctx context.Context, d storagedriver.StorageDriver, log *slog
 		} else {
 			log.Info("gc: no mark cache, reading every manifest", "path", p)
 		}
-		return nil
+		return
 	}
 	defer rc.Close()
-	m, err := decodeMarkCache(rc)
+	ids := c.ids
+	count, err := decodeMarkCacheEach(rc, func(k sum256, n *cachedNode) {
+		if i := ids.index(k); i >= 0 {
+			c.m[i] = ids.node(n)
+		}
+	})
 	if err != nil {
+		clear(c.m)
 		log.Warn("gc: mark cache not used, reading every manifest", "path", p, "error", err)
-		return nil
+		return
 	}
-	log.Info("gc: mark cache read", "manifests", len(m))
-	return m
+	log.Info("gc: mark cache read", "manifests", count)
 }
 
 // saveMarkCache writes the manifests this run understood. A failure is
 // logged: the next run reads every manifest, as it would without a cache.
 func saveMarkCache(ctx context.Context, d storagedriver.StorageDriver, c *manifestCache, log *slog.Logger) {
 	c.mu.Lock()
-	keys := make([]sum256, 0, len(c.m))
-	for k, n := range c.m {
-		if n != nil && c.reasons[k] == "" && markCacheType(n.mediaType) != 0 {
-			keys = append(keys, k)
+	var keys []uint32
+	add := func(id uint32, n *manifestNode) {
+		if n != nil && n != unreadable && c.reasons[id] == "" && n.mediaType != 0 {
+			keys = append(keys, id)
 		}
 	}
+	for id, n := range c.m {
+		if c.askedID.has(uint32(id)) {
+			add(uint32(id), n)
+		}
+	}
+	for id, n := range c.extra {
+		add(id, n)
+	}
 	c.mu.Unlock()
-	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) })
+	c.ids.sortBySum(keys)
 	p := pathFor(markCacheSpec{})
 	err := func() error {
 		w, err := d.Writer(ctx, p, false)
@@ -110,7 +190,13 @@ func saveMarkCache(ctx context.Context, d storagedriver.StorageDriver, c *manife
 			return err
 		}
 		bw := bufio.NewWriterSize(w, 1<<20)
-		if err := encodeMarkCache(bw, keys, func(k sum256) *manifestNode { return c.m[k] }); err != nil {
+		err = encodeMarkCache(bw, len(keys), func(i int) (sum256, *cachedNode) {
+			c.mu.Lock()
+			n := c.at(keys[i])
+			c.mu.Unlock()
+			return c.ids.sum(keys[i]), c.ids.cached(n)
+		})
+		if err != nil {
 			w.Cancel(ctx)
 			return err
 		}
@@ -131,8 +217,9 @@ func saveMarkCache(ctx context.Context, d storagedriver.StorageDriver, c *manife
 	log.Info("gc: mark cache written", "manifests", len(keys))
 }
 
-// encodeMarkCache writes the cache of keys (sorted) to w.
-func encodeMarkCache(w io.Writer, keys []sum256, node func(sum256) *manifestNode) error {
+// encodeMarkCache writes the cache of count manifests, given by entry in
+// the order of their digests, to w.
+func encodeMarkCache(w io.Writer, count int, entry func(i int) (sum256, *cachedNode)) error {
 	h := sha256.New()
 	mw := io.MultiWriter(w, h)
 	var buf []byte
@@ -144,9 +231,9 @@ func encodeMarkCache(w io.Writer, keys []sum256, node func(sum256) *manifestNode
 		}
 	}
 	buf = append(buf, markCacheMagic...)
-	uv(len(keys))
-	for _, k := range keys {
-		n := node(k)
+	uv(count)
+	for i := range count {
+		k, n := entry(i)
 		buf = append(buf, k[:]...)
 		buf = append(buf, markCacheType(n.mediaType))
 		sums(n.refs)
@@ -207,12 +294,24 @@ var errMarkCache = errors.New("not a mark cache of this version, or damaged")
 
 // decodeMarkCache reads a cache written by encodeMarkCache; any damage is
 // an error (errMarkCache or the read's).
-func decodeMarkCache(r io.Reader) (map[sum256]*manifestNode, error) {
+func decodeMarkCache(r io.Reader) (map[sum256]*cachedNode, error) {
+	m := map[sum256]*cachedNode{}
+	if _, err := decodeMarkCacheEach(r, func(k sum256, n *cachedNode) { m[k] = n }); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// decodeMarkCacheEach reads a cache written by encodeMarkCache, giving
+// each entry to fn as it is read, and returns their count; any damage is
+// an error (errMarkCache or the read's), after which what fn was given
+// must not be used.
+func decodeMarkCacheEach(r io.Reader, fn func(sum256, *cachedNode)) (int, error) {
 	hr := &hashingReader{r: bufio.NewReaderSize(r, 1<<20), h: sha256.New()}
 	bad := func(what string) error { return fmt.Errorf("%w: %s", errMarkCache, what) }
 	magic := make([]byte, len(markCacheMagic))
 	if err := hr.full(magic); err != nil || string(magic) != markCacheMagic {
-		return nil, bad("header")
+		return 0, bad("header")
 	}
 	uv := func(limit uint64) (int, error) {
 		n, err := binary.ReadUvarint(hr)
@@ -249,54 +348,53 @@ func decodeMarkCache(r io.Reader) (map[sum256]*manifestNode, error) {
 	}
 	count, err := uv(1 << 40)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
-	m := make(map[sum256]*manifestNode, min(count, 1<<16))
 	for range count {
 		var k sum256
 		if err := hr.full(k[:]); err != nil {
-			return nil, bad("truncated")
+			return 0, bad("truncated")
 		}
-		n := &manifestNode{}
+		n := &cachedNode{}
 		code, err := hr.ReadByte()
 		if err != nil || code == 0 || int(code) >= len(markCacheTypes) {
-			return nil, bad("media type")
+			return 0, bad("media type")
 		}
 		n.mediaType = knownTypeNames[markCacheTypes[code]]
 		if n.refs, err = readSums(); err != nil {
-			return nil, err
+			return 0, err
 		}
 		if n.children, err = readSums(); err != nil {
-			return nil, err
+			return 0, err
 		}
 		flags, err := hr.ReadByte()
 		if err != nil || flags > 3 {
-			return nil, bad("flags")
+			return 0, bad("flags")
 		}
 		if flags&1 != 0 {
 			n.subject = new(sum256)
 			if err := hr.full(n.subject[:]); err != nil {
-				return nil, bad("truncated")
+				return 0, bad("truncated")
 			}
 		}
 		if flags&2 != 0 {
-			n.base = &baseRef{}
+			n.base = &cachedBase{}
 			if n.base.name, err = str(); err != nil {
-				return nil, err
+				return 0, err
 			}
 			if err := hr.full(n.base.digest[:]); err != nil {
-				return nil, bad("truncated")
+				return 0, bad("truncated")
 			}
 		}
-		m[k] = n
+		fn(k, n)
 	}
 	want := hr.h.Sum(nil)
 	got := make([]byte, sha256.Size)
 	if _, err := io.ReadFull(hr.r, got); err != nil || !bytes.Equal(got, want) {
-		return nil, bad("checksum")
+		return 0, bad("checksum")
 	}
 	if _, err := hr.r.ReadByte(); err != io.EOF {
-		return nil, bad("trailing bytes")
+		return 0, bad("trailing bytes")
 	}
-	return m, nil
+	return count, nil
 }

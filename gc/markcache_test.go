@@ -222,22 +222,22 @@ func flip(b []byte, i int) []byte {
 func TestMarkCacheFormat(t *testing.T) {
 	s := func(b byte) sum256 { var x sum256; x[0], x[31] = b, b; return x }
 	subj := s(9)
-	m := map[sum256]*manifestNode{
+	m := map[sum256]*cachedNode{
 		s(1): {mediaType: "application/vnd.oci.image.manifest.v1+json", refs: []sum256{s(2), s(3)}, subject: &subj},
 		s(4): {mediaType: "application/vnd.oci.image.index.v1+json", children: []sum256{s(1)}},
 		s(5): {mediaType: "application/vnd.docker.distribution.manifest.v2+json", refs: []sum256{s(6)},
-			base: &baseRef{name: "registry.example.com/base/debian:12", digest: s(7)}},
+			base: &cachedBase{name: "registry.example.com/base/debian:12", digest: s(7)}},
 	}
-	keys := sortedSums(m)
+	keys := []sum256{s(1), s(4), s(5)}
 	var buf bytes.Buffer
-	if err := encodeMarkCache(&buf, keys, func(k sum256) *manifestNode { return m[k] }); err != nil {
+	if err := encodeMarkCache(&buf, len(keys), func(i int) (sum256, *cachedNode) { return keys[i], m[keys[i]] }); err != nil {
 		t.Fatal(err)
 	}
 	got, err := decodeMarkCache(bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(m, got, cmp.AllowUnexported(manifestNode{}, baseRef{})); diff != "" {
+	if diff := cmp.Diff(m, got, cmp.AllowUnexported(cachedNode{}, cachedBase{})); diff != "" {
 		t.Errorf("round trip (-wrote +read):\n%s", diff)
 	}
 	for i := range buf.Len() {

@@ -35,9 +35,12 @@ type Plan struct {
 	// blobs are the blob-store entries nothing kept anywhere needs, with
 	// the repository their bytes are attributed to.
 	blobs deadBlobs
-	// live are the blobs (and manifests) the mark keeps; a blob a crashed
-	// run left in the quarantine is restored if it is here.
-	live sumSet
+	// live are the blobs (and manifests) the mark keeps, by id (ids); a
+	// blob a crashed run left in the quarantine is restored if it is here.
+	live idBits
+	// ids name the digests of links and live (nil for a plan built by
+	// hand).
+	ids *idTable
 	// keptAsBase are manifests kept only as the base of live images.
 	keptAsBase []BlobRef
 	// spared is what the grace kept (grace.go).
@@ -74,18 +77,19 @@ type BlobDeletion struct {
 }
 
 // repoLinks are the layer links to delete in one repository (an index in
-// Plan.repos): 32 bytes a link, each slice made at its length as the
-// repository's part of the plan is made; paths are made when deleted.
+// Plan.repos): 4 bytes a link (its id, in the order of the digests), each
+// slice made at its length as the repository's part of the plan is made;
+// paths are made when deleted.
 type repoLinks struct {
 	repo int32
-	sums []sum256
+	ids  []uint32
 }
 
 // linkCount is the number of layer links the plan deletes.
 func (p *Plan) linkCount() int {
 	n := 0
 	for _, l := range p.links {
-		n += len(l.sums)
+		n += len(l.ids)
 	}
 	return n
 }
@@ -95,8 +99,8 @@ func (p *Plan) linkCount() int {
 func (p *Plan) linkChunks(n int, fn func([]BlobRef) error) error {
 	chunk := make([]BlobRef, 0, n)
 	for _, l := range p.links {
-		for _, s := range l.sums {
-			chunk = append(chunk, BlobRef{p.repos[l.repo], s.digest()})
+		for _, id := range l.ids {
+			chunk = append(chunk, BlobRef{p.repos[l.repo], p.ids.digest(id)})
 			if len(chunk) == n {
 				if err := fn(chunk); err != nil {
 					return err
@@ -157,12 +161,33 @@ func (b *deadBlobs) claim(s sum256, repo int32, repos []string) {
 	if b.index != nil {
 		i = b.index(s)
 	}
+	b.claimAt(i, repo, repos)
+}
+
+// claimAt is claim for the blob at place i of the listing (none for -1).
+func (b *deadBlobs) claimAt(i int, repo int32, repos []string) {
 	if i < 0 || b.state[i] == keptBlob {
 		return
 	}
 	if o := b.state[i]; o == noOwner || repos[repo] < repos[o] {
 		b.state[i] = repo
 	}
+}
+
+// claimID is claim for an id: only a listed one can be deleted.
+func (b *deadBlobs) claimID(ids *idTable, id uint32, repo int32, repos []string) {
+	if id < ids.n {
+		b.claimAt(int(id), repo, repos)
+	}
+}
+
+// isLive says whether the mark keeps dg.
+func (p *Plan) isLive(dg digest.Digest) bool {
+	if p.ids == nil {
+		return false
+	}
+	id, ok := p.ids.lookupDigest(dg)
+	return ok && p.live.has(id)
 }
 
 // owner is the repository dg's bytes are attributed to.

@@ -68,7 +68,7 @@ func markRepo(ctx context.Context, cache *manifestCache, r *repoState, pruned ma
 			if pruned[tag] {
 				continue
 			}
-			if subj, ok := signatureSubject(tag); ok && !markedDigest(r, subj) {
+			if subj, ok := signatureSubject(tag); ok && !markedDigest(cache.ids, r, subj) {
 				pruned[tag] = true
 				more = true
 			}
@@ -98,23 +98,23 @@ func markAll(ctx context.Context, cache *manifestCache, repos []*repoState, opts
 	if opts.NoKeepBases {
 		return pruned, nil
 	}
-	before := map[string]map[sum256]struct{}{} // marks before the rule, per repository it touched
+	before := map[string]idSet{} // marks before the rule, per repository it touched
 	for {
 		touched := map[*repoState]bool{}
 		for _, r := range repos {
-			for dg := range r.marked {
-				mi := r.revisions.get(dg)
-				if mi == nil || mi.node == nil || mi.node.base == nil {
+			for _, id := range r.marked {
+				mi := r.revisions.get(id)
+				if mi == nil || mi.node == nil || mi.node.base() == nil {
 					continue
 				}
-				ann := mi.node.base
+				ann := mi.node.base()
 				for _, name := range baseRepositories(ann.name) {
 					br := byName[name]
 					if br == nil || br.isMarked(ann.digest) || br.revisions.get(ann.digest) == nil {
 						continue
 					}
 					if br.baseRoots == nil {
-						br.baseRoots = map[sum256]struct{}{}
+						br.baseRoots = map[uint32]struct{}{}
 					}
 					br.baseRoots[ann.digest] = struct{}{}
 					touched[br] = true
@@ -128,11 +128,8 @@ func markAll(ctx context.Context, cache *manifestCache, repos []*repoState, opts
 			if !touched[r] {
 				continue
 			}
-			if before[r.name] == nil {
-				before[r.name] = make(map[sum256]struct{}, len(r.marked))
-				for dg := range r.marked {
-					before[r.name][dg] = struct{}{}
-				}
+			if _, ok := before[r.name]; !ok {
+				before[r.name] = r.marked // mark makes a new slice
 			}
 			// More roots can only save signature tags pruned before.
 			pruned[r.name] = map[string]bool{}
@@ -141,14 +138,20 @@ func markAll(ctx context.Context, cache *manifestCache, repos []*repoState, opts
 	}
 	var kept []BlobRef
 	for _, r := range repos {
-		if before[r.name] == nil {
+		b, ok := before[r.name]
+		if !ok {
 			continue
 		}
-		for _, dg := range sortedSums(r.marked) {
-			if _, ok := before[r.name][dg]; !ok {
-				kept = append(kept, BlobRef{r.name, dg.digest()})
-				opts.Logger.Info("gc: kept as the base of a live image", "repository", r.name, "digest", kept[len(kept)-1].Digest)
+		var added []uint32
+		for _, id := range r.marked {
+			if !b.has(id) {
+				added = append(added, id)
 			}
+		}
+		cache.ids.sortBySum(added)
+		for _, id := range added {
+			kept = append(kept, BlobRef{r.name, cache.ids.digest(id)})
+			opts.Logger.Info("gc: kept as the base of a live image", "repository", r.name, "digest", kept[len(kept)-1].Digest)
 		}
 	}
 	return pruned, kept
@@ -156,9 +159,9 @@ func markAll(ctx context.Context, cache *manifestCache, repos []*repoState, opts
 
 // markedDigest: is the manifest dg marked in r (false for a digest that
 // is not sha256, which r cannot hold)?
-func markedDigest(r *repoState, dg digest.Digest) bool {
-	s, ok := sumOf(dg)
-	return ok && r.isMarked(s)
+func markedDigest(ids *idTable, r *repoState, dg digest.Digest) bool {
+	id, ok := ids.lookupDigest(dg)
+	return ok && r.isMarked(id)
 }
 
 // annotate adds to a report what the plan kept and why: the facts of the

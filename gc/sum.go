@@ -5,6 +5,7 @@ package gc
 import (
 	"encoding/hex"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -49,28 +50,20 @@ func (s sum256) digest() digest.Digest {
 
 func (s sum256) less(o sum256) bool { return string(s[:]) < string(o[:]) }
 
-// sumTime is a digest with a modification time in Unix nanoseconds (a
-// layer link, a tag's history entry): 40 bytes.
-type sumTime struct {
-	s   sum256
+// idTime is a digest (its id, ids.go) with a modification time in Unix
+// nanoseconds (a layer link, a tag's history entry): 16 bytes.
+type idTime struct {
+	id  uint32
 	mod int64
 }
 
-// find returns the modification time of s in a slice sorted by sum.
-func findSum(list []sumTime, s sum256) (int64, bool) {
-	lo, hi := 0, len(list)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if list[m].s.less(s) {
-			lo = m + 1
-		} else {
-			hi = m
-		}
+// findID returns the modification time of id in a slice sorted by id.
+func findID(list []idTime, id uint32) (int64, bool) {
+	i, ok := slices.BinarySearchFunc(list, id, func(e idTime, id uint32) int { return cmpUint32(e.id, id) })
+	if !ok {
+		return 0, false
 	}
-	if lo < len(list) && list[lo].s == s {
-		return list[lo].mod, true
-	}
-	return 0, false
+	return list[i].mod, true
 }
 
 // isSHA256Hex: 64 lowercase hex digits, as digest.Validate wants them.

@@ -1,4 +1,5 @@
-// Compact sets of sums: the live set the mark hands to the sweep.
+// Compact sets of ids (ids.go): the marks and the live set the mark hands
+// to the sweep.
 
 package gc
 
@@ -7,50 +8,46 @@ import (
 	"slices"
 )
 
-// sumSet is a set of sums as one sorted slice without duplicates: 32
-// bytes a member (a map costs about twice that). Members are added in any
-// order, with repeats; add keeps the slice within twice the distinct
-// members by sorting and compacting whenever it doubled since the last
-// time, and done does so a last time. has works once done was called.
-type sumSet struct {
-	s []sum256
-	// sorted is the length of the sorted, compacted prefix of s.
-	sorted int
-}
+// idSet is a set of ids as one sorted slice: 4 bytes a member. A
+// repository's marks are held as idSets from its mark until its part of
+// the plan is made.
+type idSet []uint32
 
-// sumSetOf is the set of m's keys.
-func sumSetOf[V any](m map[sum256]V) sumSet {
-	s := sortedSums(m)
-	return sumSet{s: s, sorted: len(s)}
-}
-
-// add puts x in the set.
-func (u *sumSet) add(x sum256) {
-	u.s = append(u.s, x)
-	if len(u.s) >= 2*max(u.sorted, 1024) {
-		u.compact()
+// idSetOf is the set of m's keys.
+func idSetOf[V any](m map[uint32]V) idSet {
+	s := make(idSet, 0, len(m))
+	for k := range m {
+		s = append(s, k)
 	}
+	slices.Sort(s)
+	return s
 }
 
-// compact sorts s and drops repeats.
-func (u *sumSet) compact() {
-	slices.SortFunc(u.s, compareSums)
-	u.s = slices.Compact(u.s)
-	u.sorted = len(u.s)
-}
-
-// done makes the set ready for has, trimmed to its members.
-func (u *sumSet) done() {
-	u.compact()
-	u.s = slices.Clip(append([]sum256(nil), u.s...))
-}
-
-// has tells whether x is in the set (after done).
-func (u *sumSet) has(x sum256) bool {
-	_, ok := slices.BinarySearchFunc(u.s, x, compareSums)
+// has tells whether x is in the set.
+func (s idSet) has(x uint32) bool {
+	_, ok := slices.BinarySearch(s, x)
 	return ok
 }
 
-func (u *sumSet) len() int { return len(u.s) }
+// idBits is a set of ids as one bit each, over every id given (a listed
+// blob costs one bit whether it is a member or not): the live set.
+type idBits []uint64
+
+func newIDBits(n int) idBits { return make(idBits, (n+63)/64) }
+
+// add puts x in the set, growing it for an id given after it was made.
+func (b *idBits) add(x uint32) {
+	w := int(x / 64)
+	if w >= len(*b) {
+		*b = append(*b, make(idBits, w+1-len(*b))...)
+	}
+	(*b)[w] |= 1 << (x % 64)
+}
+
+// has tells whether x is in the set.
+func (b idBits) has(x uint32) bool {
+	w := int(x / 64)
+	return w < len(b) && b[w]&(1<<(x%64)) != 0
+}
 
 func compareSums(a, b sum256) int { return bytes.Compare(a[:], b[:]) }

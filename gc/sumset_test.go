@@ -7,64 +7,115 @@ import (
 	"github.com/google/go-cmp/cmp"
 )
 
-// A sumSet holds each member once, sorted, whatever the order and the
-// repeats of what was added, across the compactions add makes as it
-// grows; has finds exactly the members.
-func TestSumSet(t *testing.T) {
-	sum := func(i int) sum256 {
-		var s sum256
-		s[0], s[1], s[31] = byte(i>>8), byte(i), byte(i*7)
-		return s
+// Ids name listed digests by their place in the listing and the others
+// by ids past it, given once each; an id spells its sum back, ids sort as
+// their sums, lookup gives no id, and a manifest node goes to sums (the
+// mark cache's form) and back unchanged.
+func TestIDTable(t *testing.T) {
+	sum := func(first, i byte) sum256 { var s sum256; s[0], s[1] = first, i; return s }
+	list := blobList{
+		{{s: sum(0x0a, 1)}, {s: sum(0x0a, 2)}, {s: sum(0x0a, 3)}},
+		{},
+		{{s: sum(0x0b, 1)}, {s: sum(0x0b, 2)}},
 	}
-	seq := func(from, to, step int) []int {
-		var out []int
-		for i := from; i != to; i += step {
-			out = append(out, i)
+	ids := newIDTable(list)
+	if !ids.canonical || ids.n != 5 {
+		t.Fatalf("canonical %v, n %d; want true, 5", ids.canonical, ids.n)
+	}
+	listed := []sum256{sum(0x0a, 1), sum(0x0a, 2), sum(0x0a, 3), sum(0x0b, 1), sum(0x0b, 2)}
+	for i, s := range listed {
+		if id := ids.id(s); id != uint32(i) {
+			t.Errorf("id of listed blob %d: %d", i, id)
 		}
-		return out
 	}
-	for _, tc := range []struct {
-		name    string
-		add     []int
-		members []int // sorted
-		absent  []int
-	}{
-		{"empty", nil, nil, []int{0, 1}},
-		{"one", []int{5}, []int{5}, []int{4, 6}},
-		{"repeats", []int{3, 3, 1, 3, 1}, []int{1, 3}, []int{0, 2}},
-		{"descending, past compactions", seq(5000, 0, -1), seq(1, 5001, 1), []int{0, 5001}},
-		{"every member four times, past compactions", slices.Concat(seq(0, 3000, 2), seq(0, 3000, 2), seq(2998, -2, -2), seq(0, 3000, 2)),
-			seq(0, 3000, 2), []int{1, 2999, 3000}},
-		{"repeats of the few, then new ones", slices.Concat(slices.Repeat([]int{7, 9}, 3000), seq(100, 110, 1)),
-			slices.Concat([]int{7, 9}, seq(100, 110, 1)), []int{8, 110}},
+	unlisted := []sum256{sum(0x0c, 1), sum(0x0a, 9), sum(0x00, 1)}
+	if _, ok := ids.lookup(unlisted[0]); ok {
+		t.Errorf("lookup gave an unlisted digest an id")
+	}
+	for i, s := range unlisted {
+		if id := ids.id(s); id != uint32(5+i) {
+			t.Errorf("id of unlisted digest %d: %d, want %d", i, id, 5+i)
+		}
+	}
+	if id := ids.id(unlisted[1]); id != 6 {
+		t.Errorf("asked again, unlisted digest 1 has id %d, want 6", id)
+	}
+	all := slices.Concat(listed, unlisted)
+	for id, s := range all {
+		if got := ids.sum(uint32(id)); got != s {
+			t.Errorf("sum of id %d: %x, want %x", id, got[:2], s[:2])
+		}
+	}
+	if ids.len() != 8 {
+		t.Errorf("len %d, want 8", ids.len())
+	}
+	order := []uint32{7, 6, 5, 4, 3, 2, 1, 0}
+	ids.sortBySum(order)
+	var got []sum256
+	for _, id := range order {
+		got = append(got, ids.sum(id))
+	}
+	want := slices.Clone(all)
+	slices.SortFunc(want, compareSums)
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ids sorted by sum (-want +got):\n%s", diff)
+	}
+
+	var live idBits = newIDBits(5)
+	live.add(1)
+	live.add(6) // past the listing: the set grows
+	for id := range uint32(130) {
+		if live.has(id) != (id == 1 || id == 6) {
+			t.Errorf("live.has(%d) = %v", id, live.has(id))
+		}
+	}
+	for i, s := range listed {
+		if ids.isLive(live, i, s) != (i == 1) {
+			t.Errorf("isLive(%d) = %v", i, !(i == 1))
+		}
+	}
+	set := idSetOf(map[uint32]bool{9: true, 2: true, 5: true})
+	if diff := cmp.Diff(idSet{2, 5, 9}, set); diff != "" {
+		t.Errorf("idSet (-want +got):\n%s", diff)
+	}
+	if !set.has(5) || set.has(4) {
+		t.Errorf("idSet.has wrong: has(5) %v, has(4) %v", set.has(5), set.has(4))
+	}
+
+	subj := sum(0x0b, 2)
+	for _, c := range []*cachedNode{
+		{mediaType: "application/vnd.oci.image.manifest.v1+json", refs: []sum256{sum(0x0a, 1), sum(0x0c, 1), sum(0x0d, 7)}, subject: &subj},
+		{mediaType: "application/vnd.oci.image.index.v1+json", children: []sum256{sum(0x0b, 1), sum(0x0e, 1)}},
+		{mediaType: "application/vnd.docker.distribution.manifest.v2+json", refs: []sum256{sum(0x0a, 2)},
+			base: &cachedBase{name: "base/debian:12", digest: sum(0x0f, 1)}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			var u sumSet
-			for _, i := range tc.add {
-				u.add(sum(i))
-			}
-			u.done()
-			var want []sum256
-			for _, i := range tc.members {
-				want = append(want, sum(i))
-			}
-			if diff := cmp.Diff(want, u.s); diff != "" {
-				t.Errorf("members (-want +got):\n%s", diff)
-			}
-			if cap(u.s) != len(u.s) {
-				t.Errorf("capacity %d for %d members", cap(u.s), len(u.s))
-			}
-			for _, i := range tc.members {
-				if !u.has(sum(i)) {
-					t.Errorf("has(%d) = false, want true", i)
-				}
-			}
-			for _, i := range tc.absent {
-				if u.has(sum(i)) {
-					t.Errorf("has(%d) = true, want false", i)
-				}
-			}
-		})
+		if diff := cmp.Diff(c, ids.cached(ids.node(c)), cmp.AllowUnexported(cachedNode{}, cachedBase{})); diff != "" {
+			t.Errorf("node to sums and back (-want +got):\n%s", diff)
+		}
+	}
+}
+
+// A blob listed where the registry does not put it (under another prefix
+// directory) gets an id past the listing, as index does not find it
+// there, and is live by that id.
+func TestIDTableMisplaced(t *testing.T) {
+	sum := func(first, i byte) sum256 { var s sum256; s[0], s[1] = first, i; return s }
+	list := blobList{
+		{{s: sum(0x0a, 1)}, {s: sum(0x0c, 5)}}, // 0x0c under 0x0a's directory
+		{{s: sum(0x0b, 1)}},
+	}
+	ids := newIDTable(list)
+	if ids.canonical {
+		t.Fatalf("canonical with a misplaced blob")
+	}
+	id := ids.id(sum(0x0c, 5))
+	if id < ids.n {
+		t.Fatalf("misplaced blob has id %d, within the listing", id)
+	}
+	var live idBits
+	live.add(id)
+	if !ids.isLive(live, 1, sum(0x0c, 5)) || ids.isLive(live, 2, sum(0x0b, 1)) {
+		t.Errorf("isLive of the misplaced blob %v, of the other %v", ids.isLive(live, 1, sum(0x0c, 5)), ids.isLive(live, 2, sum(0x0b, 1)))
 	}
 }
 

@@ -261,7 +261,7 @@ func (s *sweep) restoreLeftovers(ctx context.Context) error {
 	}
 	var live []digest.Digest
 	for _, dg := range s.q.leftovers() {
-		if k, ok := sumOf(dg); ok && s.p.live.has(k) {
+		if s.p.isLive(dg) {
 			live = append(live, dg)
 		}
 	}
