@@ -83,60 +83,86 @@ func (m *s3Mover) copyObject(ctx context.Context, from, to string, size int64) e
 	return err
 }
 
-// put copies the blobs into the quarantine, s3DeleteMax at a time (each
-// copy a CopyObject, workers at once; no HeadObject, no listing), then
-// deletes the sources of those copied in one DeleteObjects, and only then
-// calls held for each. A blob whose source is gone (NoSuchKey) is skipped.
+// put copies the blobs into the quarantine (each copy a CopyObject,
+// workers at once; no HeadObject, no listing) and deletes the sources of
+// those copied s3DeleteMax a DeleteObjects as they come, one delete at a
+// time beside the copies, calling held for each blob once its source is
+// deleted. The copies are one stream (no chunk waits for its slowest copy
+// or for its delete), which is what the store's own floor for them costs
+// (bench/gc/s3floor). A blob whose source is gone (NoSuchKey) is skipped.
 // A blob larger than one CopyObject copies (5 GiB) is copied in parts
 // (S3Place.Copy: a HeadObject for its ETag, then every part on the
 // condition that the source still has it); none is left to the driver.
 //
-// A crash between a chunk's copies and its delete leaves those blobs in
-// both places. The next run finds them in the quarantine (leftovers): one
-// the mark keeps is found present in blobs/ by restore and its quarantined
-// copy is purged as redundant; one still dead is planned again, copied
-// over its quarantined copy (the same bytes) and moved as any other.
+// When a copy fails (or the run is stopped), the sources of the copies
+// not yet in a delete stay: those blobs are in both places, as after a
+// crash between a copy and its delete. The next run finds them in the
+// quarantine (leftovers): one the mark keeps is found present in blobs/ by
+// restore and its quarantined copy is purged as redundant; one still dead
+// is planned again, copied over its quarantined copy (the same bytes) and
+// moved as any other.
 func (m *s3Mover) put(ctx context.Context, blobs []BlobDeletion, workers int, hook func(path string) error, held func(BlobDeletion)) error {
-	for start := 0; start < len(blobs); start += s3DeleteMax {
-		chunk := blobs[start:min(start+s3DeleteMax, len(blobs))]
-		copied := make([]bool, len(chunk))
-		err := forEach(ctx, workers, len(chunk), func(i int) error {
-			b := chunk[i]
-			from := pathFor(blobDataSpec{b.Digest})
-			if hook != nil {
-				if err := hook(from); err != nil {
-					return err
-				}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	copied := make(chan BlobDeletion, s3DeleteMax)
+	copiesDone := make(chan bool, 1) // whether every copy succeeded
+	deleted := make(chan error, 1)
+	go func() {
+		batch := make([]BlobDeletion, 0, s3DeleteMax)
+		var failed error
+		flush := func() {
+			if len(batch) == 0 || failed != nil {
+				return
 			}
-			err := m.copyObject(ctx, from, pathFor(quarantineDataSpec{b.Digest}), b.Size)
-			if isNotFound(err) {
-				return nil
+			sources := make([]string, len(batch))
+			for i, b := range batch {
+				sources[i] = pathFor(blobDataSpec{b.Digest})
 			}
-			if err != nil {
-				return fmt.Errorf("quarantining %s: copying %s: %w", b.Digest, path.Base(path.Dir(from)), err)
+			if err := (&s3Batch{m.S3Place}).deleteFiles(ctx, sources, 1); err != nil {
+				failed = fmt.Errorf("quarantining: deleting the copied blobs from blobs/: %w", err)
+				cancel(failed) // the copies stop; those made stay in both places
+				return
 			}
-			copied[i] = true
+			for _, b := range batch {
+				held(b)
+			}
+			batch = batch[:0]
+		}
+		for b := range copied {
+			batch = append(batch, b)
+			if len(batch) == s3DeleteMax {
+				flush()
+			}
+		}
+		if <-copiesDone {
+			flush()
+		}
+		deleted <- failed
+	}()
+	err := forEach(ctx, workers, len(blobs), func(i int) error {
+		b := blobs[i]
+		from := pathFor(blobDataSpec{b.Digest})
+		if hook != nil {
+			if err := hook(from); err != nil {
+				return err
+			}
+		}
+		err := m.copyObject(ctx, from, pathFor(quarantineDataSpec{b.Digest}), b.Size)
+		if isNotFound(err) {
 			return nil
-		})
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("quarantining %s: copying %s: %w", b.Digest, path.Base(path.Dir(from)), err)
 		}
-		var sources []string
-		var moved []BlobDeletion
-		for i, b := range chunk {
-			if copied[i] {
-				sources = append(sources, pathFor(blobDataSpec{b.Digest}))
-				moved = append(moved, b)
-			}
-		}
-		if err := (&s3Batch{m.S3Place}).deleteFiles(ctx, sources, 1); err != nil {
-			return fmt.Errorf("quarantining: deleting the copied blobs from blobs/: %w", err)
-		}
-		for _, b := range moved {
-			held(b)
-		}
+		copied <- b
+		return nil
+	})
+	close(copied)
+	copiesDone <- err == nil
+	if derr := <-deleted; derr != nil {
+		return derr
 	}
-	return nil
+	return err
 }
 
 // move moves one object: a copy (one CopyObject; in parts for an object

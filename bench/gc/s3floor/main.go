@@ -34,6 +34,8 @@ func main() {
 	cfg := flag.String("config", "", "the registry's configuration file (an s3 storage)")
 	n := flag.Int("n", 1000, "how many blobs to copy and delete")
 	jobs := flag.Int("jobs", 16, "copies at a time (gc's quarantine copies max(--jobs, 16) at a time)")
+	acl := flag.String("acl", "private", "the copies' ACL (the s3 driver's default objectacl, which gc's copies set)")
+	class := flag.String("storage-class", "STANDARD", "the copies' storage class (the s3 driver's default, which gc's copies set)")
 	flag.Parse()
 	ctx := context.Background()
 	d, err := gc.Open(ctx, *cfg)
@@ -70,6 +72,7 @@ func main() {
 		copies[i] = "/docker/registry/v2/regkeeper-floor/" + path.Base(path.Dir(src))
 	}
 
+	opts := gc.S3CopyOptions{ContentType: "application/octet-stream", ACL: *acl, StorageClass: *class}
 	t0 := time.Now()
 	var next atomic.Int64
 	errs := make(chan error, *jobs)
@@ -81,7 +84,7 @@ func main() {
 					errs <- nil
 					return
 				}
-				if err := p.Copy(ctx, p.Key(paths[i]), p.Key(copies[i]), 0, gc.S3CopyOptions{}); err != nil {
+				if err := p.Copy(ctx, p.Key(paths[i]), p.Key(copies[i]), 0, opts); err != nil {
 					errs <- fmt.Errorf("copying %s: %w", paths[i], err)
 					return
 				}
