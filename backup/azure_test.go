@@ -4,10 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/regkeeper/regkeeper/internal/testbed/tools"
 	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,11 +27,7 @@ import (
 // in container and opens it.
 func azureTarget(t *testing.T, a *azurite.Server, container, prefix string) Layout {
 	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "backup-storage.yml")
-	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(a.StorageYAML(container, "/"+prefix), "\n", "\n  ") + "\n"
-	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := tools.StorageConfig(t, a.StorageYAML(container, "/"+prefix))
 	l, err := OpenTarget(context.Background(), "", cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"reflect"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
@@ -89,6 +90,40 @@ func (p *AzurePlace) dirPrefix(dir string) string {
 	return p.Name(strings.TrimSuffix(dir, "/")) + "/"
 }
 
+// errStopListing, returned by eachBlob's fn, ends the listing without
+// error.
+var errStopListing = errors.New("stop listing")
+
+// eachBlob calls fn for every blob whose name starts with prefix, in name
+// order, with its size and modification time: one flat listing, 5,000
+// names a request. An error of fn ends the listing and is returned
+// (errStopListing: nil).
+func (p *AzurePlace) eachBlob(ctx context.Context, prefix string, fn func(name string, size int64, mod time.Time) error) error {
+	pager := p.Client.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &prefix})
+	for pager.More() {
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return err
+		}
+		for _, b := range page.Segment.BlobItems {
+			if b.Name == nil || b.Properties == nil || b.Properties.LastModified == nil {
+				return errors.New("listing " + prefix + ": a blob without name or modification time")
+			}
+			var size int64
+			if b.Properties.ContentLength != nil {
+				size = *b.Properties.ContentLength
+			}
+			if err := fn(*b.Name, size, *b.Properties.LastModified); err != nil {
+				if err == errStopListing {
+					return nil
+				}
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // azureIs404 is the driver's test for a missing blob (is404).
 func azureIs404(err error) bool {
 	return bloberror.HasCode(err, bloberror.BlobNotFound, bloberror.ContainerNotFound,
@@ -165,62 +200,48 @@ func (d *azureDriver) Walk(ctx context.Context, from string, f storagedriver.Wal
 		skip  string   // a directory skipped (its path + "/")
 		found bool
 	)
-	pager := d.p.Client.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &prefix})
-	for pager.More() {
-		page, err := pager.NextPage(ctx)
-		if err != nil {
-			return err
+	err := d.p.eachBlob(ctx, prefix, func(name string, size int64, mod time.Time) error {
+		found = true
+		p := d.p.path(name)
+		if skip != "" && strings.HasPrefix(p, skip) {
+			return nil
 		}
-		for _, b := range page.Segment.BlobItems {
-			if b.Name == nil || b.Properties == nil || b.Properties.LastModified == nil {
-				return errors.New("listing " + prefix + ": a blob without name or modification time")
-			}
-			found = true
-			p := d.p.path(*b.Name)
-			if skip != "" && strings.HasPrefix(p, skip) {
+		// Close the directories p is not in; open those it is in.
+		for len(open) > 0 && !strings.HasPrefix(p, open[len(open)-1]+"/") {
+			open = open[:len(open)-1]
+		}
+		base := from
+		if len(open) > 0 {
+			base = open[len(open)-1]
+		}
+		for j := len(base) + 1; j < len(p); j++ {
+			if p[j] != '/' {
 				continue
 			}
-			// Close the directories p is not in; open those it is in.
-			for len(open) > 0 && !strings.HasPrefix(p, open[len(open)-1]+"/") {
-				open = open[:len(open)-1]
-			}
-			base := from
-			if len(open) > 0 {
-				base = open[len(open)-1]
-			}
-			stopped := false
-			for j := len(base) + 1; j < len(p) && !stopped; j++ {
-				if p[j] != '/' {
-					continue
-				}
-				dir := p[:j]
-				open = append(open, dir)
-				switch err := f(storagedriver.FileInfoInternal{FileInfoFields: storagedriver.FileInfoFields{Path: dir, IsDir: true}}); {
-				case err == storagedriver.ErrSkipDir:
-					skip, stopped = dir+"/", true
-				case err == storagedriver.ErrFilledBuffer:
-					return nil
-				case err != nil:
-					return err
-				}
-			}
-			if stopped {
-				continue
-			}
-			var size int64
-			if b.Properties.ContentLength != nil {
-				size = *b.Properties.ContentLength
-			}
-			err := f(storagedriver.FileInfoInternal{FileInfoFields: storagedriver.FileInfoFields{
-				Path: p, Size: size, ModTime: *b.Properties.LastModified}})
-			switch {
-			case err == storagedriver.ErrSkipDir: // on a file: nothing to skip
-			case err == storagedriver.ErrFilledBuffer:
+			dir := p[:j]
+			open = append(open, dir)
+			switch err := f(storagedriver.FileInfoInternal{FileInfoFields: storagedriver.FileInfoFields{Path: dir, IsDir: true}}); {
+			case err == storagedriver.ErrSkipDir:
+				skip = dir + "/"
 				return nil
+			case err == storagedriver.ErrFilledBuffer:
+				return errStopListing
 			case err != nil:
 				return err
 			}
 		}
+		switch err := f(storagedriver.FileInfoInternal{FileInfoFields: storagedriver.FileInfoFields{
+			Path: p, Size: size, ModTime: mod}}); {
+		case err == storagedriver.ErrSkipDir: // on a file: nothing to skip
+		case err == storagedriver.ErrFilledBuffer:
+			return errStopListing
+		case err != nil:
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if !found && from != "" && from != "/" {
 		return storagedriver.PathNotFoundError{Path: from, DriverName: d.Name()}

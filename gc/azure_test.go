@@ -3,9 +3,9 @@ package gc
 import (
 	"context"
 	"fmt"
+	"github.com/regkeeper/regkeeper/internal/testbed/tools"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -134,24 +134,11 @@ func TestGCPushInEachWindowAzure(t *testing.T) {
 // config, as gc does, with the layout at azureRoot.
 func openAzure(t *testing.T, a *azurite.Server, container string) storagedriver.StorageDriver {
 	t.Helper()
-	cfg := filepath.Join(t.TempDir(), "config.yml")
-	yml := "version: 0.1\nstorage:\n" + indent(a.StorageYAML(container, azureRoot), "  ")
-	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d, err := Open(context.Background(), cfg)
+	d, err := Open(context.Background(), tools.StorageConfig(t, a.StorageYAML(container, azureRoot)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
-}
-
-func indent(s, pre string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	for i := range lines {
-		lines[i] = pre + lines[i]
-	}
-	return strings.Join(lines, "\n") + "\n"
 }
 
 // gc's Walk and List on Azure (one flat listing, one delimited listing)

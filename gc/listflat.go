@@ -4,14 +4,11 @@ package gc
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"path"
-	"sort"
 	"strings"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/aws/aws-sdk-go/aws"
 	"github.com/aws/aws-sdk-go/service/s3"
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
@@ -47,25 +44,10 @@ func flatListerOf(d storagedriver.StorageDriver) flatLister {
 	if p := AzurePlaceOf(d); p != nil {
 		base := p.dirPrefix(root)
 		return func(ctx context.Context, first string, fn func(string, int64, time.Time)) error {
-			prefix := base + first
-			pager := p.Client.NewListBlobsFlatPager(&container.ListBlobsFlatOptions{Prefix: &prefix})
-			for pager.More() {
-				page, err := pager.NextPage(ctx)
-				if err != nil {
-					return err
-				}
-				for _, b := range page.Segment.BlobItems {
-					if b.Name == nil || b.Properties == nil || b.Properties.LastModified == nil {
-						return errors.New("listing " + prefix + ": a blob without name or modification time")
-					}
-					var size int64
-					if b.Properties.ContentLength != nil {
-						size = *b.Properties.ContentLength
-					}
-					fn(strings.TrimPrefix(*b.Name, base), size, *b.Properties.LastModified)
-				}
-			}
-			return nil
+			return p.eachBlob(ctx, base+first, func(name string, size int64, mod time.Time) error {
+				fn(strings.TrimPrefix(name, base), size, mod)
+				return nil
+			})
 		}
 	}
 	return nil
@@ -84,14 +66,10 @@ func listBlobsFlat(ctx context.Context, d storagedriver.StorageDriver, flat flat
 	bar := opts.Progress.Count(-1, "reading blobs")
 	defer bar.Done()
 	root := pathFor(blobsSpec{digest.SHA256})
-	prefixes, err := d.List(ctx, root)
+	prefixes, err := blobPrefixes(ctx, d)
 	if err != nil {
-		if isNotFound(err) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("listing blobs: %w", err)
+		return nil, err
 	}
-	sort.Strings(prefixes)
 	// The prefix directories by their first character: one listing each.
 	var firsts []string
 	byFirst := map[string][]string{}

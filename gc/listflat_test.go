@@ -3,8 +3,7 @@ package gc
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
+	"github.com/regkeeper/regkeeper/internal/testbed/tools"
 	"strings"
 	"testing"
 
@@ -26,12 +25,7 @@ import (
 func TestS3ListBlobs(t *testing.T) {
 	const bucket = "list"
 	m := startMinIO(t, bucket)
-	cfg := filepath.Join(t.TempDir(), "config.yml")
-	yml := "version: 0.1\nstorage:\n" + indent(m.StorageYAML(bucket), "  ")
-	if err := os.WriteFile(cfg, []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	d, err := Open(context.Background(), cfg)
+	d, err := Open(context.Background(), tools.StorageConfig(t, m.StorageYAML(bucket)))
 	if err != nil {
 		t.Fatal(err)
 	}

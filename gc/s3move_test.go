@@ -2,8 +2,7 @@ package gc
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+	"github.com/regkeeper/regkeeper/internal/testbed/tools"
 	"sort"
 	"strings"
 	"sync"
@@ -147,12 +146,7 @@ func copyBucket(t *testing.T, m *minio.Server, from, to string) (config string) 
 			t.Fatalf("copying %s: %v", k, err)
 		}
 	}
-	config = filepath.Join(t.TempDir(), "config.yml")
-	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(strings.TrimSpace(m.StorageYAML(to)), "\n", "\n  ") + "\n"
-	if err := os.WriteFile(config, []byte(yml), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return config
+	return tools.StorageConfig(t, m.StorageYAML(to))
 }
 
 // A run that dies between the copies of a chunk and their delete leaves

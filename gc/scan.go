@@ -555,12 +555,10 @@ func (in *interner) of(d digest.Digest) digest.Digest {
 	return d
 }
 
-// walkBlobs is listBlobs through the driver's Walk.
-func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, _ *interner, opts Options) (blobList, error) {
-	bar := opts.Progress.Count(-1, "reading blobs")
-	defer bar.Done()
-	root := pathFor(blobsSpec{digest.SHA256})
-	prefixes, err := d.List(ctx, root)
+// blobPrefixes lists the blob store's prefix directories, sorted (none
+// when it has no blob store).
+func blobPrefixes(ctx context.Context, d storagedriver.StorageDriver) ([]string, error) {
+	prefixes, err := d.List(ctx, pathFor(blobsSpec{digest.SHA256}))
 	if err != nil {
 		if isNotFound(err) {
 			return nil, nil
@@ -568,6 +566,17 @@ func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, _ *interner, 
 		return nil, fmt.Errorf("listing blobs: %w", err)
 	}
 	sort.Strings(prefixes)
+	return prefixes, nil
+}
+
+// walkBlobs is listBlobs through the driver's Walk.
+func walkBlobs(ctx context.Context, d storagedriver.StorageDriver, _ *interner, opts Options) (blobList, error) {
+	bar := opts.Progress.Count(-1, "reading blobs")
+	defer bar.Done()
+	prefixes, err := blobPrefixes(ctx, d)
+	if err != nil {
+		return nil, err
+	}
 	found := make(blobList, len(prefixes))
 	err = forEach(ctx, opts.Jobs, len(prefixes), func(i int) error {
 		err := d.Walk(ctx, prefixes[i], func(fi storagedriver.FileInfo) error {

@@ -3,7 +3,7 @@ package gc
 import (
 	"context"
 	"errors"
-	"os"
+	"github.com/regkeeper/regkeeper/internal/testbed/tools"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -17,18 +17,6 @@ import (
 	"github.com/regkeeper/regkeeper/internal/testbed/azurite"
 	"github.com/regkeeper/regkeeper/internal/testbed/minio"
 )
-
-// storageConfig writes a registry config holding storage (a driver
-// section, as the testbeds' StorageYAML write it) and returns its path.
-func storageConfig(t *testing.T, storage string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "config.yml")
-	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(strings.TrimSuffix(storage, "\n"), "\n", "\n  ") + "\n"
-	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // requestID is the store's request id in a message, which changes with
 // every request.
@@ -88,7 +76,7 @@ func TestRefusedStorageS3(t *testing.T) {
 				t.Setenv("AWS_CONFIG_FILE", none)
 				t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 			}
-			err, msg := refusedRun(t, storageConfig(t, tc.storage))
+			err, msg := refusedRun(t, tools.StorageConfig(t, tc.storage))
 			if diff := cmp.Diff(tc.want, msg); diff != "" {
 				t.Errorf("message (-want +got)\n%s", diff)
 			}
@@ -127,7 +115,7 @@ func TestRefusedStorageAzure(t *testing.T) {
 			if tc.storage == good {
 				t.Fatal("the case did not change the storage section")
 			}
-			err, msg := refusedRun(t, storageConfig(t, tc.storage))
+			err, msg := refusedRun(t, tools.StorageConfig(t, tc.storage))
 			if diff := cmp.Diff(tc.want, msg); diff != "" {
 				t.Errorf("message (-want +got)\n%s", diff)
 			}

@@ -1,8 +1,7 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
+	"github.com/regkeeper/regkeeper/internal/testbed/tools"
 	"strings"
 	"testing"
 
@@ -10,26 +9,14 @@ import (
 	"github.com/regkeeper/regkeeper/internal/testbed/minio"
 )
 
-// writeStorage writes a config file holding storage (a driver section, as
-// the testbeds write it) and returns its path.
-func writeStorage(t *testing.T, storage string) string {
-	t.Helper()
-	p := filepath.Join(t.TempDir(), "config.yml")
-	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(strings.TrimSuffix(storage, "\n"), "\n", "\n  ") + "\n"
-	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
 // An operator's wrong storage keys, in the registry's config (gc) or a
 // --target-config file (verify): exit 1, and one line on stderr saying
 // what is wrong and what to check.
 func TestRefusedStorageKeys(t *testing.T) {
 	m := minio.ForTest(t, "registry")
 	a := azurite.ForTest(t, "registry")
-	s3Wrong := writeStorage(t, strings.Replace(m.StorageYAML("registry"), "secretkey: "+minio.SecretKey, "secretkey: not-the-secret", 1))
-	azWrong := writeStorage(t, strings.Replace(a.StorageYAML("registry", "/registry"), azurite.AccountKey, strings.Repeat("d3Jvbmcta2V5", 7)+"d3Jvbmcta2V5LS0tLQ==", 1))
+	s3Wrong := tools.StorageConfig(t, strings.Replace(m.StorageYAML("registry"), "secretkey: "+minio.SecretKey, "secretkey: not-the-secret", 1))
+	azWrong := tools.StorageConfig(t, strings.Replace(a.StorageYAML("registry", "/registry"), azurite.AccountKey, strings.Repeat("d3Jvbmcta2V5", 7)+"d3Jvbmcta2V5LS0tLQ==", 1))
 	for _, tc := range []struct {
 		argv []string
 		want string // the start of the line

@@ -198,10 +198,5 @@ func (s *Server) TargetURL(bucket, prefix string) string {
 // section) for a backup at rootdirectory in bucket, and returns its path.
 func (s *Server) TargetConfig(t testing.TB, bucket, rootdirectory string) string {
 	t.Helper()
-	p := filepath.Join(t.TempDir(), "target.yml")
-	yml := "version: 0.1\nstorage:\n  " + strings.ReplaceAll(s.StorageYAML(bucket), "\n", "\n  ") + "  rootdirectory: " + rootdirectory + "\n"
-	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return tools.StorageConfig(t, s.StorageYAML(bucket)+"  rootdirectory: "+rootdirectory)
 }
